@@ -1,0 +1,3 @@
+from dane_monitor.cli import main
+
+raise SystemExit(main())
