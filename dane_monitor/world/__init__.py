@@ -1,0 +1,55 @@
+"""The local world: a DNSSEC-signed internet with STARTTLS mail servers, on loopback.
+
+Plain library code (no pytest import): ``dane-monitor world`` serves it, the test-suite and
+the ``pytest_dane`` fixtures wrap it. The pieces, from the bottom up:
+
+- :mod:`.zones`: zones, a signed hierarchy from a private trust anchor, deliberate faults;
+- :mod:`.dnsserver`: an asyncio authoritative DNS server (UDP and TCP) for that hierarchy;
+- :mod:`.pki`: certificate chains (trustme CA → intermediate → leaf, self-signed, expired);
+- :mod:`.smtp`: asyncio STARTTLS SMTP servers with switchable misbehaviour;
+- :mod:`.scenarios`: the catalogue of named DANE situations with their expected verdicts;
+- :mod:`.world`: all of it built from scenarios and served.
+"""
+
+from dane_monitor.world.dnsserver import DNSServer
+from dane_monitor.world.pki import PKI, Chain, self_signed
+from dane_monitor.world.scenarios import (
+    CATALOGUE,
+    Cert,
+    Expect,
+    Host,
+    HostExpect,
+    Record,
+    Scenario,
+    Server,
+    by_name,
+)
+from dane_monitor.world.smtp import Behaviour, SMTPServer
+from dane_monitor.world.world import Domain, Endpoint, MXHost, World
+from dane_monitor.world.zones import NSEC3, Fault, Hierarchy, Zone
+
+__all__ = [
+    "CATALOGUE",
+    "NSEC3",
+    "PKI",
+    "Behaviour",
+    "Cert",
+    "Chain",
+    "DNSServer",
+    "Domain",
+    "Endpoint",
+    "Expect",
+    "Fault",
+    "Hierarchy",
+    "Host",
+    "HostExpect",
+    "MXHost",
+    "Record",
+    "SMTPServer",
+    "Scenario",
+    "Server",
+    "World",
+    "Zone",
+    "by_name",
+    "self_signed",
+]

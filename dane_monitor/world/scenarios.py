@@ -1,0 +1,370 @@
+"""The scenario catalogue: named DANE situations with the verdict RFC 7672 demands for each.
+
+A scenario is plain data: the mail domain's zone (signed or not, NSEC or NSEC3, faults), its
+MX hosts, the servers behind each host's addresses (certificates and behaviours) and the
+TLSA records published for each host. ``World`` turns the catalogue into zones and running
+servers; the checker's tests iterate over it and compare their verdicts with ``expect``.
+
+Verdicts use the shared vocabulary of DESIGN.md: ``valid``, ``failed``, ``bogus``,
+``no-dane``, ``insecure``, ``no-mail``, ``error``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from dane_monitor.world.smtp import Behaviour
+from dane_monitor.world.zones import NSEC3, Fault
+
+KeyType = Literal["ecdsa", "rsa"]
+Verdict = Literal["valid", "failed", "bogus", "no-dane", "insecure", "no-mail", "error"]
+SenderAction = Literal[
+    "deliver-authenticated", "deliver-unauthenticated-tls", "deliver-opportunistic", "defer"
+]
+
+# What a TLSA record points at, relative to the chain(s) the host's first server presents.
+#   leaf:         the served leaf certificate (usage 3)
+#   intermediate: the CA that issued the served leaf (usage 2)
+#   root:         the root CA above that intermediate (usage 2; not sent by the server)
+#   unrelated:    a key no server of this host presents (a mismatch, or a stale/next key)
+Target = Literal["leaf", "intermediate", "root", "unrelated"]
+
+
+@dataclass(frozen=True)
+class Cert:
+    """A certificate chain a server presents."""
+
+    key_type: KeyType = "ecdsa"
+    # SAN names; None means the MX host name (and the TLSA base domain, when it differs).
+    names: tuple[str, ...] | None = None
+    self_signed: bool = False
+    expired: bool = False
+    # Servers of one host whose Cert is equal share one chain (one key, as IPv4 and IPv6
+    # usually do); a different key_id makes a server present a key of its own.
+    key_id: int = 0
+
+
+@dataclass(frozen=True)
+class Server:
+    """One SMTP server, listening on one address of an MX host."""
+
+    certs: tuple[Cert, ...] = (Cert(),)
+    behaviours: frozenset[Behaviour] = frozenset()
+
+
+@dataclass(frozen=True)
+class Record:
+    """A TLSA record, described by what it should match rather than by its digest."""
+
+    usage: int = 3
+    selector: int = 1
+    mtype: int = 1
+    target: Target = "leaf"
+    # Which served chain the target is taken from (0: the first, e.g. ECDSA; 1: the second).
+    chain: int = 0
+    # A literal RDATA overrides the computed one (malformed or deliberately odd records).
+    rdata: str | None = None
+
+
+@dataclass(frozen=True)
+class Host:
+    """An MX host: its name, the servers on its addresses and its TLSA RRset."""
+
+    name: str  # relative to the mail domain ("mx1") or absolute ("mx.other.example.")
+    servers: tuple[Server, ...] = (Server(),)
+    tlsa: tuple[Record, ...] = (Record(),)
+    preference: int = 10
+    # The MX record names ``alias``; ``alias`` is a CNAME to ``name`` (RFC 7672 §2.2.3).
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class HostExpect:
+    """What a DANE-enforcing sender does with one MX host."""
+
+    verdict: Verdict
+    # Whether the TLSA RRset authenticates the host's servers; None when no usable TLSA
+    # applies (no DANE, insecure, bogus, no STARTTLS to authenticate).
+    authenticates: bool | None
+    sender_action: SenderAction
+
+
+@dataclass(frozen=True)
+class Expect:
+    verdict: Verdict
+    # Host name (as in ``Host.name``) → expectation.
+    hosts: dict[str, HostExpect] = field(default_factory=dict)
+    # Finding codes the checker must report (a subset: it may report more).
+    findings: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str  # also the mail domain's first label: <name>.<tld>
+    summary: str
+    hosts: tuple[Host, ...] = (Host("mx1"),)
+    # "mx": MX records name the hosts; "implicit": no MX, the domain itself is the host
+    # (RFC 7672 §2.2.2; its single host must be named "@"); "null": RFC 7505 null MX.
+    mx: Literal["mx", "implicit", "null"] = "mx"
+    signed: bool = True
+    # True: the parent publishes no DS (insecure delegation), whether or not the zone is signed.
+    insecure_delegation: bool = False
+    denial: object | None = None  # None: NSEC; or an NSEC3(...) instance
+    # (fault, name relative to the domain or None for the whole zone, rdtype or None).
+    faults: tuple[tuple[Fault, str | None, str | None], ...] = ()
+    expect: Expect = field(default_factory=lambda: Expect("valid"))
+
+
+def _ok(*hosts: str) -> dict[str, HostExpect]:
+    return {h: HostExpect("valid", True, "deliver-authenticated") for h in hosts}
+
+
+_DEFER_MISMATCH = HostExpect("failed", False, "defer")
+
+CATALOGUE: tuple[Scenario, ...] = (
+    Scenario(
+        "good-ee",
+        "DANE-EE 3 1 1 record for the served key",
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "good-ta",
+        "DANE-TA 2 1 1 record for the issuing intermediate; leaf names the MX host",
+        hosts=(Host("mx1", tlsa=(Record(2, 1, 1, "intermediate"),)),),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "ta-root-full",
+        "DANE-TA 2 0 0 record carrying the root certificate, which the server does not send",
+        hosts=(Host("mx1", tlsa=(Record(2, 0, 0, "root"),)),),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "ta-name-mismatch",
+        "DANE-TA 2 1 1 matches the intermediate, but the leaf names another host",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(Server(certs=(Cert(names=("other.example",)),)),),
+                tlsa=(Record(2, 1, 1, "intermediate"),),
+            ),
+        ),
+        expect=Expect("failed", {"mx1": _DEFER_MISMATCH}, frozenset({"ta-name-mismatch"})),
+    ),
+    Scenario(
+        "ee-name-mismatch",
+        "DANE-EE 3 1 1 matches a leaf that names another host: names do not matter for EE",
+        hosts=(Host("mx1", servers=(Server(certs=(Cert(names=("other.example",)),)),)),),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "ee-expired-cert",
+        "DANE-EE 3 1 1 matches an expired leaf: dates do not matter for EE (a warning)",
+        hosts=(Host("mx1", servers=(Server(certs=(Cert(expired=True),)),)),),
+        expect=Expect("valid", _ok("mx1"), frozenset({"cert-expiring"})),
+    ),
+    Scenario(
+        "ee-self-signed",
+        "DANE-EE 3 1 1 for a self-signed certificate",
+        hosts=(Host("mx1", servers=(Server(certs=(Cert(self_signed=True),)),)),),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "tlsa-mismatch",
+        "the only TLSA record is for a key the server does not present",
+        hosts=(Host("mx1", tlsa=(Record(3, 1, 1, "unrelated"),)),),
+        expect=Expect("failed", {"mx1": _DEFER_MISMATCH}, frozenset({"tlsa-mismatch"})),
+    ),
+    Scenario(
+        "rollover",
+        "records for the current key and for a key not served (stale or next): still valid",
+        hosts=(Host("mx1", tlsa=(Record(3, 1, 1, "leaf"), Record(3, 1, 1, "unrelated"))),),
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsa-stale-record"})),
+    ),
+    Scenario(
+        "digest-agility",
+        "a right SHA-256 record beside a wrong SHA-512 one: senders use only SHA-512 (RFC 7671 §9)",
+        hosts=(
+            Host(
+                "mx1",
+                tlsa=(Record(3, 1, 1, "leaf"), Record(3, 1, 2, "unrelated")),
+            ),
+        ),
+        expect=Expect("failed", {"mx1": _DEFER_MISMATCH}, frozenset({"tlsa-mismatch"})),
+    ),
+    Scenario(
+        "no-tlsa",
+        "signed domain and MX host, but no TLSA record",
+        hosts=(Host("mx1", tlsa=()),),
+        expect=Expect("no-dane", {"mx1": HostExpect("no-dane", None, "deliver-opportunistic")}),
+    ),
+    Scenario(
+        "unusable-only",
+        "only PKIX-TA/PKIX-EE (usage 0/1) records: TLS mandatory but unauthenticated",
+        hosts=(Host("mx1", tlsa=(Record(1, 1, 1, "leaf"), Record(0, 1, 1, "intermediate"))),),
+        expect=Expect(
+            "no-dane",
+            {"mx1": HostExpect("no-dane", None, "deliver-unauthenticated-tls")},
+            frozenset({"tlsa-usage-pkix"}),
+        ),
+    ),
+    Scenario(
+        "insecure-with-tlsa",
+        "TLSA records published in a zone with an insecure delegation: DANE cannot apply",
+        signed=False,
+        insecure_delegation=True,
+        expect=Expect("insecure", {"mx1": HostExpect("insecure", None, "deliver-opportunistic")}),
+    ),
+    Scenario(
+        "bogus-expired",
+        "every signature of the domain's zone has expired",
+        faults=((Fault.EXPIRED_RRSIG, None, None),),
+        expect=Expect("bogus", {}, frozenset({"dnssec-bogus"})),
+    ),
+    Scenario(
+        "bogus-signature",
+        "the TLSA RRset's signature is corrupted",
+        faults=((Fault.BAD_SIGNATURE, "_25._tcp.mx1", "TLSA"),),
+        expect=Expect(
+            "bogus",
+            {"mx1": HostExpect("bogus", None, "defer")},
+            frozenset({"dnssec-bogus"}),
+        ),
+    ),
+    Scenario(
+        "bogus-ds",
+        "the parent's DS record matches no DNSKEY of the domain",
+        faults=((Fault.DS_MISMATCH, None, None),),
+        expect=Expect("bogus", {}, frozenset({"dnssec-bogus"})),
+    ),
+    Scenario(
+        "no-starttls",
+        "valid TLSA, but the server does not offer STARTTLS",
+        hosts=(Host("mx1", servers=(Server(behaviours=frozenset({Behaviour.NO_STARTTLS})),)),),
+        expect=Expect(
+            "failed",
+            {"mx1": HostExpect("failed", None, "defer")},
+            frozenset({"starttls-missing"}),
+        ),
+    ),
+    Scenario(
+        "starttls-refused",
+        "valid TLSA, STARTTLS offered but refused with 454",
+        hosts=(Host("mx1", servers=(Server(behaviours=frozenset({Behaviour.STARTTLS_REFUSED})),)),),
+        expect=Expect("failed", {"mx1": HostExpect("failed", None, "defer")}),
+    ),
+    Scenario(
+        "postscreen",
+        "multi-line 220- greeting and STARTTLS not the last EHLO keyword: still valid",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(
+                    Server(
+                        behaviours=frozenset(
+                            {Behaviour.MULTILINE_GREETING, Behaviour.STARTTLS_NOT_LAST}
+                        )
+                    ),
+                ),
+            ),
+        ),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "cname-mx",
+        "the MX record names an alias; the alias is a CNAME to the real host, whose "
+        "name is the TLSA base domain (RFC 7672 §2.2.3)",
+        hosts=(Host("real-mx", alias="mail"),),
+        expect=Expect("valid", _ok("real-mx")),
+    ),
+    Scenario(
+        "null-mx",
+        "null MX (RFC 7505): the domain accepts no mail",
+        hosts=(),
+        mx="null",
+        expect=Expect("no-mail"),
+    ),
+    Scenario(
+        "implicit-mx",
+        "no MX record: the domain's own address and TLSA records apply (RFC 7672 §2.2.2)",
+        hosts=(Host("@"),),
+        mx="implicit",
+        expect=Expect("valid", _ok("@")),
+    ),
+    Scenario(
+        "nsec3",
+        "DANE-EE in an NSEC3 zone (no TLSA at the second MX, proven by NSEC3)",
+        hosts=(Host("mx1"), Host("mx2", tlsa=(), preference=20)),
+        denial=NSEC3(),
+        expect=Expect(
+            "no-dane",
+            {
+                **_ok("mx1"),
+                "mx2": HostExpect("no-dane", None, "deliver-opportunistic"),
+            },
+        ),
+    ),
+    Scenario(
+        "nsec3-optout",
+        "DANE-EE in an NSEC3 opt-out zone with salt and iterations",
+        denial=NSEC3(iterations=5, salt=b"\xab\xcd", opt_out=True),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "two-mx-one-broken",
+        "two MX hosts: the first authenticates, the second's TLSA does not match",
+        hosts=(
+            Host("mx1"),
+            Host("mx2", tlsa=(Record(3, 1, 1, "unrelated"),), preference=20),
+        ),
+        expect=Expect(
+            "failed", {**_ok("mx1"), "mx2": _DEFER_MISMATCH}, frozenset({"tlsa-mismatch"})
+        ),
+    ),
+    Scenario(
+        "dual-key-ecdsa-only",
+        "the server has an ECDSA and an RSA certificate, TLSA covers only the ECDSA key: "
+        "senders that negotiate RSA defer",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(Server(certs=(Cert("ecdsa"), Cert("rsa"))),),
+                tlsa=(Record(3, 1, 1, "leaf", chain=0),),
+            ),
+        ),
+        expect=Expect("failed", {"mx1": _DEFER_MISMATCH}, frozenset({"tlsa-mismatch"})),
+    ),
+    Scenario(
+        "dual-key-both",
+        "an ECDSA and an RSA certificate, each with its own 3 1 1 record",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(Server(certs=(Cert("ecdsa"), Cert("rsa"))),),
+                tlsa=(Record(3, 1, 1, "leaf", chain=0), Record(3, 1, 1, "leaf", chain=1)),
+            ),
+        ),
+        expect=Expect("valid", _ok("mx1")),
+    ),
+    Scenario(
+        "endpoints-disagree",
+        "one MX host, two addresses: the second serves a key the TLSA RRset does not cover",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(Server(), Server(certs=(Cert(key_id=1),))),
+            ),
+        ),
+        expect=Expect(
+            "failed", {"mx1": _DEFER_MISMATCH}, frozenset({"tlsa-mismatch", "endpoints-disagree"})
+        ),
+    ),
+)
+
+
+def by_name(name: str) -> Scenario:
+    for scenario in CATALOGUE:
+        if scenario.name == name:
+            return scenario
+    raise KeyError(f"no scenario named {name!r}")

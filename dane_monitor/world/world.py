@@ -1,0 +1,257 @@
+"""A running local world: the scenario catalogue as signed zones, a DNS server and SMTP servers.
+
+``World(scenarios)`` builds everything that is pure (keys, signed zones, certificate chains,
+the plan of which server listens where) when it is created; ``await world.start()`` binds the
+DNS server and one SMTP server per MX address. Every SMTP server listens on the same port
+number, each on its own 127.0.0.0/8 address, so a checker can be told "connect to port P
+instead of 25" once for the whole world while the TLSA names it queries stay ``_25._tcp``.
+
+For code that is not asyncio (pytest fixtures, subprocess-driven tests, the CLI), use
+``with world.running(): ...``, which serves the world from a background thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import ipaddress
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.name
+
+from dane_monitor import tlsa
+from dane_monitor.world.background import BackgroundLoop
+from dane_monitor.world.dnsserver import DNSServer
+from dane_monitor.world.pki import PKI, Chain, self_signed
+from dane_monitor.world.scenarios import CATALOGUE, Cert, HostExpect, Record, Scenario, Server
+from dane_monitor.world.smtp import Behaviour, SMTPServer
+from dane_monitor.world.zones import Fault, Hierarchy, Zone
+
+
+@dataclass
+class Endpoint:
+    """One SMTP server of an MX host, as planned (and, once started, as listening)."""
+
+    address: str
+    chains: tuple[Chain, ...]
+    behaviours: frozenset[Behaviour]
+    server: SMTPServer | None = None
+
+
+@dataclass
+class MXHost:
+    name: str  # fully qualified, with trailing dot: the TLSA base domain
+    mx_name: str  # the name the MX record (or, for implicit MX, the domain) gives
+    tlsa_name: str  # _25._tcp.<name>
+    tlsa_rdatas: tuple[str, ...]
+    endpoints: list[Endpoint]
+    expect: HostExpect | None
+
+
+@dataclass
+class Domain:
+    scenario: Scenario
+    name: str  # fully qualified, with trailing dot
+    zone: Zone
+    hosts: list[MXHost] = field(default_factory=list)
+
+
+class World:
+    """The scenario catalogue (or any list of scenarios) on loopback.
+
+    :param scenarios: what to build; defaults to the whole catalogue.
+    :param tld: the top-level zone the mail domains are delegated from (under a private
+        root whose key is the trust anchor).
+    :param dns_host: loopback address of the DNS server (also the NS glue of every zone).
+    :param smtp_network: the loopback network SMTP server addresses are taken from.
+    """
+
+    def __init__(
+        self,
+        scenarios: Iterable[Scenario] = CATALOGUE,
+        *,
+        tld: str = "example.",
+        dns_host: str = "127.0.0.1",
+        smtp_network: str = "127.0.2.0/24",
+    ) -> None:
+        self.dns_host = dns_host
+        self.tld = tld if tld.endswith(".") else tld + "."
+        self.hierarchy = Hierarchy(".", ns_address=dns_host)
+        self.hierarchy.zone(self.tld)
+        self._pkis: dict[str, PKI] = {}
+        self._addresses = (str(a) for a in ipaddress.ip_network(smtp_network).hosts())
+        self.domains: dict[str, Domain] = {}
+        for scenario in scenarios:
+            self.domains[scenario.name] = self._build(scenario)
+        self.signed = self.hierarchy.sign()
+        self.dns: DNSServer | None = None
+        self.smtp_port: int | None = None
+
+    # -- building ---------------------------------------------------------------------------
+
+    def pki(self, key_type: str) -> PKI:
+        if key_type not in self._pkis:
+            self._pkis[key_type] = PKI(key_type=key_type)
+        return self._pkis[key_type]
+
+    def _build(self, sc: Scenario) -> Domain:
+        origin = f"{sc.name}.{self.tld}"
+        kwargs: dict[str, object] = {"signed": sc.signed}
+        if sc.denial is not None:
+            kwargs["denial"] = sc.denial
+        zone = self.hierarchy.zone(origin, **kwargs)
+        if sc.insecure_delegation:
+            zone.fault(Fault.UNSIGNED_DELEGATION)
+        for fault, name, rdtype in sc.faults:
+            zone.fault(fault, name, rdtype)
+        domain = Domain(sc, origin, zone)
+
+        if sc.mx == "null":
+            zone.add("@", "MX", "0 .")
+        for host in sc.hosts:
+            fqdn = _absolute(host.name, origin)
+            mx_name = _absolute(host.alias, origin) if host.alias else fqdn
+            if sc.mx == "mx":
+                zone.add("@", "MX", f"{host.preference} {mx_name}")
+            if host.alias:
+                zone.add(mx_name, "CNAME", fqdn)
+            names = tuple(dict.fromkeys(n.rstrip(".") for n in (fqdn, mx_name)))
+            chains: dict[Cert, Chain] = {}
+            endpoints = []
+            for server in host.servers:
+                address = next(self._addresses)
+                zone.add(fqdn, "A", address)
+                served = tuple(self._chain(c, names, chains) for c in server.certs)
+                endpoints.append(Endpoint(address, served, server.behaviours))
+            tlsa_name = f"_25._tcp.{fqdn}"
+            rdatas = tuple(self._tlsa_rdata(r, host.servers[0], chains) for r in host.tlsa)
+            if rdatas:
+                zone.add(tlsa_name, "TLSA", *rdatas)
+            domain.hosts.append(
+                MXHost(fqdn, mx_name, tlsa_name, rdatas, endpoints, sc.expect.hosts.get(host.name))
+            )
+        return domain
+
+    def _chain(self, cert: Cert, default_names: tuple[str, ...], cache: dict[Cert, Chain]) -> Chain:
+        if cert not in cache:
+            names = cert.names or default_names
+            if cert.self_signed:
+                cache[cert] = self_signed(names, key_type=cert.key_type, expired=cert.expired)
+            else:
+                cache[cert] = self.pki(cert.key_type).issue(names, expired=cert.expired)
+        return cache[cert]
+
+    def _tlsa_rdata(self, record: Record, first: Server, chains: dict[Cert, Chain]) -> str:
+        if record.rdata is not None:
+            return record.rdata
+        if record.target == "unrelated":
+            cert = self.pki("ecdsa").issue(["unrelated.invalid"]).leaf
+        else:
+            chain = chains[first.certs[record.chain]]
+            cert = {
+                "leaf": chain.leaf,
+                "intermediate": chain.intermediate,
+                "root": chain.root,
+            }[record.target]
+            if cert is None:
+                raise ValueError(f"record target {record.target!r} does not exist in {chain}")
+        return tlsa.rdata_text(cert, record.usage, record.selector, record.mtype)
+
+    # -- trust anchor -----------------------------------------------------------------------
+
+    def trust_anchor(self, kind: str = "ds") -> str:
+        """The world's trust anchor as zone-file lines (Unbound ``trust-anchor-file``)."""
+        return self.hierarchy.trust_anchor(kind)
+
+    def write_trust_anchor(self, path: Path, kind: str = "ds") -> Path:
+        path.write_text(self.trust_anchor(kind))
+        return path
+
+    def write_bind_trust_anchor(self, path: Path) -> Path:
+        """The anchor in BIND's ``trust-anchors { … };`` syntax, for ``delv -a``."""
+        path.write_text(self.hierarchy.bind_trust_anchors())
+        return path
+
+    # -- serving ----------------------------------------------------------------------------
+
+    @property
+    def dns_address(self) -> tuple[str, int]:
+        if self.dns is None:
+            raise RuntimeError("the world is not started")
+        return (self.dns.host, self.dns.port)
+
+    def endpoints(self) -> Iterator[tuple[Domain, MXHost, Endpoint]]:
+        for domain in self.domains.values():
+            for host in domain.hosts:
+                for endpoint in host.endpoints:
+                    yield domain, host, endpoint
+
+    async def start(self) -> None:
+        self.dns = DNSServer(self.signed, host=self.dns_host)
+        await self.dns.start()
+        try:
+            await self._start_smtp()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _start_smtp(self, attempts: int = 50) -> None:
+        # One port for every address: take an ephemeral one on the first address, then ask
+        # for the same number on the others; if another process holds it there, start over.
+        planned = [ep for _, _, ep in self.endpoints()]
+        for _ in range(attempts):
+            port = 0
+            try:
+                for ep in planned:
+                    ep.server = SMTPServer(
+                        ep.address, port, chains=ep.chains, behaviours=ep.behaviours
+                    )
+                    await ep.server.start()
+                    port = ep.server.port
+                self.smtp_port = port or None
+                return
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                await self._stop_smtp()
+        raise OSError(errno.EADDRINUSE, "no SMTP port free on all world addresses")
+
+    async def _stop_smtp(self) -> None:
+        for _, _, ep in self.endpoints():
+            if ep.server is not None:
+                with contextlib.suppress(Exception):
+                    await ep.server.stop()
+                ep.server = None
+
+    async def stop(self) -> None:
+        await self._stop_smtp()
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
+
+    async def __aenter__(self) -> World:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def running(self, timeout: float = 30.0) -> Iterator[World]:
+        """Serve the world from a background thread for the duration of the ``with`` block."""
+        with BackgroundLoop() as background:
+            background.run(self.start(), timeout)
+            try:
+                yield self
+            finally:
+                background.run(self.stop(), timeout)
+
+
+def _absolute(name: str, origin: str) -> str:
+    if name == "@":
+        return origin
+    if name.endswith("."):
+        return name
+    return dns.name.from_text(name, dns.name.from_text(origin)).to_text()
