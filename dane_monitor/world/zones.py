@@ -689,7 +689,8 @@ def _sign_zone(
     n_sigs = 0
 
     if zone.signed:
-        assert zone.ksk is not None and zone.zsk is not None
+        assert zone.ksk is not None
+        assert zone.zsk is not None
         denial = zone.denial
         neg_ttl = ttl
         apex = rrsets[origin]
@@ -750,9 +751,7 @@ def _sign_zone(
             chain_names = set(rrsets) | ents
             if denial.opt_out:
                 chain_names -= {d for d in delegations if RdataType.DS not in rrsets[d]}
-            by_hash = {
-                nsec3_hash_raw(n, denial.salt, denial.iterations): n for n in chain_names
-            }
+            by_hash = {nsec3_hash_raw(n, denial.salt, denial.iterations): n for n in chain_names}
             nsec3_hashes = tuple(sorted(by_hash))
             flags = 1 if denial.opt_out else 0
             for i, h in enumerate(nsec3_hashes):
