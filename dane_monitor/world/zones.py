@@ -741,7 +741,7 @@ def _sign_zone(
 
         def sign_node(name: dns.name.Name) -> None:
             for rt, rrset in rrsets[name].items():
-                if name in delegations and rt != RdataType.DS:
+                if name in delegations and rt not in (RdataType.DS, RdataType.NSEC):
                     continue  # NS at a cut is the child's; unsigned here
                 sig = make_sig(rrset)
                 if sig is not None:
