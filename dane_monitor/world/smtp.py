@@ -180,11 +180,17 @@ class SMTPServer:
         server, self._server = self._server, None
         if server is not None:
             server.close()
-        for task, writer in list(self._sessions.items()):
+        # Aborting the transport wakes every session (reads see EOF, writes and handshakes
+        # fail), so they end on their own; cancelling is only for one that somehow does not
+        # (a cancelled connection task makes asyncio 3.11 log an error).
+        for writer in list(self._sessions.values()):
             writer.transport.abort()
-            task.cancel()
         if self._sessions:
-            await asyncio.wait(list(self._sessions), timeout=5)
+            _, pending = await asyncio.wait(list(self._sessions), timeout=1)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
         if server is not None:
             await server.wait_closed()
 
@@ -309,7 +315,15 @@ class _Session:
             await self.writer.drain()
             raise _Hangup
         assert self.server._ssl is not None
-        await self.writer.start_tls(self.server._ssl, ssl_handshake_timeout=10)
+        plain = self.writer.transport
+        try:
+            await self.writer.start_tls(self.server._ssl, ssl_handshake_timeout=10)
+        except AttributeError:
+            # Python 3.11: when the peer goes away mid-handshake, loop.start_tls() returns
+            # None and StreamWriter.start_tls() fails on it, leaving the writer without a
+            # transport. Give it back the plain one so closing works, and say what happened.
+            self.writer._transport = plain  # type: ignore[attr-defined]
+            raise ConnectionResetError("connection lost during the TLS handshake") from None
         self.tls = True
         self.server.handshakes += 1
 
