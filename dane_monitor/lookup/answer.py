@@ -1,0 +1,107 @@
+"""What every DNS lookup of the checker returns: data, its DNSSEC status, and why."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import dns.name
+import dns.rrset
+
+
+class Status(StrEnum):
+    """RFC 4033 §5 security states; ``indeterminate`` also covers timeouts and SERVFAIL.
+
+    For DANE, bogus and indeterminate both mean a sender must defer (RFC 7672 §2.1.1)."""
+
+    SECURE = "secure"
+    INSECURE = "insecure"
+    BOGUS = "bogus"
+    INDETERMINATE = "indeterminate"
+
+
+_RANK = {Status.SECURE: 0, Status.INSECURE: 1, Status.INDETERMINATE: 2, Status.BOGUS: 3}
+
+
+def worst(*statuses: Status) -> Status:
+    return max(statuses, key=_RANK.__getitem__)
+
+
+class Kind(StrEnum):
+    POSITIVE = "positive"  # the RRset exists
+    NXDOMAIN = "nxdomain"
+    NODATA = "nodata"
+    ERROR = "error"  # no usable answer: timeout, SERVFAIL, garbage…
+
+
+# Reason codes (stable: they appear in JSON and findings).
+SIGNATURE_EXPIRED = "signature-expired"
+SIGNATURE_NOT_YET_VALID = "signature-not-yet-valid"
+BAD_SIGNATURE = "bad-signature"
+MISSING_RRSIG = "missing-rrsig"
+NO_MATCHING_KEY = "no-matching-key"
+NO_MATCHING_DS = "no-matching-ds"
+NO_DNSKEY = "no-dnskey"
+BAD_DENIAL = "bad-denial"
+MISSING_DENIAL = "missing-denial"
+BAD_SIGNER = "bad-signer"
+INSECURE_DELEGATION = "insecure-delegation"
+UNSUPPORTED_ALGORITHM = "unsupported-algorithm"
+NSEC3_ITERATIONS = "nsec3-iterations"
+NO_TRUST_ANCHOR = "no-trust-anchor"
+CNAME_LOOP = "cname-loop"
+SERVFAIL = "servfail"
+REFUSED = "refused"
+RCODE = "unexpected-rcode"
+RESOLVER_SAYS_INSECURE = "resolver-no-ad"
+
+
+@dataclass
+class CNAMEStep:
+    owner: dns.name.Name
+    target: dns.name.Name
+    status: Status
+
+
+@dataclass
+class Answer:
+    """The outcome of a validated lookup of ``qname``/``qtype``.
+
+    ``rrset`` is the final RRset after following CNAMEs (its owner is the canonical name);
+    ``status`` is the worst status along the CNAME chain; ``expiration`` is the earliest
+    RRSIG expiration (POSIX seconds) of everything that authenticated the answer, DS and
+    DNSKEY RRsets up to the trust anchor included.
+    """
+
+    qname: dns.name.Name
+    qtype: int
+    status: Status
+    kind: Kind
+    rrset: dns.rrset.RRset | None = None
+    reason: str | None = None
+    detail: str = ""
+    expiration: int | None = None
+    ttl: int | None = None
+    cnames: list[CNAMEStep] = field(default_factory=list)
+    signer: dns.name.Name | None = None
+
+    @property
+    def secure(self) -> bool:
+        return self.status == Status.SECURE
+
+    @property
+    def exists(self) -> bool:
+        return self.kind == Kind.POSITIVE
+
+    @property
+    def canonical_name(self) -> dns.name.Name:
+        return self.cnames[-1].target if self.cnames else self.qname
+
+    def __str__(self) -> str:
+        what = f"{self.qname} {self.qtype}: {self.status} {self.kind}"
+        return f"{what} ({self.reason}: {self.detail})" if self.reason else what
+
+
+def earliest(*times: int | None) -> int | None:
+    present = [t for t in times if t is not None]
+    return min(present) if present else None
