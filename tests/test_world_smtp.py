@@ -4,6 +4,7 @@ client, and confirmed independently by ``openssl s_client`` (STARTTLS, chains, D
 from __future__ import annotations
 
 import asyncio
+import errno
 import re
 import shutil
 import socket
@@ -21,10 +22,7 @@ from dane_monitor.world.smtp import MAX_ERRORS, MAX_LINE, Behaviour, SMTPServer
 
 B = Behaviour
 T = TypeVar("T")
-openssl_cli = [
-    pytest.mark.openssl,
-    pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command"),
-]
+needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no openssl command")
 
 
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
@@ -421,8 +419,9 @@ def test_bind_given_port_distinct_addresses_and_taken_port(ecdsa: Chain) -> None
                 assert (await c.reply())[0].startswith("220 ")
                 c.close()
                 assert (first.connections, second.connections) == (0, 1)
-            with pytest.raises(OSError, match="address already in use"):
+            with pytest.raises(OSError, match="address already in use") as taken:
                 await SMTPServer("127.0.2.13", port, chains=[ecdsa]).start()
+            assert taken.value.errno == errno.EADDRINUSE
 
     run(scenario())
 
@@ -488,13 +487,8 @@ def dane(domain: str, *records: str) -> list[str]:
     return args
 
 
-def openssl_test(fn: Any) -> Any:
-    for mark in openssl_cli:
-        fn = mark(fn)
-    return fn
-
-
-@openssl_test
+@pytest.mark.openssl
+@needs_openssl
 def test_s_client_starttls_shows_the_chain_dual_chain_by_client(ecdsa: Chain, rsa: Chain) -> None:
     async def scenario() -> None:
         async with SMTPServer("127.0.3.1", chains=[ecdsa, rsa]) as server:
@@ -509,7 +503,8 @@ def test_s_client_starttls_shows_the_chain_dual_chain_by_client(ecdsa: Chain, rs
     run(scenario())
 
 
-@openssl_test
+@pytest.mark.openssl
+@needs_openssl
 def test_s_client_dane_ee_and_ta(pki: PKI, ecdsa: Chain) -> None:
     wrong = self_signed(["mail.example"])
 
@@ -542,7 +537,8 @@ def test_s_client_dane_ee_and_ta(pki: PKI, ecdsa: Chain) -> None:
     run(scenario())
 
 
-@openssl_test
+@pytest.mark.openssl
+@needs_openssl
 def test_s_client_dane_ta_name_mismatch_and_expiry(pki: PKI) -> None:
     other = pki.issue(["other.example"])
     expired = pki.issue(["mail.example"], expired=True)
@@ -571,7 +567,8 @@ def test_s_client_dane_ta_name_mismatch_and_expiry(pki: PKI) -> None:
     run(scenario())
 
 
-@openssl_test
+@pytest.mark.openssl
+@needs_openssl
 def test_s_client_implicit_tls_and_multiline(pki: PKI, ecdsa: Chain) -> None:
     async def scenario() -> None:
         async with SMTPServer("127.0.3.4", chains=[ecdsa], implicit_tls=True) as server:
@@ -588,7 +585,8 @@ def test_s_client_implicit_tls_and_multiline(pki: PKI, ecdsa: Chain) -> None:
     run(scenario())
 
 
-@openssl_test
+@pytest.mark.openssl
+@needs_openssl
 def test_s_client_sees_each_failure(ecdsa: Chain) -> None:
     async def scenario() -> None:
         async with SMTPServer("127.0.3.5", behaviours=[B.NO_STARTTLS]) as server:
