@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 import dns.name
+import dns.rdatatype
 import dns.rrset
 
 
@@ -54,6 +55,7 @@ SERVFAIL = "servfail"
 REFUSED = "refused"
 RCODE = "unexpected-rcode"
 RESOLVER_SAYS_INSECURE = "resolver-no-ad"
+OPT_OUT_WILDCARD = "opt-out-wildcard"
 
 
 @dataclass
@@ -84,6 +86,8 @@ class Answer:
     ttl: int | None = None
     cnames: list[CNAMEStep] = field(default_factory=list)
     signer: dns.name.Name | None = None
+    # A secure DS denial at a zone cut: the child zone is provably unsigned.
+    insecure_delegation: bool = False
 
     @property
     def secure(self) -> bool:
@@ -98,7 +102,7 @@ class Answer:
         return self.cnames[-1].target if self.cnames else self.qname
 
     def __str__(self) -> str:
-        what = f"{self.qname} {self.qtype}: {self.status} {self.kind}"
+        what = f"{self.qname} {dns.rdatatype.to_text(self.qtype)}: {self.status} {self.kind}"
         return f"{what} ({self.reason}: {self.detail})" if self.reason else what
 
 

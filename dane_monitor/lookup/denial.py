@@ -182,14 +182,7 @@ def nsec3_proof(
         return Proof(Denied.NONE, f"unknown NSEC3 hash algorithm {algorithm}")
     if iterations > MAX_NSEC3_ITERATIONS:
         return Proof(Denied.NONE, f"NSEC3 iterations {iterations}", too_many_iterations=True)
-    records: list[_N3] = []
-    for r in nsec3s:
-        if not len(r) or r.name.parent() != zone:
-            continue
-        owner_hash = _from_b32hex(r.name.labels[0].decode("ascii", "replace"))
-        if owner_hash is None:
-            continue
-        records.append(_N3(owner_hash, r[0].next, _types(r[0]), bool(r[0].flags & 1)))
+    records = _nsec3_records(nsec3s, zone)
 
     def h(name: dns.name.Name) -> bytes:
         return nsec3_hash(name, salt, iterations)
@@ -200,13 +193,7 @@ def nsec3_proof(
 
     def cover(name: dns.name.Name) -> _N3 | None:
         digest = h(name)
-        for n in records:
-            if n.owner_hash < n.next_hash:
-                if n.owner_hash < digest < n.next_hash:
-                    return n
-            elif digest > n.owner_hash or digest < n.next_hash:
-                return n
-        return None
+        return next((n for n in records if _hash_covers(n, digest)), None)
 
     exact = match(qname)
     if exact is not None:
@@ -252,39 +239,50 @@ def nsec3_proof(
         return Proof(Denied.NODATA, f"wildcard {wildcard} lacks the type")
     if cover(wildcard) is None:
         return Proof(Denied.NONE, f"no NSEC3 denies the wildcard {wildcard}")
-    if nc_cover.opt_out:
-        # RFC 5155 §9.2: an opt-out span proves only that no *signed* name is there.
-        return Proof(Denied.OPT_OUT, f"opt-out NSEC3 covers {next_closer}")
+    # An opt-out span over the next closer name still proves NXDOMAIN (RFC 5155 §8.4 asks
+    # for the closest encloser and wildcard proofs only; BIND accepts it likewise).
     return Proof(Denied.NXDOMAIN, f"NSEC3 closest encloser {encloser}, {next_closer} covered")
 
 
-def wildcard_nsec3_ok(
+def wildcard_nsec3_proof(
     qname: dns.name.Name,
     source: dns.name.Name,
     nsec3s: list[dns.rrset.RRset],
     zone: dns.name.Name,
-) -> bool:
+) -> Proof:
     """An answer expanded from ``source`` = ``*.<encloser>`` needs an NSEC3 covering the next
-    closer name of ``qname`` (RFC 5155 §8.8)."""
-    params = {(r[0].salt, r[0].iterations) for r in nsec3s if len(r)}
+    closer name of ``qname`` (RFC 5155 §8.8). NXDOMAIN means proven; OPT_OUT means the
+    cover is an opt-out span, which could hide an unsigned delegation: insecure (§9.2)."""
+    params = {(r[0].algorithm, r[0].salt, r[0].iterations) for r in nsec3s if len(r)}
     if len(params) != 1:
-        return False
-    salt, iterations = params.pop()
+        return Proof(Denied.NONE, "no NSEC3 records, or mixed parameters")
+    _, salt, iterations = params.pop()
     if iterations > MAX_NSEC3_ITERATIONS:
-        return False
+        return Proof(Denied.NONE, f"NSEC3 iterations {iterations}", too_many_iterations=True)
     encloser = source.parent()
     next_closer = dns.name.Name(qname.labels[-(len(encloser) + 1) :])
     digest = nsec3_hash(next_closer, salt, iterations)
+    for n in _nsec3_records(nsec3s, zone):
+        if _hash_covers(n, digest):
+            if n.opt_out:
+                return Proof(Denied.OPT_OUT, f"opt-out NSEC3 covers {next_closer}")
+            return Proof(Denied.NXDOMAIN, f"NSEC3 covers {next_closer}")
+    return Proof(Denied.NONE, f"no NSEC3 covers the next closer name {next_closer}")
+
+
+def _nsec3_records(nsec3s: list[dns.rrset.RRset], zone: dns.name.Name) -> list[_N3]:
+    records = []
     for r in nsec3s:
         if not len(r) or r.name.parent() != zone:
             continue
         owner_hash = _from_b32hex(r.name.labels[0].decode("ascii", "replace"))
         if owner_hash is None:
             continue
-        nxt = r[0].next
-        if owner_hash < nxt:
-            if owner_hash < digest < nxt:
-                return True
-        elif digest > owner_hash or digest < nxt:
-            return True
-    return False
+        records.append(_N3(owner_hash, r[0].next, _types(r[0]), bool(r[0].flags & 1)))
+    return records
+
+
+def _hash_covers(n: _N3, digest: bytes) -> bool:
+    if n.owner_hash < n.next_hash:
+        return n.owner_hash < digest < n.next_hash
+    return digest > n.owner_hash or digest < n.next_hash  # the last NSEC3 wraps around

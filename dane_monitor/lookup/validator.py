@@ -31,9 +31,10 @@ from dane_monitor.lookup.anchors import Anchor, TrustAnchors
 from dane_monitor.lookup.answer import Answer, CNAMEStep, Kind, Status, earliest, worst
 from dane_monitor.lookup.denial import (
     Denied,
+    Proof,
     nsec3_proof,
     nsec_proof,
-    wildcard_nsec3_ok,
+    wildcard_nsec3_proof,
     wildcard_nsec_ok,
 )
 from dane_monitor.lookup.stub import Reply, StubClient
@@ -188,10 +189,29 @@ class Validator:
         if sig.labels < owner_labels:  # type: ignore[attr-defined]
             # Expanded from a wildcard: prove the name itself does not exist.
             source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))  # type: ignore[attr-defined]
-            proof_ok, w_exp, why = self._wildcard_proof(msg, qname, source, keys)
-            if not proof_ok:
-                return _bogus(qname, qtype, A.BAD_DENIAL, why, signer=signer)
+            proof, w_exp = self._wildcard_proof(msg, qname, source, keys)
             expiration = earliest(expiration, w_exp)
+            if proof.result == Denied.OPT_OUT or proof.too_many_iterations:
+                # The expansion may hide an unsigned delegation: insecure, as BIND says.
+                return Answer(
+                    qname,
+                    qtype,
+                    Status.INSECURE,
+                    kind,
+                    rrset=rrset,
+                    reason=A.OPT_OUT_WILDCARD,
+                    detail=f"wildcard answer from {source}: {proof.why}",
+                    ttl=rrset.ttl,
+                    signer=signer,
+                )
+            if proof.result != Denied.NXDOMAIN:
+                return _bogus(
+                    qname,
+                    qtype,
+                    A.BAD_DENIAL,
+                    f"wildcard answer from {source}: {proof.why}",
+                    signer=signer,
+                )
         return Answer(
             qname,
             qtype,
@@ -264,17 +284,10 @@ class Validator:
                 expiration=expiration,
                 signer=zone,
             )
-        if proof.result in (Denied.INSECURE_DELEGATION, Denied.OPT_OUT):
-            return Answer(
-                qname,
-                qtype,
-                Status.INSECURE,
-                kind,
-                reason=A.INSECURE_DELEGATION,
-                detail=proof.why,
-                expiration=expiration,
-                signer=zone,
-            )
+        insecure_delegation = proof.result in (Denied.INSECURE_DELEGATION, Denied.OPT_OUT)
+        if insecure_delegation and qtype == DS:
+            # A proven absence of DS at a cut: the answer is secure, the child is unsigned.
+            proof = Proof(Denied.NODATA, proof.why)
         consistent = (proof.result == Denied.NXDOMAIN and kind == Kind.NXDOMAIN) or (
             proof.result == Denied.NODATA and kind == Kind.NODATA
         )
@@ -297,6 +310,7 @@ class Validator:
             ttl=ttl,
             signer=zone,
             detail=proof.why,
+            insecure_delegation=insecure_delegation,
         )
 
     async def _unsigned(self, qname, qtype, kind, rrset, deadline, walk: bool) -> Answer:
@@ -314,7 +328,7 @@ class Validator:
             return _from_keys(qname, qtype, zone, kind, rrset)
         return _bogus(qname, qtype, A.MISSING_RRSIG, f"unsigned {where} below a signed zone")
 
-    def _wildcard_proof(self, msg, qname, source, keys: ZoneKeys) -> tuple[bool, int | None, str]:
+    def _wildcard_proof(self, msg, qname, source, keys: ZoneKeys) -> tuple[Proof, int | None]:
         proven, expiration = [], None
         for r in msg.authority:
             if r.rdtype in (NSEC, NSEC3):
@@ -322,19 +336,13 @@ class Validator:
                 if v.ok:
                     proven.append(r)
                     expiration = earliest(expiration, v.expiration)
-        if any(r.rdtype == NSEC3 for r in proven):
-            ok = wildcard_nsec3_ok(
-                qname, source, [r for r in proven if r.rdtype == NSEC3], keys.zone
-            )
-        else:
-            ok = wildcard_nsec_ok(qname, source, [r for r in proven if r.rdtype == NSEC], keys.zone)
-        return (
-            ok,
-            expiration,
-            ""
-            if ok
-            else f"wildcard answer from {source} without proof that {qname} does not exist",
-        )
+        nsec3 = [r for r in proven if r.rdtype == NSEC3]
+        if nsec3:
+            return wildcard_nsec3_proof(qname, source, nsec3, keys.zone), expiration
+        nsec = [r for r in proven if r.rdtype == NSEC]
+        if wildcard_nsec_ok(qname, source, nsec, keys.zone):
+            return Proof(Denied.NXDOMAIN, f"NSEC covers {qname}"), expiration
+        return Proof(Denied.NONE, f"no NSEC proves that {qname} does not exist"), expiration
 
     # -- zones ---------------------------------------------------------------------------------
 
@@ -377,6 +385,16 @@ class Validator:
         ds = await self._single(zone, DS, deadline)
         if ds.status != Status.SECURE:
             return _keys_from_answer(zone, ds)
+        if ds.insecure_delegation:
+            return ZoneKeys(
+                zone,
+                Status.INSECURE,
+                [],
+                A.INSECURE_DELEGATION,
+                ds.detail,
+                ds.expiration,
+                _soon(ds.ttl),
+            )
         if ds.kind != Kind.POSITIVE or ds.rrset is None:
             return ZoneKeys(
                 zone,
@@ -492,6 +510,8 @@ class Validator:
             ds = await self._single(child, DS, deadline, walk=False)
             if ds.status != Status.SECURE:
                 return _keys_from_answer(child, ds)
+            if ds.insecure_delegation:
+                return ZoneKeys(child, Status.INSECURE, [], A.INSECURE_DELEGATION, ds.detail)
             if ds.kind == Kind.POSITIVE:
                 current = await self._zone_keys(child, deadline)
             elif ds.kind == Kind.NXDOMAIN:
