@@ -407,7 +407,6 @@ class SignedHierarchy:
     now: float
     ns_address: str
     ns_address6: str | None = None
-    _sorted: tuple[dns.name.Name, ...] = ()
 
     def zone(self, origin: str | dns.name.Name) -> SignedZone:
         return self.zones[_as_name(origin)]
