@@ -24,7 +24,7 @@ from types import TracebackType
 
 from dane_monitor.world.pki import Chain
 
-__all__ = ["MAX_LINE", "Behaviour", "SMTPServer"]
+__all__ = ["HUGE_LINE_BYTES", "MAX_ERRORS", "MAX_LINE", "MAX_MESSAGE", "Behaviour", "SMTPServer"]
 
 #: The longest command line (with CRLF) the server reads; RFC 5321 §4.5.3.1.4 asks for 512.
 MAX_LINE = 4096
