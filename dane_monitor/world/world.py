@@ -27,6 +27,7 @@ from dane_monitor.world.dnsserver import DNSServer
 from dane_monitor.world.pki import PKI, Chain, self_signed
 from dane_monitor.world.scenarios import CATALOGUE, Cert, HostExpect, Record, Scenario, Server
 from dane_monitor.world.smtp import Behaviour, SMTPServer
+from dane_monitor.world.unbound import Unbound
 from dane_monitor.world.zones import Fault, Hierarchy, Zone
 
 
@@ -173,6 +174,11 @@ class World:
         """The anchor in BIND's ``trust-anchors { … };`` syntax, for ``delv -a``."""
         path.write_text(self.hierarchy.bind_trust_anchors())
         return path
+
+    def unbound(self, **kwargs: object) -> Unbound:
+        """A validating Unbound for this (started) world: ``with world.unbound() as u: ...``"""
+        zones = [name.to_text() for name in self.hierarchy.zones]
+        return Unbound(self.dns_address, self.trust_anchor(), zones=zones, **kwargs)  # type: ignore[arg-type]
 
     # -- serving ----------------------------------------------------------------------------
 
