@@ -79,6 +79,45 @@ def _world(args: argparse.Namespace) -> int:
     return 0
 
 
+_STATE = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
+
+
+def _resolver_check(args: argparse.Namespace) -> int:
+    import json
+
+    from dane_monitor.lookup.resolvercheck import check_resolver
+    from dane_monitor.lookup.stub import Server, system_resolver
+
+    try:
+        server = Server.parse(args.resolver) if args.resolver else system_resolver()
+    except ValueError as exc:
+        print(
+            f"dane-monitor resolver-check: bad --resolver {args.resolver!r}: {exc}", file=sys.stderr
+        )
+        return 3
+    report = asyncio.run(
+        check_resolver(
+            server,
+            signed_name=args.signed_name,
+            bogus_name=args.bogus_name,
+            rdtype=args.type,
+            timeout=args.timeout,
+        )
+    )
+    code = report.exit_code
+    if args.json:
+        print(json.dumps({**report.to_dict(), "state": _STATE[code]}, indent=2))
+        return code
+    verdict = "fit for DANE" if code in (0, 1) else "NOT fit for DANE"
+    if code == 3:
+        verdict = "not reachable"
+    print(f"resolver {report.resolver}: {verdict} ({_STATE[code]})")
+    for check in report.checks:
+        mark = "ok" if check.ok else ("FAIL" if check.severity == "error" else "WARN")
+        print(f"  {mark:4}  {check.code:14} {check.detail}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dane-monitor",
@@ -103,6 +142,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: never)"
     )
     world.set_defaults(func=_world)
+
+    from dane_monitor.lookup.resolvercheck import DEFAULT_BOGUS, DEFAULT_SIGNED
+
+    rc = sub.add_parser(
+        "resolver-check",
+        help="is this resolver fit for DANE? (validates, rejects bogus, EDNS0/DO, TCP)",
+        description="Checks that a resolver sets AD on a signed name, answers SERVFAIL for a "
+        "bogus one, handles EDNS0 and DO, answers over TCP, and runs on loopback. Exit codes "
+        "follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    )
+    rc.add_argument("--resolver", metavar="ADDR[:PORT]", help="default: /etc/resolv.conf's first")
+    rc.add_argument("--signed-name", default=DEFAULT_SIGNED, help="a name that validates")
+    rc.add_argument("--bogus-name", default=DEFAULT_BOGUS, help="a name that must fail")
+    rc.add_argument("--type", default="A", help="record type asked for both names")
+    rc.add_argument("--timeout", type=float, default=3.0, help="seconds per query")
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
+    rc.set_defaults(func=_resolver_check)
     return parser
 
 

@@ -599,6 +599,19 @@ class ResolverValidator:
         self.client = client
         self.client.checking_disabled = False
 
+    def warnings(self) -> list[tuple[str, str]]:
+        """(code, message) pairs the checker reports as warning findings."""
+        if self.client.server.is_loopback:
+            return []
+        return [
+            (
+                "resolver-not-loopback",
+                f"resolver mode trusts the AD bit from {self.client.server}, which is not on "
+                "loopback: an attacker on the path can forge it. Use a validating resolver on "
+                "this host, or local validation.",
+            )
+        ]
+
     async def lookup(self, name, rdtype, *, deadline: float | None = None) -> Answer:
         qname = dns.name.from_text(name) if isinstance(name, str) else name
         qtype = int(dns.rdatatype.RdataType.make(rdtype))
