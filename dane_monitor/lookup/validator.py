@@ -51,6 +51,7 @@ NSEC3 = dns.rdatatype.NSEC3
 SUPPORTED_ALGORITHMS = frozenset({5, 7, 8, 10, 13, 14, 15, 16})
 SUPPORTED_DIGESTS = frozenset({1, 2, 4})
 MAX_CNAMES = 8
+ERROR_CACHE_SECONDS = 5.0
 ZONE_FLAG = 0x0100
 
 
@@ -88,12 +89,15 @@ class Validator:
         anchors: TrustAnchors | None = None,
         *,
         now: Callable[[], float] = time.time,
+        max_answers: int = 100_000,
     ) -> None:
         self.client = client
         self.anchors = anchors if anchors is not None else TrustAnchors.root()
         self.now = now
         self._keys: dict[dns.name.Name, ZoneKeys] = {}
         self._pending: dict[dns.name.Name, asyncio.Future[ZoneKeys]] = {}
+        self._answers: dict[tuple[dns.name.Name, int, bool], tuple[Answer, float]] = {}
+        self.max_answers = max_answers
         self.verifications = 0
 
     # -- public ------------------------------------------------------------------------------
@@ -154,6 +158,32 @@ class Validator:
 
     async def _single(
         self, qname: dns.name.Name, qtype: int, deadline: float | None, *, walk: bool = True
+    ) -> Answer:
+        key = (qname, qtype, walk)
+        hit = self._answers.get(key)
+        if hit is not None and hit[1] > time.monotonic():
+            return hit[0]
+        answer = await self._single_uncached(qname, qtype, deadline, walk)
+        self._answers[key] = (answer, time.monotonic() + self._cache_seconds(answer))
+        if len(self._answers) > self.max_answers:
+            now = time.monotonic()
+            self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
+            while len(self._answers) > self.max_answers:
+                del self._answers[next(iter(self._answers))]
+        return answer
+
+    def _cache_seconds(self, answer: Answer) -> float:
+        """Validated answers are reused for their TTL, never past a signature's expiry;
+        failures only briefly, so that a fixed zone is seen on the next cycle."""
+        if answer.status in (Status.BOGUS, Status.INDETERMINATE) or answer.ttl is None:
+            return ERROR_CACHE_SECONDS
+        seconds = float(answer.ttl)
+        if answer.expiration is not None:
+            seconds = min(seconds, answer.expiration - self.now())
+        return max(seconds, 0.0)
+
+    async def _single_uncached(
+        self, qname: dns.name.Name, qtype: int, deadline: float | None, walk: bool
     ) -> Answer:
         reply = await self.client.query(qname, qtype, deadline=deadline)
         error = _reply_error(qname, qtype, reply)
