@@ -134,6 +134,11 @@ class FaultSpec:
         return self.rdtype is None or qtype is None or self.rdtype == qtype
 
 
+_RSA_ALGORITHMS = frozenset(
+    {Algorithm.RSASHA1, Algorithm.RSASHA1NSEC3SHA1, Algorithm.RSASHA256, Algorithm.RSASHA512}
+)
+
+
 @dataclass(frozen=True)
 class KeyPair:
     """A DNSSEC key: the private key object (dnspython's wrapper) and its DNSKEY rdata."""
@@ -148,10 +153,8 @@ class KeyPair:
     @classmethod
     def generate(cls, algorithm: Algorithm, *, ksk: bool) -> KeyPair:
         kcls = get_algorithm_cls(algorithm)
-        if algorithm in (Algorithm.RSASHA256, Algorithm.RSASHA512, Algorithm.RSASHA1):
-            private = kcls.generate(key_size=2048)  # type: ignore[call-arg]
-        else:
-            private = kcls.generate()  # type: ignore[call-arg]
+        size = {"key_size": 2048} if algorithm in _RSA_ALGORITHMS else {}
+        private = kcls.generate(**size)  # type: ignore[call-arg]
         flags = 257 if ksk else 256
         return cls(private=private, dnskey=private.public_key().to_dnskey(flags=flags))
 
