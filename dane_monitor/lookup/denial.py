@@ -20,11 +20,6 @@ import dns.rrset
 # something secure that a widespread validator calls insecure.
 MAX_NSEC3_ITERATIONS = 50
 
-_B32_STD = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-_B32_HEX = "0123456789ABCDEFGHIJKLMNOPQRSTUV"
-_TO_HEX = str.maketrans(_B32_STD, _B32_HEX)
-_FROM_HEX = str.maketrans(_B32_HEX, _B32_STD)
-
 
 class Denied(StrEnum):
     NXDOMAIN = "nxdomain"  # the name does not exist
@@ -149,13 +144,12 @@ def nsec3_hash(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
 
 
 def b32hex(raw: bytes) -> str:
-    return base64.b32encode(raw).decode().translate(_TO_HEX).rstrip("=").lower()
+    return base64.b32hexencode(raw).decode().rstrip("=").lower()
 
 
 def _from_b32hex(text: str) -> bytes | None:
-    text = text.upper().translate(_FROM_HEX)
     try:
-        return base64.b32decode(text + "=" * (-len(text) % 8))
+        return base64.b32hexdecode(text.upper() + "=" * (-len(text) % 8))
     except ValueError:
         return None
 

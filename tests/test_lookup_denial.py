@@ -1,0 +1,79 @@
+"""NSEC and NSEC3 proofs, checked piece by piece (the end-to-end checks are against delv)."""
+
+from __future__ import annotations
+
+import dns.name
+import dns.rdatatype
+import dns.rrset
+import pytest
+
+from dane_monitor.lookup.denial import Denied, b32hex, nsec3_hash, nsec3_proof, nsec_proof
+
+N = dns.name.from_text
+ZONE = N("example.")
+
+
+@pytest.mark.parametrize(
+    ("name", "hashed"),
+    [  # RFC 5155 Appendix A: salt aabbccdd, 12 iterations
+        ("example", "0p9mhaveqvm6t7vbl5lop2u3t2rp3tom"),
+        ("a.example", "35mthgpgcu1qg68fab165klnsnk3dpvl"),
+        ("ai.example", "gjeqe526plbf1g8mklp59enfd789njgi"),
+        ("ns1.example", "2t7b4g4vsa5smi47k61mv5bv1a22bojr"),
+        ("*.w.example", "r53bq7cc2uvmubfu5ocmm6pers9tk9en"),
+        ("x.y.w.example", "2vptu5timamqttgl4luu9kg21e0aor3s"),
+        ("XX.EXAMPLE", "t644ebqk9bibcna874givr6joj62mlhv"),  # hashed in canonical (lower) case
+    ],
+)
+def test_nsec3_hash_rfc5155_appendix_a(name, hashed):
+    assert b32hex(nsec3_hash(N(name), bytes.fromhex("aabbccdd"), 12)) == hashed
+
+
+def nsec(owner: str, nxt: str, types: str) -> dns.rrset.RRset:
+    return dns.rrset.from_text(owner, 300, "IN", "NSEC", f"{nxt} {types}")
+
+
+CHAIN = [
+    nsec("example.", "a.example.", "SOA NS RRSIG NSEC DNSKEY"),
+    nsec("a.example.", "deleg.example.", "A RRSIG NSEC"),
+    nsec("deleg.example.", "insecure.example.", "NS DS RRSIG NSEC"),
+    nsec("insecure.example.", "x.y.example.", "NS RRSIG NSEC"),
+    nsec("x.y.example.", "example.", "A RRSIG NSEC"),  # last: wraps to the apex
+]
+
+
+@pytest.mark.parametrize(
+    ("qname", "qtype", "result"),
+    [
+        ("a.example.", "TXT", Denied.NODATA),
+        ("a.example.", "A", Denied.NONE),  # the type exists: no denial
+        ("b.example.", "A", Denied.NXDOMAIN),
+        ("zzz.example.", "A", Denied.NXDOMAIN),  # covered by the wrap-around NSEC
+        ("y.example.", "A", Denied.NODATA),  # empty non-terminal above x.y.example.
+        ("insecure.example.", "DS", Denied.INSECURE_DELEGATION),
+        ("deleg.example.", "DS", Denied.NONE),  # DS exists
+        ("a.example.", "DS", Denied.NODATA),  # not a cut, no DS
+        ("www.insecure.example.", "A", Denied.NONE),  # an NSEC at a cut cannot deny below it
+    ],
+)
+def test_nsec_proofs(qname, qtype, result):
+    proof = nsec_proof(N(qname), dns.rdatatype.from_text(qtype), CHAIN, ZONE)
+    assert proof.result == result, proof.why
+
+
+def test_nxdomain_needs_the_wildcard_denial_too():
+    only_name = [CHAIN[1]]  # covers b.example. but not *.example.
+    assert nsec_proof(N("b.example."), 1, only_name, ZONE).result == Denied.NONE
+
+
+def test_nsec3_rejects_mixed_parameters_and_caps_iterations():
+    def n3(owner_hash: str, salt: str, iterations: int) -> dns.rrset.RRset:
+        return dns.rrset.from_text(
+            f"{owner_hash}.example.", 300, "IN", "NSEC3",
+            f"1 0 {iterations} {salt} 0p9mhaveqvm6t7vbl5lop2u3t2rp3tom A",
+        )  # fmt: skip
+
+    mixed = [n3("00000000000000000000000000000000", "aa", 1), n3("1" * 32, "bb", 1)]
+    assert nsec3_proof(N("x.example."), 1, mixed, ZONE).result == Denied.NONE
+    heavy = nsec3_proof(N("x.example."), 1, [n3("0" * 32, "-", 500)], ZONE)
+    assert heavy.too_many_iterations
