@@ -118,6 +118,109 @@ def _resolver_check(args: argparse.Namespace) -> int:
     return code
 
 
+def add_dns_options(parser: argparse.ArgumentParser) -> None:
+    """The DNS options every command that looks things up shares."""
+    group = parser.add_argument_group("DNS")
+    group.add_argument(
+        "--resolver", metavar="ADDR[:PORT]", help="resolver to query (default: /etc/resolv.conf)"
+    )
+    group.add_argument(
+        "--trust-anchor",
+        metavar="FILE",
+        help="DS/DNSKEY lines in zone-file format replacing the IANA root anchors",
+    )
+    group.add_argument(
+        "--validation",
+        choices=("local", "resolver"),
+        default="local",
+        help="local: validate here from the trust anchors (default); "
+        "resolver: trust the resolver's AD bit",
+    )
+    group.add_argument("--dns-timeout", type=float, default=2.0, help="seconds per DNS try")
+
+
+def make_validator(args: argparse.Namespace, prog: str):
+    """The validator the options ask for, or an error message for the user."""
+    from dane_monitor.lookup import TrustAnchorError, make_validator
+
+    try:
+        return make_validator(
+            args.resolver,
+            trust_anchor=args.trust_anchor,
+            mode=args.validation,
+            timeout=args.dns_timeout,
+        )
+    except TrustAnchorError as exc:
+        return f"{prog}: {exc}"
+    except ValueError as exc:
+        return f"{prog}: bad --resolver {args.resolver!r}: {exc}"
+
+
+def _lookup(args: argparse.Namespace) -> int:
+    import json
+
+    import dns.rdatatype
+
+    from dane_monitor.lookup import Status
+
+    validator = make_validator(args, "dane-monitor lookup")
+    if isinstance(validator, str):
+        print(validator, file=sys.stderr)
+        return 3
+    try:
+        rdtype = dns.rdatatype.from_text(args.type)
+        name = args.name if args.name.endswith(".") else args.name + "."
+        answer = asyncio.run(validator.lookup(name, rdtype))
+    except Exception as exc:  # a name or type the user mistyped
+        print(f"dane-monitor lookup: {exc}", file=sys.stderr)
+        return 3
+    code = {Status.SECURE: 0, Status.INSECURE: 1, Status.BOGUS: 2}.get(answer.status, 3)
+    expires = (
+        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(answer.expiration))
+        if answer.expiration
+        else None
+    )
+    records = [r.to_text() for r in answer.rrset] if answer.rrset is not None else []
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "name": str(answer.qname),
+                    "type": dns.rdatatype.to_text(answer.qtype),
+                    "status": answer.status.value,
+                    "kind": answer.kind.value,
+                    "reason": answer.reason,
+                    "detail": answer.detail,
+                    "records": records,
+                    "ttl": answer.ttl,
+                    "rrsig_expiration": expires,
+                    "signer": str(answer.signer) if answer.signer else None,
+                    "cnames": [
+                        [str(c.owner), str(c.target), c.status.value] for c in answer.cnames
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return code
+    print(f"{answer.qname} {dns.rdatatype.to_text(answer.qtype)}: {answer.status} {answer.kind}")
+    if answer.reason:
+        print(f"  {answer.reason}: {answer.detail}")
+    for step in answer.cnames:
+        print(f"  CNAME {step.owner} -> {step.target} ({step.status})")
+    if answer.signer:
+        print(f"  signed by {answer.signer}")
+    if expires:
+        days = (answer.expiration - time.time()) / 86400
+        print(f"  earliest signature expiry on the path: {expires} ({days:.1f} days)")
+    if answer.ttl is not None:
+        print(f"  TTL {answer.ttl}s")
+    owner = answer.rrset.name if answer.rrset is not None else answer.qname
+    for record in records:
+        print(f"  {owner} {dns.rdatatype.to_text(answer.qtype)} {record}")
+    return code
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dane-monitor",
@@ -152,13 +255,27 @@ def build_parser() -> argparse.ArgumentParser:
         "bogus one, handles EDNS0 and DO, answers over TCP, and runs on loopback. Exit codes "
         "follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
-    rc.add_argument("--resolver", metavar="ADDR[:PORT]", help="default: /etc/resolv.conf's first")
+    rc.add_argument(
+        "--resolver", metavar="ADDR[:PORT]", help="resolver to check (default: /etc/resolv.conf)"
+    )
     rc.add_argument("--signed-name", default=DEFAULT_SIGNED, help="a name that validates")
     rc.add_argument("--bogus-name", default=DEFAULT_BOGUS, help="a name that must fail")
     rc.add_argument("--type", default="A", help="record type asked for both names")
     rc.add_argument("--timeout", type=float, default=3.0, help="seconds per query")
     rc.add_argument("--json", action="store_true", help="machine-readable output")
     rc.set_defaults(func=_resolver_check)
+
+    lookup = sub.add_parser(
+        "lookup",
+        help="one DNS lookup, validated: status, reason, signature expiry",
+        description="Looks up NAME TYPE and says whether the answer is secure, insecure, bogus "
+        "(and why) or indeterminate. Exit codes: 0 secure, 1 insecure, 2 bogus, 3 other.",
+    )
+    lookup.add_argument("name")
+    lookup.add_argument("type", nargs="?", default="A")
+    lookup.add_argument("--json", action="store_true", help="machine-readable output")
+    add_dns_options(lookup)
+    lookup.set_defaults(func=_lookup)
     return parser
 
 

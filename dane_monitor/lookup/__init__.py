@@ -1,0 +1,66 @@
+"""The checker's DNS layer: a stub client and in-process DNSSEC validation.
+
+    validator = make_validator(resolver="127.0.0.1:53", trust_anchor=None, mode="local")
+    answer = await validator.lookup("_25._tcp.mail.example.de.", "TLSA")
+    answer.status, answer.kind, answer.rrset, answer.reason, answer.expiration
+
+Modules: :mod:`.stub` (queries, cache), :mod:`.validator` (local and resolver mode),
+:mod:`.denial` (NSEC/NSEC3 proofs), :mod:`.anchors` (trust anchors), :mod:`.answer` (the
+result model), :mod:`.resolvercheck` (is a resolver fit for DANE).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from dane_monitor.lookup.anchors import TrustAnchorError, TrustAnchors
+from dane_monitor.lookup.answer import Answer, Kind, Status
+from dane_monitor.lookup.stub import Cache, Server, StubClient, system_resolver
+from dane_monitor.lookup.validator import ResolverValidator, Validator
+
+__all__ = [
+    "Answer",
+    "Cache",
+    "Kind",
+    "ResolverValidator",
+    "Server",
+    "Status",
+    "StubClient",
+    "TrustAnchorError",
+    "TrustAnchors",
+    "Validator",
+    "make_validator",
+    "system_resolver",
+]
+
+
+def make_validator(
+    resolver: str | Server | None = None,
+    *,
+    trust_anchor: str | Path | None = None,
+    mode: Literal["local", "resolver"] = "local",
+    timeout: float = 2.0,
+    tries: int = 3,
+    cache: Cache | None = None,
+) -> Validator | ResolverValidator:
+    """A validator as the command-line options describe it.
+
+    :raises ValueError: a resolver address that does not parse.
+    :raises TrustAnchorError: a trust-anchor file that cannot be read or used.
+    """
+    if isinstance(resolver, str):
+        resolver = Server.parse(resolver)
+    client = StubClient(
+        resolver,
+        timeout=timeout,
+        tries=tries,
+        cache=cache,
+        checking_disabled=mode == "local",
+    )
+    if mode == "resolver":
+        return ResolverValidator(client)
+    if mode != "local":
+        raise ValueError(f"unknown validation mode {mode!r} (local or resolver)")
+    anchors = TrustAnchors.from_file(trust_anchor) if trust_anchor else TrustAnchors.root()
+    return Validator(client, anchors)

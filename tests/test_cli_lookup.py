@@ -1,0 +1,69 @@
+"""`dane-monitor lookup` as an operator runs it: exit codes, reasons, bad options."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dane_monitor.cli import main
+from dane_monitor.world import World
+
+
+@pytest.fixture(scope="module")
+def opts(dane_world: World, tmp_path_factory) -> list[str]:
+    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
+    host, port = dane_world.dns_address
+    return ["--resolver", f"{host}:{port}", "--trust-anchor", str(anchor)]
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "code", "status", "reason"),
+    [
+        ("_25._tcp.mx1.good-ee.example.", "TLSA", 0, "secure", None),
+        ("_25._tcp.mx1.no-tlsa.example.", "TLSA", 0, "secure", None),
+        ("_25._tcp.mx1.insecure-with-tlsa.example.", "TLSA", 1, "insecure", "insecure-delegation"),
+        ("_25._tcp.mx1.bogus-signature.example.", "TLSA", 2, "bogus", "bad-signature"),
+        ("mx1.bogus-expired.example.", "A", 2, "bogus", "signature-expired"),
+        ("mx1.bogus-ds.example.", "A", 2, "bogus", "no-matching-ds"),
+    ],
+)
+def test_lookup_json(opts, capsys, name, rdtype, code, status, reason):
+    assert main(["lookup", name, rdtype, "--json", *opts]) == code
+    out = json.loads(capsys.readouterr().out)
+    assert (out["status"], out["reason"]) == (status, reason)
+    if status == "secure":
+        assert out["rrsig_expiration"]
+
+
+def test_lookup_text_follows_cnames(opts, capsys):
+    assert main(["lookup", "mail.cname-mx.example", "A", *opts]) == 0
+    out = capsys.readouterr().out
+    assert "CNAME mail.cname-mx.example. -> real-mx.cname-mx.example. (secure)" in out
+    assert "earliest signature expiry on the path" in out
+
+
+def test_lookup_without_the_worlds_anchor_is_bogus(dane_world: World, capsys):
+    host, port = dane_world.dns_address
+    # The built-in IANA root anchors do not match the world's private root.
+    assert main(["lookup", "mx1.good-ee.example", "--resolver", f"{host}:{port}"]) == 2
+    assert "no-matching-ds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trust-anchor", "/nonexistent/anchor"], "cannot read trust anchors"),
+        (["--resolver", "resolver.example"], "bad --resolver"),
+    ],
+)
+def test_lookup_bad_options_say_what_is_wrong(capsys, args, message):
+    assert main(["lookup", "example.", *args]) == 3
+    assert message in capsys.readouterr().err
+
+
+def test_bad_trust_anchor_file_names_the_problem(tmp_path, capsys):
+    bad = tmp_path / "anchor"
+    bad.write_text("example. IN A 192.0.2.1\n")
+    assert main(["lookup", "example.", "--trust-anchor", str(bad), "--resolver", "127.0.0.1"]) == 3
+    assert "only DS and DNSKEY records can be trust anchors" in capsys.readouterr().err
