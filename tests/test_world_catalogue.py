@@ -153,3 +153,28 @@ def test_openssl_dane_agrees_with_the_catalogue(dane_world: World, scenario: str
                 )
             )  # fmt: skip
     assert all(verdicts) == expect.authenticates, verdicts
+
+
+@pytest.mark.delv
+@pytest.mark.skipif(shutil.which("delv") is None, reason="needs delv")
+def test_delv_agrees_with_the_catalogues_dnssec_state(dane_world: World, tmp_path):
+    from test_world_delv import BOGUS, NODATA, NXDOMAIN, UNSIGNED, VALID, run_delv, verdict
+
+    anchor = dane_world.write_bind_trust_anchor(tmp_path / "anchor.conf")
+    port = dane_world.dns_address[1]
+    checked = 0
+    for domain in dane_world.domains.values():
+        expected = domain.scenario.expect.verdict
+        for host in domain.hosts:
+            out = run_delv(port, anchor, host.tlsa_name, "TLSA")
+            if expected == "bogus":
+                want = {BOGUS}
+            elif expected == "insecure":
+                want = {UNSIGNED}
+            elif host.tlsa_rdatas:
+                want = {VALID}
+            else:
+                want = {NXDOMAIN, NODATA}
+            assert verdict(out) in want, f"{domain.scenario.name}: {out}"
+            checked += 1
+    assert checked >= 25
