@@ -1,0 +1,41 @@
+"""Faults delv cannot be asked about usefully: a name that never answers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from dnsutil import served
+
+from dane_monitor.lookup.anchors import parse
+from dane_monitor.lookup.answer import Kind, Status
+from dane_monitor.lookup.stub import Server, StubClient
+from dane_monitor.lookup.validator import Validator
+from dane_monitor.world.zones import Fault, Hierarchy
+
+
+def test_a_name_that_never_answers_is_indeterminate_within_the_deadline():
+    h = Hierarchy(".")
+    h.zone("example.")
+    z = h.zone("silent.example.")
+    z.add("mail", "A", "127.0.0.25")
+    z.add("_25._tcp.mail", "TLSA", "3 1 1 " + "0f" * 32)
+    z.fault(Fault.NO_ANSWER, "_25._tcp.mail")
+    signed = h.sign()
+
+    async def run(port: int):
+        v = Validator(StubClient(Server("127.0.0.1", port), timeout=0.4, tries=5), parse(
+            signed.trust_anchor()))  # fmt: skip
+        started = time.monotonic()
+        tlsa = await v.lookup("_25._tcp.mail.silent.example.", "TLSA",
+                              deadline=time.monotonic() + 1.0)  # fmt: skip
+        took = time.monotonic() - started
+        address = await v.lookup("mail.silent.example.", "A")
+        return tlsa, took, address
+
+    with served(signed) as server:
+        tlsa, took, address = asyncio.run(run(server.port))
+    assert (tlsa.status, tlsa.kind) == (Status.INDETERMINATE, Kind.ERROR)
+    assert tlsa.reason in ("timeout", "deadline")
+    assert took < 1.6
+    assert address.status == Status.SECURE  # the rest of the zone still answers
