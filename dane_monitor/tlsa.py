@@ -495,19 +495,37 @@ class _Anchor:
         )
 
 
+class _Signatures:
+    """Signature checks memoised for one :func:`authenticate` call (which keeps the nodes
+    and keys alive, so their ids are stable)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[tuple[int, int], bool] = {}
+
+    def check(self, node: _Node, key: Any) -> bool:
+        """Does ``key`` verify the signature on ``node``?"""
+        memo = (id(node), id(key))
+        if memo not in self._seen:
+            self._seen[memo] = key is not None and _signed_by(node.cert, key)
+        return self._seen[memo]
+
+
 def _anchored_paths(
     leaf: _Node,
     nodes: list[_Node],
     ta_records: list[TLSARecord],
     bare_keys: list[tuple[TLSARecord, Any]],
+    signatures: _Signatures,
 ) -> Iterator[_Anchor]:
     """Chains from the leaf that end in a DANE-TA trust anchor, lowest anchor first.
 
-    Issuers are found by name (and key identifier), trying the presented certificates in
-    the order sent, then the certificates carried in ``2 0 0`` records. A certificate at
-    depth >= 1 matching a DANE-TA record ends the chain there (as OpenSSL stops at the first
-    trusted certificate); when a chain cannot be extended, a bare key (``2 1 0``) anchors it
-    at the highest certificate it signs. Signatures are checked later, by :func:`_verify`.
+    Issuers are the certificates whose name (and key identifier) and key fit, trying the
+    presented certificates in the order sent, then those carried in ``2 0 0`` records; only
+    when none has a key that verifies the signature are the name-only candidates tried (so
+    that a forged chain is reported as such by :func:`_verify`). A certificate at depth >= 1
+    matching a DANE-TA record ends the chain there (as OpenSSL stops at the first trusted
+    certificate); when a chain cannot be extended, a bare key (``2 1 0``) anchors it at the
+    highest certificate it signs. The search is depth-first and bounded.
     """
     budget = [_SEARCH_BUDGET]
 
@@ -521,16 +539,17 @@ def _anchored_paths(
                     return
         extended = False
         if len(path) < MAX_CHAIN:
-            for node in nodes:
+            named = [n for n in nodes if n.could_issue(top) and all(n is not p for p in path)]
+            signing = [n for n in named if signatures.check(top, n.key)]
+            for node in signing or named:
                 if budget[0] <= 0:
                     return
-                if node.could_issue(top) and all(node is not n for n in path):
-                    extended = True
-                    yield from extend((*path, node))
+                extended = True
+                yield from extend((*path, node))
         if not extended:
             for record, key in bare_keys:
                 for below in range(depth, -1, -1):
-                    if _signed_by(path[below].cert, key):
+                    if signatures.check(path[below], key):
                         yield _Anchor(path[: below + 1], below, record, bare_key=key)
                         break
 
@@ -541,7 +560,7 @@ def _as_utc(moment: dt.datetime) -> dt.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
-def _verify(anchor: _Anchor, now: dt.datetime) -> str | None:
+def _verify(anchor: _Anchor, now: dt.datetime, signatures: _Signatures) -> str | None:
     """Why the chain up to ``anchor`` does not verify (one sentence), or ``None``."""
     path, depth = anchor.path, anchor.depth
     # Certificates below the anchor; with a bare key the anchor is the key, not path[depth].
@@ -549,11 +568,11 @@ def _verify(anchor: _Anchor, now: dt.datetime) -> str | None:
     for i, node in enumerate(below):
         where = f"the certificate at depth {i} ({node.label})"
         if i + 1 < len(path):
-            if not _signed_by(node.cert, path[i + 1].key):
+            if not signatures.check(node, path[i + 1].key):
                 return (
                     f"the signature on {where} does not verify with the key of {path[i + 1].label}"
                 )
-        elif not _signed_by(node.cert, anchor.bare_key):  # pragma: no cover - found signed
+        elif not signatures.check(node, anchor.bare_key):  # pragma: no cover - found signed
             return f"the signature on {where} does not verify with the TLSA record's key"
         if node.extensions is None:
             return f"{where} has malformed extensions"
@@ -714,11 +733,12 @@ def authenticate(
     name_ok = any(_name_matches(p, ref) for p in names for ref in references)
     chain_problem: tuple[_Anchor, str] | None = None
     name_mismatch: _Anchor | None = None
-    anchors = _anchored_paths(leaf, nodes, ta_records, bare_keys)
+    signatures = _Signatures()
+    anchors = _anchored_paths(leaf, nodes, ta_records, bare_keys, signatures)
     for count, anchor in enumerate(anchors):
         if count >= _MAX_ANCHORS:
             break
-        problem = _verify(anchor, when)
+        problem = _verify(anchor, when, signatures)
         if problem is not None:
             chain_problem = chain_problem or (anchor, problem)
         elif not name_ok:
@@ -765,18 +785,23 @@ def authenticate(
         return result(
             False, "ta-chain-invalid", f"DANE-TA record {hit.record.short} matches {where}."
         )
-    shadowed = ""
+    hints = ""
     if any(h.record in ignored for h in hits):
-        shadowed = (
+        hints = (
             " A record ignored by digest agility (a stronger digest of the same usage and "
             "selector is published) would match."
+        )
+    if ta_records:
+        hints += (
+            " A DANE-TA record must match a certificate the server sends (is the CA missing "
+            "from the server's chain?) or carry the trust anchor itself (2 0 0, 2 1 0)."
         )
     sent = _plural(sum(1 for n in parsed if n is not None), "certificate")
     return result(
         False,
         "tlsa-mismatch",
         f"None of the {_plural(len(used), 'usable TLSA record')} matches the {sent} "
-        f"the server presented (leaf {leaf.label}).{shadowed}",
+        f"the server presented (leaf {leaf.label}).{hints}",
     )
 
 
