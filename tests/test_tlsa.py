@@ -668,11 +668,19 @@ _records = st.one_of(
 )
 
 
+_chains = st.one_of(
+    st.lists(_cert_bytes, max_size=20),
+    # The real leaf first, then a shuffle of real, mutated and junk certificates.
+    st.lists(_cert_bytes, max_size=6).map(lambda rest: [_REAL_DER[0], *rest]),
+)
+_names = st.lists(st.one_of(st.text(max_size=30), st.sampled_from([MX, "MX.example.com."])))
+
+
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     records=st.lists(_records, max_size=6),
-    presented=st.lists(_cert_bytes, max_size=20),
-    names=st.lists(st.text(max_size=30), max_size=3),
+    presented=_chains,
+    names=_names.map(lambda names: names[:3]),
 )
 def test_never_raises(records: list[TLSARecord], presented: list[bytes], names: list[str]) -> None:
     result = authenticate(records, presented, names)
