@@ -741,8 +741,9 @@ def authenticate(
         problem = _verify(anchor, when, signatures)
         if problem is not None:
             chain_problem = chain_problem or (anchor, problem)
-        elif not name_ok:
-            name_mismatch = name_mismatch or anchor
+        elif not name_ok:  # no other anchor can fix the leaf's names
+            name_mismatch = anchor
+            break
         else:
             return result(
                 True,
