@@ -834,15 +834,20 @@ def spki_sha256(der_cert: bytes) -> str:
     return node.association(Selector.SPKI, MatchingType.SHA256).hex()
 
 
-def suggest_records(der_chain: Sequence[bytes]) -> list[str]:
+def suggest_records(der_chain: Sequence[bytes], usages: Sequence[int] | None = None) -> list[str]:
     """TLSA RDATA to publish for a presented chain: ``3 1 1`` for the leaf's key, then
-    ``2 1 1`` for the CA that issued the leaf when the server sends it. Empty when the leaf
-    does not parse."""
+    ``2 1 1`` for the CA that issued the leaf when the server sends it. ``usages`` picks
+    which of the two (default both, 3 first). Empty when the leaf does not parse."""
+    wanted = (3, 2) if not usages else tuple(usages)
     parsed = [_Node.parse(der, index=i) for i, der in enumerate(list(der_chain)[:MAX_CHAIN])]
     if not parsed or parsed[0] is None:
         return []
     leaf = parsed[0]
-    suggestions = [f"3 1 1 {leaf.association(Selector.SPKI, MatchingType.SHA256).hex()}"]
+    suggestions = []
+    if 3 in wanted:
+        suggestions.append(f"3 1 1 {leaf.association(Selector.SPKI, MatchingType.SHA256).hex()}")
+    if 2 not in wanted:
+        return suggestions
     for node in parsed[1:]:
         if (
             node is not None
@@ -855,3 +860,22 @@ def suggest_records(der_chain: Sequence[bytes]) -> list[str]:
             )
             break
     return suggestions
+
+
+def dns_names(der: bytes) -> list[str]:
+    """The DNS names a certificate is for: SAN dNSNames, else the subject CN; [] on garbage."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError:
+        return []
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+        if names:
+            return list(names)
+    except (x509.ExtensionNotFound, ValueError):
+        pass
+    try:
+        return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
+    except ValueError:
+        return []
