@@ -221,6 +221,239 @@ def _lookup(args: argparse.Namespace) -> int:
     return code
 
 
+def step_timeouts(step: float):
+    """Probe deadlines from the one --timeout an operator gives: each step gets it, the
+    whole probe four times it."""
+    from dane_monitor.probe import Timeouts
+
+    return Timeouts(
+        connect=step, banner=step, command=step, tls=step, quit=min(5.0, step), total=4 * step
+    )
+
+
+def _ports(values: list[str] | None) -> list[int]:
+    ports = []
+    for value in values or ["25"]:
+        port = int(value)
+        if not 0 < port < 65536:
+            raise ValueError(f"port out of range: {port}")
+        ports.append(port)
+    return list(dict.fromkeys(ports))
+
+
+def _checker(args: argparse.Namespace, prog: str):
+    from dane_monitor.check import Checker, Options
+
+    validator = make_validator(args, prog)
+    if isinstance(validator, str):
+        return validator
+    try:
+        ports = _ports(args.port)
+    except ValueError as exc:
+        return f"{prog}: bad --port: {exc}"
+    options = Options(
+        ports=ports,
+        connect_port=args.connect_port,
+        ehlo_name=args.ehlo_name,
+        timeouts=step_timeouts(args.timeout),
+        both_key_types=not args.one_key_type,
+    )
+    return Checker(validator, options)
+
+
+def _check(args: argparse.Namespace) -> int:
+    import json
+
+    from dane_monitor import render
+
+    checker = _checker(args, "dane-monitor check")
+    if isinstance(checker, str):
+        print(checker, file=sys.stderr)
+        return 3
+    if args.mx:
+        result = asyncio.run(checker.check_host(args.mx))
+    elif args.domain:
+        result = asyncio.run(checker.check_domain(args.domain))
+    else:
+        print("dane-monitor check: give a DOMAIN or --mx HOST", file=sys.stderr)
+        return 3
+    if args.json:
+        print(json.dumps(result.to_dict(debug=args.debug), indent=2))
+    else:
+        print(render.text(result))
+    return render.exit_code(result)
+
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("SMTP")
+    group.add_argument(
+        "--port",
+        action="append",
+        metavar="PORT",
+        help="port to check (repeatable; default 25; 465 is implicit TLS, others STARTTLS)",
+    )
+    group.add_argument(
+        "--connect-port",
+        type=int,
+        metavar="PORT",
+        help="connect to this TCP port instead, keeping _PORT._tcp TLSA names (for tests)",
+    )
+    group.add_argument("--ehlo-name", help="name to send in EHLO (default: this host's name)")
+    group.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="deadline for each SMTP/TLS step (connect, greeting, EHLO, STARTTLS, handshake)",
+    )
+    group.add_argument(
+        "--one-key-type",
+        action="store_true",
+        help="do not make a second handshake to see the other (RSA/ECDSA) certificate",
+    )
+
+
+def _read_chain(path: str) -> list[bytes]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    data = Path(path).read_bytes()
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = [x509.load_der_x509_certificate(data)]
+    return [c.public_bytes(Encoding.DER) for c in certs]
+
+
+def _tlsa(args: argparse.Namespace) -> int:
+    from dane_monitor import tlsa as T
+
+    prog = "dane-monitor tlsa"
+    try:
+        port = _ports(args.port)[0]
+    except ValueError as exc:
+        print(f"{prog}: bad --port: {exc}", file=sys.stderr)
+        return 3
+    chains: list[list[bytes]] = []
+    host = args.host
+    if args.cert:
+        try:
+            chains.append(_read_chain(args.cert))
+        except (OSError, ValueError) as exc:
+            print(f"{prog}: cannot read a certificate from {args.cert}: {exc}", file=sys.stderr)
+            return 3
+        if host is None:
+            names = T.dns_names(chains[0][0])
+            if not names:
+                print(f"{prog}: the certificate names no host; give --host", file=sys.stderr)
+                return 3
+            host = names[0]
+    elif args.server:
+        host = args.server
+        chains = _server_chains(args, prog)
+        if isinstance(chains, str):
+            print(chains, file=sys.stderr)
+            return 3
+    else:
+        print(f"{prog}: give --cert FILE or --server HOST", file=sys.stderr)
+        return 3
+    owner = f"_{port}._tcp.{host.rstrip('.')}."
+    seen = set()
+    for chain in chains:
+        for record in T.suggest_records(chain, usages=args.usage):
+            if record not in seen:
+                seen.add(record)
+                print(f"{owner} IN TLSA {record}")
+    return 0
+
+
+def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | str:
+    """The chains a live server presents (both key types), reached as a sender would."""
+    from dane_monitor.probe import probe_all
+
+    async def run() -> list[list[bytes]] | str:
+        if args.connect:
+            address, _, port_text = args.connect.rpartition(":")
+            if not address:
+                address, port_text = port_text, str(_ports(args.port)[0])
+            addresses, port = [address.strip("[]")], int(port_text)
+        else:
+            validator = make_validator(args, prog)
+            if isinstance(validator, str):
+                return validator
+            name = args.server.rstrip(".") + "."
+            answers = await asyncio.gather(
+                validator.lookup(name, "A"), validator.lookup(name, "AAAA")
+            )
+            addresses = [r.to_text() for a in answers if a.rrset is not None for r in a.rrset]
+            port = args.connect_port or _ports(args.port)[0]
+            if not addresses:
+                return f"{prog}: {args.server} has no address"
+        results = await probe_all(
+            addresses[0],
+            port,
+            sni=args.server.rstrip("."),
+            implicit_tls=_ports(args.port)[0] == 465,
+            timeouts=step_timeouts(args.timeout),
+        )
+        chains = [r.chain for r in results if r.chain]
+        if not chains:
+            r = results[0]
+            return f"{prog}: no certificate from {addresses[0]}:{port}: {r.error}: {r.detail}"
+        return chains
+
+    return asyncio.run(run())
+
+
+def _preflight(args: argparse.Namespace) -> int:
+    from dane_monitor import tlsa as T
+    from dane_monitor.lookup import Kind, Status
+
+    prog = "dane-monitor preflight"
+    try:
+        chain = _read_chain(args.cert)
+        port = _ports(args.port)[0]
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: cannot read {args.cert}: {exc}", file=sys.stderr)
+        return 3
+    validator = make_validator(args, prog)
+    if isinstance(validator, str):
+        print(validator, file=sys.stderr)
+        return 3
+    host = args.mx.rstrip(".") + "."
+    name = f"_{port}._tcp.{host}"
+    answer = asyncio.run(validator.lookup(name, "TLSA"))
+    if answer.status in (Status.BOGUS, Status.INDETERMINATE):
+        print(
+            f"UNKNOWN: {name} is {answer.status} ({answer.reason}: {answer.detail}); "
+            "fix DNS before deploying"
+        )
+        return 3
+    if answer.status == Status.INSECURE or answer.kind != Kind.POSITIVE or answer.rrset is None:
+        print(
+            f"OK: no secure TLSA record at {name} ({answer.status} {answer.kind}): "
+            "deploying this certificate cannot break DANE"
+        )
+        return 0
+    records = [T.TLSARecord.from_rdata(r) for r in answer.rrset]
+    canonical = answer.canonical_name.to_text()
+    names = [host] if canonical == name else [host, canonical.split("._tcp.", 1)[-1]]
+    result = T.authenticate(records, chain, names)
+    published = ", ".join(r.to_text() for r in records)
+    if result.authenticated and result.match is not None:
+        print(
+            f"OK: {args.cert} matches the published {result.match.record.to_text()} at "
+            f"{name} (depth {result.match.depth})"
+        )
+        return 0
+    print(f"CRITICAL: {args.cert} does not match {name}: {result.failure}: {result.detail}")
+    print(f"  published: {published}")
+    for record in T.suggest_records(chain):
+        print(f"  publish first: {name} IN TLSA {record}")
+    print("  then wait two TTLs before deploying the certificate (RFC 7671 §8)")
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dane-monitor",
@@ -276,6 +509,58 @@ def build_parser() -> argparse.ArgumentParser:
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     add_dns_options(lookup)
     lookup.set_defaults(func=_lookup)
+
+    check = sub.add_parser(
+        "check",
+        help="check a mail domain (or one MX host) the way a DANE-enforcing sender does",
+        description="Looks up the MX hosts of DOMAIN (or takes --mx HOST), validates DNSSEC "
+        "in-process, probes every address with STARTTLS and matches the presented chains "
+        "against the TLSA records (RFC 7672). Exit codes: 0 OK, 1 WARNING, 2 CRITICAL "
+        "(DANE senders defer mail), 3 UNKNOWN.",
+    )
+    check.add_argument("domain", nargs="?", help="the mail domain")
+    check.add_argument("--mx", metavar="HOST", help="check this MX host instead of a domain")
+    check.add_argument("--json", action="store_true", help="JSON output (schema: docs/json.md)")
+    check.add_argument("--debug", action="store_true", help="include SMTP transcripts in JSON")
+    add_dns_options(check)
+    add_probe_options(check)
+    check.set_defaults(func=_check)
+
+    tlsa = sub.add_parser(
+        "tlsa",
+        help="print the TLSA records a certificate or a live server needs",
+        description="Prints zone-file lines such as '_25._tcp.mail.example.de. IN TLSA 3 1 1 "
+        "…' for the certificate in FILE (PEM chain or DER) or for the chains a live server "
+        "presents (ECDSA and RSA both, when it has both).",
+    )
+    source = tlsa.add_mutually_exclusive_group()
+    source.add_argument("--cert", metavar="FILE", help="certificate (chain) file")
+    source.add_argument("--server", metavar="HOST", help="MX host to connect to")
+    tlsa.add_argument("--host", help="owner host name (default: the certificate's first name)")
+    tlsa.add_argument("--connect", metavar="ADDR[:PORT]", help="connect here for --server")
+    tlsa.add_argument(
+        "--usage",
+        action="append",
+        type=int,
+        choices=(2, 3),
+        help="3: the leaf key (default); 2: the issuing CA's key (repeatable)",
+    )
+    add_dns_options(tlsa)
+    add_probe_options(tlsa)
+    tlsa.set_defaults(func=_tlsa)
+
+    preflight = sub.add_parser(
+        "preflight",
+        help="does a not-yet-deployed certificate match the published TLSA records?",
+        description="For certificate-renewal hooks: exits 0 when NEW.pem matches the secure "
+        "TLSA RRset of the MX host (or none is published), 2 when deploying it would make DANE "
+        "senders defer, 3 when DNS cannot tell.",
+    )
+    preflight.add_argument("--cert", required=True, metavar="NEW.pem")
+    preflight.add_argument("--mx", required=True, metavar="HOST")
+    preflight.add_argument("--port", action="append", metavar="PORT", help="default 25")
+    add_dns_options(preflight)
+    preflight.set_defaults(func=_preflight)
     return parser
 
 

@@ -1,0 +1,116 @@
+"""Human output and exit codes for check results (pure functions of the report model)."""
+
+from __future__ import annotations
+
+import time
+
+from dane_monitor.report import (
+    ACTION_SENTENCE,
+    DomainResult,
+    Severity,
+    Verdict,
+    worst_action,
+)
+
+# Monitoring-plugin convention (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
+STATE = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
+
+
+def exit_code(result: DomainResult) -> int:
+    """CRITICAL when DANE senders defer (failed, bogus); UNKNOWN when we could not decide;
+    WARNING when mail flows without DANE's protection or a warning finding stands."""
+    if result.verdict in (Verdict.FAILED, Verdict.BOGUS):
+        return CRITICAL
+    if result.verdict == Verdict.ERROR:
+        return UNKNOWN
+    if result.verdict in (Verdict.NO_DANE, Verdict.INSECURE):
+        return WARNING
+    findings = result.all_findings()
+    if any(f.severity == Severity.ERROR for f in findings):
+        return CRITICAL
+    if any(f.severity == Severity.WARNING for f in findings):
+        return WARNING
+    return OK
+
+
+def _short(rdata: str, width: int = 24) -> str:
+    usage_selector_mtype, _, data = rdata.rpartition(" ")
+    if len(data) <= width:
+        return rdata
+    return f"{usage_selector_mtype} {data[:width]}…"
+
+
+def _when(epoch: int | None) -> str:
+    if epoch is None:
+        return "-"
+    days = (epoch - time.time()) / 86400
+    return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(epoch))} UTC ({days:.1f} days)"
+
+
+def text(result: DomainResult) -> str:
+    lines: list[str] = []
+    code = exit_code(result)
+    action = worst_action(h.sender_action for h in result.hosts if h.sender_action)
+    headline = f"{result.domain}: {result.verdict.value.upper()} ({STATE[code]})"
+    if action is not None:
+        headline += f" — {ACTION_SENTENCE[action]}"
+        if action.value == "defer" and len(result.hosts) > 1:
+            headline += " (at least one MX endpoint)"
+    lines.append(headline)
+    if result.mx_dns is not None:
+        mx = result.mx_dns
+        records = ", ".join(mx.records) if mx.records else mx.kind
+        lines.append(f"MX ({mx.status}): {records}")
+    lines.append(f"validation: {result.validation}; checked in {result.duration:.2f}s")
+
+    for host in result.hosts:
+        lines.append("")
+        pref = f"{host.preference} " if host.preference is not None else ""
+        lines.append(
+            f"  {pref}{host.name} port {host.port}: {host.verdict.value.upper()}"
+            + (f" — {ACTION_SENTENCE[host.sender_action]}" if host.sender_action else "")
+        )
+        if host.base_domain and host.base_domain != host.name:
+            lines.append(f"    TLSA base domain (CNAME expanded): {host.base_domain}")
+        if host.tlsa_name:
+            tlsa_dns = next((d for d in host.dns if d.rrtype == "TLSA"), None)
+            state = f"{tlsa_dns.status} {tlsa_dns.kind}" if tlsa_dns else "not looked up"
+            ttl = f", TTL {host.tlsa_ttl}s" if host.tlsa_ttl is not None else ""
+            lines.append(f"    TLSA {host.tlsa_name} ({state}{ttl})")
+            for record in host.tlsa_records:
+                lines.append(f"      {_short(record, 48)}")
+        for ep in host.endpoints:
+            if ep.authenticated:
+                outcome = f"authenticated by {_short(ep.match.record)} at depth {ep.match.depth}"  # type: ignore[union-attr]
+            elif ep.probe_error:
+                outcome = f"{ep.probe_error}: {ep.probe_detail}"
+            elif ep.match_failure:
+                outcome = f"{ep.match_failure}"
+            elif ep.tls_version:
+                outcome = f"{ep.tls_version}"
+            else:
+                outcome = ""
+            action = ep.sender_action.value if ep.sender_action else "-"
+            key = ep.key_type or "-"
+            lines.append(f"    {ep.address:39} {key:6} {outcome}  → {action}")
+        if host.suggested_records and host.verdict != Verdict.VALID:
+            lines.append(
+                f"    suggested: {host.tlsa_name or host.name} IN TLSA {host.suggested_records[0]}"
+            )
+
+    findings = result.all_findings()
+    if findings:
+        lines.append("")
+        lines.append("Findings:")
+        order = {Severity.ERROR: 0, Severity.WARNING: 1, Severity.INFO: 2}
+        for f in sorted(findings, key=lambda f: order[f.severity]):
+            where = " ".join(str(x) for x in (f.mx, f.address and f"{f.address}:{f.port}") if x)
+            lines.append(f"  {f.severity.value.upper():7} {f.code:20} {where}")
+            lines.append(f"          {f.message}")
+    if result.rrsig_expiration is not None:
+        lines.append("")
+        lines.append(
+            f"Earliest DNSSEC signature expiry on the path: {_when(result.rrsig_expiration)}"
+        )
+    return "\n".join(lines)
