@@ -307,6 +307,8 @@ def _client_context(key_type: KeyTypeRequest) -> ssl.SSLContext:
 
 _HOSTNAME = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]*\Z")
 _ehlo_name: str | None = None
+# What may follow EHLO: printable ASCII without spaces (a domain or an address literal).
+_EHLO_ARG = re.compile(r"[!-~]{1,255}")
 _ehlo_lock = threading.Lock()
 
 
@@ -792,8 +794,14 @@ async def probe(
         raise ValueError(f"key_type must be one of {_KEY_TYPES}, not {key_type!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be 1..65535, not {port!r}")
-    if not isinstance(sni, str) or not sni.strip("."):
-        raise ValueError(f"sni must be a host name, not {sni!r}")
+    if not isinstance(sni, str) or not sni.strip(".") or not sni.isascii():
+        raise ValueError(f"sni must be an ASCII (A-label) host name, not {sni!r}")
+    try:
+        sni.rstrip(".").encode("idna")  # what ssl does with server_hostname
+    except UnicodeError:
+        raise ValueError(f"sni is not a valid host name: {sni!r}") from None
+    if ehlo_name is not None and not _EHLO_ARG.fullmatch(ehlo_name):
+        raise ValueError(f"ehlo_name must be a domain or address literal, not {ehlo_name!r}")
     address = address.strip()
     if address.startswith("[") and address.endswith("]"):
         address = address[1:-1]
@@ -860,6 +868,10 @@ async def probe_all(
         return [first]
     other: KeyTypeRequest = "ecdsa" if first.leaf_key_type == "rsa" else "rsa"
     second = await probe(address, port, key_type=other, **kwargs)
+    first.transcript.append(
+        f"* {other}-only handshake: {second.error or 'ok'}, leaf {second.leaf_key_type}"
+        + (f" ({second.detail})" if second.detail else "")
+    )
     if second.tls_established and second.leaf_key_type == other:
         first.other_key_types[other] = "served"
         return [first, second]

@@ -572,6 +572,7 @@ async def test_probe_all_on_a_single_chain_server(
     assert len(results) == 1 and results[0].leaf_key_type == served
     assert results[0].chain == der(chain) and results[0].error is None
     assert results[0].other_key_types == {other: "not-served"}
+    assert results[0].transcript[-1].startswith(f"* {other}-only handshake: tls-failed")
     assert server.connections == 2
 
 
@@ -632,8 +633,11 @@ async def test_programming_errors_raise() -> None:
         await probe("127.0.0.1", 25, sni=SNI, key_type="dsa")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="port"):
         await probe("127.0.0.1", 0, sni=SNI)
-    with pytest.raises(ValueError, match="sni"):
-        await probe("127.0.0.1", 25, sni="")
+    for bad_sni in ("", "a..b", "bücher.example"):
+        with pytest.raises(ValueError, match="sni"):
+            await probe("127.0.0.1", 25, sni=bad_sni)
+    with pytest.raises(ValueError, match="ehlo_name"):
+        await probe("127.0.0.1", 25, sni=SNI, ehlo_name="a.example\r\nRSET")
     with pytest.raises(ValueError, match="positive"):
         Timeouts(banner=0)
 
