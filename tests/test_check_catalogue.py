@@ -1,0 +1,90 @@
+"""Every scenario of the catalogue, end to end through `dane-monitor check --json`.
+
+The CLI runs in-process (``main([...])``) against the session's world: DNS validated from
+the world's anchor, every SMTP endpoint probed on the world's port. Each scenario must get
+exactly its catalogued verdict, at least its catalogued findings, and, per MX host, the
+catalogued host verdict, sender action and authentication outcome.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dane_monitor.cli import main
+from dane_monitor.world import CATALOGUE, World
+
+EXIT = {"valid": {0, 1}, "no-mail": {0}, "no-dane": {1}, "insecure": {1}, "failed": {2},
+        "bogus": {2}, "error": {3}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base(dane_world: World, tmp_path_factory) -> list[str]:
+    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
+    host, port = dane_world.dns_address
+    return [
+        "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
+        "--connect-port", str(dane_world.smtp_port), "--timeout", "5",
+    ]  # fmt: skip
+
+
+def run_check(capsys, *args: str) -> tuple[int, dict]:
+    code = main(["check", "--json", *args])
+    return code, json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("scenario", CATALOGUE, ids=[sc.name for sc in CATALOGUE])
+def test_check_reaches_the_catalogued_verdict(dane_world: World, base, capsys, scenario):
+    domain = dane_world.domains[scenario.name]
+    code, out = run_check(capsys, domain.name, *base)
+    expect = scenario.expect
+    codes = {f["code"] for f in out["findings"]}
+    assert out["verdict"] == expect.verdict, json.dumps(out, indent=1)[:4000]
+    assert expect.findings <= codes, codes
+    assert code in EXIT[expect.verdict]
+    hosts = {h["name"]: h for h in out["hosts"]}
+    for built, sc_host in zip(domain.hosts, scenario.hosts, strict=True):
+        he = expect.hosts.get(sc_host.name)
+        if he is None:
+            continue
+        got = hosts[built.mx_name]
+        assert (got["verdict"], got["sender_action"]) == (he.verdict, he.sender_action), got
+        if he.authenticates is not None:
+            auth = [e["authenticated"] for e in got["endpoints"]]
+            assert all(auth) == he.authenticates, got
+            # every address of the host was probed, for every key type it serves
+            probed = {(e["address"], e["key_type"]) for e in got["endpoints"]}
+            served = {(ep.address, c.key_type) for ep in built.endpoints for c in ep.chains}
+            assert probed == served
+
+
+def test_check_one_mx_host(dane_world: World, base, capsys):
+    host = dane_world.domains["good-ta"].hosts[0]
+    code, out = run_check(capsys, "--mx", host.name, *base)
+    assert code == 0
+    assert out["kind"] == "mx-host"
+    (h,) = out["hosts"]
+    (ep,) = h["endpoints"]
+    assert ep["match"]["record"].startswith("2 1 1 ")
+    assert ep["match"]["depth"] == 1
+
+
+def test_text_output_says_what_senders_do_and_what_to_publish(dane_world: World, base, capsys):
+    domain = dane_world.domains["tlsa-mismatch"]
+    assert main(["check", domain.name, *base]) == 2
+    out = capsys.readouterr().out
+    assert "FAILED (CRITICAL)" in out
+    assert "DANE senders DEFER mail here" in out
+    served = domain.hosts[0].endpoints[0].chains[0].tlsa(3, 1, 1)
+    assert f"IN TLSA {served}" in out  # the fix, ready to paste
+
+
+def test_the_tlsa_name_uses_the_logical_port(dane_world: World, base, capsys):
+    # Port 587: the world publishes only _25._tcp records, so _587._tcp has none.
+    host = dane_world.domains["good-ee"].hosts[0]
+    code, out = run_check(capsys, "--mx", host.name, "--port", "587", *base)
+    (h,) = out["hosts"]
+    assert h["tlsa_name"] == f"_587._tcp.{host.name}"
+    assert out["verdict"] == "no-dane"
+    assert code == 1
