@@ -360,7 +360,9 @@ def _tlsa(args: argparse.Namespace) -> int:
     owner = f"_{port}._tcp.{host.rstrip('.')}."
     seen = set()
     for chain in chains:
-        for record in T.suggest_records(chain, usages=args.usage):
+        for record in T.suggest_records(
+            chain, usages=args.usage or [3], selector=args.selector, mtype=args.matching_type
+        ):
             if record not in seen:
                 seen.add(record)
                 print(f"{owner} IN TLSA {record}")
@@ -544,6 +546,16 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(2, 3),
         help="3: the leaf key (default); 2: the issuing CA's key (repeatable)",
+    )
+    tlsa.add_argument(
+        "--selector", type=int, choices=(0, 1), default=1, help="0: full certificate; 1: key"
+    )
+    tlsa.add_argument(
+        "--matching-type",
+        type=int,
+        choices=(0, 1, 2),
+        default=1,
+        help="0: full data; 1: SHA-256 (default); 2: SHA-512",
     )
     add_dns_options(tlsa)
     add_probe_options(tlsa)

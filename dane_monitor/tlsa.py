@@ -834,10 +834,16 @@ def spki_sha256(der_cert: bytes) -> str:
     return node.association(Selector.SPKI, MatchingType.SHA256).hex()
 
 
-def suggest_records(der_chain: Sequence[bytes], usages: Sequence[int] | None = None) -> list[str]:
+def suggest_records(
+    der_chain: Sequence[bytes],
+    usages: Sequence[int] | None = None,
+    selector: int = Selector.SPKI,
+    mtype: int = MatchingType.SHA256,
+) -> list[str]:
     """TLSA RDATA to publish for a presented chain: ``3 1 1`` for the leaf's key, then
     ``2 1 1`` for the CA that issued the leaf when the server sends it. ``usages`` picks
-    which of the two (default both, 3 first). Empty when the leaf does not parse."""
+    which of the two (default both, 3 first); ``selector`` and ``mtype`` change the other
+    two fields. Empty when the leaf does not parse."""
     wanted = (3, 2) if not usages else tuple(usages)
     parsed = [_Node.parse(der, index=i) for i, der in enumerate(list(der_chain)[:MAX_CHAIN])]
     if not parsed or parsed[0] is None:
@@ -845,7 +851,7 @@ def suggest_records(der_chain: Sequence[bytes], usages: Sequence[int] | None = N
     leaf = parsed[0]
     suggestions = []
     if 3 in wanted:
-        suggestions.append(f"3 1 1 {leaf.association(Selector.SPKI, MatchingType.SHA256).hex()}")
+        suggestions.append(f"3 {selector} {mtype} {leaf.association(selector, mtype).hex()}")
     if 2 not in wanted:
         return suggestions
     for node in parsed[1:]:
@@ -855,9 +861,7 @@ def suggest_records(der_chain: Sequence[bytes], usages: Sequence[int] | None = N
             and node.could_issue(leaf)
             and _signed_by(leaf.cert, node.key)
         ):
-            suggestions.append(
-                f"2 1 1 {node.association(Selector.SPKI, MatchingType.SHA256).hex()}"
-            )
+            suggestions.append(f"2 {selector} {mtype} {node.association(selector, mtype).hex()}")
             break
     return suggestions
 
