@@ -88,3 +88,22 @@ def test_the_tlsa_name_uses_the_logical_port(dane_world: World, base, capsys):
     assert h["tlsa_name"] == f"_587._tcp.{host.name}"
     assert out["verdict"] == "no-dane"
     assert code == 1
+
+
+def test_internationalized_names_are_converted_not_rejected(base, capsys):
+    code, out = run_check(capsys, "bücher.example", *base)
+    assert out["target"] == "xn--bcher-kva.example."
+    assert (code, out["verdict"]) == (0, "valid")
+
+
+@pytest.mark.parametrize("bad", ["exa mple..com", "a" * 70 + ".example", "mail..example"])
+def test_a_name_that_cannot_be_a_domain_is_a_clear_error(base, capsys, bad):
+    code, out = run_check(capsys, bad, *base)
+    assert code == 3
+    assert out["verdict"] == "error"
+    assert [f["code"] for f in out["findings"]] == ["bad-name"]
+
+
+def test_no_target_is_a_usage_error(base, capsys):
+    assert main(["check", *base]) == 3
+    assert "give a DOMAIN" in capsys.readouterr().err

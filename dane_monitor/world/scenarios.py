@@ -363,6 +363,39 @@ CATALOGUE: tuple[Scenario, ...] = (
 )
 
 
+def _hostile(name: str, behaviour: Behaviour, summary: str, verdict: Verdict, code: str):
+    return Scenario(
+        name,
+        summary,
+        hosts=(Host("mx1", servers=(Server(behaviours=frozenset({behaviour})),)),),
+        expect=Expect(verdict, {"mx1": HostExpect(verdict, None, "defer")}, frozenset({code})),
+    )
+
+
+CATALOGUE += (
+    _hostile("hang", Behaviour.HANG_AFTER_CONNECT, "valid TLSA; the server accepts the "
+             "connection and never greets", "error", "smtp-error"),
+    _hostile("huge-line", Behaviour.HUGE_LINE, "valid TLSA; the server's greeting is a 10 MB "
+             "line without CRLF", "error", "smtp-error"),
+    _hostile("close-after-ehlo", Behaviour.CLOSE_AFTER_EHLO, "valid TLSA; the server hangs up "
+             "after answering EHLO", "error", "smtp-error"),
+    _hostile("tls-failure", Behaviour.TLS_HANDSHAKE_FAILURE, "valid TLSA; STARTTLS is "
+             "accepted, then the handshake fails with an alert", "failed", "tls-failed"),
+    Scenario(
+        "malformed-tlsa",
+        "a good 3 1 1 record beside a truncated SHA-256 one and an unknown matching type",
+        hosts=(Host("mx1", tlsa=(Record(), Record(rdata="3 1 1 abcdef"),
+                                 Record(rdata="3 1 7 " + "00" * 32))),),
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsa-unusable"})),
+    ),
+    Scenario(
+        "xn--bcher-kva",
+        "an internationalized mail domain (bücher): names go through IDNA, not rejected",
+        expect=Expect("valid", _ok("mx1")),
+    ),
+)  # fmt: skip
+
+
 def by_name(name: str) -> Scenario:
     for scenario in CATALOGUE:
         if scenario.name == name:
