@@ -113,6 +113,9 @@ class Scenario:
     denial: object | None = None  # None: NSEC; or an NSEC3(...) instance
     # (fault, name relative to the domain or None for the whole zone, rdtype or None).
     faults: tuple[tuple[Fault, str | None, str | None], ...] = ()
+    # "domain": MX hosts live in the mail domain's zone; "hosting": in a shared signed zone
+    # (hosting.<tld>), as with a mail provider's hosts, so the domain's own zone can differ.
+    host_zone: Literal["domain", "hosting"] = "domain"
     expect: Expect = field(default_factory=lambda: Expect("valid"))
 
 
@@ -387,6 +390,27 @@ CATALOGUE += (
         hosts=(Host("mx1", tlsa=(Record(), Record(rdata="3 1 1 abcdef"),
                                  Record(rdata="3 1 7 " + "00" * 32))),),
         expect=Expect("valid", _ok("mx1"), frozenset({"tlsa-unusable"})),
+    ),
+    Scenario(
+        "insecure-mx-tlsa-ok",
+        "unsigned mail domain whose MX host is in a signed zone with a matching TLSA record: "
+        "RFC 7672 §2.2.1 says no DANE, Postfix (insecure MX policy 'dane') authenticates",
+        signed=False,
+        insecure_delegation=True,
+        host_zone="hosting",
+        expect=Expect("insecure", _ok("mx1"), frozenset({"mx-insecure"})),
+    ),
+    Scenario(
+        "insecure-mx-tlsa-mismatch",
+        "unsigned mail domain, MX host in a signed zone whose TLSA does not match: Postfix "
+        "and other senders that enforce a secure host TLSA defer",
+        signed=False,
+        insecure_delegation=True,
+        host_zone="hosting",
+        hosts=(Host("mx1", tlsa=(Record(3, 1, 1, "unrelated"),)),),
+        expect=Expect(
+            "failed", {"mx1": _DEFER_MISMATCH}, frozenset({"mx-insecure", "tlsa-mismatch"})
+        ),
     ),
     Scenario(
         "xn--bcher-kva",

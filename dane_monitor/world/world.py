@@ -82,6 +82,7 @@ class World:
         self.hierarchy = Hierarchy(".", ns_address=dns_host)
         self.hierarchy.zone(self.tld)
         self._pkis: dict[str, PKI] = {}
+        self._hosting_zone: Zone | None = None
         self._addresses = (str(a) for a in ipaddress.ip_network(smtp_network).hosts())
         self.domains: dict[str, Domain] = {}
         for scenario in scenarios:
@@ -112,7 +113,10 @@ class World:
         if sc.mx == "null":
             zone.add("@", "MX", "0 .")
         for host in sc.hosts:
-            fqdn = _absolute(host.name, origin)
+            # Hosts in "hosting" live in a shared signed zone, apart from the mail domain's.
+            host_zone = self._hosting() if sc.host_zone == "hosting" else zone
+            host_origin = f"{sc.name}.{host_zone.origin}" if sc.host_zone == "hosting" else origin
+            fqdn = _absolute(host.name, host_origin)
             mx_name = _absolute(host.alias, origin) if host.alias else fqdn
             if sc.mx == "mx":
                 zone.add("@", "MX", f"{host.preference} {mx_name}")
@@ -123,17 +127,23 @@ class World:
             endpoints = []
             for server in host.servers:
                 address = next(self._addresses)
-                zone.add(fqdn, "A", address)
+                host_zone.add(fqdn, "A", address)
                 served = tuple(self._chain(c, names, chains) for c in server.certs)
                 endpoints.append(Endpoint(address, served, server.behaviours))
             tlsa_name = f"_25._tcp.{fqdn}"
             rdatas = tuple(self._tlsa_rdata(r, host.servers[0], chains) for r in host.tlsa)
             if rdatas:
-                zone.add(tlsa_name, "TLSA", *rdatas)
+                host_zone.add(tlsa_name, "TLSA", *rdatas)
             domain.hosts.append(
                 MXHost(fqdn, mx_name, tlsa_name, rdatas, endpoints, sc.expect.hosts.get(host.name))
             )
         return domain
+
+    def _hosting(self) -> Zone:
+        """The shared, signed zone of MX hosts that do not live in their mail domain's zone."""
+        if self._hosting_zone is None:
+            self._hosting_zone = self.hierarchy.zone(f"hosting.{self.tld}")
+        return self._hosting_zone
 
     def _chain(self, cert: Cert, default_names: tuple[str, ...], cache: dict[Cert, Chain]) -> Chain:
         if cert not in cache:
