@@ -785,7 +785,10 @@ async def probe(
     ``ehlo_name``: the name in EHLO/HELO; by default :func:`default_ehlo_name`.
     ``key_type``: ``"rsa"`` or ``"ecdsa"`` offer only that kind of server authentication
     (TLS 1.2 with aRSA or aECDSA suites), to see the chain of that type on a server that
-    has two; ``"any"`` is an ordinary TLS 1.2/1.3 client.
+    has two; ``"any"`` is an ordinary TLS 1.2/1.3 client. The cipher suites alone pin the
+    key type in TLS 1.2 (the server must present a certificate the suite can use), so no
+    signature-algorithm list is needed — Python's ``ssl`` has no API to set one anyway.
+    A TLS 1.3-only server therefore fails a restricted probe (``tls-failed``).
 
     Never raises for what the network or the server does; raises ValueError for a bad port,
     key type or empty ``sni``. Takes at most ``timeouts.budget`` seconds.
