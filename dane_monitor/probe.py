@@ -314,7 +314,8 @@ _ehlo_lock = threading.Lock()
 
 def default_ehlo_name() -> str:
     """This host's fully qualified name, or ``dane-monitor.invalid`` when it has none (a
-    name without a dot, ``localhost``). Blocking: may ask the resolver once; cached."""
+    name without a dot, ``localhost``). Blocking: may ask the resolver once; cached. A probe
+    waits for it at most a second (in a thread, within its overall cap), then falls back."""
     global _ehlo_name
     with _ehlo_lock:
         if _ehlo_name is None:
@@ -322,6 +323,10 @@ def default_ehlo_name() -> str:
             ok = _HOSTNAME.match(name) and not name.startswith("localhost")
             _ehlo_name = name if ok else FALLBACK_EHLO_NAME
         return _ehlo_name
+
+
+#: How long a probe waits for default_ehlo_name() the first time (it may ask the resolver).
+_EHLO_NAME_WAIT = 1.0
 
 
 async def _resolve_ehlo_name(limit: float) -> str:
@@ -596,8 +601,6 @@ class _Probe:
 
     async def run(self) -> None:
         r = self.result
-        if self._want_default_name:
-            self.ehlo_name = await _resolve_ehlo_name(min(1.0, self.timeouts.connect))
         await self.connect()
         if r.implicit_tls:
             await self.handshake()
@@ -657,6 +660,9 @@ class _Probe:
 
     async def hello(self, step: str) -> list[str]:
         """EHLO; on a 5xx reply, HELO to tell "not ESMTP" from "refuses us". Keywords."""
+        if self._want_default_name:  # first EHLO only, outside the command's deadline
+            self._want_default_name = False
+            self.ehlo_name = await _resolve_ehlo_name(_EHLO_NAME_WAIT)
         reply = await self.command(step, f"EHLO {self.ehlo_name}", self.timeouts.command)
         if reply.code == 250:
             self.result.esmtp = True
