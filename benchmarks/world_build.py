@@ -22,7 +22,7 @@ from dane_monitor.world import CATALOGUE, World
 def scenarios(n: int) -> list:
     out = []
     for i, sc in zip(range(n), itertools.cycle(CATALOGUE), strict=False):
-        out.append(dataclasses.replace(sc, name=f"{sc.name}-{i}"))
+        out.append(dataclasses.replace(sc, name=f"c{i}-{sc.name}"))
     return out
 
 

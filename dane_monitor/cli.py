@@ -16,7 +16,7 @@ from dane_monitor import __version__
 
 
 def _world(args: argparse.Namespace) -> int:
-    from dane_monitor.world import CATALOGUE, World, by_name
+    from dane_monitor.world import CATALOGUE, World, by_name, replicate
 
     if args.list:
         for sc in CATALOGUE:
@@ -29,7 +29,10 @@ def _world(args: argparse.Namespace) -> int:
         return 2
 
     started = time.perf_counter()
-    world = World(scenarios, dns_host=args.dns_host)
+    if args.copies > 1:
+        scenarios = replicate(scenarios, args.copies)
+    network = "127.0.2.0/24" if len(scenarios) < 100 else "127.2.0.0/16"
+    world = World(scenarios, dns_host=args.dns_host, smtp_network=network)
     built = time.perf_counter()
     anchor_dir = Path(args.anchor_dir or tempfile.mkdtemp(prefix="dane-world-"))
     anchor_dir.mkdir(parents=True, exist_ok=True)
@@ -478,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument("--anchor-dir", help="where to write the trust-anchor files")
     world.add_argument(
         "--duration", type=float, metavar="SECONDS", help="stop after this long (default: never)"
+    )
+    world.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",
     )
     world.set_defaults(func=_world)
 

@@ -23,6 +23,7 @@ from dane_monitor.world.scenarios import (
     Scenario,
     Server,
     by_name,
+    replicate,
 )
 from dane_monitor.world.smtp import Behaviour, SMTPServer
 from dane_monitor.world.world import Domain, Endpoint, MXHost, World
@@ -51,5 +52,6 @@ __all__ = [
     "World",
     "Zone",
     "by_name",
+    "replicate",
     "self_signed",
 ]

@@ -11,6 +11,7 @@ Verdicts use the shared vocabulary of DESIGN.md: ``valid``, ``failed``, ``bogus`
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -425,3 +426,11 @@ def by_name(name: str) -> Scenario:
         if scenario.name == name:
             return scenario
     raise KeyError(f"no scenario named {name!r}")
+
+
+def replicate(scenarios, copies: int) -> list[Scenario]:
+    """``copies`` of each scenario, named ``c<i>-<name>``: a large world for load tests.
+    (A prefix, not a suffix: ``xn--bcher-kva-1`` would no longer be a valid A-label.)"""
+    return [
+        dataclasses.replace(sc, name=f"c{i}-{sc.name}") for i in range(copies) for sc in scenarios
+    ]
