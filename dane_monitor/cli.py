@@ -62,6 +62,10 @@ def _world(args: argparse.Namespace) -> int:
             first = next(iter(world.domains.values()))
             print()
             print("Try:")
+            print(
+                f"  dane-monitor check {first.name} --resolver {host}:{port} "
+                f"--trust-anchor {ta} --connect-port {world.smtp_port}"
+            )
             print(f"  delv @{host} -p {port} -a {bind_ta} +root=. {first.name} MX")
             for mx in first.hosts[:1]:
                 ep, rdata = mx.endpoints[0], (mx.tlsa_rdatas or ("3 1 1 00",))[0]
