@@ -61,9 +61,6 @@ class FakeDNS:
                 for packet in fake.udp_handler(q, data):
                     self.transport.sendto(packet, addr)
 
-        self.transport, _ = await loop.create_datagram_endpoint(Proto, local_addr=("127.0.0.1", 0))
-        self.port = self.transport.get_extra_info("sockname")[1]
-
         async def on_tcp(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 (length,) = struct.unpack("!H", await reader.readexactly(2))
@@ -77,7 +74,19 @@ class FakeDNS:
             finally:
                 writer.close()
 
-        self.tcp = await asyncio.start_server(on_tcp, "127.0.0.1", self.port)
+        # UDP and TCP on one port number: another process may hold the TCP side; retry.
+        for _ in range(50):
+            self.transport, _ = await loop.create_datagram_endpoint(
+                Proto, local_addr=("127.0.0.1", 0)
+            )
+            self.port = self.transport.get_extra_info("sockname")[1]
+            try:
+                self.tcp = await asyncio.start_server(on_tcp, "127.0.0.1", self.port)
+                break
+            except OSError:
+                self.transport.close()
+        else:
+            raise OSError("no port free for both UDP and TCP")
         return self
 
     async def __aexit__(self, *exc: object) -> None:

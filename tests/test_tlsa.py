@@ -209,7 +209,18 @@ def _unusable_rows() -> list[tuple[str, str | None]]:
     ]
 
 
-@pytest.mark.parametrize(("text", "reason"), _unusable_rows(), ids=lambda v: str(v)[:24])
+_UNUSABLE_ROWS = _unusable_rows()
+
+
+# Ids by position: the certificate rows are generated afresh in every xdist worker.
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    _UNUSABLE_ROWS,
+    ids=[
+        f"{i}-{'.'.join(text.split()[:3])}-{reason or 'usable'}"
+        for i, (text, reason) in enumerate(_UNUSABLE_ROWS)
+    ],
+)
 def test_unusable_reason(text: str, reason: str | None) -> None:
     record = TLSARecord.from_text(text)
     assert record.unusable_reason == reason
