@@ -52,6 +52,9 @@ class Server:
 
     certs: tuple[Cert, ...] = (Cert(),)
     behaviours: frozenset[Behaviour] = frozenset()
+    # Listen on ::1 (an AAAA record) instead of a 127.0.0.0/8 address; loopback has only one
+    # IPv6 address, so a world can hold one such server.
+    ipv6: bool = False
 
 
 @dataclass(frozen=True)

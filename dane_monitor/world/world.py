@@ -83,6 +83,7 @@ class World:
         self.hierarchy.zone(self.tld)
         self._pkis: dict[str, PKI] = {}
         self._hosting_zone: Zone | None = None
+        self._ipv6_taken = False
         self._addresses = (str(a) for a in ipaddress.ip_network(smtp_network).hosts())
         self.domains: dict[str, Domain] = {}
         for scenario in scenarios:
@@ -126,8 +127,14 @@ class World:
             chains: dict[Cert, Chain] = {}
             endpoints = []
             for server in host.servers:
-                address = next(self._addresses)
-                host_zone.add(fqdn, "A", address)
+                if server.ipv6:
+                    if self._ipv6_taken:
+                        raise ValueError("a world has one IPv6 loopback address (::1) to give")
+                    self._ipv6_taken, address = True, "::1"
+                    host_zone.add(fqdn, "AAAA", address)
+                else:
+                    address = next(self._addresses)
+                    host_zone.add(fqdn, "A", address)
                 served = tuple(self._chain(c, names, chains) for c in server.certs)
                 endpoints.append(Endpoint(address, served, server.behaviours))
             tlsa_name = f"_25._tcp.{fqdn}"
