@@ -67,6 +67,8 @@ class World:
         root whose key is the trust anchor).
     :param dns_host: loopback address of the DNS server (also the NS glue of every zone).
     :param smtp_network: the loopback network SMTP server addresses are taken from.
+    :param tlsa_on_smtp_port: also publish each host's TLSA records at ``_<smtp_port>._tcp``
+        once the port is known, for tools that cannot be told to connect elsewhere.
     """
 
     def __init__(
@@ -76,7 +78,9 @@ class World:
         tld: str = "example.",
         dns_host: str = "127.0.0.1",
         smtp_network: str = "127.0.2.0/24",
+        tlsa_on_smtp_port: bool = False,
     ) -> None:
+        self.tlsa_on_smtp_port = tlsa_on_smtp_port
         self.dns_host = dns_host
         self.tld = tld if tld.endswith(".") else tld + "."
         self.hierarchy = Hierarchy(".", ns_address=dns_host)
@@ -216,9 +220,24 @@ class World:
         await self.dns.start()
         try:
             await self._start_smtp()
+            if self.tlsa_on_smtp_port and self.smtp_port:
+                self._publish_tlsa_at(self.smtp_port)
         except BaseException:
             await self.stop()
             raise
+
+    def _publish_tlsa_at(self, port: int) -> None:
+        """Copy every host's _25._tcp TLSA RRset to _<port>._tcp and re-sign (same keys, so
+        the DS and the trust anchor stay valid), for tools that take the TLSA name from the
+        port they connect to (posttls-finger, openssl's tests of a live world)."""
+        for domain in self.domains.values():
+            zone = self._hosting_zone if domain.scenario.host_zone == "hosting" else domain.zone
+            for host in domain.hosts:
+                if host.tlsa_rdatas:
+                    zone.add(f"_{port}._tcp.{host.name}", "TLSA", *host.tlsa_rdatas)
+        self.signed = self.hierarchy.sign()
+        assert self.dns is not None
+        self.dns.signed = self.signed
 
     async def _start_smtp(self, attempts: int = 50) -> None:
         # One port for every address: take an ephemeral one on the first address, then ask
