@@ -287,23 +287,12 @@ class Checker:
         label = f"_{port}._tcp.{base}"
         host.tlsa_name = label
         if not addresses_secure:
-            host.findings.append(
-                Finding(
-                    "address-insecure",
-                    Severity.WARNING,
-                    f"the address records of {name} are not DNSSEC-signed: senders do not look "
-                    "for TLSA records (RFC 7672 §2.2.3), so DANE does not apply",
-                    **where,
-                )
-            )
-            await self._probe_host(host, base)
-            for ep in host.endpoints:
-                ep.sender_action = SenderAction.DELIVER_OPPORTUNISTIC
-                ep.verdict = Verdict.INSECURE
-            host.verdict = Verdict.INSECURE
-            host.sender_action = SenderAction.DELIVER_OPPORTUNISTIC
             host.rrsig_expiration = expiration
-            return host
+            message = (
+                f"the address records of {name} are not DNSSEC-signed: senders do not look "
+                "for TLSA records (RFC 7672 §2.2.3), so DANE does not apply"
+            )
+            return await self._without_dane(host, base, "address-insecure", message, where)
 
         answer = await self._lookup(label, "TLSA")
         host.dns.append(_info(answer))
@@ -322,36 +311,19 @@ class Checker:
             host.sender_action = SenderAction.DEFER
             return host
         if answer.status == Status.INSECURE:
-            host.findings.append(
-                Finding(
-                    "tlsa-insecure",
-                    Severity.WARNING,
-                    f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders "
-                    "ignore it; sign the zone and publish the DS",
-                    **where,
-                )
+            message = (
+                f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders "
+                "ignore it; sign the zone and publish the DS"
             )
-            await self._probe_host(host, base)
-            for ep in host.endpoints:
-                ep.sender_action, ep.verdict = SenderAction.DELIVER_OPPORTUNISTIC, Verdict.INSECURE
-            host.verdict, host.sender_action = Verdict.INSECURE, SenderAction.DELIVER_OPPORTUNISTIC
-            return host
+            return await self._without_dane(host, base, "tlsa-insecure", message, where)
         if answer.kind != Kind.POSITIVE or answer.rrset is None:
-            host.findings.append(
-                Finding(
-                    "no-tlsa",
-                    Severity.WARNING,
-                    f"no TLSA record at {label} (proven by DNSSEC): senders deliver without "
-                    "authentication; publish one, e.g. the record suggested below",
-                    **where,
-                )
+            message = (
+                f"no TLSA record at {label} (proven by DNSSEC): senders deliver without "
+                "authentication; publish one, e.g. the record suggested below"
             )
-            await self._probe_host(host, base)
-            for ep in host.endpoints:
-                ep.sender_action, ep.verdict = SenderAction.DELIVER_OPPORTUNISTIC, Verdict.NO_DANE
-            host.verdict, host.sender_action = Verdict.NO_DANE, SenderAction.DELIVER_OPPORTUNISTIC
-            self._suggest(host)
-            return host
+            return await self._without_dane(
+                host, base, "no-tlsa", message, where, verdict=Verdict.NO_DANE
+            )
 
         # A secure TLSA RRset: DANE applies (RFC 7672 §2.2).
         host.dane_applies = True
@@ -363,6 +335,24 @@ class Checker:
         self._record_findings(host, records, label, where)
         await self._probe_host(host, base)
         self._judge_host(host, records, usable_records, where)
+        return host
+
+    async def _without_dane(
+        self,
+        host: HostResult,
+        base: str,
+        code: str,
+        message: str,
+        where,
+        verdict: Verdict = Verdict.INSECURE,
+    ) -> HostResult:
+        """DANE does not apply: senders deliver opportunistically. Probe all the same, so the
+        report shows what TLS there is and which record to publish."""
+        host.findings.append(Finding(code, Severity.WARNING, message, **where))
+        await self._probe_host(host, base)
+        for ep in host.endpoints:
+            ep.sender_action, ep.verdict = SenderAction.DELIVER_OPPORTUNISTIC, verdict
+        host.verdict, host.sender_action = verdict, SenderAction.DELIVER_OPPORTUNISTIC
         return host
 
     def _base_domain(self, name: str, usable: list[Answer]) -> str:
