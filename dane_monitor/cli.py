@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from dane_monitor import __version__
+from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -587,6 +588,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--port", action="append", metavar="PORT", help="default 25")
     add_dns_options(preflight)
     preflight.set_defaults(func=_preflight)
+
+    add_exporter_parsers(sub)
     return parser
 
 

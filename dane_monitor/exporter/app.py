@@ -1,0 +1,380 @@
+"""The exporter: configuration, background checks and the web endpoints, wired together.
+
+    exporter = Exporter.from_file("dane-exporter.yml")
+    await exporter.start()            # listens, starts checking
+    await exporter.reload()           # what SIGHUP and POST /-/reload do
+    await exporter.close()
+
+Endpoints: ``/`` (landing page), ``/metrics`` (latest results and self-metrics),
+``/probe?target=…`` (one synchronous check), ``/-/healthy``, ``/-/ready``, ``/-/reload``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import html
+import logging
+import signal
+import time
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
+from prometheus_client.core import Metric
+
+from dane_monitor import __version__, render
+from dane_monitor.exporter import webconfig
+from dane_monitor.exporter.config import Config, ConfigError, _target_name, load
+from dane_monitor.exporter.http import HTTPServer, Request, Response
+from dane_monitor.exporter.metrics import (
+    Outcome,
+    ResultCollector,
+    SelfCollector,
+    Stats,
+    families,
+    probe_families,
+)
+from dane_monitor.exporter.scheduler import Runner, Scheduler
+
+log = logging.getLogger("dane_monitor.exporter")
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
+MAX_PROBE_PORTS = 8
+
+
+class _Families:
+    """A collector over a fixed list of families (one /probe response)."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self.metrics = metrics
+
+    def collect(self):
+        return iter(self.metrics)
+
+
+def _render(metrics: list[Metric]) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(metrics))  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+class Exporter:
+    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+        self.config = config
+        self.config_path = str(config_path) if config_path is not None else None
+        self.stats = Stats(reload_ok_at=time.time())
+        self.web = webconfig.load(config.web_config)
+        self.runner = Runner(config)
+        self.scheduler = Scheduler(self.stats)
+        self.server = HTTPServer(self._handle)
+        self._probe_slots = asyncio.Semaphore(config.concurrency)
+        self._self_registry = CollectorRegistry(auto_describe=False)
+        self._self_registry.register(
+            SelfCollector(self.stats, self.scheduler.counts, self._cache_stats)
+        )
+        ProcessCollector(registry=self._self_registry)
+        self._reload_lock = asyncio.Lock()
+        self.started = time.time()
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> Exporter:
+        """:raises ConfigError: a bad configuration or web configuration, naming the line."""
+        config = load(path)
+        try:
+            return cls(config, config_path=path)
+        except (ValueError, OSError) as exc:  # DNS settings that cannot make a validator
+            raise ConfigError(f"{path}: {exc}") from None
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.web.ssl_context else "http"
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"{scheme}://{host}:{self.server.port}/"
+
+    def _cache_stats(self):
+        return self.runner.cache_stats()
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        host, port = self.config.listen_address()
+        await self.server.start(host, port, ssl=self.web.ssl_context)
+        self.scheduler.apply(self.config, self.runner)
+        log.info(
+            "listening",
+            extra={"url": self.url, "targets": len(self.config.targets), "version": __version__},
+        )
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.scheduler.close()
+        log.info("stopped")
+
+    async def reload(self) -> str | None:
+        """Re-read the configuration file; on any error keep the running one.
+
+        :returns: None on success, else the error message.
+        """
+        async with self._reload_lock:
+            if self.config_path is None:
+                return "no configuration file to reload"
+            try:
+                config = load(self.config_path)
+                web = webconfig.load(config.web_config)
+                runner = self.runner if self.runner.same_settings(config) else Runner(config)
+            except (ConfigError, ValueError, OSError) as exc:
+                self.stats.reload_ok = False
+                self.stats.reloads_failed += 1
+                log.error("reload failed; keeping the running configuration",
+                          extra={"error": str(exc)})  # fmt: skip
+                return str(exc)
+            if config.listen != self.config.listen:
+                log.warning("the listen address changes only on restart",
+                            extra={"listen": self.config.listen})  # fmt: skip
+            if (web.ssl_context is None) != (self.web.ssl_context is None):
+                log.warning("switching TLS on or off needs a restart; users and headers reloaded")
+                web.ssl_context = self.web.ssl_context
+            if config.concurrency != self.config.concurrency:
+                self._probe_slots = asyncio.Semaphore(config.concurrency)
+            self.config, self.web, self.runner = config, web, runner
+            self.scheduler.apply(config, runner)
+            self.stats.reload_ok = True
+            self.stats.reload_ok_at = time.time()
+            log.info("configuration reloaded", extra={"targets": len(config.targets)})
+            return None
+
+    async def serve_forever(self) -> int:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads. Returns the exit status."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        await self.start()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        try:
+            await stop.wait()
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                loop.remove_signal_handler(sig)
+            log.info("shutting down")
+            await self.close()
+        return 0
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    async def _handle(self, request: Request) -> Response:
+        handler = {
+            "/": self._landing,
+            "/metrics": self._metrics,
+            "/probe": self._probe,
+            "/-/healthy": self._healthy,
+            "/-/ready": self._healthy,
+            "/-/reload": self._reload,
+        }.get(request.path)
+        name = request.path if handler is not None else "other"
+        if not await self.web.authorized(request.headers.get("authorization")):
+            response = Response(401, "Unauthorized\n")
+            response.headers.append(("WWW-Authenticate", 'Basic realm="dane-monitor"'))
+        elif handler is None:
+            response = Response(404, "Not found\n")
+        elif request.method not in (("POST",) if name == "/-/reload" else ("GET", "HEAD")):
+            allowed = "POST" if name == "/-/reload" else "GET, HEAD"
+            response = Response(405, "Method not allowed\n", headers=[("Allow", allowed)])
+        else:
+            response = await handler(request)
+        response.headers += self.web.headers
+        self.stats.request(name, response.status)
+        return response
+
+    async def _healthy(self, request: Request) -> Response:
+        return Response(200, "Healthy\n" if request.path == "/-/healthy" else "Ready\n")
+
+    async def _reload(self, request: Request) -> Response:
+        error = await self.reload()
+        if error is not None:
+            return Response(500, f"failed to reload config: {error}\n")
+        return Response(200, "configuration reloaded\n")
+
+    async def _metrics(self, request: Request) -> Response:
+        outcomes = [self.scheduler.outcomes[n] for n in list(self.scheduler.outcomes)]
+        own = generate_latest(self._self_registry)
+        gz = "gzip" in request.headers.get("accept-encoding", "")
+        body = await asyncio.to_thread(_render_results, outcomes, own, gz)
+        headers = [("Content-Encoding", "gzip")] if gz else []
+        return Response(200, body, CONTENT_TYPE, headers)
+
+    async def _probe(self, request: Request) -> Response:
+        target = request.arg("target")
+        if not target:
+            return Response(400, "target parameter is missing\n")
+        try:
+            target = _target_name(target)
+        except ValueError as exc:
+            return Response(400, f"bad target: {exc}\n")
+        kind = request.arg("kind") or "domain"
+        if kind not in ("domain", "mx"):
+            return Response(400, "kind must be domain or mx\n")
+        try:
+            ports = _probe_ports(request.query.get("port"), self.config.probe.default_ports)
+        except ValueError as exc:
+            return Response(400, f"bad port: {exc}\n")
+        if not self.config.probe.allows(target):
+            self.stats.probes_denied += 1
+            return Response(403, f"target {target!r} is not in probe.allow\n")
+        try:
+            timeout = self._probe_timeout(request)
+        except ValueError as exc:
+            return Response(400, f"bad {SCRAPE_TIMEOUT_HEADER} header: {exc}\n")
+        debug = request.arg("debug") in ("true", "1")
+        t0 = time.monotonic()
+        outcome: Outcome | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async with self._probe_slots:
+                    left = max(0.01, timeout - (time.monotonic() - t0))
+                    outcome = await self.runner.run(target, kind, ports, left, slim=not debug)
+        except TimeoutError:
+            pass
+        self.stats.probes += 1
+        duration = time.monotonic() - t0
+        metrics = probe_families(outcome is not None and outcome.success, duration)
+        if outcome is not None:
+            metrics = families([outcome]) + metrics
+        body = await asyncio.to_thread(_render, metrics)
+        if debug:
+            text = _debug_text(target, kind, ports, timeout, outcome, duration)
+            return Response(
+                200, text + "\nMetrics that would have been returned:\n" + body.decode()
+            )
+        return Response(200, body, CONTENT_TYPE)
+
+    def _probe_timeout(self, request: Request) -> float:
+        settings = self.config.probe
+        header = request.headers.get(SCRAPE_TIMEOUT_HEADER)
+        if header is None:
+            return settings.timeout
+        seconds = float(header)
+        if not seconds > 0 or seconds != seconds or seconds == float("inf"):
+            raise ValueError(f"not a positive number: {header!r}")
+        return max(0.05, min(settings.timeout, seconds - settings.timeout_margin))
+
+    async def _landing(self, request: Request) -> Response:
+        return Response(200, self.landing_page(), "text/html; charset=utf-8")
+
+    def landing_page(self) -> str:
+        rows = []
+        now = time.time()
+        for target in self.scheduler.targets.values():
+            outcome = self.scheduler.outcomes.get(target.name)
+            ports = ", ".join(map(str, target.ports))
+            if outcome is None:
+                cells = ["pending", "", "", "", ""]
+                css = "pending"
+            else:
+                r = outcome.result
+                codes = sorted({f.code for f in r.all_findings()})
+                checked = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(outcome.finished))
+                cells = [
+                    r.verdict.value,
+                    "yes" if outcome.success else f"no ({outcome.failure})",
+                    f"{checked} ({now - outcome.finished:.0f}s ago)",
+                    f"{outcome.duration:.2f}s",
+                    ", ".join(codes),
+                ]
+                css = r.verdict.value
+            probe = f"/probe?target={target.name}&kind={target.kind}&debug=true" + "".join(
+                f"&port={p}" for p in target.ports
+            )
+            rows.append(
+                f'<tr class="{html.escape(css)}"><td><a href="{html.escape(probe)}">'
+                f"{html.escape(target.name)}</a></td><td>{target.kind}</td><td>{ports}</td>"
+                f"<td>{target.interval:g}s</td>"
+                + "".join(f"<td>{html.escape(c)}</td>" for c in cells)
+                + "</tr>"
+            )
+        body = "\n".join(rows) or '<tr><td colspan="9">no targets configured</td></tr>'
+        return _PAGE.format(
+            version=html.escape(__version__),
+            count=len(self.scheduler.targets),
+            rows=body,
+            cycles=self.stats.cycles,
+        )
+
+
+def _render_results(outcomes: list[Outcome], own: bytes, gz: bool) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResultCollector(lambda: outcomes))
+    body = generate_latest(registry) + own
+    return gzip.compress(body, compresslevel=1) if gz else body
+
+
+def _probe_ports(values: list[str] | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    if not values:
+        return default
+    ports: list[int] = []
+    for value in values:
+        for part in value.split(","):
+            if not part.strip().isdigit() or not 0 < int(part) < 65536:
+                raise ValueError(f"{part!r} is not a port number")
+            ports.append(int(part))
+    if len(set(ports)) > MAX_PROBE_PORTS:
+        raise ValueError(f"at most {MAX_PROBE_PORTS} ports")
+    return tuple(dict.fromkeys(ports))
+
+
+def _debug_text(
+    target: str,
+    kind: str,
+    ports: tuple[int, ...],
+    timeout: float,
+    outcome: Outcome | None,
+    duration: float,
+) -> str:
+    head = (
+        f"Check of {target} ({kind}, port {', '.join(map(str, ports))}) "
+        f"with a deadline of {timeout:.2f}s, took {duration:.3f}s\n"
+    )
+    if outcome is None:
+        return head + "No slot for the check before the deadline (too many probes at once).\n"
+    r = outcome.result
+    why = f" (reason: {outcome.failure})" if outcome.failure else ""
+    lines = [head, f"success: {int(outcome.success)}{why}", "", render.text(r), ""]
+    for host in r.hosts:
+        for info in host.dns:
+            lines.append(
+                f"dns {info.name} {info.rrtype}: {info.status} {info.kind}"
+                + (f" ({info.reason}: {info.detail})" if info.reason else "")
+            )
+        for ep in host.endpoints:
+            lines.append(
+                f"SMTP transcript {host.name} {ep.address} port {ep.port} ({ep.key_type or '-'}):"
+            )
+            lines += [f"  {line}" for line in ep.transcript]
+    return "\n".join(lines) + "\n"
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>dane-monitor exporter</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+td, th {{ border: 1px solid #ccc; padding: 0.2em 0.5em; text-align: left; }}
+tr.valid td:nth-child(5), tr.no-mail td:nth-child(5) {{ color: #070; }}
+tr.failed td:nth-child(5), tr.bogus td:nth-child(5) {{ color: #b00; font-weight: bold; }}
+tr.error td:nth-child(5) {{ color: #a60; }}
+</style></head>
+<body>
+<h1>dane-monitor exporter</h1>
+<p>Version {version}. {count} targets; {cycles} complete cycles so far.
+<a href="/metrics">Metrics</a> &middot; <a href="/-/healthy">Health</a> &middot;
+probe one target: <code>/probe?target=DOMAIN</code> (<code>&amp;kind=mx</code> for an MX
+host, <code>&amp;port=25</code>, <code>&amp;debug=true</code>)</p>
+<table>
+<tr><th>target</th><th>kind</th><th>ports</th><th>interval</th><th>verdict</th>
+<th>decided</th><th>last check</th><th>duration</th><th>findings</th></tr>
+{rows}
+</table>
+</body></html>
+"""

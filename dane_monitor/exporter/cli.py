@@ -1,0 +1,214 @@
+"""The ``serve`` and ``demo`` commands of ``dane-monitor``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dane_monitor import __version__
+
+
+def add_parsers(sub) -> None:
+    """Add ``serve`` and ``demo`` to the ``dane-monitor`` sub-command parser ``sub``."""
+    serve = sub.add_parser(
+        "serve",
+        help="the Prometheus exporter: background checks on /metrics, one-off checks on /probe",
+        description="Checks the configured domains and MX hosts in the background and serves "
+        "the latest results on /metrics; /probe?target=DOMAIN checks synchronously (for "
+        "sharding over several exporters). SIGHUP or POST /-/reload re-reads the "
+        "configuration. Reference and a full example configuration: docs/exporter.md.",
+    )
+    serve.add_argument("--config", required=True, metavar="FILE", help="YAML configuration")
+    serve.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the configuration (and its web configuration and trust anchor) and exit: "
+        "0 when usable, 1 with the error",
+    )
+    serve.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen")
+    _log_options(serve)
+    serve.set_defaults(func=_serve)
+
+    demo = sub.add_parser(
+        "demo",
+        help="the exporter against the built-in local world: real metrics, no internet",
+        description="Starts the local world (signed DNS and STARTTLS servers on loopback, the "
+        "scenario catalogue: healthy and broken domains) and the exporter checking every "
+        "domain of it, and prints the URL to open.",
+    )
+    demo.add_argument("--listen", default="127.0.0.1:9925", metavar="HOST:PORT",
+                      help="where the exporter listens (port 0: any free port)")  # fmt: skip
+    demo.add_argument(
+        "--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)"
+    )
+    demo.add_argument("--interval", default="30s", help="check interval of every target")
+    demo.add_argument("--timeout", default="10s", help="check timeout of every target")
+    demo.add_argument("--dir", metavar="DIR", help="where to write the demo's configuration")
+    demo.add_argument(
+        "--duration", type=float, metavar="SECONDS", help="stop after this long (default: never)"
+    )
+    _log_options(demo, default_level="warning")
+    demo.set_defaults(func=_demo)
+
+
+def _log_options(parser: argparse.ArgumentParser, default_level: str = "info") -> None:
+    parser.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default=default_level
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from dane_monitor.exporter import logs
+    from dane_monitor.exporter.app import Exporter
+    from dane_monitor.exporter.config import ConfigError, load, parse_listen
+
+    prog = "dane-monitor serve"
+    logs.setup(args.log_format, args.log_level)
+    try:
+        config = load(args.config)
+        if args.listen:
+            parse_listen(args.listen)
+            config = replace(config, listen=args.listen)
+    except (ConfigError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+
+    if args.check_config:
+        from dane_monitor.exporter import webconfig
+        from dane_monitor.exporter.scheduler import Runner
+
+        try:
+            webconfig.load(config.web_config)
+            Runner(config)  # reads the trust anchor, parses the resolver
+        except (ConfigError, ValueError, OSError) as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+        kinds = {k: sum(1 for t in config.targets if t.kind == k) for k in ("domain", "mx")}
+        print(
+            f"{args.config}: OK: {len(config.targets)} targets ({kinds['domain']} domains, "
+            f"{kinds['mx']} MX hosts), listen {config.listen}"
+        )
+        return 0
+
+    async def run() -> int:
+        try:
+            exporter = Exporter(config, config_path=args.config)
+        except (ConfigError, ValueError, OSError) as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+        try:
+            return await exporter.serve_forever()
+        except OSError as exc:
+            print(f"{prog}: cannot listen on {config.listen}: {exc}", file=sys.stderr)
+            return 1
+
+    return asyncio.run(run())
+
+
+def demo_config(world, anchor: Path, listen: str, interval: str, timeout: str) -> str:
+    """The configuration ``dane-monitor demo`` writes: every domain of the world, one MX host."""
+    host, port = world.dns_address
+    lines = [
+        "# Written by dane-monitor demo: the exporter against the local world on loopback.",
+        f"listen: {listen}",
+        "dns:",
+        f"  resolver: {host}:{port}",
+        f"  trust_anchor: {anchor}",
+        f"connect_port: {world.smtp_port}  # every world SMTP server listens on this port",
+        "concurrency: 20",
+        "jitter: 0.1",
+        "defaults:",
+        "  ports: [25]",
+        f"  interval: {interval}",
+        f"  timeout: {timeout}",
+        "targets:",
+    ]
+    first_mx = None
+    for domain in world.domains.values():
+        lines.append(f"  - domain: {domain.name.rstrip('.')}")
+        if first_mx is None and domain.hosts and domain.scenario.expect.verdict == "valid":
+            first_mx = domain.hosts[0].name.rstrip(".")
+    if first_mx:
+        lines.append(f"  - mx: {first_mx}")
+    return "\n".join(lines) + "\n"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dane_monitor.exporter import logs
+    from dane_monitor.exporter.app import Exporter
+    from dane_monitor.exporter.config import ConfigError, parse_duration, parse_listen
+    from dane_monitor.world import CATALOGUE, World, by_name
+
+    prog = "dane-monitor demo"
+    logs.setup(args.log_format, args.log_level)
+    try:
+        parse_listen(args.listen)
+        parse_duration(args.interval)
+        parse_duration(args.timeout)
+        scenarios = [by_name(n) for n in args.scenario] if args.scenario else CATALOGUE
+    except ValueError as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except KeyError as exc:
+        print(f"{prog}: {exc.args[0]} (see dane-monitor world --list)", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    world = World(scenarios)
+    directory = Path(args.dir or tempfile.mkdtemp(prefix="dane-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    anchor = world.write_trust_anchor(directory / "trust-anchor.ds")
+
+    async def run() -> int:
+        async with world:
+            path = directory / "dane-exporter.yml"
+            path.write_text(demo_config(world, anchor, args.listen, args.interval, args.timeout))
+            try:
+                exporter = Exporter.from_file(path)
+                await exporter.start()
+            except (ConfigError, OSError) as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+                return 1
+            try:
+                print(
+                    f"dane-monitor {__version__} demo: local world of {len(world.domains)} "
+                    f"domains up in {time.perf_counter() - started:.1f}s; the exporter checks "
+                    f"them every {args.interval}"
+                )
+                print(f"exporter       {exporter.url}")
+                print(f"metrics        {exporter.url}metrics")
+                print(f"configuration  {path}")
+                first = next(iter(world.domains.values())).name.rstrip(".")
+                print(f"probe          {exporter.url}probe?target={first}&debug=true")
+                print("Try:")
+                print(f"  curl -s {exporter.url}metrics | grep '^dane_verdict.* 1$'")
+                print(
+                    "  prometheus: scrape_configs: [{job_name: dane, static_configs: "
+                    f"[{{targets: ['{exporter.server.host}:{exporter.server.port}']}}]}}]"
+                )
+                print(
+                    "Ctrl-C stops." if args.duration is None else f"Stopping in {args.duration}s."
+                )
+                sys.stdout.flush()
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(
+                    signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload())
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.duration)
+            finally:
+                await exporter.close()
+        return 0
+
+    return asyncio.run(run())

@@ -1,0 +1,378 @@
+"""The exporter's configuration file: YAML, checked strictly, errors that name the line.
+
+    config = load("dane-exporter.yml")      # raises ConfigError("file:12: ...")
+
+Every key is known (a misspelt key is an error with a suggestion, not silently ignored),
+durations are seconds or Prometheus-style strings (``90s``, ``5m``, ``1h30m``), and a
+target is ``domain: NAME`` or ``mx: HOST`` with optional ``ports``, ``interval`` and
+``timeout``. The full example lives in ``docs/exporter.md``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+DEFAULT_LISTEN = "127.0.0.1:9925"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and line."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # as configured, without a trailing dot: the ``target`` label
+    kind: Literal["domain", "mx"]
+    ports: tuple[int, ...] = (25,)
+    interval: float = 300.0
+    timeout: float = 30.0
+    line: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class ProbeSettings:
+    # fnmatch patterns a /probe target must match; None: any target may be probed.
+    allow: tuple[str, ...] | None = None
+    timeout: float = 30.0  # when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds
+    timeout_margin: float = 0.5  # finish this long before Prometheus gives up
+    default_ports: tuple[int, ...] = (25,)
+
+    def allows(self, target: str) -> bool:
+        if self.allow is None:
+            return True
+        name = target.rstrip(".").lower()
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow)
+
+
+@dataclass(frozen=True)
+class DNSSettings:
+    resolver: str | None = None  # None: /etc/resolv.conf
+    trust_anchor: str | None = None
+    validation: Literal["local", "resolver"] = "local"
+    timeout: float = 2.0
+
+
+@dataclass(frozen=True)
+class Config:
+    targets: tuple[Target, ...] = ()
+    listen: str = DEFAULT_LISTEN
+    web_config: str | None = None
+    dns: DNSSettings = DNSSettings()
+    concurrency: int = 20
+    ehlo_name: str | None = None
+    connect_port: int | None = None
+    jitter: float = 0.1
+    probe: ProbeSettings = ProbeSettings()
+    path: str = "<config>"
+
+    def listen_address(self) -> tuple[str, int]:
+        return parse_listen(self.listen)
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+_MS = re.compile(r"^(\d+(?:\.\d+)?)ms$")
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a Prometheus-style duration string (``1m30s``, ``500ms``)."""
+    if isinstance(value, bool):
+        raise ValueError("a duration, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _MS.match(value.strip())):
+        seconds = float(m.group(1)) / 1000
+    elif isinstance(value, str) and (m := _DURATION.match(value.strip())) and any(m.groups()):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    else:
+        raise ValueError(f"a duration (seconds, or like 30s, 5m, 1h), not {value!r}")
+    if not seconds > 0:
+        raise ValueError(f"a duration must be positive, not {value!r}")
+    return seconds
+
+
+# -- reading YAML with marks -----------------------------------------------------------------
+
+
+class _Reader:
+    """Walks PyYAML's node graph so that every error can name its line."""
+
+    def __init__(self, text: str, path: str) -> None:
+        self.path = path
+        self.loader = yaml.SafeLoader(text)
+        try:
+            self.root = self.loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark else 0
+            problem = exc.problem or str(exc)
+            raise ConfigError(f"{path}:{line}: not valid YAML: {problem}") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+    def error(self, node: yaml.Node | None, message: str) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return ConfigError(f"{self.path}:{line}: {message}")
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.error(node, "expected a single value here, not a list or mapping")
+        return self.loader.construct_object(node)
+
+    def mapping(
+        self, node: yaml.Node | None, known: tuple[str, ...], where: str
+    ) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """key → (key node, value node); unknown or repeated keys are errors."""
+        if node is None or (isinstance(node, yaml.ScalarNode) and node.value == ""):
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, f"{where} must be a mapping (key: value lines)")
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key_node, value_node in node.value:
+            key = self.scalar(key_node)
+            if not isinstance(key, str):
+                raise self.error(key_node, f"keys in {where} are names, not {key!r}")
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(
+                    key_node, f"unknown key {key!r} in {where}{hint}; known: {', '.join(known)}"
+                )
+            if key in out:
+                raise self.error(key_node, f"{key!r} appears twice in {where}")
+            out[key] = (key_node, value_node)
+        return out
+
+    def value(self, entry: tuple[yaml.Node, yaml.Node], key: str, convert: Callable[[Any], Any]):
+        _, node = entry
+        raw = self.scalar(node)
+        try:
+            return convert(raw)
+        except (ValueError, TypeError) as exc:
+            raise self.error(node, f"{key}: {exc}") from None
+
+    def sequence(self, node: yaml.Node, key: str) -> list[yaml.Node]:
+        if isinstance(node, yaml.ScalarNode) and node.value == "":
+            return []
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(node, f"{key} must be a list")
+        return list(node.value)
+
+
+def _port(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
+        raise ValueError(f"a port is a number from 1 to 65535, not {value!r}")
+    return value
+
+
+def _positive_int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"a whole number of at least 1, not {value!r}")
+    return value
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ValueError(f"a fraction from 0 up to (not including) 1, not {value!r}")
+    return float(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"a non-empty string, not {value!r}")
+    return value.strip()
+
+
+def _nonnegative_seconds(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"seconds, zero or more, not {value!r}")
+    return float(value)
+
+
+def _target_name(value: Any) -> str:
+    import dns.name
+
+    name = _text(value).rstrip(".")
+    try:
+        dns.name.from_unicode(name + ".")
+    except Exception as exc:
+        raise ValueError(f"not a domain or host name: {value!r} ({exc})") from None
+    if not name or any(c.isspace() or c in '*/\\"' for c in name):
+        raise ValueError(f"not a domain or host name: {value!r}")
+    return name
+
+
+_TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
+        "defaults", "targets", "probe")  # fmt: skip
+_DNS = ("resolver", "trust_anchor", "validation", "timeout")
+_DEFAULTS = ("ports", "interval", "timeout")
+_TARGET = ("domain", "mx", "ports", "interval", "timeout")
+_PROBE = ("allow", "timeout", "timeout_margin", "ports")
+
+
+def parse(text: str, path: str = "<config>") -> Config:
+    """The configuration in ``text``.
+
+    :raises ConfigError: with ``path:line: what is wrong``.
+    """
+    r = _Reader(text, path)
+    top = r.mapping(r.root, _TOP, "the configuration")
+    kwargs: dict[str, Any] = {"path": path}
+
+    if "listen" in top:
+        kwargs["listen"] = r.value(top["listen"], "listen", _listen)
+    if "web_config" in top:
+        kwargs["web_config"] = _relative(r.value(top["web_config"], "web_config", _text), path)
+    if "concurrency" in top:
+        kwargs["concurrency"] = r.value(top["concurrency"], "concurrency", _positive_int)
+    if "ehlo_name" in top:
+        kwargs["ehlo_name"] = r.value(top["ehlo_name"], "ehlo_name", _text)
+    if "connect_port" in top:
+        kwargs["connect_port"] = r.value(top["connect_port"], "connect_port", _port)
+    if "jitter" in top:
+        kwargs["jitter"] = r.value(top["jitter"], "jitter", _fraction)
+
+    dns_map = r.mapping(top["dns"][1], _DNS, "dns") if "dns" in top else {}
+    dns_kwargs: dict[str, Any] = {}
+    if "resolver" in dns_map:
+        dns_kwargs["resolver"] = r.value(dns_map["resolver"], "resolver", _resolver)
+    if "trust_anchor" in dns_map:
+        anchor = _relative(r.value(dns_map["trust_anchor"], "trust_anchor", _text), path)
+        if not Path(anchor).is_file():
+            raise r.error(dns_map["trust_anchor"][1], f"trust_anchor: no such file: {anchor}")
+        dns_kwargs["trust_anchor"] = anchor
+    if "validation" in dns_map:
+        dns_kwargs["validation"] = r.value(dns_map["validation"], "validation", _validation)
+    if "timeout" in dns_map:
+        dns_kwargs["timeout"] = r.value(dns_map["timeout"], "timeout", parse_duration)
+    kwargs["dns"] = DNSSettings(**dns_kwargs)
+
+    defaults = r.mapping(top["defaults"][1], _DEFAULTS, "defaults") if "defaults" in top else {}
+    base: dict[str, Any] = {}
+    if "ports" in defaults:
+        base["ports"] = _ports(r, defaults["ports"][1])
+    if "interval" in defaults:
+        base["interval"] = r.value(defaults["interval"], "interval", parse_duration)
+    if "timeout" in defaults:
+        base["timeout"] = r.value(defaults["timeout"], "timeout", parse_duration)
+
+    targets: list[Target] = []
+    seen: dict[str, int] = {}
+    for node in r.sequence(top["targets"][1], "targets") if "targets" in top else []:
+        target = _target(r, node, base)
+        if target.name.lower() in seen:
+            raise r.error(
+                node,
+                f"target {target.name!r} is listed twice "
+                f"(first on line {seen[target.name.lower()]})",
+            )
+        seen[target.name.lower()] = target.line
+        targets.append(target)
+    kwargs["targets"] = tuple(targets)
+
+    probe = r.mapping(top["probe"][1], _PROBE, "probe") if "probe" in top else {}
+    probe_kwargs: dict[str, Any] = {}
+    if "allow" in probe:
+        patterns = []
+        for item in r.sequence(probe["allow"][1], "allow"):
+            pattern = r.value((item, item), "allow", _text)
+            patterns.append(pattern.rstrip(".").lower())
+        probe_kwargs["allow"] = tuple(patterns)
+    if "timeout" in probe:
+        probe_kwargs["timeout"] = r.value(probe["timeout"], "timeout", parse_duration)
+    if "timeout_margin" in probe:
+        probe_kwargs["timeout_margin"] = r.value(
+            probe["timeout_margin"], "timeout_margin", _nonnegative_seconds
+        )
+    if "ports" in probe:
+        probe_kwargs["default_ports"] = _ports(r, probe["ports"][1])
+    kwargs["probe"] = ProbeSettings(**probe_kwargs)
+    return Config(**kwargs)
+
+
+def load(path: str | Path) -> Config:
+    """Read and check the configuration file at ``path``.
+
+    :raises ConfigError: an unreadable file, bad YAML or a bad setting, with the line.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc}") from None
+    return parse(text, str(path))
+
+
+def _target(r: _Reader, node: yaml.Node, base: dict[str, Any]) -> Target:
+    entry = r.mapping(node, _TARGET, "a target")
+    kinds = [k for k in ("domain", "mx") if k in entry]
+    if len(kinds) != 1:
+        raise r.error(node, "a target is either 'domain: NAME' or 'mx: HOST' (exactly one)")
+    kind = kinds[0]
+    values: dict[str, Any] = dict(base)
+    values["name"] = r.value(entry[kind], kind, _target_name)
+    if "ports" in entry:
+        values["ports"] = _ports(r, entry["ports"][1])
+    if "interval" in entry:
+        values["interval"] = r.value(entry["interval"], "interval", parse_duration)
+    if "timeout" in entry:
+        values["timeout"] = r.value(entry["timeout"], "timeout", parse_duration)
+    target = Target(kind=kind, line=node.start_mark.line + 1, **values)
+    if target.timeout > target.interval:
+        raise r.error(
+            node,
+            f"target {target.name!r}: timeout ({target.timeout:g}s) is longer than its "
+            f"interval ({target.interval:g}s)",
+        )
+    return target
+
+
+def _ports(r: _Reader, node: yaml.Node) -> tuple[int, ...]:
+    if isinstance(node, yaml.ScalarNode):
+        ports = [r.value((node, node), "ports", _port)]
+    else:
+        ports = [r.value((item, item), "ports", _port) for item in r.sequence(node, "ports")]
+    if not ports:
+        raise r.error(node, "ports: give at least one port")
+    return tuple(dict.fromkeys(ports))
+
+
+def _listen(value: Any) -> str:
+    parse_listen(_text(value))
+    return value.strip()
+
+
+def _resolver(value: Any) -> str:
+    from dane_monitor.lookup import Server
+
+    text = _text(value)
+    Server.parse(text)
+    return text
+
+
+def _validation(value: Any) -> str:
+    if value not in ("local", "resolver"):
+        raise ValueError(f"local or resolver, not {value!r}")
+    return value
+
+
+def _relative(name: str, config_path: str) -> str:
+    """Files named in the configuration are relative to the configuration file."""
+    p = Path(name).expanduser()
+    if p.is_absolute() or config_path.startswith("<"):
+        return str(p)
+    return str(Path(config_path).resolve().parent / p)

@@ -1,0 +1,243 @@
+"""Background checking: every target on its own interval, with jitter, a bound on checks in
+flight, and one validator (one DNS cache) shared by every check of every cycle.
+
+:class:`Runner` runs one check under a deadline and never raises: a check that times out
+or crashes becomes an :class:`~.metrics.Outcome` with ``success=False`` and a reason.
+:class:`Scheduler` keeps one task per target and the latest outcome of each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from dane_monitor.check import Checker, Options
+from dane_monitor.exporter.config import Config, Target
+from dane_monitor.exporter.metrics import Outcome, Stats, failure_reason, samples
+from dane_monitor.lookup import make_validator
+from dane_monitor.report import DomainResult, Finding, Severity, Verdict
+
+log = logging.getLogger("dane_monitor.exporter")
+
+# Each SMTP step (connect, greeting, each command, the handshake) gets this share of the
+# target's timeout; a probe as a whole gets four steps, both key types eight. DNS and a
+# slow endpoint of a host then still leave room for the others before the deadline.
+STEP_SHARE = 0.1
+
+
+def _timeouts(timeout: float):
+    from dane_monitor.cli import step_timeouts
+
+    return step_timeouts(max(0.05, timeout * STEP_SHARE))
+
+
+class Runner:
+    """Runs checks for the exporter; one per configuration's DNS and SMTP settings.
+
+    :raises ValueError, TrustAnchorError: from :func:`make_validator` on bad DNS settings.
+    """
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        d = config.dns
+        self.validator = make_validator(
+            d.resolver, trust_anchor=d.trust_anchor, mode=d.validation, timeout=d.timeout
+        )
+        self._checkers: OrderedDict[tuple[tuple[int, ...], float], Checker] = OrderedDict()
+
+    def same_settings(self, config: Config) -> bool:
+        """Whether ``config`` would make an identical runner (so its caches can be kept)."""
+        keys = ("dns", "ehlo_name", "connect_port", "concurrency")
+        return all(getattr(self.config, k) == getattr(config, k) for k in keys)
+
+    def checker(self, ports: tuple[int, ...], timeout: float) -> Checker:
+        key = (ports, round(timeout, 3))
+        checker = self._checkers.get(key)
+        if checker is None:
+            options = Options(
+                ports=ports,
+                connect_port=self.config.connect_port,
+                ehlo_name=self.config.ehlo_name,
+                timeouts=_timeouts(timeout),
+                concurrency=self.config.concurrency,
+            )
+            checker = self._checkers[key] = Checker(self.validator, options)
+            while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
+                self._checkers.popitem(last=False)
+        else:
+            self._checkers.move_to_end(key)
+        return checker
+
+    def cache_stats(self) -> tuple[int, int, int]:
+        cache = self.validator.client.cache
+        return len(cache._entries), cache.hits, cache.misses
+
+    async def run(
+        self, name: str, kind: str, ports: tuple[int, ...], timeout: float, *, slim: bool = True
+    ) -> Outcome:
+        """Check ``name`` (a domain, or an MX host with ``kind="mx"``) within ``timeout``."""
+        checker = self.checker(ports, timeout)
+        started = time.time()
+        t0 = time.monotonic()
+        failure: str | None
+        try:
+            async with asyncio.timeout(timeout):
+                if kind == "mx":
+                    result = await checker.check_host(name)
+                else:
+                    result = await checker.check_domain(name)
+            failure = failure_reason(result)
+        except TimeoutError:
+            result = _failed(name, kind, started, "check-timeout",
+                             f"the check did not finish within {timeout:g}s")  # fmt: skip
+            failure = "timeout"
+        except Exception as exc:  # a bug in the checker must not stop the exporter
+            log.exception("check of %s crashed", name)
+            result = _failed(name, kind, started, "check-crashed",
+                             f"the check crashed: {type(exc).__name__}")  # fmt: skip
+            failure = "exception"
+        duration = time.monotonic() - t0
+        result.duration = duration
+        finished = time.time()
+        success = failure is None
+        points = samples(name, result, success=success, finished=finished, duration=duration)
+        if slim:
+            _slim(result)
+        return Outcome(
+            target=name,
+            kind=kind,
+            result=result,
+            success=success,
+            failure=failure,
+            finished=finished,
+            duration=duration,
+            samples=tuple(points),
+        )
+
+
+def _failed(name: str, kind: str, started: float, code: str, message: str) -> DomainResult:
+    result = DomainResult(name, mx_only=kind == "mx", started=started, verdict=Verdict.ERROR)
+    result.findings.append(Finding(code, Severity.ERROR, message))
+    return result
+
+
+def _slim(result: DomainResult) -> None:
+    """Drop what a kept result never shows again (certificates, transcripts): bounded memory."""
+    for host in result.hosts:
+        for ep in host.endpoints:
+            ep.chain_der = []
+            ep.chain = []
+            ep.transcript = []
+
+
+class Scheduler:
+    """One task per target; ``outcomes`` holds the latest outcome of each configured target."""
+
+    def __init__(self, stats: Stats, *, rng: random.Random | None = None) -> None:
+        self.stats = stats
+        self.outcomes: dict[str, Outcome] = {}
+        self.targets: dict[str, Target] = {}
+        self.runner: Runner | None = None
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(1)
+        self._jitter = 0.0
+        self._rng = rng or random.Random()
+        self._pass_started = time.monotonic()
+        self._pass_pending: set[str] = set()
+        self.on_outcome: Callable[[Outcome], None] | None = None
+
+    def apply(self, config: Config, runner: Runner) -> None:
+        """Make the running tasks match ``config``: removed targets stop and lose their
+        results at once, new ones start, changed ones restart."""
+        restart_all = runner is not self.runner or config.jitter != self._jitter
+        if restart_all:
+            self.runner = runner
+            self._slots = asyncio.Semaphore(config.concurrency)
+            self._jitter = config.jitter
+        wanted = {t.name: t for t in config.targets}
+        for name in list(self._tasks):
+            old = self.targets.get(name)
+            if name not in wanted or wanted[name] != old or restart_all:
+                self._tasks.pop(name).cancel()
+            if name not in wanted or wanted[name] != old:
+                self.outcomes.pop(name, None)
+        self.targets = wanted
+        for name, target in wanted.items():
+            if name not in self._tasks:
+                self._tasks[name] = asyncio.create_task(self._loop(target), name=f"check {name}")
+        self._pass_pending = {n for n in self._pass_pending if n in wanted} | {
+            n for n in wanted if n not in self.outcomes
+        }
+        if not self._pass_pending:
+            self._new_pass()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.targets.values():
+            out[t.kind] = out.get(t.kind, 0) + 1
+        return out
+
+    def _new_pass(self) -> None:
+        self._pass_started = time.monotonic()
+        self._pass_pending = set(self.targets)
+
+    def _progress(self, name: str) -> None:
+        self._pass_pending.discard(name)
+        if not self._pass_pending and self.targets:
+            self.stats.cycles += 1
+            self.stats.last_cycle_seconds = time.monotonic() - self._pass_started
+            self._new_pass()
+
+    async def _loop(self, target: Target) -> None:
+        runner = self.runner
+        assert runner is not None
+        slots = self._slots
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            async with slots:
+                self.stats.in_flight += 1
+                try:
+                    outcome = await runner.run(
+                        target.name, target.kind, target.ports, target.timeout
+                    )
+                finally:
+                    self.stats.in_flight -= 1
+            if self.targets.get(target.name) != target:
+                return  # reconfigured while checking
+            self.outcomes[target.name] = outcome
+            self.stats.check_done(outcome)
+            self._progress(target.name)
+            log.debug(
+                "checked",
+                extra={
+                    "target": target.name,
+                    "verdict": outcome.result.verdict.value,
+                    "success": outcome.success,
+                    "reason": outcome.failure or "",
+                    "duration": round(outcome.duration, 3),
+                },
+            )
+            if outcome.failure in ("timeout", "exception"):
+                log.warning(
+                    "check failed",
+                    extra={"target": target.name, "reason": outcome.failure},
+                )
+            if self.on_outcome is not None:
+                self.on_outcome(outcome)
+            spread = 1 + self._rng.uniform(-self._jitter, self._jitter)
+            await asyncio.sleep(max(0.0, started + target.interval * spread - loop.time()))
