@@ -71,9 +71,7 @@ def test_each_algorithm_validates(world, alg):
 
 def _anchor_with(text: str, algorithm: int | None = None, digest: int | None = None) -> str:
     owner, ttl, cls, rtype, tag, alg, dig, data = text.split()
-    return " ".join(
-        [owner, ttl, cls, rtype, tag, str(algorithm or alg), str(digest or dig), data]
-    )
+    return " ".join([owner, ttl, cls, rtype, tag, str(algorithm or alg), str(digest or dig), data])
 
 
 @pytest.mark.parametrize(
