@@ -230,13 +230,18 @@ class Exporter:
         debug = request.arg("debug") in ("true", "1")
         t0 = time.monotonic()
         outcome: Outcome | None = None
+        slots = self._probe_slots
         try:
-            async with asyncio.timeout(timeout):
-                async with self._probe_slots:
-                    left = max(0.01, timeout - (time.monotonic() - t0))
-                    outcome = await self.runner.run(target, kind, ports, left, slim=not debug)
+            async with asyncio.timeout(timeout):  # waiting for a slot counts too
+                await slots.acquire()
         except TimeoutError:
             pass
+        else:
+            try:
+                left = max(0.01, timeout - (time.monotonic() - t0))
+                outcome = await self.runner.run(target, kind, ports, left, slim=not debug)
+            finally:
+                slots.release()
         self.stats.probes += 1
         duration = time.monotonic() - t0
         metrics = probe_families(outcome is not None and outcome.success, duration)

@@ -1,0 +1,391 @@
+"""The exporter end to end against the local world: /metrics after background cycles, reload,
+/probe with its deadline and allow-list, basic auth and TLS, a thousand broken targets, and
+the serve and demo commands as processes (signals, logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import bcrypt
+import pytest
+import trustme
+from prometheus_client.parser import text_string_to_metric_families
+from test_exporter_client import request
+
+from dane_monitor.exporter.app import Exporter
+from dane_monitor.world import World
+
+
+def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def value(text: str, name: str, **labels: str) -> float | None:
+    found = [
+        v
+        for n, lab, v in samples(text)
+        if n == name and all(lab.get(k) == x for k, x in labels.items())
+    ]
+    assert len(found) <= 1, (name, labels, found)
+    return found[0] if found else None
+
+
+def config_text(world: World, anchor: Path, targets: list[str], **extra: str) -> str:
+    host, port = world.dns_address
+    lines = [
+        "listen: 127.0.0.1:0",
+        "dns:",
+        f"  resolver: {extra.pop('resolver', f'{host}:{port}')}",
+        f"  trust_anchor: {anchor}",
+        "  timeout: 1s",
+        f"connect_port: {world.smtp_port}",
+        "jitter: 0",
+        "defaults: {interval: 60s, timeout: 5s}",
+    ]
+    lines += [f"{k}: {v}" for k, v in extra.items()]
+    lines.append("targets:")
+    lines += [f"  - {t}" for t in targets]
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+async def start(tmp_path):
+    started: list[Exporter] = []
+
+    async def factory(text: str, name: str = "dane.yml") -> Exporter:
+        path = tmp_path / name
+        path.write_text(text)
+        exporter = Exporter.from_file(path)
+        await exporter.start()
+        started.append(exporter)
+        return exporter
+
+    yield factory
+    for exporter in started:
+        await exporter.close()
+
+
+async def metrics_when(exporter: Exporter, ready, timeout: float = 30, **kw) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = await request(exporter.url + "metrics", **kw)
+        assert reply.status == 200
+        if ready(reply.text) or time.monotonic() > deadline:
+            return reply.text
+        await asyncio.sleep(0.1)
+
+
+def cycles(text: str) -> float:
+    return value(text, "dane_exporter_cycles_total") or 0
+
+
+async def test_background_cycle_serves_metrics_and_a_landing_page(
+    dane_world, dane_trust_anchor, start
+):
+    mx = dane_world.domains["good-ta"].hosts[0].name.rstrip(".")
+    targets = ["domain: good-ee.example", "domain: tlsa-mismatch.example",
+               "domain: hang.example", f"mx: {mx}"]  # fmt: skip
+    exporter = await start(config_text(dane_world, dane_trust_anchor, targets))
+    text = await metrics_when(exporter, lambda t: cycles(t) >= 1)
+    assert value(text, "dane_verdict", target="good-ee.example", verdict="valid") == 1
+    assert value(text, "dane_tlsa_match", target="tlsa-mismatch.example") == 0
+    assert value(text, "dane_verdict", target=mx, verdict="valid") == 1
+    assert value(text, "dane_check_success", target="hang.example") == 0
+    assert value(text, "dane_exporter_check_failures_total", reason="smtp-error") == 1
+    assert value(text, "dane_exporter_targets", kind="domain") == 3
+    assert value(text, "dane_exporter_targets", kind="mx") == 1
+    assert value(text, "dane_exporter_checks_total") == 4
+    assert value(text, "dane_exporter_cycle_duration_seconds") < 10
+    assert value(text, "dane_exporter_build_info")
+    assert value(text, "process_resident_memory_bytes") > 0
+    assert value(text, "dane_exporter_dns_cache_entries") > 0
+    # gzip, as Prometheus asks for it
+    zipped = await request(exporter.url + "metrics", headers={"Accept-Encoding": "gzip"})
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert "dane_verdict{" in zipped.text
+    page = await request(exporter.url)
+    assert page.status == 200 and page.headers["content-type"].startswith("text/html")
+    assert '<tr class="failed"><td><a href="/probe?target=tlsa-mismatch.example' in page.text
+    assert "no (smtp-error)" in page.text
+    assert (await request(exporter.url + "-/healthy")).text == "Healthy\n"
+    assert (await request(exporter.url + "nope")).status == 404
+    assert (await request(exporter.url + "metrics", method="POST")).status == 405
+
+
+async def test_reload_removes_and_adds_targets_and_keeps_the_old_config_on_errors(
+    dane_world, dane_trust_anchor, start, tmp_path
+):
+    first = ["domain: good-ee.example", "domain: tlsa-mismatch.example"]
+    exporter = await start(config_text(dane_world, dane_trust_anchor, first))
+    text = await metrics_when(exporter, lambda t: cycles(t) >= 1)
+    assert 'target="tlsa-mismatch.example"' in text
+
+    path = tmp_path / "dane.yml"
+    second = ["domain: good-ee.example", "domain: no-tlsa.example"]
+    path.write_text(config_text(dane_world, dane_trust_anchor, second))
+    assert (await request(exporter.url + "-/reload")).status == 405
+    reply = await request(exporter.url + "-/reload", method="POST")
+    assert reply.status == 200, reply.text
+    text = (await request(exporter.url + "metrics")).text
+    assert 'target="tlsa-mismatch.example"' not in text  # gone at once, no stale series
+    assert value(text, "dane_verdict", target="good-ee.example", verdict="valid") == 1  # kept
+    text = await metrics_when(
+        exporter, lambda t: value(t, "dane_verdict", target="no-tlsa.example", verdict="no-dane")
+    )
+    assert value(text, "dane_verdict", target="no-tlsa.example", verdict="no-dane") == 1
+
+    good = path.read_text()
+    path.write_text(good + "  - domain: x.example\n    intervall: 5m\n")
+    reply = await request(exporter.url + "-/reload", method="POST")
+    assert reply.status == 500
+    assert f"{path}:{good.count(chr(10)) + 2}: unknown key 'intervall'" in reply.text
+    text = (await request(exporter.url + "metrics")).text
+    assert value(text, "dane_exporter_config_last_reload_successful") == 0
+    assert value(text, "dane_verdict", target="no-tlsa.example", verdict="no-dane") == 1
+    assert exporter.scheduler.targets.keys() == {"good-ee.example", "no-tlsa.example"}
+    path.write_text(good)
+    assert (await request(exporter.url + "-/reload", method="POST")).status == 200
+    text = (await request(exporter.url + "metrics")).text
+    assert value(text, "dane_exporter_config_last_reload_successful") == 1
+
+
+async def test_probe(dane_world, dane_trust_anchor, start):
+    exporter = await start(
+        config_text(dane_world, dane_trust_anchor, [], probe="{allow: ['*.example']}")
+    )
+    reply = await request(exporter.url + "probe?target=good-ee.example")
+    assert reply.status == 200
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+    assert value(reply.text, "dane_probe_success") == 1
+    assert value(reply.text, "dane_verdict", target="good-ee.example", verdict="valid") == 1
+    assert value(reply.text, "dane_tlsa_match", target="good-ee.example") == 1
+    assert value(reply.text, "dane_probe_duration_seconds") > 0
+    assert "dane_exporter_" not in reply.text  # self-metrics live on /metrics only
+
+    mx = dane_world.domains["tlsa-mismatch"].hosts[0].name.rstrip(".")
+    reply = await request(exporter.url + f"probe?target={mx}&kind=mx&port=25")
+    assert value(reply.text, "dane_tlsa_match", target=mx) == 0
+    assert value(reply.text, "dane_probe_success") == 1
+
+    reply = await request(exporter.url + "probe?target=good-ee.example&port=25,587")
+    assert value(reply.text, "dane_mx_verdict", port="587", verdict="no-dane") == 1
+
+    reply = await request(exporter.url + "probe?target=tlsa-mismatch.example&debug=true")
+    assert reply.headers["content-type"].startswith("text/plain; charset=utf-8")
+    for needle in ("FAILED", "SMTP transcript", "C: STARTTLS", "tlsa-mismatch",
+                   "Metrics that would have been returned:", "dane_probe_success 1.0"):  # fmt: skip
+        assert needle in reply.text, needle
+
+    assert (await request(exporter.url + "probe?target=example.net")).status == 403
+    assert (await request(exporter.url + "probe")).status == 400
+    assert (await request(exporter.url + "probe?target=a%20b.example")).status == 400
+    assert (await request(exporter.url + "probe?target=good-ee.example&port=0")).status == 400
+    assert (await request(exporter.url + "probe?target=good-ee.example&kind=x")).status == 400
+    bad = {"X-Prometheus-Scrape-Timeout-Seconds": "soon"}
+    assert (await request(exporter.url + "probe?target=good-ee.example", headers=bad)).status == 400
+    text = (await request(exporter.url + "metrics")).text
+    assert value(text, "dane_exporter_probes_denied_total") == 1
+    assert value(text, "dane_exporter_http_requests_total", handler="/probe", code="403") == 1
+
+
+async def test_probe_honours_the_scrape_timeout_of_a_hanging_server(
+    dane_world, dane_trust_anchor, start
+):
+    exporter = await start(config_text(dane_world, dane_trust_anchor, []))
+    header = {"X-Prometheus-Scrape-Timeout-Seconds": "1.5"}  # margin 0.5: 1s for the check
+    for scenario in ("hang", "huge-line"):
+        t = time.monotonic()
+        reply = await request(exporter.url + f"probe?target={scenario}.example", headers=header)
+        elapsed = time.monotonic() - t
+        assert reply.status == 200
+        assert elapsed < 1.5, (scenario, elapsed)
+        assert value(reply.text, "dane_probe_success") == 0
+        assert value(reply.text, "dane_check_success", target=f"{scenario}.example") == 0
+
+
+@pytest.fixture
+def blackhole():
+    """A UDP 'resolver' that never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    yield f"127.0.0.1:{sock.getsockname()[1]}"
+    sock.close()
+
+
+async def test_probe_deadline_cuts_a_check_stuck_in_dns(
+    dane_world, dane_trust_anchor, start, blackhole
+):
+    exporter = await start(config_text(dane_world, dane_trust_anchor, [], resolver=blackhole))
+    t = time.monotonic()
+    reply = await request(
+        exporter.url + "probe?target=good-ee.example",
+        headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.2"},
+    )
+    assert time.monotonic() - t < 1.2
+    assert value(reply.text, "dane_probe_success") == 0
+    assert value(reply.text, "dane_findings", code="check-timeout") == 1
+
+
+async def test_a_thousand_broken_targets_never_block_a_scrape(
+    dane_world, dane_trust_anchor, start, blackhole
+):
+    targets = [f"domain: broken-{i}.example" for i in range(1000)]
+    exporter = await start(
+        config_text(
+            dane_world, dane_trust_anchor, targets, resolver=blackhole, concurrency="100"
+        ).replace("timeout: 5s", "timeout: 1s")
+    )
+    worst = 0.0
+    for _ in range(15):
+        t = time.monotonic()
+        assert (await request(exporter.url + "-/healthy")).status == 200
+        reply = await request(exporter.url + "metrics")
+        worst = max(worst, time.monotonic() - t)
+        await asyncio.sleep(0.2)
+    assert worst < 1.0, worst
+    text = reply.text
+    assert value(text, "dane_exporter_checks_in_flight") <= 100
+    assert value(text, "dane_exporter_check_failures_total", reason="timeout") >= 100
+    assert value(text, "dane_check_success", target="broken-0.example") == 0
+
+
+# -- auth and TLS ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tls")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert.private_key_and_cert_chain_pem.write_to_path(str(d / "server.pem"))
+    cert.private_key_pem.write_to_path(str(d / "server.key"))
+    ca.cert_pem.write_to_path(str(d / "ca.pem"))
+    hashed = bcrypt.hashpw(b"s3cret", bcrypt.gensalt(4)).decode().replace("$2b$", "$2y$")
+    (d / "web.yml").write_text(
+        "tls_server_config:\n  cert_file: server.pem\n  key_file: server.key\n"
+        f"basic_auth_users:\n  prometheus: '{hashed}'\n"
+        "http_server_config:\n  headers: {X-Frame-Options: deny}\n"
+    )
+    return d
+
+
+async def test_tls_and_basic_auth(dane_world, dane_trust_anchor, start, tls_files):
+    text = config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"])
+    exporter = await start(text + f"web_config: {tls_files / 'web.yml'}\n")
+    assert exporter.url.startswith("https://")
+    ca = str(tls_files / "ca.pem")
+    reply = await request(exporter.url + "metrics", cafile=ca)
+    assert reply.status == 401
+    assert reply.headers["www-authenticate"].startswith("Basic")
+    assert (
+        await request(exporter.url + "metrics", cafile=ca, auth=("prometheus", "x"))
+    ).status == 401
+    assert (
+        await request(exporter.url + "metrics", cafile=ca, auth=("nobody", "s3cret"))
+    ).status == 401
+    assert (await request(exporter.url + "probe?target=good-ee.example", cafile=ca)).status == 401
+    for _ in range(2):  # the second time from the verified-password cache
+        reply = await request(exporter.url + "metrics", cafile=ca, auth=("prometheus", "s3cret"))
+        assert reply.status == 200
+        assert reply.headers["x-frame-options"] == "deny"
+    # plain HTTP to the TLS port gets no answer
+    reader, writer = await asyncio.open_connection("127.0.0.1", exporter.server.port)
+    writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert not (await asyncio.wait_for(reader.read(), 15)).startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+# -- the commands as processes ------------------------------------------------------------------
+
+
+def _read_url(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    assert proc.stderr is not None and proc.stdout is not None
+    stream = proc.stdout if pattern.startswith("^exporter") else proc.stderr
+    while time.monotonic() < deadline:
+        line = stream.readline()
+        if not line:
+            break
+        if m := re.search(pattern, line):
+            return m.group(1)
+    raise AssertionError(f"no {pattern!r} from {proc.args}")
+
+
+def test_serve_reloads_on_sighup_logs_logfmt_and_stops_on_sigterm(
+    dane_world, dane_trust_anchor, tmp_path
+):
+    path = tmp_path / "dane.yml"
+    path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dane_monitor", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = _read_url(proc, r"msg=listening url=(\S+)")
+
+        def get(p: str):
+            return asyncio.run(request(url + p))
+
+        deadline = time.monotonic() + 30
+        while "good-ee.example" not in get("metrics").text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: no-tlsa.example"]))
+        proc.send_signal(signal.SIGHUP)
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        while "reloaded" not in line and line:
+            line = proc.stderr.readline()
+        assert re.match(
+            r"ts=\S+ level=info logger=dane_monitor.exporter "
+            r'msg="configuration reloaded" targets=1',
+            line,
+        ), line
+        assert 'target="good-ee.example"' not in get("metrics").text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert "msg=stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_demo_serves_the_world_in_one_command(tmp_path):
+    env = {**os.environ}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dane_monitor", "demo", "--listen", "127.0.0.1:0",
+         "--scenario", "good-ee", "--scenario", "tlsa-mismatch", "--scenario", "bogus-expired",
+         "--dir", str(tmp_path), "--duration", "60"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    try:
+        url = _read_url(proc, r"^exporter\s+(\S+)")
+        deadline = time.monotonic() + 30
+        text = ""
+        while time.monotonic() < deadline:
+            text = asyncio.run(request(url + "metrics")).text
+            if (value(text, "dane_exporter_cycles_total") or 0) >= 1:
+                break
+            time.sleep(0.2)
+        assert value(text, "dane_verdict", target="good-ee.example", verdict="valid") == 1
+        assert value(text, "dane_verdict", target="tlsa-mismatch.example", verdict="failed") == 1
+        assert value(text, "dane_verdict", target="bogus-expired.example", verdict="bogus") == 1
+        assert (tmp_path / "dane-exporter.yml").read_text().startswith("# Written by dane-monitor")
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

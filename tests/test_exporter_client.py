@@ -1,0 +1,76 @@
+"""A tiny HTTP client for the exporter tests (raw bytes in, status, headers, body out), and its
+own test. Imported by the other test_exporter_* modules."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import gzip
+import ssl as _ssl
+from dataclasses import dataclass
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+def parse_reply(raw: bytes) -> Reply:
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split(" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    if headers.get("content-encoding") == "gzip":
+        body = gzip.decompress(body)
+    return Reply(status, headers, body)
+
+
+async def raw(host: str, port: int, data: bytes, *, timeout: float = 10, ssl=None) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+    try:
+        writer.write(data)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(), timeout)
+    finally:
+        writer.close()
+
+
+async def request(
+    url: str,
+    *,
+    method: str = "GET",
+    headers: dict[str, str] | None = None,
+    auth: tuple[str, str] | None = None,
+    cafile: str | None = None,
+    timeout: float = 30,
+) -> Reply:
+    scheme, _, rest = url.partition("://")
+    hostport, _, path = rest.partition("/")
+    host, _, port = hostport.rpartition(":")
+    context = None
+    if scheme == "https":
+        context = _ssl.create_default_context(cafile=cafile)
+    lines = [f"{method} /{path} HTTP/1.1", f"Host: {hostport}", "Connection: close"]
+    for k, v in (headers or {}).items():
+        lines.append(f"{k}: {v}")
+    if auth:
+        token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
+        lines.append(f"Authorization: Basic {token}")
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return parse_reply(await raw(host, int(port), data, timeout=timeout, ssl=context))
+
+
+def test_parse_reply_reads_status_headers_and_gzip_bodies():
+    body = gzip.compress(b"hello")
+    raw_reply = b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nX-A:  b \r\n\r\n" + body
+    reply = parse_reply(raw_reply)
+    assert (reply.status, reply.headers["x-a"], reply.text) == (200, "b", "hello")

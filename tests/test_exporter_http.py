@@ -1,0 +1,170 @@
+"""The exporter's HTTP server against garbage, oversized, slow and half-valid requests.
+
+Every bad request gets a 4xx/5xx answer (or a closed connection) within its deadline, and the
+server keeps serving good requests afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_exporter_client import parse_reply, raw
+
+from dane_monitor.exporter.http import HTTPServer, Request, Response
+
+
+async def echo(request: Request) -> Response:
+    return Response(200, f"{request.method} {request.path} {sorted(request.query.items())}\n")
+
+
+@pytest.fixture
+async def server():
+    s = HTTPServer(
+        echo, max_head=2048, max_body=100, head_timeout=0.5, idle_timeout=1.0, max_connections=4
+    )
+    await s.start("127.0.0.1", 0)
+    yield s
+    await s.close()
+
+
+async def send(server: HTTPServer, data: bytes, timeout: float = 5) -> bytes:
+    return await raw("127.0.0.1", server.port, data, timeout=timeout)
+
+
+def status(reply: bytes) -> int:
+    return parse_reply(reply).status
+
+
+GOOD = b"GET /x?a=1&a=2 HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+
+
+async def test_a_good_request(server):
+    reply = parse_reply(await send(server, GOOD))
+    assert reply.status == 200
+    assert reply.text == "GET /x [('a', ['1', '2'])]\n"
+    assert reply.headers["content-length"] == str(len(reply.body))
+
+
+async def test_keep_alive_serves_several_requests_on_one_connection(server):
+    two = (
+        b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+    )
+    out = await send(server, two)
+    assert out.count(b"HTTP/1.1 200 OK") == 2
+    assert b"GET /a" in out and b"GET /b" in out
+
+
+async def test_head_has_no_body(server):
+    out = await send(server, b"HEAD / HTTP/1.0\r\n\r\n")
+    reply = parse_reply(out)
+    assert reply.status == 200 and reply.body == b"" and int(reply.headers["content-length"]) > 0
+
+
+BAD = [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\n\r\n", 400),  # no Host
+    (b"GET / HTTP/2.0\r\nHost: h\r\n\r\n", 505),
+    (b"GET / FTP/1.0\r\nHost: h\r\n\r\n", 400),
+    (b"get / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),  # absolute form
+    (b"GET  / HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\n continued\r\n\r\n", 400),  # obs-fold
+    (b"GET / HTTP/1.1\r\nHost: h\r\nHost: i\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\r\nX: a\x01b\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", 400),  # bare LF
+    (b"GET / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 501),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1000\r\n\r\n", 413),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: -1\r\n\r\n", 400),
+    (b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx", 400),
+    (b"GET /" + b"a" * 4000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: h\r\n" + b"X: y\r\n" * 300 + b"\r\n", 431),
+    (b"GET /\xff HTTP/1.1\r\nHost: h\r\n\r\n", 400),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(range(40)) + b"\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(("data", "code"), BAD, ids=[str(i) for i in range(len(BAD))])
+async def test_bad_requests_get_an_error_and_the_server_stays_up(server, data, code):
+    out = await send(server, data)
+    assert status(out) == code, out[:200]
+    assert b"Connection: close" in out
+    assert status(await send(server, GOOD)) == 200
+
+
+async def test_a_slow_request_head_times_out(server):
+    t = time.monotonic()
+    out = await send(server, b"GET / HTTP/1.1\r\nHost: h\r\n")  # never finished
+    assert status(out) == 408
+    assert time.monotonic() - t < 3
+
+
+async def test_an_idle_connection_is_closed_without_an_answer(server):
+    t = time.monotonic()
+    assert await send(server, b"") == b""
+    assert 0.9 < time.monotonic() - t < 3
+
+
+async def test_a_body_that_never_comes_is_cut(server):
+    server.body_timeout = 0.3
+    out = await send(server, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 50\r\n\r\nabc")
+    assert status(out) == 408
+
+
+async def test_connections_beyond_the_limit_get_503(server):
+    held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
+    try:
+        await asyncio.sleep(0.05)
+        assert status(await send(server, GOOD)) == 503
+    finally:
+        for _, w in held:
+            w.close()
+    await asyncio.sleep(0.1)
+    assert status(await send(server, GOOD)) == 200
+
+
+async def test_a_failing_handler_is_a_500_not_a_dead_server():
+    async def broken(request: Request) -> Response:
+        raise RuntimeError("bug")
+
+    s = HTTPServer(broken)
+    await s.start("127.0.0.1", 0)
+    try:
+        assert status(await raw("127.0.0.1", s.port, GOOD)) == 500
+        assert status(await raw("127.0.0.1", s.port, GOOD)) == 500
+    finally:
+        await s.close()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    data=st.one_of(
+        st.binary(min_size=1, max_size=300),
+        st.builds(
+            lambda a, b: a + b"\r\n\r\n" + b,
+            st.binary(min_size=1, max_size=200),
+            st.binary(max_size=50),
+        ),
+        st.lists(
+            st.sampled_from([b"GET", b" ", b"/", b"HTTP/1.1", b"\r\n", b"Host: h", b":", b"\x00"])
+        ).map(lambda parts: b"".join(parts) + b"\r\n\r\n"),
+    )
+)
+def test_fuzzed_requests_never_break_the_server(data):
+    async def run():
+        s = HTTPServer(echo, head_timeout=0.2, idle_timeout=0.2, body_timeout=0.2)
+        await s.start("127.0.0.1", 0)
+        try:
+            out = await raw("127.0.0.1", s.port, data, timeout=5)
+            if out:
+                assert out.startswith(b"HTTP/1.1 "), out[:100]
+                assert 200 <= status(out) < 600
+            assert status(await raw("127.0.0.1", s.port, GOOD)) == 200
+        finally:
+            await s.close()
+
+    asyncio.run(run())
