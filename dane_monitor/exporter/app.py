@@ -244,6 +244,15 @@ class Exporter:
                 slots.release()
         self.stats.probes += 1
         duration = time.monotonic() - t0
+        log.debug(
+            "probe",
+            extra={
+                "target": target,
+                "kind": kind,
+                "success": outcome is not None and outcome.success,
+                "duration": round(duration, 3),
+            },
+        )
         metrics = probe_families(outcome is not None and outcome.success, duration)
         if outcome is not None:
             metrics = families([outcome]) + metrics
