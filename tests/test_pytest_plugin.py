@@ -1,0 +1,367 @@
+"""The plugin run as a user runs it: ``pytest --dane-host …`` (pytester) against the
+session's local world, with outcomes read back from ``--junitxml``.
+
+The inner runs reach the world of this process over loopback: its DNS server (with the
+world's trust anchor) and its SMTP servers on the world's port (``--dane-connect-port``).
+Most inner runs are in-process (``pytester.runpytest``: a run costs a fraction of a second
+instead of an interpreter start with every plugin); the ones whose point is the process —
+nothing imported, xdist workers — run in a subprocess.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from dane_monitor.world import World
+
+pytest_plugins = ["pytester"]
+
+INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
+         "-o", "asyncio_default_fixture_loop_scope=function")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world_args(dane_world: World, dane_trust_anchor) -> list[str]:
+    host, port = dane_world.dns_address
+    return [
+        "--dane-resolver", f"{host}:{port}", "--dane-trust-anchor", str(dane_trust_anchor),
+        "--dane-connect-port", str(dane_world.smtp_port), "--dane-timeout", "5",
+    ]  # fmt: skip
+
+
+def mx(world: World, scenario: str, index: int = 0) -> str:
+    return world.domains[scenario].hosts[index].name
+
+
+def run(
+    pytester: pytest.Pytester, *args: str, subprocess: bool = False
+) -> tuple[pytest.RunResult, dict[str, str]]:
+    """Run pytest; return the result and {test name: outcome} from its JUnit XML."""
+    xml = pytester.path / "junit.xml"
+    runner = pytester.runpytest_subprocess if subprocess else pytester.runpytest
+    result = runner(*INNER, f"--junitxml={xml}", *args)
+    return result, outcomes(xml)
+
+
+def outcomes(xml) -> dict[str, str]:
+    out = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        kind = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                kind = {"failure": "failed"}.get(child.tag, child.tag)
+        out[f"{case.get('classname')}::{case.get('name')}"] = kind
+    return out
+
+
+def failed(outcome: dict[str, str]) -> set[str]:
+    return {name for name, kind in outcome.items() if kind != "passed"}
+
+
+# -- no targets -------------------------------------------------------------------------------
+
+
+def test_without_targets_the_plugin_adds_no_items_and_imports_nothing_heavy(pytester):
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_nothing_heavy_was_imported():
+            heavy = [m for m in ("dane_monitor", "dns", "cryptography", "trustme",
+                                 "pytest_dane.items") if m in sys.modules]
+            assert heavy == []
+        """
+    )
+    result = pytester.runpytest_subprocess(*INNER, "-v")
+    result.assert_outcomes(passed=1)
+    assert "dane::" not in result.stdout.str()
+    assert "dane:" not in "\n".join(result.stdout.lines[:8])  # no report header either
+
+
+def test_importing_the_plugin_imports_only_its_small_modules():
+    code = (
+        "import sys, pytest; before = set(sys.modules); import pytest_dane.plugin; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    new = eval(out.stdout)
+    assert set(new) <= {"pytest_dane", "pytest_dane.plugin", "pytest_dane.config",
+                        "pytest_dane.errors"}, new  # fmt: skip
+
+
+def test_the_options_have_help(pytester):
+    result = pytester.runpytest(*INNER, "--help")
+    text = result.stdout.str()
+    for option in ("--dane-host=HOST", "--dane-domain=DOMAIN", "--dane-port=PORT",
+                   "--dane-resolver=", "--dane-trust-anchor=FILE", "--dane-validation=",
+                   "--dane-timeout=SECONDS", "--dane-connect-port=PORT", "--dane-strict",
+                   "dane_hosts (linelist)", "dane_domains (linelist)", "dane_strict (bool)",
+                   "dane_resolver (string)"):  # fmt: skip
+        assert option in text, option
+
+
+# -- items, ids and outcomes ----------------------------------------------------------------
+
+
+def test_a_valid_host_is_one_passing_item_per_rule_and_endpoint(pytester, dane_world, world_args):
+    host = mx(dane_world, "good-ee")
+    (ep,) = dane_world.domains["good-ee"].hosts[0].endpoints
+    h = host.rstrip(".")
+    result = pytester.runpytest(*INNER, "--collect-only", "-q", *world_args,
+                                           "--dane-host", host)  # fmt: skip
+    ids = [line for line in result.stdout.lines if line.startswith("dane::")]
+    assert ids == [
+        f"dane::dnssec[{h}-25]",
+        f"dane::tlsa-usable[{h}-25]",
+        f"dane::starttls[{h}-{ep.address}-25]",
+        f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]",
+        f"dane::rrsig-expiry[{h}-25]",
+        f"dane::cert-expiry[{h}-25]",
+        f"dane::rollover[{h}-25]",
+        f"dane::stale-records[{h}-25]",
+        f"dane::warnings[{h}-25]",
+        f"dane::warnings[{h}]",
+    ]
+    result, outcome = run(pytester, *world_args, "--dane-host", host)
+    assert result.ret == 0
+    assert set(outcome) == set(ids) and not failed(outcome)
+    assert f"dane: {host} on port 25, connecting to port" in result.stdout.str()  # header
+
+
+def test_a_tlsa_mismatch_fails_saying_what_to_publish(pytester, dane_world, world_args):
+    built = dane_world.domains["tlsa-mismatch"].hosts[0]
+    (ep,) = built.endpoints
+    served = ep.chains[0].tlsa(3, 1, 1)
+    result, outcome = run(pytester, *world_args, "--dane-host", built.name)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    h = built.name.rstrip(".")
+    assert failed(outcome) == {f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]"}
+    text = result.stdout.str()
+    # expected and found side by side, then the fix from the code behind `dane-monitor tlsa`
+    assert f"published at {built.tlsa_name}" in text
+    assert built.tlsa_rdatas[0] in text
+    assert f"served by {ep.address} (ecdsa key" in text
+    assert served in text
+    assert f"{built.tlsa_name} IN TLSA {served}" in text
+    assert "DANE senders DEFER mail here" in text
+    # rendered natively: no traceback of the plugin's internals
+    assert "Traceback" not in text and "pytest_dane" not in text and "raise " not in text
+    # and so does JUnit XML
+    (failure,) = list(ET.parse(pytester.path / "junit.xml").getroot().iter("failure"))
+    assert f"IN TLSA {served}" in failure.text
+    assert "does not authenticate: tlsa-mismatch" in failure.get("message")
+
+
+BROKEN = {
+    "no-starttls": {"starttls", "tlsa-match"},
+    "starttls-refused": {"starttls", "tlsa-match"},
+    "bogus-signature": {"dnssec", "tlsa-usable", "starttls", "tlsa-match"},
+    "no-tlsa": {"tlsa-usable", "tlsa-match"},
+    "insecure-with-tlsa": {"dnssec", "tlsa-usable", "tlsa-match"},
+    "dual-key-ecdsa-only": {"tlsa-match"},
+}
+
+
+def test_broken_hosts_fail_exactly_the_broken_rules(pytester, dane_world, world_args):
+    hosts = {scenario: mx(dane_world, scenario) for scenario in BROKEN}
+    targets = [arg for host in hosts.values() for arg in ("--dane-host", host)]
+    result, outcome = run(pytester, *world_args, *targets)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    for scenario, host in hosts.items():
+        h = host.rstrip(".")
+        mine = {name for name in failed(outcome) if f"[{h}-" in name or name.endswith(f"[{h}]")}
+        assert {name.split("::")[1].split("[")[0] for name in mine} == BROKEN[scenario], scenario
+
+    text = result.stdout.str()
+    # DNS failures name the lookup and the validation failure; later rules say why they fail
+    assert "TLSA: bogus error bad-signature" in text
+    assert "DANE senders stop at the DNS step" in text
+    # SMTP failures show the end of the dialogue
+    assert "starttls-missing: the server does not offer STARTTLS" in text
+    assert "S: 250 SMTPUTF8" in text
+    # each key type is its own item: ECDSA passes, RSA fails, and the fix is the RSA key's
+    # record, not the ECDSA one already published
+    built = dane_world.domains["dual-key-ecdsa-only"].hosts[0]
+    (ep,) = built.endpoints
+    h = built.name.rstrip(".")
+    assert outcome[f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]"] == "passed"
+    assert outcome[f"dane::tlsa-match[{h}-{ep.address}-25-rsa]"] == "failed"
+    rsa = next(c for c in ep.chains if c.key_type == "rsa")
+    assert f"{built.tlsa_name} IN TLSA {rsa.tlsa(3, 1, 1)}" in text
+
+
+def test_a_domain_walks_its_mx_set(pytester, dane_world, world_args):
+    domain = dane_world.domains["two-mx-one-broken"]
+    mx1, mx2 = domain.hosts
+    d = domain.name.rstrip(".")
+    _, outcome = run(pytester, *world_args, "--dane-domain", domain.name)
+    assert outcome[f"dane::dnssec[{d}]"] == "passed"  # the MX RRset
+    (ep1,), (ep2,) = mx1.endpoints, mx2.endpoints
+    assert outcome[f"dane::tlsa-match[{d}-{mx1.name.rstrip('.')}-{ep1.address}-25-ecdsa]"] == (
+        "passed"
+    )
+    assert failed(outcome) == {
+        f"dane::tlsa-match[{d}-{mx2.name.rstrip('.')}-{ep2.address}-25-ecdsa]"
+    }
+
+
+def test_a_bogus_mx_rrset_fails_the_domain(pytester, dane_world, world_args):
+    domain = dane_world.domains["bogus-expired"]
+    _, outcome = run(pytester, *world_args, "--dane-domain", domain.name)
+    assert failed(outcome) == {f"dane::dnssec[{domain.name.rstrip('.')}]"}
+    assert "signature-expired" in _.stdout.str()
+
+
+# -- pytest's own switches ----------------------------------------------------------------------
+
+
+def test_k_selects_rules(pytester, dane_world, world_args):
+    result, outcome = run(
+        pytester, *world_args, "-k", "tlsa-match", "--dane-host", mx(dane_world, "good-ee"),
+        "--dane-host", mx(dane_world, "tlsa-mismatch"),
+    )  # fmt: skip
+    assert {name.split("::")[1].split("[")[0] for name in outcome} == {"tlsa-match"}
+    result.assert_outcomes(passed=1, failed=1, deselected=18)
+
+
+def test_m_dane_selects_the_check_items(pytester, dane_world, world_args):
+    pytester.makepyfile("def test_own(): pass")
+    result, outcome = run(pytester, *world_args, "-m", "dane", "--dane-host",
+                          mx(dane_world, "good-ee"))  # fmt: skip
+    assert "test_m_dane_selects_the_check_items::test_own" not in outcome
+    result.assert_outcomes(passed=10, deselected=1)
+
+
+def test_x_stops_at_the_first_failing_rule(pytester, dane_world, world_args):
+    result = pytester.runpytest(
+        *INNER, "-x", *world_args, "--dane-host", mx(dane_world, "bogus-signature"),
+        "--dane-host", mx(dane_world, "good-ee"),
+    )  # fmt: skip
+    result.assert_outcomes(failed=1)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_xdist_workers_give_the_same_outcomes(pytester, dane_world, world_args):
+    targets = [
+        "--dane-host", mx(dane_world, "good-ee"), "--dane-host", mx(dane_world, "no-starttls"),
+        "--dane-host", mx(dane_world, "dual-key-ecdsa-only"),
+        "--dane-domain", dane_world.domains["two-mx-one-broken"].name,
+    ]  # fmt: skip
+    serial_result, serial = run(pytester, *world_args, *targets, subprocess=True)
+    parallel_result, parallel = run(pytester, "-n", "2", *world_args, *targets, subprocess=True)
+    assert serial == parallel
+    assert len(failed(serial)) == 4
+    assert parallel_result.ret == serial_result.ret == pytest.ExitCode.TESTS_FAILED
+    assert "Different tests were collected" not in parallel_result.stdout.str()
+
+
+# -- warnings and strictness --------------------------------------------------------------------
+
+
+def test_warnings_pass_with_a_dane_warning_and_fail_when_strict(pytester, dane_world, world_args):
+    host = mx(dane_world, "rollover")  # a record for a key nobody serves: stale or next
+    h = host.rstrip(".")
+    result, outcome = run(pytester, *world_args, "--dane-host", host)
+    assert result.ret == 0 and not failed(outcome)
+    assert "DaneWarning: stale-records" in result.stdout.str()
+
+    result, outcome = run(pytester, *world_args, "--dane-host", host, "--dane-strict")
+    assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
+    assert "tlsa-stale-record" in result.stdout.str()
+
+    result, outcome = run(pytester, *world_args, "--dane-host", host,
+                          "-W", "error::pytest_dane.DaneWarning")  # fmt: skip
+    assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
+
+
+def test_expiring_certificates_are_a_warning(pytester, dane_world, world_args):
+    host = mx(dane_world, "ee-expired-cert")
+    _, outcome = run(pytester, *world_args, "--dane-host", host, "--dane-strict")
+    assert failed(outcome) == {
+        f"dane::cert-expiry[{host.rstrip('.')}-25]",
+        f"dane::rollover[{host.rstrip('.')}-25]",
+    }
+
+
+# -- ini options --------------------------------------------------------------------------------
+
+
+def test_ini_options_give_the_same_outcomes(pytester, dane_world, world_args, dane_trust_anchor):
+    hosts = [mx(dane_world, "good-ee"), mx(dane_world, "tlsa-mismatch")]
+    domain = dane_world.domains["two-mx-one-broken"].name
+    _, cmdline = run(pytester, *world_args, "--dane-host", hosts[0], "--dane-host", hosts[1],
+                     "--dane-domain", domain, "--dane-strict")  # fmt: skip
+
+    host, port = dane_world.dns_address
+    (pytester.path / "anchor.ds").write_text(dane_trust_anchor.read_text())
+    pytester.makeini(
+        f"""
+        [pytest]
+        dane_hosts =
+            {hosts[0]}
+            {hosts[1]}
+        dane_domains = {domain}
+        dane_resolver = {host}:{port}
+        dane_trust_anchor = anchor.ds
+        dane_connect_port = {dane_world.smtp_port}
+        dane_timeout = 5
+        dane_strict = true
+        """
+    )
+    _, ini = run(pytester)
+    assert ini == cmdline
+    (pytester.path / "tox.ini").unlink()
+
+    pytester.makepyprojecttoml(
+        f"""
+        [tool.pytest.ini_options]
+        dane_hosts = ["{hosts[0]}", "{hosts[1]}"]
+        dane_domains = ["{domain}"]
+        dane_resolver = "{host}:{port}"
+        dane_trust_anchor = "anchor.ds"
+        dane_connect_port = "{dane_world.smtp_port}"
+        dane_ports = ["25"]
+        dane_validation = "local"
+        dane_timeout = "5"
+        dane_strict = true
+        """
+    )
+    _, toml = run(pytester)
+    assert toml == cmdline
+
+    # targets on the command line replace the ini file's
+    _, one = run(pytester, "--dane-host", hosts[0])
+    assert one and all(name.split("[")[1].startswith(hosts[0].rstrip(".")) for name in one)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--dane-port", "0"], "--dane-port: '0' is not a port number"),
+        (
+            ["--dane-resolver", "resolver.example"],
+            "--dane-resolver: 'resolver.example' is not an IP",
+        ),
+        (["--dane-trust-anchor", "missing.ds"], "--dane-trust-anchor: no such file"),
+        (["--dane-timeout", "soon"], "--dane-timeout: 'soon' is not a positive number"),
+        (["--dane-connect-port", "70000"], "--dane-connect-port: '70000' is not a port number"),
+    ],
+)
+def test_unusable_values_are_usage_errors(pytester, args, message):
+    result = pytester.runpytest(*INNER, "--dane-host", "mx.example.", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+
+
+def test_an_unreachable_resolver_fails_the_items_instead_of_crashing(pytester):
+    result, outcome = run(
+        pytester, "--dane-host", "mx1.example.", "--dane-resolver", "127.0.0.1:9",
+        "--dane-timeout", "0.5",
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcome and outcome["dane::dnssec[mx1.example-25]"] == "failed"
+    assert "dns-error" in result.stdout.str()
