@@ -450,7 +450,8 @@ def _fix(host: HostResult, ep: EndpointResult | None) -> list[str]:
         suggestions = host.suggested_records[:2]
     if not suggestions or host.tlsa_name is None:
         return []
-    keep = " (beside the records that match the other endpoints)" if host.tlsa_usable else ""
+    others = ep is not None and any(e.authenticated for e in host.endpoints if e is not ep)
+    keep = " (beside the records that authenticate the other endpoints)" if others else ""
     lines = ["", f"fix: publish{keep}", f"    {host.tlsa_name} IN TLSA {suggestions[0]}"]
     if len(suggestions) > 1:
         lines += ["  or, to survive renewals by the same CA (DANE-TA):",

@@ -28,7 +28,7 @@ INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
 def world_args(dane_world: World, dane_trust_anchor) -> list[str]:
     host, port = dane_world.dns_address
     return [
-        "--dane-resolver", f"{host}:{port}", "--dane-trust-anchor", str(dane_trust_anchor),
+        "--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={dane_trust_anchor}",
         "--dane-connect-port", str(dane_world.smtp_port), "--dane-timeout", "5",
     ]  # fmt: skip
 

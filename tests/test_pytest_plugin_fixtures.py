@@ -157,8 +157,8 @@ def test_configured_fixtures_check_with_the_configured_resolver(pytester, dane_w
         """
     )
     result = pytester.runpytest(
-        *INNER, "--dane-resolver", f"{host}:{port}", "--dane-trust-anchor",
-        str(dane_trust_anchor), "--dane-connect-port", str(dane_world.smtp_port),
+        *INNER, "--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={dane_trust_anchor}",
+        "--dane-connect-port", str(dane_world.smtp_port),
     )  # fmt: skip
     result.assert_outcomes(passed=3)
 
