@@ -41,12 +41,16 @@ server:
     val-log-level: 2
     qname-minimisation: no
     aggressive-nsec: no
-    cache-max-ttl: 0
-    cache-max-negative-ttl: 0
-    access-control: 127.0.0.0/8 allow
+{cache}    access-control: 127.0.0.0/8 allow
     so-reuseport: no
 remote-control:
     control-enable: no
+"""
+# Tests want every answer fresh from the world (whose zones they change); benchmarks of a
+# warm resolver want Unbound's cache (``Unbound(cache=True)``).
+NO_CACHE = """\
+    cache-max-ttl: 0
+    cache-max-negative-ttl: 0
 """
 # One stub zone per zone of the world: otherwise Unbound follows referrals to the NS glue on
 # port 53, where nothing of ours listens.
@@ -78,7 +82,9 @@ class Unbound:
         host: str = "127.0.0.1",
         port: int | None = None,
         binary: str | None = None,
+        cache: bool = False,
     ) -> None:
+        self.cache = cache
         self.upstream = upstream
         self.trust_anchor = trust_anchor
         self.zones = [str(z) for z in zones]
@@ -100,7 +106,9 @@ class Unbound:
         for _ in range(5):
             port = self.port or _free_port(self.host)
             up = {"upstream_host": self.upstream[0], "upstream_port": self.upstream[1]}
-            conf = CONFIG.format(host=self.host, port=port, dir=directory)
+            conf = CONFIG.format(
+                host=self.host, port=port, dir=directory, cache="" if self.cache else NO_CACHE
+            )
             conf += "".join(STUB.format(zone=zone, **up) for zone in self.zones)
             (directory / "unbound.conf").write_text(conf)
             self.process = subprocess.Popen(
