@@ -266,8 +266,8 @@ def _judge_tlsa_usable(rule: Rule, result: DomainResult, host: HostResult | None
         state = f"is {tlsa.status} {tlsa.kind}" + (f" ({tlsa.reason})" if tlsa.reason else "")
     owner = host.tlsa_name or f"_{host.port}._tcp.{host.name}"
     lines = [
-        f"expected: a DNSSEC-secure TLSA RRset at {owner} with a DANE-EE (3) or DANE-TA (2) record",
-        f"found:    the TLSA RRset {state}",
+        f"no usable TLSA record: the TLSA RRset at {owner} {state}",
+        "expected: a DNSSEC-secure TLSA RRset with a DANE-EE (3) or DANE-TA (2) record",
     ]
     for record in host.tlsa_records:
         lines.append(f"          {record}")
