@@ -484,8 +484,11 @@ class Checker:
         code = match.failure or "tlsa-mismatch"
         served = ep.leaf_spki_sha256 or "?"
         fix = ""
-        if host.suggested_records:
-            fix = f"; publish {host.tlsa_name} IN TLSA {host.suggested_records[0]}"
+        # The fix comes from this endpoint's own chain: on a dual-key server the RSA
+        # endpoint needs the RSA key's record, whatever the ECDSA endpoint serves.
+        own = T.suggest_records(ep.chain_der, usages=[3])
+        if own:
+            fix = f"; publish {host.tlsa_name} IN TLSA {own[0]}"
         message = (
             f"{ep.address} ({ep.key_type or '?'} key) does not authenticate: {match.detail} "
             f"Published: {', '.join(host.tlsa_records)}; served leaf SPKI SHA-256 {served}{fix}"

@@ -107,3 +107,13 @@ def test_a_name_that_cannot_be_a_domain_is_a_clear_error(base, capsys, bad):
 def test_no_target_is_a_usage_error(base, capsys):
     assert main(["check", *base]) == 3
     assert "give a DOMAIN" in capsys.readouterr().err
+
+
+def test_each_failing_endpoint_gets_the_record_its_own_key_needs(dane_world: World, base, capsys):
+    domain = dane_world.domains["dual-key-ecdsa-only"]
+    code, out = run_check(capsys, domain.name, *base)
+    assert code == 2
+    rsa_chain = next(c for c in domain.hosts[0].endpoints[0].chains if c.key_type == "rsa")
+    (mismatch,) = [f for f in out["findings"] if f["code"] == "tlsa-mismatch"]
+    assert "(rsa key)" in mismatch["message"]
+    assert mismatch["message"].endswith(f"IN TLSA {rsa_chain.tlsa(3)}")
