@@ -1,4 +1,4 @@
-"""The examples of docs/pytest.md, taken from the file and run as written (pytester, in a
+"""The pytest plugin examples of the README, taken from the file and run as written (pytester, in a
 subprocess as a user's run would be), so that they cannot rot.
 
 An example is the fenced block after a ``<!-- example: FILENAME -->`` line.
@@ -15,7 +15,7 @@ from dane_monitor.world import World
 
 pytest_plugins = ["pytester"]
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "pytest.md"
+DOC = Path(__file__).resolve().parent.parent / "README.md"
 INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark")
 
 
