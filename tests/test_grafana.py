@@ -1,0 +1,336 @@
+"""The dashboard and the alert rules: they parse, they say what the exporter really emits,
+promtool's unit tests pass, and the alerts fire from real data in a real Prometheus.
+
+Skipped without promtool/prometheus, unless DANE_REQUIRE_TOOLS=1 (then they fail).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+from test_exporter_prometheus import Prometheus, start_process, stop_process
+
+from dane_monitor.world import CATALOGUE
+
+GRAFANA = Path(__file__).resolve().parent.parent / "grafana"
+RULES = GRAFANA / "prometheus" / "dane-alerts.yml"
+RULE_TESTS = GRAFANA / "prometheus" / "dane-alerts.test.yml"
+DASHBOARD = GRAFANA / "dashboards" / "dane.json"
+GRAFANA_ALERTS = GRAFANA / "provisioning" / "alerting" / "dane-alerts.yaml"
+PROVIDER = GRAFANA / "provisioning" / "dashboards" / "dane.yml"
+PROMTOOL = shutil.which("promtool") or shutil.which("promtool", path="/usr/bin")
+PROMETHEUS = shutil.which("prometheus") or shutil.which("prometheus", path="/usr/bin")
+
+# What Grafana substitutes before a query reaches Prometheus.
+VARIABLES = {"$target": ".*", "$mx": ".*", "$__rate_interval": "5m", "${datasource}": "x"}
+PROMQL_WORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "sum",
+    "min",
+    "max",
+    "avg",
+    "count",
+    "rate",
+    "time",
+    "absent_over_time",
+    "label_values",
+    "inf",
+    "nan",
+}
+
+
+def need(tool: str | None, name: str) -> str:
+    if tool is None:
+        if os.environ.get("DANE_REQUIRE_TOOLS") == "1":
+            pytest.fail(f"DANE_REQUIRE_TOOLS=1 but {name} is not installed")
+        pytest.skip(f"{name} is not installed (Debian: apt-get install prometheus)")
+    return tool
+
+
+def dashboard() -> dict:
+    return json.loads(DASHBOARD.read_text())
+
+
+def dashboard_exprs() -> list[str]:
+    out = []
+    for panel in dashboard()["panels"]:
+        out += [t["expr"] for t in panel.get("targets", [])]
+    for var in dashboard()["templating"]["list"]:
+        if var["type"] == "query":
+            out.append(var["query"]["query"])
+    return out
+
+
+def grafana_alert_exprs() -> list[str]:
+    doc = yaml.safe_load(GRAFANA_ALERTS.read_text())
+    return [
+        d["model"]["expr"]
+        for g in doc["groups"]
+        for r in g["rules"]
+        for d in r["data"]
+        if d["datasourceUid"] != "__expr__"
+    ]
+
+
+def rule_exprs() -> list[str]:
+    return [r["expr"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
+
+
+def substitute(expr: str) -> str:
+    for var, value in VARIABLES.items():
+        expr = expr.replace(var, value)
+    # label_values() is a Grafana function, not PromQL: check the selector inside it
+    m = re.fullmatch(r"label_values\((.*),\s*\w+\)", expr)
+    return m.group(1) if m else expr
+
+
+def metric_names(expr: str) -> set[str]:
+    expr = re.sub(r'"[^"]*"', '""', expr)  # label values are not names
+    expr = re.sub(r"\{[^}]*\}", "", expr)  # nor are label names
+    expr = re.sub(r"\[[^\]]*\]", "", expr)  # nor durations
+    expr = re.sub(r"\b(by|on|without|ignoring)\s*\([^)]*\)", "", expr)
+    words = set(re.findall(r"\b[a-zA-Z_:][a-zA-Z0-9_:]*\b", expr))
+    return {w for w in words if w not in PROMQL_WORDS and not re.fullmatch(r"\d+\w*", w)}
+
+
+# -- the rules ------------------------------------------------------------------------------
+
+
+def test_promtool_checks_the_rules_and_runs_their_unit_tests():
+    promtool = need(PROMTOOL, "promtool")
+    check = subprocess.run([promtool, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 11 rules found" in check.stdout
+    run = subprocess.run(
+        [promtool, "test", "rules", RULE_TESTS.name],
+        capture_output=True,
+        text=True,
+        cwd=RULE_TESTS.parent,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "SUCCESS" in run.stdout
+
+
+def test_every_alert_has_a_unit_test_that_fires_it():
+    tests = yaml.safe_load(RULE_TESTS.read_text())["tests"]
+    fired = {
+        case["alertname"]
+        for t in tests
+        for case in t.get("alert_rule_test", [])
+        if case.get("exp_alerts")
+    }
+    alerts = {r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    assert fired == alerts
+
+
+def test_every_alert_says_what_to_do():
+    for group in yaml.safe_load(RULES.read_text())["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
+            assert len(rule["annotations"]["description"]) > 80, rule["alert"]
+
+
+def test_grafana_alerts_are_generated_from_the_prometheus_rules():
+    check = subprocess.run(
+        [sys.executable, str(GRAFANA / "generate.py"), "--check"], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stderr
+    prom = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]}
+    graf = yaml.safe_load(GRAFANA_ALERTS.read_text())
+    assert graf["apiVersion"] == 1
+    rules = {r["title"]: r for g in graf["groups"] for r in g["rules"]}
+    assert set(rules) == set(prom)
+    for name, rule in rules.items():
+        assert rule["for"] == prom[name].get("for", "0s")
+        assert rule["labels"] == prom[name]["labels"]
+        assert rule["condition"] == "B"
+        assert len({r["uid"] for r in rules.values()}) == len(rules)
+
+
+# -- the dashboard --------------------------------------------------------------------------
+
+
+def test_the_dashboard_provisions_from_a_file():
+    board = dashboard()
+    assert "__inputs" not in board  # provisioning cannot answer import prompts
+    assert board["uid"] == "dane-monitor"
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"target", "mx"} <= set(variables)
+    ids = [p["id"] for p in board["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in board["panels"]:
+        x, w = panel["gridPos"]["x"], panel["gridPos"]["w"]
+        assert x >= 0 and x + w <= 24, panel["title"]
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+        assert panel.get("description"), panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "${datasource}", panel["title"]
+    provider = yaml.safe_load(PROVIDER.read_text())
+    assert provider["providers"][0]["type"] == "file"
+    titles = {p["title"] for p in board["panels"]}
+    for wanted in (
+        "TLSA match over time",
+        "Current findings",
+        "Check duration",
+        "Days until the earliest DNSSEC signature expiry",
+        "Days until certificate expiry",
+        "Exporter",
+    ):
+        assert wanted in titles
+
+
+def test_every_promql_expression_parses():
+    promtool = need(PROMTOOL, "promtool")
+    exprs = [substitute(e) for e in dashboard_exprs() + grafana_alert_exprs()]
+    assert len(exprs) > 25
+    rules = {
+        "groups": [
+            {
+                "name": "parse",
+                "rules": [
+                    {"record": f"dane_parse:expr_{i}", "expr": e} for i, e in enumerate(exprs)
+                ],
+            }
+        ]
+    }
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"dane-parse-{os.getpid()}.yml"
+    path.write_text(yaml.safe_dump(rules))
+    try:
+        check = subprocess.run(
+            [promtool, "check", "rules", str(path)], capture_output=True, text=True
+        )
+    finally:
+        path.unlink()
+    assert check.returncode == 0, check.stdout + check.stderr
+
+
+# -- against the exporter on the local world ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("demo")
+    proc, out, url = start_process(
+        ["demo", "--listen", "127.0.0.1:0", "--interval", "10s", "--dir", str(tmp / "demo")],
+        tmp / "demo.log",
+        r"^exporter\s+http://(\S+)/$",
+    )
+    try:
+        # Some series exist only once something happened (a failure, a finished cycle):
+        # wait for the first full cycle over the catalogue.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://{url}/metrics", timeout=30) as r:
+                text = r.read().decode()
+            if re.search(r"^dane_exporter_cycles_total [1-9]", text, re.M):
+                break
+            time.sleep(0.5)
+        yield url, tmp
+    finally:
+        stop_process(proc, out)
+
+
+def exposed_names(url: str) -> set[str]:
+    names = set()
+    for path in ("/metrics", "/probe?target=good-ee.example"):
+        with urllib.request.urlopen(f"http://{url}{path}", timeout=60) as r:
+            text = r.read().decode()
+        names |= set(re.findall(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)[{ ]", text, re.M))
+    return names
+
+
+def test_every_metric_in_the_dashboard_and_the_alerts_is_emitted(demo):
+    url, _ = demo
+    names = exposed_names(url) | {"up"}
+    used = set()
+    for expr in dashboard_exprs() + grafana_alert_exprs() + rule_exprs():
+        used |= metric_names(substitute(expr))
+    assert {"dane_tlsa_match", "dane_verdict", "dane_findings"} <= used
+    assert used <= names, sorted(used - names)
+
+
+def test_the_alerts_fire_from_real_data(demo):
+    prometheus = need(PROMETHEUS, "prometheus")
+    need(PROMTOOL, "promtool")
+    url, tmp = demo
+    # The rules as shipped, with `for:` shortened: promtool's unit tests prove the durations;
+    # this proves the expressions select the right series from what the exporter emits.
+    rules = tmp / "rules.yml"
+    rules.write_text(re.sub(r"for: \S+", "for: 0s", RULES.read_text()))
+    prom = Prometheus(
+        prometheus,
+        tmp,
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"rule_files: [{rules}]\n"
+        "scrape_configs:\n"
+        "  - job_name: dane\n"
+        f"    static_configs: [{{targets: ['{url}']}}]\n",
+    )
+    try:
+        firing = 'ALERTS{alertstate="firing"}'
+        by_alert: dict[str, set[str]] = {}
+
+        def ready(result) -> bool:
+            by_alert.clear()
+            for metric, _ in result:
+                by_alert.setdefault(metric["alertname"], set()).add(metric.get("target", ""))
+            return {"DANETLSAMismatch", "DANEDNSSECBogus", "DANESTARTTLSMissing"} <= set(by_alert)
+
+        prom.wait(firing, ready, timeout=60)
+        expected = {
+            "DANETLSAMismatch": {
+                "tlsa-mismatch.example",
+                "digest-agility.example",
+                "ta-name-mismatch.example",
+                "two-mx-one-broken.example",
+            },
+            "DANEDNSSECBogus": {
+                "bogus-expired.example",
+                "bogus-signature.example",
+                "bogus-ds.example",
+            },
+            "DANESTARTTLSMissing": {"no-starttls.example"},
+            "DANESendersDefer": {
+                "no-starttls.example",
+                "tls-failure.example",
+                "starttls-refused.example",
+            },
+        }
+        for alert, targets in expected.items():
+            assert targets <= by_alert.get(alert, set()), (alert, by_alert.get(alert))
+        healthy = {f"{sc.name}.example" for sc in CATALOGUE if sc.expect.verdict == "valid"}
+        for alert in (
+            "DANETLSAMismatch",
+            "DANEDNSSECBogus",
+            "DANESTARTTLSMissing",
+            "DANESendersDefer",
+            "DANECheckFailing",
+        ):
+            assert not (by_alert.get(alert, set()) & healthy), (alert, by_alert[alert] & healthy)
+        assert "DANEExporterDown" not in by_alert
+    finally:
+        prom.stop()
