@@ -80,7 +80,6 @@ BAD = [
     ("targets:\n  - domain: a.example\n    mx: b.example\n", 2, "either"),
     ("targets:\n  - domain: a.example\n  - domain: A.example.\n", 3, "twice (first on line 2)"),
     ("targets:\n  - domain: a.example\n    ports: [25, 70000]\n", 3, "1 to 65535"),
-    ("targets:\n  - domain: a.example\n    timeout: 10m\n    interval: 1m\n", 2, "longer than"),
     ("targets:\n  - domain: 'not a name'\n", 2, "not a domain or host name"),
     ("concurrency: 0\n", 1, "at least 1"),
     ("jitter: 1.5\n", 1, "fraction"),

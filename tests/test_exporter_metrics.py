@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from dane_monitor.exporter.app import _render
 from dane_monitor.exporter.config import Config, DNSSettings
-from dane_monitor.exporter.metrics import FAMILIES, VERDICTS, families
+from dane_monitor.exporter.metrics import FAMILIES, VERDICTS, families, render_text
 from dane_monitor.exporter.scheduler import Runner
 from dane_monitor.world import CATALOGUE, World
 
@@ -30,6 +30,10 @@ def parse(text: str) -> list[Sample]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     ]
+
+
+def canonical(samples: list[Sample]) -> list[tuple]:
+    return sorted((n, tuple(sorted(labels.items())), v) for n, labels, v in samples)
 
 
 def pick(samples: list[Sample], name: str, **labels: str) -> list[Sample]:
@@ -57,8 +61,16 @@ def scraped(dane_world: World, dane_trust_anchor) -> dict[str, list[Sample]]:
 
     async def run_all():
         names = [d.name.rstrip(".") for d in dane_world.domains.values()]
-        outcomes = await asyncio.gather(*(runner.run(n, "domain", (25,), 10.0) for n in names))
-        return {o.target.split(".")[0]: parse(_render(families([o])).decode()) for o in outcomes}
+        outcomes = await asyncio.gather(
+            *(runner.run(n, "domain", (25,), 10.0, slim=False) for n in names)
+        )
+        out = {}
+        for o in outcomes:
+            fast = parse(render_text([o]).decode())  # /metrics: lines rendered once per check
+            # ... equal to prometheus_client's own rendering (/probe)
+            assert canonical(fast) == canonical(parse(_render(families([o])).decode()))
+            out[o.target.split(".")[0]] = fast
+        return out
 
     return asyncio.run(run_all())
 
@@ -219,18 +231,37 @@ def _assert_bounded_labels(samples: list[Sample]) -> None:
 def test_the_mx_host_target_kind(dane_world: World, dane_trust_anchor):
     runner = Runner(world_config(dane_world, dane_trust_anchor))
     mx = dane_world.domains["good-ta"].hosts[0].name.rstrip(".")
-    outcome = asyncio.run(runner.run(mx, "mx", (25,), 10.0))
+    outcome = asyncio.run(runner.run(mx, "mx", (25,), 10.0, slim=False))
     samples = parse(_render(families([outcome])).decode())
     assert value(samples, "dane_verdict", target=mx, verdict="valid") == 1
     assert value(samples, "dane_tlsa_match", target=mx, mx=mx, port="25") == 1
 
 
 def test_a_check_past_its_deadline_is_a_timeout_not_a_hang(dane_world, dane_trust_anchor):
-    runner = Runner(world_config(dane_world, dane_trust_anchor))
-    # hang.example's server never greets; a deadline shorter than the banner step cuts it.
-    outcome = asyncio.run(runner.run("hang.example", "domain", (25,), 0.02))
+    import socket
+    from dataclasses import replace
+
+    # A resolver that never answers: DNS tries (2 s each) outlast the 0.3 s deadline.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as hole:
+        hole.bind(("127.0.0.1", 0))
+        config = world_config(dane_world, dane_trust_anchor)
+        dns = replace(config.dns, resolver=f"127.0.0.1:{hole.getsockname()[1]}")
+        runner = Runner(replace(config, dns=dns))
+        outcome = asyncio.run(runner.run("good-ee.example", "domain", (25,), 0.3, slim=False))
     assert (outcome.success, outcome.failure) == (False, "timeout")
     samples = parse(_render(families([outcome])).decode())
-    assert value(samples, "dane_findings", target="hang.example", code="check-timeout") == 1
-    assert value(samples, "dane_verdict", target="hang.example", verdict="error") == 1
-    assert outcome.duration < 1
+    assert value(samples, "dane_findings", target="good-ee.example", code="check-timeout") == 1
+    assert value(samples, "dane_verdict", target="good-ee.example", verdict="error") == 1
+    assert outcome.duration < 3  # cut at the deadline, even on a loaded machine
+
+
+def test_render_escapes_label_values_as_prometheus_client_does():
+    from dane_monitor.exporter.metrics import Outcome, render_chunks
+
+    points = [("dane_findings", ('we"ird\\name\nx', "code", "error"), 2.0)]
+    outcome = Outcome("t", "domain", None, True, None, 0.0, 0.0, tuple(points),  # type: ignore[arg-type]
+                      render_chunks(points))  # fmt: skip
+    assert canonical(parse(render_text([outcome]).decode())) == canonical(
+        parse(_render(families([outcome])).decode())
+    )
+    assert parse(render_text([outcome]).decode())[0][1]["target"] == 'we"ird\\name\nx'

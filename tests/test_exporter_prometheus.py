@@ -232,8 +232,8 @@ def test_probe_targets_sharded_with_hashmod_are_each_scraped_once(
             jobs += f"""
   - job_name: dane-shard-{i}
     metrics_path: /probe
-    scrape_interval: 2s
-    scrape_timeout: 2s
+    scrape_interval: 4s
+    scrape_timeout: 4s
     static_configs: [{{targets: {json.dumps(targets)}}}]
     relabel_configs:
       - {{source_labels: [__address__], target_label: __param_target}}
@@ -242,9 +242,7 @@ def test_probe_targets_sharded_with_hashmod_are_each_scraped_once(
       - {{source_labels: [__tmp_shard], regex: "{i}", action: keep}}
       - {{target_label: __address__, replacement: "{address}"}}
 """
-        prom = Prometheus(
-            prometheus_bin, tmp_path, "global: {scrape_interval: 2s}\nscrape_configs:" + jobs
-        )
+        prom = Prometheus(prometheus_bin, tmp_path, "scrape_configs:" + jobs)
         result = prom.wait(
             "count by (instance, job) (dane_probe_success)", lambda r: len(r) >= len(targets)
         )
@@ -256,8 +254,9 @@ def test_probe_targets_sharded_with_hashmod_are_each_scraped_once(
         assert all(len(j) == 1 for j in jobs_of.values()), jobs_of  # one job per target
         shards = [{t for t, j in jobs_of.items() if j == [f"dane-shard-{i}"]} for i in range(2)]
         assert shards[0] and shards[1], shards
-        success = prom.query("dane_probe_success")
-        assert all(v == 1 for _, v in success), [m for m, v in success if v != 1]
+        # every check decided (a probe cut short by a loaded machine is retried next scrape)
+        success = prom.wait("dane_probe_success == 1", lambda r: len(r) == len(targets))
+        assert len(success) == len(targets), success
         # the exporters agree: each was asked only about its own shard
         time.sleep(3)
         for i, (_, _, _) in enumerate(exporters):

@@ -28,11 +28,11 @@ from dane_monitor.exporter.config import Config, ConfigError, _target_name, load
 from dane_monitor.exporter.http import HTTPServer, Request, Response
 from dane_monitor.exporter.metrics import (
     Outcome,
-    ResultCollector,
     SelfCollector,
     Stats,
     families,
     probe_families,
+    render_text,
 )
 from dane_monitor.exporter.scheduler import Runner, Scheduler
 
@@ -239,7 +239,7 @@ class Exporter:
         else:
             try:
                 left = max(0.01, timeout - (time.monotonic() - t0))
-                outcome = await self.runner.run(target, kind, ports, left, slim=not debug)
+                outcome = await self.runner.run(target, kind, ports, left, slim=False)
             finally:
                 slots.release()
         self.stats.probes += 1
@@ -318,9 +318,7 @@ class Exporter:
 
 
 def _render_results(outcomes: list[Outcome], own: bytes, gz: bool) -> bytes:
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResultCollector(lambda: outcomes))
-    body = generate_latest(registry) + own
+    body = render_text(outcomes) + own
     return gzip.compress(body, compresslevel=1) if gz else body
 
 

@@ -1,9 +1,15 @@
 """From check results to Prometheus metrics: the vocabulary, and the collectors that render it.
 
-The mapping is pure: :func:`samples` turns one :class:`Outcome` (a target's latest check)
-into ``(family, label values, value)`` triples, computed once when the check finishes.
-:class:`ResultCollector` builds the metric families from the outcomes present *at scrape
-time*, so a target removed from the configuration has no series on the next scrape.
+The mapping is pure: :func:`samples` turns one check result into ``(family, label values,
+value)`` triples. Two renderers read them, and a test holds them equal:
+
+- :class:`ResultCollector` / :func:`families`, a prometheus_client collector (``/probe``,
+  one target, a fresh registry per request);
+- :func:`render_text` for ``/metrics``: each outcome's sample lines are formatted once, when
+  its check finishes (:func:`render_chunks`), and a scrape only joins the chunks of the
+  outcomes present *at scrape time*, family by family. A target removed from the
+  configuration has no series on the next scrape, and 10,000 targets scrape in well under
+  a second instead of the ~18 s prometheus_client needs to format 800,000 samples.
 
 Label values are names, ports, addresses, codes and statuses: never free text, and never a
 digest except on ``dane_cert_info``. The table in ``docs/exporter.md`` is the reference.
@@ -22,6 +28,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from dane_monitor import __version__
 from dane_monitor.report import DomainResult, SenderAction, Severity, Verdict
@@ -93,6 +100,7 @@ class Outcome:
     finished: float  # Unix time
     duration: float
     samples: tuple[tuple[str, tuple[str, ...], float], ...] = field(default=(), repr=False)
+    chunks: dict[str, bytes] = field(default_factory=dict, repr=False)  # family → its lines
 
 
 def failure_reason(result: DomainResult) -> str | None:
@@ -185,6 +193,39 @@ def samples(
             if ep.leaf_spki_sha256:
                 add(("dane_cert_info", (*labels, ep.leaf_spki_sha256), 1.0))
     return out
+
+
+def _escape_label(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def render_chunks(points: Iterable[tuple[str, tuple[str, ...], float]]) -> dict[str, bytes]:
+    """The text-format lines of ``points``, grouped by family (format 0.0.4)."""
+    lines: dict[str, list[str]] = {}
+    for name, labels, value in points:
+        names = BY_NAME[name].labels
+        inner = ",".join(f'{k}="{_escape_label(v)}"' for k, v in zip(names, labels, strict=True))
+        lines.setdefault(name, []).append(f"{name}{{{inner}}} {floatToGoString(value)}\n")
+    return {name: "".join(chunk).encode() for name, chunk in lines.items()}
+
+
+_HEADERS = {
+    f.name: f"# HELP {f.name} {f.help.replace(chr(92), 2 * chr(92))}\n# TYPE {f.name} gauge\n"
+    for f in FAMILIES
+}
+
+
+def render_text(outcomes: Iterable[Outcome]) -> bytes:
+    """The result families of ``outcomes`` in the text format, from their pre-rendered chunks."""
+    outcomes = list(outcomes)
+    parts: list[bytes] = []
+    for f in FAMILIES:
+        parts.append(_HEADERS[f.name].encode())
+        for outcome in outcomes:
+            chunk = outcome.chunks.get(f.name)
+            if chunk:
+                parts.append(chunk)
+    return b"".join(parts)
 
 
 def families(outcomes: Iterable[Outcome]) -> list[Metric]:

@@ -18,7 +18,13 @@ from collections.abc import Callable
 
 from dane_monitor.check import Checker, Options
 from dane_monitor.exporter.config import Config, Target
-from dane_monitor.exporter.metrics import Outcome, Stats, failure_reason, samples
+from dane_monitor.exporter.metrics import (
+    Outcome,
+    Stats,
+    failure_reason,
+    render_chunks,
+    samples,
+)
 from dane_monitor.lookup import make_validator
 from dane_monitor.report import DomainResult, Finding, Severity, Verdict
 
@@ -80,7 +86,11 @@ class Runner:
     async def run(
         self, name: str, kind: str, ports: tuple[int, ...], timeout: float, *, slim: bool = True
     ) -> Outcome:
-        """Check ``name`` (a domain, or an MX host with ``kind="mx"``) within ``timeout``."""
+        """Check ``name`` (a domain, or an MX host with ``kind="mx"``) within ``timeout``.
+
+        ``slim`` (background checks) keeps only what /metrics and the landing page show: the
+        rendered lines and the result without certificates, transcripts or samples.
+        """
         checker = self.checker(ports, timeout)
         started = time.time()
         t0 = time.monotonic()
@@ -106,8 +116,10 @@ class Runner:
         finished = time.time()
         success = failure is None
         points = samples(name, result, success=success, finished=finished, duration=duration)
-        if slim:
+        chunks = render_chunks(points)
+        if slim:  # kept for /metrics: the rendered lines suffice
             _slim(result)
+            points = []
         return Outcome(
             target=name,
             kind=kind,
@@ -117,6 +129,7 @@ class Runner:
             finished=finished,
             duration=duration,
             samples=tuple(points),
+            chunks=chunks,
         )
 
 

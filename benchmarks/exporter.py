@@ -1,0 +1,221 @@
+"""The exporter's figures: /metrics scrape time with many targets, background checks per second
+against the local world, and memory over a long soak of repeated cycles.
+
+    python3 benchmarks/exporter.py scrape [--targets 10000] [--runs 10]
+    python3 benchmarks/exporter.py soak [--copies 4] [--cycles 60] [--interval 2] [--timeout 10]
+
+``scrape`` fills an exporter with synthesized results (every target a domain with two MX
+hosts, each with one address serving ECDSA and RSA chains under a secure 3 1 1 TLSA RRset:
+the shape of a well-run DANE domain) and times GET /metrics over loopback, plain and gzip.
+
+``soak`` serves the world in a separate process (``dane-monitor world --copies N``, without
+the hang / huge-line / close-after-ehlo scenarios: they measure timeouts, not speed), runs the
+exporter in this process against every domain with a short interval, and reports checks per
+second and this process's resident memory after each tenth of the cycles: it must level off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from dane_monitor.exporter import logs
+from dane_monitor.exporter.app import Exporter
+from dane_monitor.exporter.config import Config, DNSSettings, Target, parse
+from dane_monitor.exporter.metrics import Outcome, render_chunks, render_text, samples
+from dane_monitor.report import (
+    DNSInfo,
+    DomainResult,
+    EndpointResult,
+    HostResult,
+    SenderAction,
+    Verdict,
+)
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def synthetic(i: int) -> DomainResult:
+    name = f"domain-{i:05d}.example."
+    now = int(time.time())
+    result = DomainResult(name, verdict=Verdict.VALID, started=time.time(), duration=0.2)
+    result.mx_dns = DNSInfo(name, "MX", "secure", "positive", ttl=3600, rrsig_expiration=now + 9e5)
+    for h in range(2):
+        mx = f"mx{h}.{name}"
+        host = HostResult(mx, 25, preference=10 * h, base_domain=mx, tlsa_name=f"_25._tcp.{mx}")
+        address = f"10.{i // 250 % 250}.{i % 250}.{h + 1}"
+        host.addresses = [address]
+        host.dns = [
+            DNSInfo(mx, "A", "secure", "positive", ttl=3600, rrsig_expiration=now + 9e5),
+            DNSInfo(mx, "AAAA", "secure", "nodata", ttl=3600, rrsig_expiration=now + 9e5),
+            DNSInfo(f"_25._tcp.{mx}", "TLSA", "secure", "positive", ttl=3600,
+                    rrsig_expiration=now + 9e5),
+        ]  # fmt: skip
+        host.tlsa_records = [f"3 1 1 {i:064x}", f"3 1 1 {i + 1:064x}"]
+        host.tlsa_usable, host.tlsa_ttl, host.dane_applies = 2, 3600, True
+        host.verdict, host.sender_action = Verdict.VALID, SenderAction.DELIVER_AUTHENTICATED
+        host.rrsig_expiration = now + 900000
+        for key_type in ("ecdsa", "rsa"):
+            ep = EndpointResult(address, 25, key_type, SenderAction.DELIVER_AUTHENTICATED)
+            ep.verdict, ep.connected, ep.starttls_offered = Verdict.VALID, True, True
+            ep.authenticated, ep.leaf_spki_sha256 = True, f"{i * 4 + h:064x}"
+            ep.leaf_not_after = now + 86400 * 60
+            ep.chain_der = [b"x"]
+            host.endpoints.append(ep)
+        result.hosts.append(host)
+    return result
+
+
+def _client():
+    sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+    from test_exporter_client import request
+
+    return request
+
+
+async def run_scrape(args) -> None:
+    request = _client()
+    t = time.perf_counter()
+    outcomes = {}
+    for i in range(args.targets):
+        result = synthetic(i)
+        name = result.domain.rstrip(".")
+        points = samples(name, result, success=True, finished=time.time(), duration=0.2)
+        outcomes[name] = Outcome(name, "domain", result, True, None, time.time(), 0.2,
+                                 (), render_chunks(points))  # fmt: skip
+    built = time.perf_counter() - t
+    config = Config(listen="127.0.0.1:0", dns=DNSSettings(resolver="127.0.0.1:53"))
+    exporter = Exporter(config)
+    await exporter.start()
+    exporter.scheduler.outcomes.update(outcomes)
+    exporter.scheduler.targets.update(
+        {n: Target(n, "domain") for n in outcomes}
+    )  # for /metrics only: no checks are scheduled
+    series = sum(c.count(b"\n") for o in outcomes.values() for c in o.chunks.values())
+    print(
+        f"{args.targets} targets, {series} result series ({series / args.targets:.0f} a "
+        f"target), synthesized in {built:.1f}s; RSS {rss_mib():.0f} MiB"
+    )
+    try:
+        t = time.perf_counter()
+        render_text(list(outcomes.values()))
+        print(f"  rendering the result families alone: {time.perf_counter() - t:.2f}s")
+        for label, extra in (("plain", []), ("gzip", ["-H", "Accept-Encoding: gzip"])):
+            times, size = [], 0
+            for _ in range(args.runs):
+                # curl in a subprocess: the client's own work is not the server's
+                proc = await asyncio.create_subprocess_exec(
+                    "curl", "-s", "-o", "/dev/null", "-w", "%{time_total} %{size_download}",
+                    *extra, exporter.url + "metrics", stdout=asyncio.subprocess.PIPE,
+                )  # fmt: skip
+                out, _ = await proc.communicate()
+                seconds, size_text = out.decode().split()
+                times.append(float(seconds))
+                size = int(size_text)
+            print(
+                f"  GET /metrics {label:5} (curl): median {statistics.median(times):.2f}s, "
+                f"min {min(times):.2f}s, max {max(times):.2f}s over {args.runs} scrapes, "
+                f"{size / 1e6:.1f} MB on the wire"
+            )
+        # the landing page too, since an operator opens it
+        t = time.perf_counter()
+        page = await request(exporter.url, timeout=120)
+        print(
+            f"  GET / (landing page): {time.perf_counter() - t:.2f}s, {len(page.body) / 1e6:.1f} MB"
+        )
+    finally:
+        await exporter.close()
+
+
+async def run_soak(args) -> None:
+    from check import SLOW, start_world
+
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, dns, smtp, domains = start_world(args.copies, Path(tmp))
+        names = [d.rstrip(".") for d in domains]
+        try:
+            text = (
+                "listen: 127.0.0.1:0\n"
+                f"dns: {{resolver: '{dns}', trust_anchor: '{Path(tmp) / 'trust-anchor.ds'}'}}\n"
+                f"connect_port: {smtp}\nconcurrency: {args.concurrency}\njitter: 0.1\n"
+                f"defaults: {{interval: {args.interval}, timeout: {args.timeout}}}\n"
+                "targets:\n" + "".join(f"  - domain: {n}\n" for n in names)
+            )
+            path = Path(tmp) / "dane.yml"
+            path.write_text(text)
+            parse(text)
+            exporter = Exporter.from_file(path)
+            await exporter.start()
+            print(
+                f"world: {len(names)} domains in a separate process (without {sorted(SLOW)}); "
+                f"interval {args.interval}s, timeout {args.timeout}s, "
+                f"concurrency {args.concurrency}, "
+                f"{args.cycles} cycles"
+            )
+            stats = exporter.stats
+            t0, c0 = time.monotonic(), 0
+            marks = sorted({max(1, args.cycles * k // 10) for k in range(1, 11)})
+            rss = []
+            try:
+                for mark in marks:
+                    while stats.cycles < mark:  # noqa: ASYNC110 (a benchmark's poll)
+                        await asyncio.sleep(0.2)
+                    if mark == marks[0]:
+                        t0, c0 = time.monotonic(), stats.checks  # after warm-up
+                    gc.collect()
+                    rss.append(rss_mib())
+                    cache = exporter.runner.cache_stats()[0]
+                    elapsed = time.monotonic() - t0
+                    rate = (stats.checks - c0) / elapsed if elapsed > 0 else float("nan")
+                    print(
+                        f"  cycle {mark:4}: {stats.checks:6} checks, {rate:6.1f} checks/s since "
+                        f"cycle {marks[0]}, last cycle {stats.last_cycle_seconds:.2f}s, RSS "
+                        f"{rss[-1]:.0f} MiB, DNS cache {cache} entries, failures {stats.failures}"
+                    )
+            finally:
+                await exporter.close()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(
+                f"  RSS after cycle {marks[0]}: {rss[0]:.0f} MiB; at the end: {rss[-1]:.0f} MiB; "
+                f"peak {peak:.0f} MiB; growth over the last half: "
+                f"{rss[-1] - rss[len(rss) // 2]:+.1f} MiB"
+            )
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="what", required=True)
+    s = sub.add_parser("scrape")
+    s.add_argument("--targets", type=int, default=10000)
+    s.add_argument("--runs", type=int, default=10)
+    k = sub.add_parser("soak")
+    k.add_argument("--copies", type=int, default=4)
+    k.add_argument("--cycles", type=int, default=60)
+    k.add_argument("--interval", type=float, default=2.0)
+    k.add_argument("--timeout", type=float, default=10.0)
+    k.add_argument("--concurrency", type=int, default=50)
+    args = parser.parse_args()
+    logs.setup("logfmt", "error")
+    asyncio.run(run_scrape(args) if args.what == "scrape" else run_soak(args))
+
+
+if __name__ == "__main__":
+    main()
