@@ -168,3 +168,33 @@ def test_fuzzed_requests_never_break_the_server(data):
             await s.close()
 
     asyncio.run(run())
+
+
+def test_logs_are_one_event_a_line_in_logfmt_or_json():
+    import io
+    import json
+    import logging
+
+    from dane_monitor.exporter import logs
+
+    log = logging.getLogger("dane_monitor.exporter")
+    for fmt in ("logfmt", "json"):
+        stream = io.StringIO()
+        logs.setup(fmt, "info", stream)
+        try:
+            log.info("checked", extra={"target": "a.example", "detail": 'two words "quoted"'})
+        finally:
+            logs.reset()
+        line = stream.getvalue()
+        assert line.count("\n") == 1
+        if fmt == "json":
+            event = json.loads(line)
+            assert (event["msg"], event["target"], event["level"]) == (
+                "checked",
+                "a.example",
+                "info",
+            )
+        else:
+            assert " level=info logger=dane_monitor.exporter msg=checked target=a.example " in line
+            assert 'detail="two words \\"quoted\\""' in line
+    assert logging.getLogger("dane_monitor").propagate

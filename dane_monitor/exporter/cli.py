@@ -72,7 +72,6 @@ def _serve(args: argparse.Namespace) -> int:
     from dane_monitor.exporter.config import ConfigError, load, parse_listen
 
     prog = "dane-monitor serve"
-    logs.setup(args.log_format, args.log_level)
     try:
         config = load(args.config)
         if args.listen:
@@ -98,6 +97,8 @@ def _serve(args: argparse.Namespace) -> int:
             f"{kinds['mx']} MX hosts), listen {config.listen}"
         )
         return 0
+
+    logs.setup(args.log_format, args.log_level)  # only now: --check-config logs nothing
 
     async def run() -> int:
         try:

@@ -47,15 +47,23 @@ class JSONFormatter(logging.Formatter):
 
 
 def setup(fmt: str = "logfmt", level: str = "info", stream=None) -> logging.Handler:
-    """Send the exporter's logs (logger ``dane_monitor``) to ``stream`` (stderr)."""
+    """Send the exporter's logs (logger ``dane_monitor``) to ``stream`` (stderr), only there."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JSONFormatter() if fmt == "json" else LogfmtFormatter())
     logger = logging.getLogger("dane_monitor")
-    for old in list(logger.handlers):
-        if getattr(old, "_dane_exporter", False):
-            logger.removeHandler(old)
+    reset()
     handler._dane_exporter = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(level.upper())
     logger.propagate = False
     return handler
+
+
+def reset() -> None:
+    """Undo :func:`setup` (for tests and embedding)."""
+    logger = logging.getLogger("dane_monitor")
+    for old in list(logger.handlers):
+        if getattr(old, "_dane_exporter", False):
+            logger.removeHandler(old)
+    logger.setLevel(logging.NOTSET)
+    logger.propagate = True
