@@ -1,11 +1,13 @@
-"""Zones signed and served by other software: ldns-signzone signs, NSD serves.
+"""Zones signed and served by other software: ldns-signzone or BIND's dnssec-signzone signs,
+NSD serves.
 
-The world's ``example.`` zone delegates four more domains (NS, glue and the DS that
-``ldns-key2ds`` computes from ldns-keygen's KSK) to an NSD listening on port 53 of its own
-loopback address. Their zone files are written here and signed by ``ldns-signzone`` (NSEC,
-or NSEC3 with ``-n``), with keys from ``ldns-keygen``; their MX hosts are Postfix
-instances with chains from the world's PKI. Unbound resolves them by following the
-referral from the world's server to NSD, as a resolver does on the internet.
+The world's ``example.`` zone delegates six more domains (NS, glue and the DS that
+``ldns-key2ds`` or ``dnssec-dsfromkey`` computes from the KSK) to an NSD listening on port
+53 of its own loopback address. Their zone files are written here and signed by
+``ldns-signzone`` (NSEC, or NSEC3 with ``-n``) with keys from ``ldns-keygen``, or by
+``dnssec-signzone`` (NSEC, or NSEC3 with ``-3 -``) with keys from ``dnssec-keygen``; their
+MX hosts are Postfix instances with chains from the world's PKI. Unbound resolves them by
+following the referral from the world's server to NSD, as a resolver does on the internet.
 
 The checker, in local mode (validating every signature itself, asking Unbound with the CD
 bit) and in resolver mode (Unbound's AD bit), and posttls-finger must reach the expected
@@ -20,6 +22,8 @@ ldns-nsec3         NSEC3; mx1 as above, mx2 without TLSA (NSEC3       no-dane
 ldns-mismatch      NSEC, the 3 1 1 record is for another key          failed
 ldns-expired       signatures expired a year ago (-i/-e in the past)  bogus (resolver:
                                                                       error, SERVFAIL)
+bind-nsec          dnssec-signzone, NSEC, DANE-EE                     valid
+bind-nsec3         dnssec-signzone, NSEC3; mx2 without TLSA           no-dane
 =================  =================================================  ===================
 """
 
@@ -47,7 +51,10 @@ from dane_monitor.world import World, by_name, self_signed
 from dane_monitor.world.background import BackgroundLoop
 from dane_monitor.world.unbound import Unbound
 
-TOOLS = ("nsd", "ldns-signzone", "ldns-keygen", "ldns-key2ds")
+TOOLS = (
+    "nsd", "ldns-signzone", "ldns-keygen", "ldns-key2ds",
+    "dnssec-signzone", "dnssec-keygen", "dnssec-dsfromkey",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,7 @@ class Case:
     mismatch: bool = False
     expired: bool = False
     second_mx_without_tlsa: bool = False
+    signer: str = "ldns"  # or "bind"
     verdict: str = "valid"
     resolver_verdict: str | None = None  # when resolver mode differs
 
@@ -67,6 +75,8 @@ CASES = (
     Case("ldns-mismatch", mismatch=True, verdict="failed"),
     # a validating resolver answers SERVFAIL for the MX RRset: indeterminate (RFC 7672 §2.1.1)
     Case("ldns-expired", expired=True, verdict="bogus", resolver_verdict="error"),
+    Case("bind-nsec", signer="bind"),
+    Case("bind-nsec3", signer="bind", nsec3=True, second_mx_without_tlsa=True, verdict="no-dane"),
 )
 
 NSD_CONF = """\
@@ -101,9 +111,12 @@ def run(cmd: list[str], cwd: Path) -> str:
 
 
 def sign_zone(d: Path, origin: str, text: str, case: Case) -> tuple[Path, str]:
-    """ldns-keygen a KSK and a ZSK, ldns-signzone the zone; returns (signed file, DS text)."""
+    """Make a KSK and a ZSK and sign the zone with ``case.signer``; returns (signed file,
+    DS text)."""
     zone = d / f"{origin}zone"
     zone.write_text(text)
+    if case.signer == "bind":
+        return _bind_sign(d, origin, zone, case)
     ksk = run(["ldns-keygen", "-a", "ECDSAP256SHA256", "-k", origin], d)
     zsk = run(["ldns-keygen", "-a", "ECDSAP256SHA256", origin], d)
     cmd = ["ldns-signzone"]
@@ -117,6 +130,20 @@ def sign_zone(d: Path, origin: str, text: str, case: Case) -> tuple[Path, str]:
         ]  # fmt: skip
     run([*cmd, "-f", f"{zone}.signed", str(zone), zsk, ksk], d)
     ds = run(["ldns-key2ds", "-n", "-2", f"{ksk}.key"], d)
+    return Path(f"{zone}.signed"), ds
+
+
+def _bind_sign(d: Path, origin: str, zone: Path, case: Case) -> tuple[Path, str]:
+    keys = d / f"keys-{origin}"
+    keys.mkdir()
+    alg = ["-a", "ECDSAP256SHA256", "-K", str(keys)]
+    ksk = run(["dnssec-keygen", *alg, "-f", "KSK", origin], d)
+    run(["dnssec-keygen", *alg, origin], d)
+    cmd = ["dnssec-signzone", "-S", "-K", str(keys), "-o", origin, "-d", str(keys)]
+    if case.nsec3:
+        cmd += ["-3", "-", "-H", "0"]  # NSEC3, no salt, no extra iterations (RFC 9276)
+    run([*cmd, "-f", f"{zone}.signed", str(zone)], d)
+    ds = run(["dnssec-dsfromkey", "-2", str(keys / f"{ksk}.key")], d)
     return Path(f"{zone}.signed"), ds
 
 
@@ -179,7 +206,7 @@ def nsd(interop_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         for i, case in enumerate(CASES):
             origin = f"{case.name}.example."
             mx1 = f"mx1.{origin}"
-            address = f"127.0.4.{10 + i}"
+            address = f"127.0.4.{10 + i}"  # one Postfix per domain
             chain = world.pki("ecdsa").issue([mx1.rstrip(".")])
             served = chain if not case.mismatch else self_signed(["unrelated.invalid"])
             rdata = served.tlsa(3, 1, 1)
@@ -295,10 +322,11 @@ def test_nsd_really_serves_them(nsd: NSDStack):
     (soa,) = [x for x in r.answer if x.rdtype == dns.rdatatype.SOA]
     assert soa[0].rname.to_text() == f"hostmaster.{origin}"  # our zone file, as NSD loaded it
     assert any(x.rdtype == dns.rdatatype.RRSIG for x in r.answer)
-    # ldns-signzone -n made an NSEC3 zone (no extra iterations)
-    q3 = dns.message.make_query("ldns-nsec3.example.", "NSEC3PARAM")
-    (param,) = dns.query.udp(q3, nsd.nsd_address, timeout=2).answer
-    assert param[0].iterations == 0
+    # ldns-signzone -n and dnssec-signzone -3 made NSEC3 zones (no extra iterations)
+    for name in ("ldns-nsec3.example.", "bind-nsec3.example."):
+        q3 = dns.message.make_query(name, "NSEC3PARAM")
+        (param,) = dns.query.udp(q3, nsd.nsd_address, timeout=2).answer
+        assert param[0].iterations == 0
     # and the world's server only refers to it
     world_host, world_port = nsd.world.dns_address
     r = dns.query.udp(query, world_host, port=world_port, timeout=2)
