@@ -257,3 +257,23 @@ def test_garbage_never_escapes_as_an_exception(udp: bytes, tcp: bytes, keep_id: 
             assert reply.ok or reply.error
 
     asyncio.run(run())
+
+
+async def test_a_cancelled_caller_does_not_cancel_the_shared_query():
+    state = {"n": 0}
+
+    def slow(q, raw):
+        state["n"] += 1
+        return [] if state["n"] == 1 else [answer(q).to_wire()]  # the first try is lost
+
+    async with FakeDNS(slow) as fake:
+        client = StubClient(fake.server, timeout=0.3, tries=3)
+        first = asyncio.ensure_future(client.query("mail.example.", "A"))
+        await asyncio.sleep(0.05)
+        second = asyncio.ensure_future(client.query("mail.example.", "A"))
+        await asyncio.sleep(0.05)
+        first.cancel()
+        reply = await second
+    assert first.cancelled()
+    assert reply.ok
+    assert fake.udp_queries == 2  # one shared query, retried once; not one per caller

@@ -205,24 +205,28 @@ class StubClient:
         if cached is not None:
             self.cache.hits += 1
             return cached
-        pending = self._inflight.get(key)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        self.cache.misses += 1
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-        self._inflight[key] = future
-        try:
-            reply = await self._resolve(qname, qtype, deadline)
-            if reply.error != DEADLINE:
-                self.cache.put(key, reply)
-            future.set_result(reply)
-            return reply
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()  # consumed: waiters get it through shield
-            raise
-        finally:
-            del self._inflight[key]
+        # Identical questions in flight share one task of their own, so a caller that is
+        # cancelled (a check cut off at its deadline, a target removed on reload) does not
+        # cancel the query for the others.
+        task = self._inflight.get(key)
+        if task is None:
+            self.cache.misses += 1
+            task = asyncio.ensure_future(self._resolve_and_cache(key, qname, qtype, deadline))
+            self._inflight[key] = task
+            task.add_done_callback(lambda _, key=key: self._inflight.pop(key, None))
+        return await asyncio.shield(task)
+
+    async def _resolve_and_cache(
+        self,
+        key: tuple[dns.name.Name, int, bool],
+        qname: dns.name.Name,
+        qtype: int,
+        deadline: float | None,
+    ) -> Reply:
+        reply = await self._resolve(qname, qtype, deadline)
+        if reply.error != DEADLINE:
+            self.cache.put(key, reply)
+        return reply
 
     def _make_query(self, qname: dns.name.Name, qtype: int) -> dns.message.Message:
         q = dns.message.make_query(qname, qtype, use_edns=0, want_dnssec=True, payload=self.payload)

@@ -381,23 +381,19 @@ class Validator:
         cached = self._keys.get(zone)
         if cached is not None and cached.expires_at > time.monotonic():
             return cached
-        pending = self._pending.get(zone)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[ZoneKeys] = asyncio.get_running_loop().create_future()
-        self._pending[zone] = future
-        try:
-            keys = await self._fetch_keys(zone, deadline)
-            if keys.status in (Status.SECURE, Status.INSECURE, Status.BOGUS):
-                self._keys[zone] = keys
-            future.set_result(keys)
-            return keys
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        finally:
-            del self._pending[zone]
+        # Shared by every caller, and not cancelled with any one of them (see StubClient).
+        task = self._pending.get(zone)
+        if task is None:
+            task = asyncio.ensure_future(self._fetch_and_cache_keys(zone, deadline))
+            self._pending[zone] = task
+            task.add_done_callback(lambda _, zone=zone: self._pending.pop(zone, None))
+        return await asyncio.shield(task)
+
+    async def _fetch_and_cache_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
+        keys = await self._fetch_keys(zone, deadline)
+        if keys.status in (Status.SECURE, Status.INSECURE, Status.BOGUS):
+            self._keys[zone] = keys
+        return keys
 
     async def _fetch_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
         anchor = self.anchors.anchors.get(zone)
