@@ -26,20 +26,22 @@ from dane_monitor.exporter.metrics import (
     samples,
 )
 from dane_monitor.lookup import make_validator
+from dane_monitor.probe import Timeouts
 from dane_monitor.report import DomainResult, Finding, Severity, Verdict
 
 log = logging.getLogger("dane_monitor.exporter")
 
-# Each SMTP step (connect, greeting, each command, the handshake) gets this share of the
-# target's timeout; a probe as a whole gets four steps, both key types eight. DNS and a
-# slow endpoint of a host then still leave room for the others before the deadline.
-STEP_SHARE = 0.1
+# How a target's timeout T is shared among the SMTP steps of one probe. The greeting gets
+# the most: Postfix's postscreen holds the final "220 " back for up to 6 s
+# (postscreen_greet_wait) and must not look like a broken server with the default T of
+# 30 s. A probe as a whole gets 0.6 T; the check's own deadline (T) caps the rest, so a
+# slow endpoint still leaves room for DNS and the host's other addresses.
+STEP_SHARES = {"connect": 0.1, "banner": 0.3, "command": 0.1, "tls": 0.15, "total": 0.6}
 
 
-def _timeouts(timeout: float):
-    from dane_monitor.cli import step_timeouts
-
-    return step_timeouts(max(0.05, timeout * STEP_SHARE))
+def _timeouts(timeout: float) -> Timeouts:
+    steps = {name: max(0.05, timeout * share) for name, share in STEP_SHARES.items()}
+    return Timeouts(**steps, quit=max(0.05, min(5.0, timeout * 0.05)))
 
 
 class Runner:
