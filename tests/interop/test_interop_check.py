@@ -92,12 +92,11 @@ def starttls(address: str, port: int) -> tuple[bool, int, bytes]:
         return offered, code, text
 
 
+@pytest.mark.parametrize("stack", ["postfix"], indirect=True)
 def test_the_endpoints_are_postfix(stack: Stack):
     """The postfix stack really is Postfix, with postscreen where the scenario asks for a
-    multi-line greeting, and with Postfix's own ways of not doing TLS; the world stack is
-    left alone."""
-    if stack.kind != "postfix":
-        pytest.skip("the world stack runs the world's own servers")
+    multi-line greeting, and with Postfix's own ways of not doing TLS."""
+    assert stack.kind == "postfix"
     assert stack.postfix
     for _, host, ep in stack.world.endpoints():
         pf = stack.postfix[ep.address]
