@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import gc
 import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,7 +49,7 @@ from pathlib import Path
 from dane_monitor.check import Checker, Options
 from dane_monitor.cli import step_timeouts
 from dane_monitor.lookup import make_validator
-from dane_monitor.world.unbound import Unbound
+from dane_monitor.world.unbound import Unbound, start_on_port_53
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
 
@@ -129,30 +127,19 @@ def start_world(copies: int, tmp: Path, scenario: str = "good-ee") -> Served:
 # -- Unbound on port 53 and posttls-finger in a mount namespace --------------------------------
 
 
-def _port53_free(address: str) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((address, 53))
-            except OSError:
-                return False
-    return True
-
-
 def start_unbound(world: Served) -> Unbound:
     host, port = world.dns.rsplit(":", 1)
-    for x in range(1, 255):
-        address = f"127.0.153.{x}"
-        if not _port53_free(address):
-            continue
-        unbound = Unbound(
-            (host, int(port)), world.anchor_text, zones=world.zones, host=address, port=53,
+    return start_on_port_53(
+        lambda address: Unbound(
+            (host, int(port)),
+            world.anchor_text,
+            zones=world.zones,
+            host=address,
+            port=53,
             cache=True,
-        )  # fmt: skip
-        with contextlib.suppress(RuntimeError):
-            unbound.start(timeout=60)
-            return unbound
-    raise RuntimeError("no 127.0.153.x with a free port 53")
+        ),
+        timeout=60,
+    )
 
 
 class Finger:
@@ -169,9 +156,12 @@ class Finger:
         if len(dests) == 1:
             return ["unshare", "-m", "sh", "-c", f"{mount} && {finger} '{dests[0]}'"]
         return [
-            "unshare", "-m", "sh", "-c",
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
             f"{mount} && xargs -P {parallel} -n 1 sh -c '{finger} \"$0\"'",
-        ]  # fmt: skip
+        ]
 
     def run(self, dests: list[str], parallel: int = 1) -> tuple[float, str]:
         t = time.perf_counter()
@@ -267,9 +257,15 @@ def single(tmp: Path, samples: int) -> None:
         rows.append(("  of which unshare + bind mount", namespace_overhead(finger, samples)))
 
         cli = [
-            "dane-monitor", "check", domain, "--json", "--connect-port", str(world.smtp_port),
-            "--timeout", "5",
-        ]  # fmt: skip
+            "dane-monitor",
+            "check",
+            domain,
+            "--json",
+            "--connect-port",
+            str(world.smtp_port),
+            "--timeout",
+            "5",
+        ]
         local = ["--resolver", world.dns, "--trust-anchor", str(world.anchor)]
         remote = ["--resolver", resolver, "--validation", "resolver"]
 
@@ -303,10 +299,12 @@ def single(tmp: Path, samples: int) -> None:
             warm_checker = checker(world, mode, resolver, 50)
             timed_round(warm_checker, [domain], 1)
             rows.append((f"Checker in-process, {mode} mode, cold", median_of(cold, samples)))
-            rows.append((
-                f"Checker in-process, {mode} mode, warm",
-                median_of(lambda c=warm_checker: timed_round(c, [domain], 1)[0], samples),
-            ))  # fmt: skip
+            rows.append(
+                (
+                    f"Checker in-process, {mode} mode, warm",
+                    median_of(lambda c=warm_checker: timed_round(c, [domain], 1)[0], samples),
+                )
+            )
         width = max(len(r[0]) for r in rows)
         base = dict(rows)
         for label, t in rows:
@@ -420,8 +418,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="dane-bench-") as tmp:
         if not args.skip_single:
             single(Path(tmp), args.samples)
-        scaling(Path(tmp), [int(x) for x in args.sizes.split(",")], args.concurrency,
-                args.finger_parallel)  # fmt: skip
+        scaling(
+            Path(tmp),
+            [int(x) for x in args.sizes.split(",")],
+            args.concurrency,
+            args.finger_parallel,
+        )
 
 
 if __name__ == "__main__":

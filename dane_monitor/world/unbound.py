@@ -9,12 +9,13 @@ user of the world gets when they want "a resolver like the one my MTA uses".
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import shutil
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import dns.message
@@ -160,3 +161,31 @@ class Unbound:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def port53_free(address: str) -> bool:
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        with socket.socket(socket.AF_INET, kind) as s:
+            try:
+                s.bind((address, 53))
+            except OSError:
+                return False
+    return True
+
+
+def start_on_port_53(
+    make: Callable[[str], Unbound], network: str = "127.0.153.0/24", timeout: float = 15.0
+) -> Unbound:
+    """Start ``make(address)`` (an :class:`Unbound` for ``address``, port 53) on the first
+    address of ``network`` whose port 53 is free. For tools that resolve through
+    /etc/resolv.conf, which cannot name a port; concurrent runs each get their own address.
+    Binding port 53 needs root (or CAP_NET_BIND_SERVICE)."""
+    for candidate in ipaddress.ip_network(network).hosts():
+        address = str(candidate)
+        if not port53_free(address):
+            continue
+        unbound = make(address)
+        with contextlib.suppress(RuntimeError):  # taken between the probe and the start
+            unbound.start(timeout=timeout)
+            return unbound
+    raise RuntimeError(f"no address in {network} with a free port 53")

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,7 @@ from mta import POSTFIX_BEHAVIOURS, FingerRunner, Postfix, missing_tools
 
 from dane_monitor.world import CATALOGUE, Scenario, World
 from dane_monitor.world.background import BackgroundLoop
-from dane_monitor.world.unbound import Unbound
+from dane_monitor.world.unbound import Unbound, start_on_port_53
 
 REQUIRE = os.environ.get("DANE_REQUIRE_TOOLS") == "1"
 
@@ -63,30 +62,10 @@ def interop_ready() -> None:
     pytest.skip(reason)
 
 
-def _port53_free(address: str) -> bool:
-    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
-        with socket.socket(socket.AF_INET, kind) as s:
-            try:
-                s.bind((address, 53))
-            except OSError:
-                return False
-    return True
-
-
 def start_unbound(world: World) -> Unbound:
     """An Unbound for ``world`` on port 53 of the first free 127.0.153.x: xdist workers and
     concurrent runs each need their own address (resolv.conf cannot name a port)."""
-    for x in range(1, 255):
-        address = f"127.0.153.{x}"
-        if not _port53_free(address):
-            continue
-        unbound = world.unbound(host=address, port=53)
-        try:
-            unbound.start()
-        except RuntimeError:
-            continue  # taken between the probe and the start
-        return unbound
-    raise RuntimeError("no 127.0.153.x address with a free port 53")
+    return start_on_port_53(lambda address: world.unbound(host=address, port=53))
 
 
 @dataclass

@@ -44,12 +44,12 @@ import dns.message
 import dns.query
 import dns.rdatatype
 import pytest
-from conftest import REQUIRE, _port53_free, run_check, start_unbound
+from conftest import REQUIRE, run_check, start_unbound
 from mta import Postfix, which
 
 from dane_monitor.world import World, by_name, self_signed
 from dane_monitor.world.background import BackgroundLoop
-from dane_monitor.world.unbound import Unbound
+from dane_monitor.world.unbound import Unbound, port53_free
 
 TOOLS = (
     "nsd", "ldns-signzone", "ldns-keygen", "ldns-key2ds",
@@ -166,7 +166,7 @@ class NSDStack:
 
 def _free_nsd_address() -> str:
     for x in range(1, 255):
-        if _port53_free(address := f"127.0.154.{x}"):
+        if port53_free(address := f"127.0.154.{x}"):
             return address
     raise RuntimeError("no 127.0.154.x with a free port 53")
 
