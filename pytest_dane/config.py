@@ -35,6 +35,8 @@ _HELP = {
     f"(default {DEFAULT_TIMEOUT:g})",
     "connect_port": "connect to this TCP port instead of the logical port, keeping the "
     "_PORT._tcp TLSA names (tests against a local world)",
+    "ehlo_name": "the name to send in EHLO (default: this host's fully qualified name); some "
+    "MX hosts reject names that do not resolve",
     "strict": "fail the warning checks (rollover, stale records, expiring signatures and "
     "certificates, other warnings) instead of passing them with a DaneWarning",
 }
@@ -50,6 +52,7 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--dane-validation", choices=("local", "resolver"), help=_HELP["validation"])
     group.addoption("--dane-timeout", metavar="SECONDS", help=_HELP["timeout"])
     group.addoption("--dane-connect-port", metavar="PORT", help=_HELP["connect_port"])
+    group.addoption("--dane-ehlo-name", metavar="NAME", help=_HELP["ehlo_name"])
     group.addoption("--dane-strict", action="store_true", default=None, help=_HELP["strict"])
     parser.addini("dane_hosts", _HELP["hosts"], type="linelist", default=[])
     parser.addini("dane_domains", _HELP["domains"], type="linelist", default=[])
@@ -59,6 +62,7 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("dane_validation", _HELP["validation"], default="")
     parser.addini("dane_timeout", _HELP["timeout"], default="")
     parser.addini("dane_connect_port", _HELP["connect_port"], default="")
+    parser.addini("dane_ehlo_name", _HELP["ehlo_name"], default="")
     parser.addini("dane_strict", _HELP["strict"], type="bool", default=False)
 
 
@@ -74,6 +78,7 @@ class DaneConfig:
     validation: Literal["local", "resolver"] = "local"
     timeout: float = DEFAULT_TIMEOUT
     connect_port: int | None = None
+    ehlo_name: str | None = None  # None: this host's name
     strict: bool = False
 
     @property
@@ -99,6 +104,7 @@ class DaneConfig:
         options = Options(
             ports=self.ports,
             connect_port=self.connect_port,
+            ehlo_name=self.ehlo_name,
             timeouts=step_timeouts(self.timeout),
         )
         return Checker(validator, options)
@@ -160,6 +166,12 @@ class DaneConfig:
         connect_text, where = pick("connect_port")
         connect_port = _port(connect_text, where) if connect_text is not None else None
 
+        ehlo_name, where = pick("ehlo_name")
+        if ehlo_name is not None and (
+            not ehlo_name.isascii() or any(c.isspace() or not c.isprintable() for c in ehlo_name)
+        ):
+            raise pytest.UsageError(f"{where}: {ehlo_name!r} cannot be sent in EHLO")
+
         strict = opt("dane_strict")
         if strict is None:
             strict = ini("dane_strict")
@@ -173,6 +185,7 @@ class DaneConfig:
             validation=validation,  # type: ignore[arg-type]
             timeout=timeout,
             connect_port=connect_port,
+            ehlo_name=ehlo_name,
             strict=bool(strict),
         )
 

@@ -20,17 +20,30 @@ from dane_monitor.world import World
 
 pytest_plugins = ["pytester"]
 
-INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
-         "-o", "asyncio_default_fixture_loop_scope=function")  # fmt: skip
+INNER = (
+    "-p",
+    "no:cacheprovider",
+    "-p",
+    "no:randomly",
+    "-p",
+    "no:benchmark",
+    "-o",
+    "asyncio_default_fixture_loop_scope=function",
+)
 
 
 @pytest.fixture(scope="module")
 def world_args(dane_world: World, dane_trust_anchor) -> list[str]:
     host, port = dane_world.dns_address
     return [
-        "--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={dane_trust_anchor}",
-        "--dane-connect-port", str(dane_world.smtp_port), "--dane-timeout", "5",
-    ]  # fmt: skip
+        "--dane-resolver",
+        f"{host}:{port}",
+        f"--dane-trust-anchor={dane_trust_anchor}",
+        "--dane-connect-port",
+        str(dane_world.smtp_port),
+        "--dane-timeout",
+        "5",
+    ]
 
 
 def mx(world: World, scenario: str, index: int = 0) -> str:
@@ -89,18 +102,32 @@ def test_importing_the_plugin_imports_only_its_small_modules():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     new = eval(out.stdout)
-    assert set(new) <= {"pytest_dane", "pytest_dane.plugin", "pytest_dane.config",
-                        "pytest_dane.errors"}, new  # fmt: skip
+    assert set(new) <= {
+        "pytest_dane",
+        "pytest_dane.plugin",
+        "pytest_dane.config",
+        "pytest_dane.errors",
+    }, new
 
 
 def test_the_options_have_help(pytester):
     result = pytester.runpytest(*INNER, "--help")
     text = result.stdout.str()
-    for option in ("--dane-host=HOST", "--dane-domain=DOMAIN", "--dane-port=PORT",
-                   "--dane-resolver=", "--dane-trust-anchor=FILE", "--dane-validation=",
-                   "--dane-timeout=SECONDS", "--dane-connect-port=PORT", "--dane-strict",
-                   "dane_hosts (linelist)", "dane_domains (linelist)", "dane_strict (bool)",
-                   "dane_resolver (string)"):  # fmt: skip
+    for option in (
+        "--dane-host=HOST",
+        "--dane-domain=DOMAIN",
+        "--dane-port=PORT",
+        "--dane-resolver=",
+        "--dane-trust-anchor=FILE",
+        "--dane-validation=",
+        "--dane-timeout=SECONDS",
+        "--dane-connect-port=PORT",
+        "--dane-strict",
+        "dane_hosts (linelist)",
+        "dane_domains (linelist)",
+        "dane_strict (bool)",
+        "dane_resolver (string)",
+    ):
         assert option in text, option
 
 
@@ -111,8 +138,7 @@ def test_a_valid_host_is_one_passing_item_per_rule_and_endpoint(pytester, dane_w
     host = mx(dane_world, "good-ee")
     (ep,) = dane_world.domains["good-ee"].hosts[0].endpoints
     h = host.rstrip(".")
-    result = pytester.runpytest(*INNER, "--collect-only", "-q", *world_args,
-                                           "--dane-host", host)  # fmt: skip
+    result = pytester.runpytest(*INNER, "--collect-only", "-q", *world_args, "--dane-host", host)
     ids = [line for line in result.stdout.lines if line.startswith("dane::")]
     assert ids == [
         f"dane::dnssec[{h}-25]",
@@ -221,36 +247,53 @@ def test_a_bogus_mx_rrset_fails_the_domain(pytester, dane_world, world_args):
 
 def test_k_selects_rules(pytester, dane_world, world_args):
     result, outcome = run(
-        pytester, *world_args, "-k", "tlsa-match", "--dane-host", mx(dane_world, "good-ee"),
-        "--dane-host", mx(dane_world, "tlsa-mismatch"),
-    )  # fmt: skip
+        pytester,
+        *world_args,
+        "-k",
+        "tlsa-match",
+        "--dane-host",
+        mx(dane_world, "good-ee"),
+        "--dane-host",
+        mx(dane_world, "tlsa-mismatch"),
+    )
     assert {name.split("::")[1].split("[")[0] for name in outcome} == {"tlsa-match"}
     result.assert_outcomes(passed=1, failed=1, deselected=18)
 
 
 def test_m_dane_selects_the_check_items(pytester, dane_world, world_args):
     pytester.makepyfile("def test_own(): pass")
-    result, outcome = run(pytester, *world_args, "-m", "dane", "--dane-host",
-                          mx(dane_world, "good-ee"))  # fmt: skip
+    result, outcome = run(
+        pytester, *world_args, "-m", "dane", "--dane-host", mx(dane_world, "good-ee")
+    )
     assert "test_m_dane_selects_the_check_items::test_own" not in outcome
     result.assert_outcomes(passed=10, deselected=1)
 
 
 def test_x_stops_at_the_first_failing_rule(pytester, dane_world, world_args):
     result = pytester.runpytest(
-        *INNER, "-x", *world_args, "--dane-host", mx(dane_world, "bogus-signature"),
-        "--dane-host", mx(dane_world, "good-ee"),
-    )  # fmt: skip
+        *INNER,
+        "-x",
+        *world_args,
+        "--dane-host",
+        mx(dane_world, "bogus-signature"),
+        "--dane-host",
+        mx(dane_world, "good-ee"),
+    )
     result.assert_outcomes(failed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
 def test_xdist_workers_give_the_same_outcomes(pytester, dane_world, world_args):
     targets = [
-        "--dane-host", mx(dane_world, "good-ee"), "--dane-host", mx(dane_world, "no-starttls"),
-        "--dane-host", mx(dane_world, "dual-key-ecdsa-only"),
-        "--dane-domain", dane_world.domains["two-mx-one-broken"].name,
-    ]  # fmt: skip
+        "--dane-host",
+        mx(dane_world, "good-ee"),
+        "--dane-host",
+        mx(dane_world, "no-starttls"),
+        "--dane-host",
+        mx(dane_world, "dual-key-ecdsa-only"),
+        "--dane-domain",
+        dane_world.domains["two-mx-one-broken"].name,
+    ]
     serial_result, serial = run(pytester, *world_args, *targets, subprocess=True)
     parallel_result, parallel = run(pytester, "-n", "2", *world_args, *targets, subprocess=True)
     assert serial == parallel
@@ -273,8 +316,9 @@ def test_warnings_pass_with_a_dane_warning_and_fail_when_strict(pytester, dane_w
     assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
     assert "tlsa-stale-record" in result.stdout.str()
 
-    result, outcome = run(pytester, *world_args, "--dane-host", host,
-                          "-W", "error::pytest_dane.DaneWarning")  # fmt: skip
+    result, outcome = run(
+        pytester, *world_args, "--dane-host", host, "-W", "error::pytest_dane.DaneWarning"
+    )
     assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
 
 
@@ -293,8 +337,17 @@ def test_expiring_certificates_are_a_warning(pytester, dane_world, world_args):
 def test_ini_options_give_the_same_outcomes(pytester, dane_world, world_args, dane_trust_anchor):
     hosts = [mx(dane_world, "good-ee"), mx(dane_world, "tlsa-mismatch")]
     domain = dane_world.domains["two-mx-one-broken"].name
-    _, cmdline = run(pytester, *world_args, "--dane-host", hosts[0], "--dane-host", hosts[1],
-                     "--dane-domain", domain, "--dane-strict")  # fmt: skip
+    _, cmdline = run(
+        pytester,
+        *world_args,
+        "--dane-host",
+        hosts[0],
+        "--dane-host",
+        hosts[1],
+        "--dane-domain",
+        domain,
+        "--dane-strict",
+    )
 
     host, port = dane_world.dns_address
     (pytester.path / "anchor.ds").write_text(dane_trust_anchor.read_text())
@@ -349,6 +402,7 @@ def test_ini_options_give_the_same_outcomes(pytester, dane_world, world_args, da
         (["--dane-trust-anchor", "missing.ds"], "--dane-trust-anchor: no such file"),
         (["--dane-timeout", "soon"], "--dane-timeout: 'soon' is not a positive number"),
         (["--dane-connect-port", "70000"], "--dane-connect-port: '70000' is not a port number"),
+        (["--dane-ehlo-name", "two words"], "--dane-ehlo-name: 'two words' cannot be sent"),
     ],
 )
 def test_unusable_values_are_usage_errors(pytester, args, message):
@@ -357,11 +411,33 @@ def test_unusable_values_are_usage_errors(pytester, args, message):
     assert message in result.stderr.str()
 
 
+def test_the_ehlo_name_is_what_the_server_sees(pytester, dane_world, world_args):
+    server = dane_world.domains["good-ta"].hosts[0].endpoints[0].server
+    result, _ = run(
+        pytester,
+        *world_args,
+        "--dane-host",
+        mx(dane_world, "good-ta"),
+        "--dane-ehlo-name",
+        "monitor.example.net",
+    )
+    assert result.ret == pytest.ExitCode.OK
+    assert server.last_ehlo == "monitor.example.net"
+    pytester.makeini("[pytest]\ndane_ehlo_name = ini.example.net\n")
+    result, _ = run(pytester, *world_args, "--dane-host", mx(dane_world, "good-ta"))
+    assert server.last_ehlo == "ini.example.net"
+
+
 def test_an_unreachable_resolver_fails_the_items_instead_of_crashing(pytester):
     result, outcome = run(
-        pytester, "--dane-host", "mx1.example.", "--dane-resolver", "127.0.0.1:9",
-        "--dane-timeout", "0.5",
-    )  # fmt: skip
+        pytester,
+        "--dane-host",
+        "mx1.example.",
+        "--dane-resolver",
+        "127.0.0.1:9",
+        "--dane-timeout",
+        "0.5",
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert outcome and outcome["dane::dnssec[mx1.example-25]"] == "failed"
     assert "dns-error" in result.stdout.str()

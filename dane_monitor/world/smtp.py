@@ -137,6 +137,8 @@ class SMTPServer:
         self.handshakes = 0
         self.last_sni: str | None = None
         self.snis: list[str | None] = []
+        #: The name the last client gave in EHLO (tests of a client's EHLO name).
+        self.last_ehlo: str | None = None
         if not self.chains and (implicit_tls or not self.behaviours & _NEVER_TLS):
             raise ValueError("this server would complete TLS handshakes: give it chains")
         self._ssl: ssl.SSLContext | None = None
@@ -386,6 +388,7 @@ class _Session:
             await self.error(501, "5.5.4 Syntax: EHLO hostname")
             return
         self.ehlo_seen = True
+        self.server.last_ehlo = arg
         await self.reply(250, self.server.hostname, *self.ehlo_keywords())
         if Behaviour.CLOSE_AFTER_EHLO in self.behaviours:
             raise _Hangup
