@@ -39,3 +39,25 @@ def test_a_name_that_never_answers_is_indeterminate_within_the_deadline():
     assert tlsa.reason in ("timeout", "deadline")
     assert took < 1.6
     assert address.status == Status.SECURE  # the rest of the zone still answers
+
+
+def test_a_resolver_without_dnssec_gives_no_verdict_rather_than_bogus():
+    """A filtering resolver that answers NXDOMAIN even for the root: the trust anchor's keys
+    cannot be had, which says nothing about the domain (so indeterminate, not bogus)."""
+    import dns.message
+    import dns.rcode
+    from test_lookup_stub import FakeDNS
+
+    def nxdomain(q, raw):
+        r = dns.message.make_response(q)
+        r.set_rcode(dns.rcode.NXDOMAIN)
+        return [r.to_wire()]
+
+    async def run():
+        async with FakeDNS(nxdomain) as fake:
+            validator = Validator(StubClient(fake.server, timeout=0.5, tries=1))
+            return await validator.lookup("example.de.", "MX")
+
+    answer = asyncio.run(run())
+    assert (answer.status, answer.reason) == (Status.INDETERMINATE, "anchor-unavailable")
+    assert "resolver-check" in answer.detail

@@ -460,6 +460,18 @@ class Validator:
             return _keys_from_answer(zone, error)
         msg = reply.response
         rrset = _find(msg.answer, zone, DNSKEY)
+        if rrset is None and anchor is not None:
+            # The trust anchor's own keys missing says nothing about the domain checked: the
+            # resolver does not serve DNSSEC (or filters), so no verdict can be reached.
+            return ZoneKeys(
+                zone,
+                Status.INDETERMINATE,
+                [],
+                A.ANCHOR_UNAVAILABLE,
+                f"the resolver returned no DNSKEY RRset for the trust anchor {zone} "
+                f"({dns.rcode.to_text(msg.rcode())}): is it DNSSEC-aware? "
+                "(dane-monitor resolver-check tells)",
+            )
         if rrset is None:
             return ZoneKeys(
                 zone,
