@@ -108,17 +108,25 @@ class Checker:
 
     # -- domain -------------------------------------------------------------------------------
 
-    async def check_domain(self, domain: str) -> DomainResult:
-        started = time.time()
-        t0 = time.monotonic()
+    def _start(self, target: str, *, mx_only: bool) -> tuple[DomainResult, str | None]:
+        """The result a check fills in, and the target as a DNS name (None: not a name)."""
+        kind = {"mx_only": True, "mx_mode": "host"} if mx_only else {}
         try:
-            name = _idna(domain)
+            name = _idna(target)
         except ValueError as exc:
-            result = DomainResult(domain, validation=self.mode, started=started)
-            result.findings.append(Finding("bad-name", Severity.ERROR, str(exc), domain=domain))
-            return result
-        result = DomainResult(name, validation=self.mode, started=started)
+            result = DomainResult(target, validation=self.mode, started=time.time(), **kind)
+            where = {"mx": target} if mx_only else {"domain": target}
+            result.findings.append(Finding("bad-name", Severity.ERROR, str(exc), **where))
+            return result, None
+        result = DomainResult(name, validation=self.mode, started=time.time(), **kind)
         self._resolver_warnings(result)
+        return result, name
+
+    async def check_domain(self, domain: str) -> DomainResult:
+        t0 = time.monotonic()
+        result, name = self._start(domain, mx_only=False)
+        if name is None:
+            return result
         mx = await self._lookup(name, "MX")
         result.mx_dns = _info(mx)
         hosts: list[tuple[str, int | None]] = []
@@ -189,7 +197,7 @@ class Checker:
 
         if hosts:
             checks = [
-                self._check_host(host, pref, port, result, mx_secure=mx.status == Status.SECURE)
+                self._check_host(host, pref, port, result)
                 for host, pref in hosts
                 for port in self.options.ports
             ]
@@ -208,24 +216,13 @@ class Checker:
 
     async def check_host(self, host: str) -> DomainResult:
         """One MX host on its own (``--mx``): no MX lookup, the host as a sender would reach it."""
-        started = time.time()
         t0 = time.monotonic()
-        try:
-            name = _idna(host)
-        except ValueError as exc:
-            result = DomainResult(host, mx_only=True, mx_mode="host", started=started)
-            result.findings.append(Finding("bad-name", Severity.ERROR, str(exc), mx=host))
+        result, name = self._start(host, mx_only=True)
+        if name is None:
             return result
-        result = DomainResult(
-            name, mx_only=True, mx_mode="host", validation=self.mode, started=started
-        )
-        self._resolver_warnings(result)
         result.hosts = list(
             await asyncio.gather(
-                *(
-                    self._check_host(name, None, port, result, mx_secure=True)
-                    for port in self.options.ports
-                )
+                *(self._check_host(name, None, port, result) for port in self.options.ports)
             )
         )
         result.verdict = worst_verdict(h.verdict for h in result.hosts)
@@ -246,8 +243,6 @@ class Checker:
         preference: int | None,
         port: int,
         domain: DomainResult,
-        *,
-        mx_secure: bool,
     ) -> HostResult:
         host = HostResult(name, port, preference)
         where = {"domain": None if domain.mx_only else domain.domain, "mx": name, "port": port}
