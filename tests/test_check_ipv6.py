@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
+from loopback import HAS_IPV6
 
 from dane_monitor.cli import main
 from dane_monitor.world import Cert, Expect, Host, Scenario, Server
 
-
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
-            s.bind(("::1", 0))
-        return True
-    except OSError:
-        return False
-
-
-pytestmark = pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+pytestmark = pytest.mark.skipif(not HAS_IPV6, reason="no IPv6 loopback here")
 
 
 @pytest.mark.parametrize(

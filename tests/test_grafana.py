@@ -164,7 +164,7 @@ def test_grafana_alerts_are_generated_from_the_prometheus_rules():
         assert rule["for"] == prom[name].get("for", "0s")
         assert rule["labels"] == prom[name]["labels"]
         assert rule["condition"] == "B"
-        assert len({r["uid"] for r in rules.values()}) == len(rules)
+    assert len({r["uid"] for r in rules.values()}) == len(rules)
 
 
 # -- the dashboard --------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from loopback import HAS_IPV6
 
 from dane_monitor.probe import (
     ERRORS,
@@ -47,18 +48,9 @@ SLACK = 0.25
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
-def _ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
-
-
 HOSTS = [
     "127.0.4.1",
-    pytest.param("::1", marks=pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6")),
+    pytest.param("::1", marks=pytest.mark.skipif(not HAS_IPV6, reason="no IPv6")),
 ]
 
 

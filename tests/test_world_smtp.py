@@ -7,7 +7,6 @@ import asyncio
 import errno
 import re
 import shutil
-import socket
 import ssl
 import time
 from collections.abc import Coroutine
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from loopback import HAS_IPV6
 
 from dane_monitor.world.pki import PKI, Chain, self_signed
 from dane_monitor.world.smtp import MAX_ERRORS, MAX_LINE, Behaviour, SMTPServer
@@ -28,15 +28,6 @@ needs_openssl = pytest.mark.skipif(shutil.which("openssl") is None, reason="no o
 def run(coro: Coroutine[Any, Any, T], timeout: float = 60) -> T:
     """Run one test's coroutine with a hard deadline."""
     return asyncio.run(asyncio.wait_for(coro, timeout))
-
-
-def ipv6_loopback() -> bool:
-    try:
-        with socket.socket(socket.AF_INET6) as s:
-            s.bind(("::1", 0))
-    except OSError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")
@@ -426,7 +417,7 @@ def test_bind_given_port_distinct_addresses_and_taken_port(ecdsa: Chain) -> None
     run(scenario())
 
 
-@pytest.mark.skipif(not ipv6_loopback(), reason="no ::1")
+@pytest.mark.skipif(not HAS_IPV6, reason="no ::1")
 def test_ipv6_loopback(ecdsa: Chain) -> None:
     async def scenario() -> None:
         async with SMTPServer("::1", chains=[ecdsa]) as server:
