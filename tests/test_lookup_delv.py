@@ -13,7 +13,6 @@ import shutil
 
 import dns.rdatatype
 import pytest
-from dnsutil import served
 from test_world_delv import (
     BOGUS,
     CASES,
@@ -23,10 +22,10 @@ from test_world_delv import (
     UNSIGNED,
     UNSIGNED_NX,
     VALID,
-    build,
     run_delv,
     verdict,
 )
+from test_world_delv import world as delv_world  # noqa: F401 - a fixture, used by name
 
 from dane_monitor.lookup.anchors import parse
 from dane_monitor.lookup.answer import Answer, Kind, Status
@@ -70,12 +69,10 @@ def ours(answer: Answer) -> str:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    signed = build()
-    anchor = tmp_path_factory.mktemp("delv") / "anchor.conf"
-    anchor.write_text(signed.bind_trust_anchors())
-    with served(signed) as server:
-        yield server, anchor, parse(signed.trust_anchor())
+def world(delv_world):  # noqa: F811 - pytest fixture injection
+    """test_world_delv's served world, plus its anchor in our format."""
+    server, anchor = delv_world
+    return server, anchor, parse(server.signed.trust_anchor())
 
 
 def lookup(server, anchors, name: str, rdtype: str) -> Answer:
