@@ -31,6 +31,8 @@ from dane_monitor.world.zones import (
 
 N = dns.name.from_text
 TLSA = "3 1 1 " + "ab" * 32
+# 248 octets in wire form: a name of more than 7 octets below it is too long (255)
+LONG_TARGET = ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 50, "nsec.example."])
 
 
 def _std(zone: Zone) -> Zone:
@@ -80,6 +82,12 @@ def signed():
     _std(h.zone("island.example.")).fault(Fault.UNSIGNED_DELEGATION)
     z = _std(h.zone("big.example.", algorithm=Algorithm.RSASHA256))
     z.add("txt", "TXT", *[f'"{"x" * 200} {i}"' for i in range(6)])
+    # DNAME (RFC 6672): an NSEC zone and an NSEC3 zone redirecting a subtree elsewhere
+    z = _std(h.zone("dname.example."))
+    z.add("dn", "DNAME", "nsec.example.", ttl=120)
+    z.add("long", "DNAME", LONG_TARGET)
+    z = _std(h.zone("dname3.example.", denial=NSEC3()))
+    z.add("dn", "DNAME", "nsec3.example.")
     # a delegation to a server outside the hierarchy (referrals)
     h["example."].add("external", "NS", "ns.external.example.")
     h["example."].add("ns.external", "A", "127.0.0.99")
@@ -663,3 +671,118 @@ def test_async_context_manager(signed):
 
     r1, r2 = asyncio.run(asyncio.wait_for(main(), 20))
     assert r1.answer == r2.answer
+
+
+# ------------------------------------------------------------------------- DNAME (RFC 6672)
+
+
+def _sig_of(section, rrset):
+    return _rrset(section, rrset.name.to_text(), "RRSIG", rrset.rdtype)
+
+
+@pytest.mark.parametrize(
+    ("qname", "rdtype", "target", "target_zone"),
+    [
+        ("mail.dn.dname.example.", "A", "mail.nsec.example.", "nsec.example."),
+        ("_25._tcp.mail.dn.dname.example.", "TLSA", "_25._tcp.mail.nsec.example.", "nsec.example."),
+        ("mail.dn.dname3.example.", "A", "mail.nsec3.example.", "nsec3.example."),
+        (
+            "_25._tcp.mail.dn.dname3.example.",
+            "TLSA",
+            "_25._tcp.mail.nsec3.example.",
+            "nsec3.example.",
+        ),
+    ],
+)
+def test_dname_answer_is_the_signed_dname_an_unsigned_cname_and_the_target(
+    server, qname, rdtype, target, target_zone
+):
+    r = q(server, qname, rdtype)
+    assert r.rcode() == dns.rcode.NOERROR
+    dname = next(rr for rr in r.answer if rr.rdtype == dns.rdatatype.DNAME)
+    zone = server.signed.find_zone(dname.name)
+    dns.dnssec.validate(dname, _sig_of(r.answer, dname), keys(zone))
+    cname = _rrset(r.answer, qname, "CNAME")
+    assert cname[0].target == N(target)
+    assert cname.ttl == dname.ttl
+    assert _sig_of(r.answer, cname) is None  # synthesised: never signed (RFC 6672 5.3.1)
+    data = _rrset(r.answer, target, rdtype)
+    z = server.signed[target_zone]
+    dns.dnssec.validate(data, _sig_of(r.answer, data), keys(z))
+    # the order a resolver shows: DNAME, CNAME, then the target's data
+    kinds = [rr.rdtype for rr in r.answer if rr.rdtype != dns.rdatatype.RRSIG]
+    assert kinds == [dns.rdatatype.DNAME, dns.rdatatype.CNAME, dns.rdatatype.from_text(rdtype)]
+
+
+def test_dname_ttl_is_the_synthesised_cnames(server):
+    r = q(server, "mail.dn.dname.example.", "A")
+    assert _rrset(r.answer, "dn.dname.example.", "DNAME").ttl == 120
+    assert _rrset(r.answer, "mail.dn.dname.example.", "CNAME").ttl == 120
+
+
+def test_dname_owner_itself_is_not_redirected(server):
+    r = q(server, "dn.dname.example.", "DNAME")
+    assert [rr.rdtype for rr in r.answer] == [dns.rdatatype.DNAME, dns.rdatatype.RRSIG]
+    r = q(server, "dn.dname.example.", "A")  # the owner has no A: NODATA, DNAME in the bitmap
+    assert r.rcode() == dns.rcode.NOERROR
+    assert not r.answer
+    nsec = _rrset(r.authority, "dn.dname.example.", "NSEC")
+    assert dns.rdatatype.DNAME in _types(nsec[0])
+    assert dns.rdatatype.CNAME not in _types(nsec[0])
+
+
+def test_cname_question_below_a_dname_is_not_followed(server):
+    r = q(server, "mail.dn.dname.example.", "CNAME")
+    kinds = [rr.rdtype for rr in r.answer if rr.rdtype != dns.rdatatype.RRSIG]
+    assert kinds == [dns.rdatatype.DNAME, dns.rdatatype.CNAME]
+
+
+def test_dname_to_a_missing_name_is_nxdomain_proven_by_the_target_zone(server):
+    r = q(server, "nothere.dn.dname.example.", "A")
+    assert r.rcode() == dns.rcode.NXDOMAIN
+    assert _rrset(r.answer, "nothere.dn.dname.example.", "CNAME")[0].target == N(
+        "nothere.nsec.example."
+    )
+    nsecs = [rr for rr in r.authority if rr.rdtype == dns.rdatatype.NSEC]
+    assert nsecs
+    assert all(rr.name.is_subdomain(N("nsec.example.")) for rr in nsecs)
+
+
+def test_dname_substitution_too_long_is_yxdomain(server):
+    ok = q(server, "x.long.dname.example.", "A")  # 250 octets: fits, and does not exist
+    assert ok.rcode() == dns.rcode.NXDOMAIN
+    assert _rrset(ok.answer, "x.long.dname.example.", "CNAME") is not None
+    r = q(server, "abcdefghij.long.dname.example.", "A")  # 259 octets
+    assert r.rcode() == dns.rcode.YXDOMAIN
+    assert _rrset(r.answer, "long.dname.example.", "DNAME") is not None
+    assert _rrset(r.answer, "abcdefghij.long.dname.example.", "CNAME") is None
+
+
+def test_names_below_a_dname_are_not_in_the_denial_chains(signed):
+    z = signed["dname.example."]
+    assert N("dn.dname.example.") in z.nsec_names
+    assert not [n for n in z.nsec_names if n.is_subdomain(N("dn.dname.example.")) and len(n) > 4]
+    assert dns.rdatatype.DNAME in _types(z.rrset("dn", "NSEC")[0])
+    z3 = signed["dname3.example."]
+    h = z3.nsec3_match(N("dn.dname3.example."))
+    assert h is not None
+    assert _types(z3.nsec3_rrsets[h][0][0]) == {dns.rdatatype.DNAME, dns.rdatatype.RRSIG}
+    dns.dnssec.validate(z3.rrset("dn", "DNAME"), z3.rrsig("dn", "DNAME"), keys(z3))
+
+
+@pytest.mark.parametrize(
+    ("name", "rdtype", "rdata", "message"),
+    [
+        ("x.dn", "A", "127.0.0.1", "below the DNAME"),
+        ("dn", "CNAME", "mail", "both a CNAME and a DNAME"),
+        ("@", "DNAME", "other.example.", "apex"),
+    ],
+)
+def test_the_signer_refuses_data_a_dname_would_hide(name, rdtype, rdata, message):
+    h = Hierarchy("example.")
+    z = h.zone("d.example.")
+    if name != "@":
+        z.add("dn", "DNAME", "other.example.")
+    z.add(name, rdtype, rdata)
+    with pytest.raises(ValueError, match=message):
+        h.sign()

@@ -5,7 +5,9 @@ hosts all of them: a query is answered from the deepest zone containing the name
 DS queries at a zone's apex, which the parent answers.  With the DO bit, answers carry
 RRSIGs and NSEC/NSEC3 proofs (NXDOMAIN, NODATA, empty non-terminals, wildcards, insecure
 delegations, opt-out).  CNAME chains inside the served zones are followed, as a resolver's
-answer would show them.  UDP (with truncation) and TCP share one port.
+answer would show them.  A name below a DNAME owner (RFC 6672) is answered with the signed
+DNAME, an unsigned CNAME synthesised from it, and the CNAME followed like any other (YXDOMAIN
+when the substituted name would be too long).  UDP (with truncation) and TCP share one port.
 
 The faults recorded on the zones (SERVFAIL, NO_ANSWER, MISSING_DENIAL, WRONG_DENIAL) are
 applied here; the others are already in the signed data.
@@ -28,6 +30,7 @@ import dns.opcode
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
+import dns.rdtypes.ANY.CNAME
 import dns.rrset
 from dns.rdatatype import RdataType
 
@@ -232,6 +235,11 @@ class Responder:
                 self._referral(zone, cut, ans)
             return
 
+        owner = self._find_dname(zone, qname)
+        if owner is not None:
+            self._dname(zone, qname, qtype, owner, ans, depth, visited)
+            return
+
         if qtype == RdataType.NSEC3 and zone.denial is not None:
             for pair in zone.nsec3_rrsets.values():
                 if pair[0].name == qname:
@@ -279,6 +287,32 @@ class Responder:
             return
         self._nxdomain(zone, qname, ce, ans)
 
+    def _dname(
+        self,
+        zone: SignedZone,
+        qname: dns.name.Name,
+        qtype: int,
+        owner: dns.name.Name,
+        ans: _Answer,
+        depth: int,
+        visited: set[dns.name.Name],
+    ) -> None:
+        """RFC 6672 section 3.2: the DNAME, then the CNAME synthesised from it (unsigned, the
+        DNAME's TTL), then whatever the CNAME leads to; YXDOMAIN if the new name is too long."""
+        pair = self._pair(zone, owner, RdataType.DNAME)
+        ans.add("answer", pair)
+        dname = pair[0]
+        try:
+            target = qname.relativize(owner).concatenate(dname[0].target)
+        except dns.name.NameTooLong:
+            ans.rcode = dns.rcode.YXDOMAIN
+            return
+        rd = dns.rdtypes.ANY.CNAME.CNAME(dns.rdataclass.IN, RdataType.CNAME, target)
+        cname = dns.rrset.from_rdata_list(qname, dname.ttl, [rd])
+        ans.add("answer", cname)
+        if qtype != RdataType.CNAME:
+            self._follow(cname, qtype, ans, depth, visited)
+
     def _follow(
         self,
         cname: dns.rrset.RRset,
@@ -310,6 +344,18 @@ class Responder:
         for label in reversed(rel.labels):
             n = dns.name.Name((label, *n.labels))
             if n in zone.delegations:
+                return n
+        return None
+
+    @staticmethod
+    def _find_dname(zone: SignedZone, qname: dns.name.Name) -> dns.name.Name | None:
+        """The DNAME owner strictly above ``qname`` in ``zone`` (the signer keeps the names
+        below a DNAME empty, so the first one on the way down is the only one)."""
+        rel = qname.relativize(zone.origin)
+        n = zone.origin
+        for label in reversed(rel.labels[1:]):
+            n = dns.name.Name((label, *n.labels))
+            if RdataType.DNAME in zone.rrsets.get(n, {}):
                 return n
         return None
 

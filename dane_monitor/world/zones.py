@@ -578,6 +578,24 @@ def _published_ds(child: Zone) -> list[dns.rdata.Rdata]:
     return ds
 
 
+def _check_dnames(origin: dns.name.Name, authoritative: Mapping[dns.name.Name, Mapping]) -> None:
+    """A DNAME owner has no descendants and no CNAME (RFC 6672 sections 2.3-2.4): refuse a zone
+    that has them rather than serve data no resolver would see."""
+    dnames = {n for n, node in authoritative.items() if RdataType.DNAME in node}
+    if not dnames:
+        return
+    if origin in dnames:
+        raise ValueError(f"{origin}: a DNAME at the apex would occlude the zone's own name server")
+    for name, node in authoritative.items():
+        if name in dnames and RdataType.CNAME in node:
+            raise ValueError(f"{name} has both a CNAME and a DNAME")
+        n = name
+        while n != origin:
+            n = n.parent()
+            if n in dnames:
+                raise ValueError(f"{name} lies below the DNAME at {n} (occluded, RFC 6672 2.4)")
+
+
 def _corrupt(sig: bytes) -> bytes:
     b = bytearray(sig)
     mid = len(b) // 2
@@ -664,6 +682,8 @@ def _sign_zone(
                 glue[name] = rest
         else:
             authoritative[name] = node
+
+    _check_dnames(origin, authoritative)
 
     ents: set[dns.name.Name] = set()
     for name in authoritative:
