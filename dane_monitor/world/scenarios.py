@@ -81,6 +81,9 @@ class Host:
     preference: int = 10
     # The MX record names ``alias``; ``alias`` is a CNAME to ``name`` (RFC 7672 §2.2.3).
     alias: str | None = None
+    # The MX record names ``<name>.<dname>``, and ``dname`` (in the mail domain's zone) is a
+    # DNAME to where the host lives (RFC 6672): the name is reached by substitution.
+    dname: str | None = None
 
 
 @dataclass(frozen=True)
@@ -284,6 +287,15 @@ CATALOGUE: tuple[Scenario, ...] = (
         "name is the TLSA base domain (RFC 7672 §2.2.3)",
         hosts=(Host("real-mx", alias="mail"),),
         expect=Expect("valid", _ok("real-mx")),
+    ),
+    Scenario(
+        "dname-mx",
+        "the MX record names mail.dn.<domain>, and dn.<domain> is a DNAME into the hosting "
+        "zone: the DNAME-expanded name is the TLSA base domain, as a CNAME-expanded one "
+        "would be (RFC 6672, RFC 7672 §2.2.3)",
+        hosts=(Host("mail", dname="dn"),),
+        host_zone="hosting",
+        expect=Expect("valid", _ok("mail")),
     ),
     Scenario(
         "null-mx",

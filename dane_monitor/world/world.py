@@ -123,6 +123,10 @@ class World:
             host_origin = f"{sc.name}.{host_zone.origin}" if sc.host_zone == "hosting" else origin
             fqdn = _absolute(host.name, host_origin)
             mx_name = _absolute(host.alias, origin) if host.alias else fqdn
+            if host.dname:
+                owner = _absolute(host.dname, origin)
+                zone.add(owner, "DNAME", host_origin)
+                mx_name = _absolute(host.name, owner)
             if sc.mx == "mx":
                 zone.add("@", "MX", f"{host.preference} {mx_name}")
             if host.alias:
