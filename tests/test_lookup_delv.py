@@ -32,6 +32,7 @@ from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.lookup.stub import Server, StubClient
 from dane_monitor.lookup.validator import Validator
 
+UNBOUND = shutil.which("unbound") or shutil.which("unbound", path="/usr/sbin:/sbin")
 pytestmark = [
     pytest.mark.delv,
     pytest.mark.skipif(shutil.which("delv") is None, reason="BIND's delv is not installed"),
@@ -53,6 +54,17 @@ REASONS = {
     "nothere.wrongdenial.example.": "bad-denial",
     "nothere.wrongdenial3.example.": "bad-denial",
     "_25._tcp.mail.servfail.example.": "servfail",
+}
+
+
+# Where we differ from delv on purpose: (name, type) -> (our verdict, the rule that decides).
+DISAGREE = {
+    ("nothere.optout.example.", "A"): (
+        UNSIGNED_NX,
+        "RFC 5155 §9.2: the NSEC3 covering the next closer name is opt-out, so the span may "
+        "hide an unsigned delegation above the name and the NXDOMAIN is not proven; BIND 9.18 "
+        "calls it secure, Unbound (test_unbound_sides_with_us_on_opt_out_nxdomain) insecure",
+    ),
 }
 
 
@@ -89,7 +101,8 @@ def test_validator_agrees_with_delv(world, case):
     server, bind_anchor, anchors = world
     delv = verdict(run_delv(server.port, bind_anchor, name, rdtype))
     answer = lookup(server, anchors, name, rdtype)
-    assert (ours(answer), delv) == (expected, expected), str(answer)
+    mine = DISAGREE.get((name, rdtype), (expected,))[0]
+    assert (ours(answer), delv) == (mine, expected), str(answer)
     if name in REASONS and expected in (BOGUS, SERVFAIL):
         assert answer.reason == REASONS[name], str(answer)
     if expected in (VALID, UNSIGNED):
@@ -113,3 +126,22 @@ def test_a_foreign_anchor_makes_everything_bogus(world):
     answer = lookup(server, other, "mail.good-nsec.example.", "A")
     assert answer.status == Status.BOGUS
     assert answer.reason == "no-matching-ds"
+
+
+@pytest.mark.skipif(UNBOUND is None, reason="Unbound is not installed")
+def test_unbound_sides_with_us_on_opt_out_nxdomain(world):
+    """The disagreements with delv are decided by the RFC; Unbound reads it as we do."""
+    from dane_monitor.lookup.validator import ResolverValidator
+    from dane_monitor.world.unbound import Unbound
+
+    server = world[0]
+    zones = [z.to_text() for z in server.signed.zones]
+    with Unbound(("127.0.0.1", server.port), server.signed.trust_anchor(), zones=zones) as u:
+        for (name, rdtype), (verdict_, _why) in DISAGREE.items():
+
+            async def ask(name=name, rdtype=rdtype) -> Answer:
+                client = StubClient(Server(*u.address), timeout=5, tries=2)
+                return await ResolverValidator(client).lookup(name, rdtype)
+
+            theirs = asyncio.run(ask())
+            assert ours(theirs) == verdict_, str(theirs)

@@ -57,6 +57,18 @@ REFUSED = "refused"
 RCODE = "unexpected-rcode"
 RESOLVER_SAYS_INSECURE = "resolver-no-ad"
 OPT_OUT_WILDCARD = "opt-out-wildcard"
+# An NXDOMAIN/NODATA whose next closer name lies in an NSEC3 opt-out span (RFC 5155 §9.2):
+# the span may hide an unsigned delegation, so nothing is proven securely.
+NSEC3_OPT_OUT = "nsec3-opt-out"
+# RRSIG Labels field inconsistent with the owner or the signer (RFC 4035 §5.3.1), or a
+# wildcard-synthesised record offered where only a real one proves anything (§5.3.4, §5.4).
+BAD_RRSIG_LABELS = "bad-rrsig-labels"
+# The answer would need more work than any honest zone needs (KeyTrap, CVE-2023-50387/50868).
+VALIDATION_BUDGET = "validation-budget"
+# A DNAME whose synthesised CNAME does not follow from it (RFC 6672 §3.2).
+BAD_DNAME = "bad-dname"
+# A question that names no single RRset (ANY, RRSIG, meta-types): nothing to validate.
+UNSUPPORTED_QTYPE = "unsupported-qtype"
 
 
 @dataclass
@@ -64,6 +76,8 @@ class CNAMEStep:
     owner: dns.name.Name
     target: dns.name.Name
     status: Status
+    # The DNAME owner when the step was synthesised from a DNAME (RFC 6672), else None.
+    dname: dns.name.Name | None = None
 
 
 @dataclass
@@ -89,6 +103,8 @@ class Answer:
     signer: dns.name.Name | None = None
     # A secure DS denial at a zone cut: the child zone is provably unsigned.
     insecure_delegation: bool = False
+    # Set when ``rrset`` is a CNAME synthesised from the DNAME owned by this name.
+    dname: dns.name.Name | None = None
 
     @property
     def secure(self) -> bool:

@@ -116,6 +116,8 @@ def _nsec_cover(records, name: dns.name.Name, zone: dns.name.Name):
             continue
         if _is_delegation(types) and owner != zone and name.is_subdomain(owner):
             continue  # an NSEC at a cut cannot deny names below it
+        if dns.rdatatype.DNAME in types and name.is_subdomain(owner) and name != owner:
+            continue  # names below a DNAME are redirected, not absent (RFC 6672 §5.3.2)
         return owner, nxt, types
     return None
 
@@ -176,10 +178,16 @@ def nsec3_proof(
         return Proof(Denied.NONE, f"unknown NSEC3 hash algorithm {algorithm}")
     if iterations > MAX_NSEC3_ITERATIONS:
         return Proof(Denied.NONE, f"NSEC3 iterations {iterations}", too_many_iterations=True)
+    if not qname.is_subdomain(zone):
+        return Proof(Denied.NONE, f"{qname} is not in {zone}")
     records = _nsec3_records(nsec3s, zone)
+    hashes: dict[dns.name.Name, bytes] = {}
 
     def h(name: dns.name.Name) -> bytes:
-        return nsec3_hash(name, salt, iterations)
+        # At most one hash per ancestor of qname (<= 127) plus the wildcard: bounded work.
+        if name not in hashes:
+            hashes[name] = nsec3_hash(name, salt, iterations)
+        return hashes[name]
 
     def match(name: dns.name.Name) -> _N3 | None:
         digest = h(name)
@@ -206,9 +214,9 @@ def nsec3_proof(
         return Proof(Denied.NODATA, f"NSEC3 for {qname} lacks the type")
 
     # Closest encloser proof (RFC 5155 §8.3): the deepest existing ancestor, and a cover
-    # for the next closer name one label below it.
-    if not qname.is_subdomain(zone):
-        return Proof(Denied.NONE, f"{qname} is not in {zone}")
+    # for the next closer name one label below it. The walk never leaves the zone.
+    if qname == zone:
+        return Proof(Denied.NONE, f"no NSEC3 matches the apex {zone}")
     encloser = qname.parent()
     next_closer = qname
     while True:
@@ -216,6 +224,8 @@ def nsec3_proof(
         if found is not None:
             if _is_delegation(found.types) and encloser != zone:
                 return Proof(Denied.NONE, f"closest encloser {encloser} is a delegation")
+            if dns.rdatatype.DNAME in found.types:
+                return Proof(Denied.NONE, f"closest encloser {encloser} owns a DNAME")
             break
         if encloser == zone:
             return Proof(Denied.NONE, f"no NSEC3 matches any ancestor of {qname}")
@@ -223,8 +233,11 @@ def nsec3_proof(
     nc_cover = cover(next_closer)
     if nc_cover is None:
         return Proof(Denied.NONE, f"no NSEC3 covers the next closer name {next_closer}")
-    if qtype == dns.rdatatype.DS and nc_cover.opt_out:
-        return Proof(Denied.OPT_OUT, f"opt-out NSEC3 covers {next_closer}")
+    if nc_cover.opt_out:
+        # The span may hold an unsigned delegation that the name lies under: nothing is
+        # proven securely, for DS (an insecure delegation) or any other type (RFC 5155
+        # §9.2; Unbound answers insecure likewise; BIND calls an NXDOMAIN secure).
+        return Proof(Denied.OPT_OUT, f"opt-out NSEC3 covers the next closer name {next_closer}")
     wildcard = dns.name.Name((b"*", *encloser.labels))
     wild = match(wildcard)
     if wild is not None:
@@ -233,8 +246,6 @@ def nsec3_proof(
         return Proof(Denied.NODATA, f"wildcard {wildcard} lacks the type")
     if cover(wildcard) is None:
         return Proof(Denied.NONE, f"no NSEC3 denies the wildcard {wildcard}")
-    # An opt-out span over the next closer name still proves NXDOMAIN (RFC 5155 §8.4 asks
-    # for the closest encloser and wildcard proofs only; BIND accepts it likewise).
     return Proof(Denied.NXDOMAIN, f"NSEC3 closest encloser {encloser}, {next_closer} covered")
 
 

@@ -43,6 +43,7 @@ RRSIG = dns.rdatatype.RRSIG
 DS = dns.rdatatype.DS
 DNSKEY = dns.rdatatype.DNSKEY
 CNAME = dns.rdatatype.CNAME
+DNAME = dns.rdatatype.DNAME
 SOA = dns.rdatatype.SOA
 NSEC = dns.rdatatype.NSEC
 NSEC3 = dns.rdatatype.NSEC3
@@ -54,6 +55,38 @@ MAX_CNAMES = 8
 ERROR_CACHE_SECONDS = 5.0
 ZONE_FLAG = 0x0100
 
+# Work caps against KeyTrap-style answers (CVE-2023-50387, CVE-2023-50868). The figures
+# follow PowerDNS Recursor's 2024 defaults (max-dnskeys 2, max-ds-per-zone 8,
+# max-nsec3s-per-record 10, max-signature-validations-per-query 30), rounded up where an
+# honest zone in an algorithm or KSK rollover needs more: no zone needs more than two keys
+# with one tag, two or three signatures per RRset, or three NSEC3 records per proof.
+MAX_KEYS_PER_TAG = 2  # DNSKEYs tried for one RRSIG (or DS) with the same algorithm and tag
+MAX_DS = 8  # DS records of one zone considered
+MAX_VERIFICATIONS_PER_RRSET = 4  # signature checks spent on one RRset
+MAX_VERIFICATIONS_PER_LOOKUP = 32  # per lookup (a CNAME chain included); key fetches apart
+MAX_VERIFICATIONS_PER_KEYS = 16  # per DS + DNSKEY fetch of one zone
+MAX_DENIAL_RRSETS = 10  # NSEC/NSEC3 RRsets in one negative answer
+# Questions that name no single RRset: validating them means nothing (RFC 6840 §5.9 for ANY).
+UNVALIDATABLE = frozenset({dns.rdatatype.ANY, RRSIG, dns.rdatatype.OPT})
+# Records that only a real owner proves: one synthesised from a wildcard proves nothing
+# about other names (RFC 4035 §5.3.4, §5.4; CVE-2017-15105), and wildcard DS, DNSKEY or
+# DNAME records mean nothing (RFC 4592 §4.6, RFC 6672 §2.4).
+NO_EXPANSION = frozenset({NSEC, NSEC3, DS, DNSKEY, SOA, DNAME})
+
+
+class _OverBudget(Exception):
+    """Validation would need more work than any honest zone needs."""
+
+
+class _Budget:
+    def __init__(self, verifications: int) -> None:
+        self.left = verifications
+
+    def spend(self, what: str) -> None:
+        if self.left <= 0:
+            raise _OverBudget(f"more signature checks than any honest zone needs ({what})")
+        self.left -= 1
+
 
 @dataclass
 class ZoneKeys:
@@ -64,6 +97,15 @@ class ZoneKeys:
     detail: str = ""
     expiration: int | None = None
     expires_at: float = 0.0  # monotonic time after which to look again
+    _by_tag: dict | None = None
+
+    def with_tag(self, algorithm: int, tag: int) -> list:
+        """The keys an RRSIG with this algorithm and key tag may be from (tags computed once)."""
+        if self._by_tag is None:
+            self._by_tag = {}
+            for k in self.keys or ():
+                self._by_tag.setdefault((k.algorithm, dns.dnssec.key_id(k)), []).append(k)
+        return self._by_tag.get((algorithm, tag), [])
 
 
 @dataclass
@@ -73,6 +115,7 @@ class _Verified:
     detail: str = ""
     expiration: int | None = None
     sig: object | None = None
+    rank: int = 0
 
 
 class Validator:
@@ -109,20 +152,25 @@ class Validator:
         *,
         deadline: float | None = None,
     ) -> Answer:
-        """Look up and validate; CNAMEs are followed (up to 8) unless CNAME is asked for."""
+        """Look up and validate; CNAMEs and DNAMEs are followed (up to 8 steps) unless CNAME
+        is asked for."""
         qname = dns.name.from_text(name) if isinstance(name, str) else name
         qtype = int(dns.rdatatype.RdataType.make(rdtype))
+        refused = _unvalidatable(qname, qtype)
+        if refused is not None:
+            return refused
+        budget = _Budget(MAX_VERIFICATIONS_PER_LOOKUP)
         steps: list[CNAMEStep] = []
         expiration: int | None = None
         current = qname
         seen = {qname}
         while True:
-            ans = await self._single(current, qtype, deadline)
+            ans = await self._single(current, qtype, deadline, budget=budget)
             expiration = earliest(expiration, ans.expiration)
             target = _cname_target(ans)
             if target is None or qtype == CNAME:
                 break
-            steps.append(CNAMEStep(current, target, ans.status))
+            steps.append(CNAMEStep(current, target, ans.status, ans.dname))
             if target in seen or len(steps) > MAX_CNAMES:
                 return Answer(
                     qname,
@@ -130,7 +178,7 @@ class Validator:
                     Status.INDETERMINATE,
                     Kind.ERROR,
                     reason=A.CNAME_LOOP,
-                    detail=f"CNAME chain from {qname} loops or exceeds {MAX_CNAMES} steps",
+                    detail=f"CNAME/DNAME chain from {qname} loops or exceeds {MAX_CNAMES} steps",
                     cnames=steps,
                 )
             seen.add(target)
@@ -139,7 +187,8 @@ class Validator:
         reason, detail = ans.reason, ans.detail
         if reason is None and status != ans.status:
             bad = next(s for s in steps if s.status == status)
-            reason, detail = "cname-" + status.value, f"CNAME at {bad.owner} is {status}"
+            what = "DNAME" if bad.dname is not None else "CNAME"
+            reason, detail = "cname-" + status.value, f"{what} at {bad.owner} is {status}"
         return Answer(
             qname,
             qtype,
@@ -152,18 +201,30 @@ class Validator:
             ttl=ans.ttl,
             cnames=steps,
             signer=ans.signer,
+            dname=ans.dname if qtype == CNAME else None,
         )
 
     # -- one question, no CNAME following ------------------------------------------------------
 
     async def _single(
-        self, qname: dns.name.Name, qtype: int, deadline: float | None, *, walk: bool = True
+        self,
+        qname: dns.name.Name,
+        qtype: int,
+        deadline: float | None,
+        *,
+        walk: bool = True,
+        budget: _Budget | None = None,
     ) -> Answer:
         key = (qname, qtype, walk)
         hit = self._answers.get(key)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
-        answer = await self._single_uncached(qname, qtype, deadline, walk)
+        try:
+            answer = await self._single_uncached(
+                qname, qtype, deadline, walk, budget or _Budget(MAX_VERIFICATIONS_PER_LOOKUP)
+            )
+        except _OverBudget as exc:
+            answer = _bogus(qname, qtype, A.VALIDATION_BUDGET, str(exc))
         self._answers[key] = (answer, time.monotonic() + self._cache_seconds(answer))
         if len(self._answers) > self.max_answers:
             now = time.monotonic()
@@ -183,7 +244,7 @@ class Validator:
         return max(seconds, 0.0)
 
     async def _single_uncached(
-        self, qname: dns.name.Name, qtype: int, deadline: float | None, walk: bool
+        self, qname: dns.name.Name, qtype: int, deadline: float | None, walk: bool, budget: _Budget
     ) -> Answer:
         reply = await self.client.query(qname, qtype, deadline=deadline)
         error = _reply_error(qname, qtype, reply)
@@ -192,34 +253,90 @@ class Validator:
         msg = reply.response
         assert msg is not None
         rrset = _find(msg.answer, qname, qtype)
-        if rrset is None and qtype != CNAME:
-            rrset = _find(msg.answer, qname, CNAME)
         if rrset is not None:
-            return await self._positive(qname, qtype, msg, rrset, deadline, walk)
-        return await self._negative(qname, qtype, msg, deadline, walk)
+            return await self._positive(qname, qtype, msg, rrset, deadline, walk, budget)
+        dname = _covering_dname(msg.answer, qname)
+        if dname is not None:
+            ans = await self._dname(qname, qtype, msg, dname, deadline, walk, budget)
+        elif qtype != CNAME and (alias := _find(msg.answer, qname, CNAME)) is not None:
+            ans = await self._positive(qname, qtype, msg, alias, deadline, walk, budget)
+        else:
+            return await self._negative(qname, qtype, msg, deadline, walk, budget)
+        if qtype == DS and ans.kind == Kind.POSITIVE:
+            # An alias is no zone cut (CNAME excludes NS; names below a DNAME do not exist
+            # in its zone): a validated alias proves that there is no DS here.
+            return Answer(
+                qname,
+                qtype,
+                ans.status,
+                Kind.NODATA,
+                reason=ans.reason,
+                detail=f"{qname} is an alias, not a delegation",
+                expiration=ans.expiration,
+                ttl=ans.ttl,
+                signer=ans.signer,
+            )
+        return ans
 
-    async def _positive(self, qname, qtype, msg, rrset, deadline, walk: bool) -> Answer:
+    def _check_signer(
+        self, qname: dns.name.Name, qtype: int, signer: dns.name.Name, rdtype: int
+    ) -> Answer | None:
+        """RFC 4035 §5.3.1: the signer is the apex of the zone holding the data. It must lie
+        inside the trust anchor that covers the name (else a rewritten signer field would
+        lead us to a name with no anchor, 'insecure'), and no zone cut we know of may lie
+        between the signer and the name (a parent's signature over a child's data)."""
+        owner = qname.parent() if qtype == DS and qname != dns.name.root else qname
+        anchor = self.anchors.closest(owner)
+        if anchor is not None and not signer.is_subdomain(anchor.zone):
+            return _bogus(
+                qname,
+                qtype,
+                A.BAD_SIGNER,
+                f"signer {signer} lies above the trust anchor {anchor.zone} of {qname}",
+            )
+        for zone, keys in self._keys.items():
+            if (
+                zone != signer
+                and qname.is_subdomain(zone)
+                and zone.is_subdomain(signer)
+                and not (zone == qname and rdtype in (DS, NSEC))
+                and keys.status in (Status.SECURE, Status.INSECURE)
+                and keys.reason != A.NO_TRUST_ANCHOR
+            ):
+                return _bogus(
+                    qname,
+                    qtype,
+                    A.BAD_SIGNER,
+                    f"{qname} lies in the zone {zone}, but its RRSIG names {signer}",
+                )
+        return None
+
+    async def _positive(
+        self, qname, qtype, msg, rrset, deadline, walk: bool, budget: _Budget
+    ) -> Answer:
         sigs = _sigs(msg.answer, rrset.name, rrset.rdtype)
         kind = Kind.POSITIVE
         if not sigs:
-            return await self._unsigned(qname, qtype, kind, rrset, deadline, walk)
+            return await self._unsigned(qname, qtype, kind, rrset, deadline, walk, budget)
         signers = {s.signer for s in sigs}
-        signer = max((s for s in signers if qname.is_subdomain(s)), key=len, default=None)
-        if signer is None or (qtype == DS and signer == qname):
-            return _bogus(qname, qtype, A.BAD_SIGNER, f"signer {signers} cannot sign {qname}")
+        signer = max((s for s in signers if rrset.name.is_subdomain(s)), key=len, default=None)
+        if signer is None or (rrset.rdtype == DS and signer == rrset.name):
+            return _bogus(qname, qtype, A.BAD_SIGNER, f"signer {signers} cannot sign {rrset.name}")
+        wrong = self._check_signer(rrset.name, qtype, signer, rrset.rdtype)
+        if wrong is not None:
+            return wrong
         keys = await self._zone_keys(signer, deadline)
         if keys.status != Status.SECURE:
-            return _from_keys(qname, qtype, keys, kind, rrset)
-        v = self._verify(rrset, sigs, keys)
+            return self._from_keys(qname, qtype, keys, kind, rrset)
+        v = self._verify(rrset, sigs, keys, budget)
         if not v.ok:
             return _bogus(qname, qtype, v.reason, v.detail, signer=signer)
         expiration = earliest(v.expiration, keys.expiration)
         sig = v.sig
-        owner_labels = len(rrset.name) - 1 - (rrset.name.labels[0] == b"*")
-        if sig.labels < owner_labels:  # type: ignore[attr-defined]
+        if sig.labels < _label_count(rrset.name):  # type: ignore[attr-defined]
             # Expanded from a wildcard: prove the name itself does not exist.
             source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))  # type: ignore[attr-defined]
-            proof, w_exp = self._wildcard_proof(msg, qname, source, keys)
+            proof, w_exp = self._wildcard_proof(msg, rrset.name, source, keys, budget)
             expiration = earliest(expiration, w_exp)
             if proof.result == Denied.OPT_OUT or proof.too_many_iterations:
                 # The expansion may hide an unsigned delegation: insecure, as BIND says.
@@ -253,7 +370,60 @@ class Validator:
             signer=signer,
         )
 
-    async def _negative(self, qname, qtype, msg, deadline, walk: bool) -> Answer:
+    async def _dname(
+        self, qname, qtype, msg, dname: dns.rrset.RRset, deadline, walk: bool, budget: _Budget
+    ) -> Answer:
+        """RFC 6672: ``qname`` lies below a DNAME owner. The DNAME is validated; the CNAME the
+        server synthesised is unsigned and is checked against the DNAME instead (§5.3.1)."""
+        try:
+            target = qname.relativize(dname.name).concatenate(dname[0].target)
+        except dns.name.NameTooLong:
+            return Answer(
+                qname,
+                qtype,
+                Status.INDETERMINATE,
+                Kind.ERROR,
+                reason=A.RCODE,
+                detail=f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)",
+            )
+        if len(dname) != 1:
+            return _bogus(qname, qtype, A.BAD_DNAME, f"{len(dname)} DNAME records at {dname.name}")
+        synthesised = _find(msg.answer, qname, CNAME)
+        if synthesised is not None and (len(synthesised) != 1 or synthesised[0].target != target):
+            return _bogus(
+                qname,
+                qtype,
+                A.BAD_DNAME,
+                f"the CNAME at {qname} does not follow from the DNAME at {dname.name} "
+                f"(expected {target})",
+            )
+        ans = await self._positive(dname.name, DNAME, msg, dname, deadline, walk, budget)
+        if ans.status not in (Status.SECURE, Status.INSECURE):
+            return Answer(
+                qname,
+                qtype,
+                ans.status,
+                ans.kind,
+                reason=ans.reason,
+                detail=f"DNAME at {dname.name}: {ans.detail}",
+                signer=ans.signer,
+            )
+        cname = dns.rrset.from_text(qname, dname.ttl, "IN", "CNAME", target.to_text())
+        return Answer(
+            qname,
+            qtype,
+            ans.status,
+            Kind.POSITIVE,
+            rrset=cname,
+            reason=ans.reason,
+            detail=ans.detail,
+            expiration=ans.expiration,
+            ttl=dname.ttl,
+            signer=ans.signer,
+            dname=dname.name,
+        )
+
+    async def _negative(self, qname, qtype, msg, deadline, walk: bool, budget: _Budget) -> Answer:
         rcode = msg.rcode()
         kind = Kind.NXDOMAIN if rcode == dns.rcode.NXDOMAIN else Kind.NODATA
         soa = next((r for r in msg.authority if r.rdtype == SOA), None)
@@ -262,7 +432,7 @@ class Validator:
             r for r in [soa, *denial] if r is not None and _sigs(msg.authority, r.name, r.rdtype)
         ]
         if not signed:
-            return await self._unsigned(qname, qtype, kind, None, deadline, walk)
+            return await self._unsigned(qname, qtype, kind, None, deadline, walk, budget)
         zone = (
             soa.name
             if soa is not None
@@ -270,19 +440,24 @@ class Validator:
         )
         if not qname.is_subdomain(zone) or (qtype == DS and zone == qname):
             return _bogus(qname, qtype, A.BAD_SIGNER, f"denial from {zone} cannot cover {qname}")
+        wrong = self._check_signer(qname, qtype, zone, SOA)
+        if wrong is not None:
+            return wrong
+        if len(denial) > MAX_DENIAL_RRSETS:
+            raise _OverBudget(f"{len(denial)} NSEC/NSEC3 RRsets in one denial")
         keys = await self._zone_keys(zone, deadline)
         if keys.status != Status.SECURE:
-            return _from_keys(qname, qtype, keys, kind, None)
+            return self._from_keys(qname, qtype, keys, kind, None)
         expiration = keys.expiration
         if soa is not None:
-            v = self._verify(soa, _sigs(msg.authority, soa.name, SOA), keys)
+            v = self._verify(soa, _sigs(msg.authority, soa.name, SOA), keys, budget)
             if not v.ok:
                 return _bogus(qname, qtype, v.reason, f"SOA: {v.detail}", signer=zone)
             expiration = earliest(expiration, v.expiration)
         proven: list[dns.rrset.RRset] = []
         failures: list[_Verified] = []
         for r in denial:
-            v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys)
+            v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys, budget)
             if v.ok:
                 proven.append(r)
                 expiration = earliest(expiration, v.expiration)
@@ -314,6 +489,17 @@ class Validator:
                 expiration=expiration,
                 signer=zone,
             )
+        if proof.result == Denied.OPT_OUT and qtype != DS:
+            return Answer(
+                qname,
+                qtype,
+                Status.INSECURE,
+                kind,
+                reason=A.NSEC3_OPT_OUT,
+                detail=proof.why,
+                expiration=expiration,
+                signer=zone,
+            )
         insecure_delegation = proof.result in (Denied.INSECURE_DELEGATION, Denied.OPT_OUT)
         if insecure_delegation and qtype == DS:
             # A proven absence of DS at a cut: the answer is secure, the child is unsigned.
@@ -323,7 +509,7 @@ class Validator:
         )
         if not consistent:
             if failures:
-                f = failures[0]
+                f = max(failures, key=lambda f: f.rank)
                 return _bogus(qname, qtype, f.reason, f"denial: {f.detail}", signer=zone)
             return _bogus(
                 qname, qtype, A.BAD_DENIAL, f"{kind.value} not proven: {proof.why}", signer=zone
@@ -343,11 +529,13 @@ class Validator:
             insecure_delegation=insecure_delegation,
         )
 
-    async def _unsigned(self, qname, qtype, kind, rrset, deadline, walk: bool) -> Answer:
+    async def _unsigned(
+        self, qname, qtype, kind, rrset, deadline, walk: bool, budget: _Budget
+    ) -> Answer:
         """Data without signatures: fine below an insecure delegation, bogus anywhere else."""
         where = "answer" if rrset is not None else "negative answer"
         if walk:
-            zone = await self._enclosing(qname, deadline)
+            zone = await self._enclosing(qname, deadline, budget)
             if zone.status == Status.SECURE:
                 return _bogus(
                     qname,
@@ -355,17 +543,23 @@ class Validator:
                     A.MISSING_RRSIG,
                     f"unsigned {where} inside the signed zone {zone.zone}",
                 )
-            return _from_keys(qname, qtype, zone, kind, rrset)
+            return self._from_keys(qname, qtype, zone, kind, rrset)
         return _bogus(qname, qtype, A.MISSING_RRSIG, f"unsigned {where} below a signed zone")
 
-    def _wildcard_proof(self, msg, qname, source, keys: ZoneKeys) -> tuple[Proof, int | None]:
+    def _wildcard_proof(
+        self, msg, qname, source, keys: ZoneKeys, budget: _Budget
+    ) -> tuple[Proof, int | None]:
+        if not source.parent().is_subdomain(keys.zone):
+            return Proof(Denied.NONE, f"wildcard {source} lies outside {keys.zone}"), None
         proven, expiration = [], None
-        for r in msg.authority:
-            if r.rdtype in (NSEC, NSEC3):
-                v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys)
-                if v.ok:
-                    proven.append(r)
-                    expiration = earliest(expiration, v.expiration)
+        denial = [r for r in msg.authority if r.rdtype in (NSEC, NSEC3)]
+        if len(denial) > MAX_DENIAL_RRSETS:
+            raise _OverBudget(f"{len(denial)} NSEC/NSEC3 RRsets beside a wildcard answer")
+        for r in denial:
+            v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys, budget)
+            if v.ok:
+                proven.append(r)
+                expiration = earliest(expiration, v.expiration)
         nsec3 = [r for r in proven if r.rdtype == NSEC3]
         if nsec3:
             return wildcard_nsec3_proof(qname, source, nsec3, keys.zone), expiration
@@ -373,6 +567,14 @@ class Validator:
         if wildcard_nsec_ok(qname, source, nsec, keys.zone):
             return Proof(Denied.NXDOMAIN, f"NSEC covers {qname}"), expiration
         return Proof(Denied.NONE, f"no NSEC proves that {qname} does not exist"), expiration
+
+    def _from_keys(self, qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
+        """An answer inherits the state of the zone it came from when that zone is not
+        secure. Under a trust anchor nothing is insecure for want of an anchor: that only
+        happens when a signer field points above the anchor, which is an attack."""
+        if keys.reason == A.NO_TRUST_ANCHOR and self.anchors.closest(qname) is not None:
+            return _bogus(qname, qtype, A.BAD_SIGNER, f"{keys.detail}, but {qname} has one")
+        return _from_keys(qname, qtype, keys, kind, rrset)
 
     # -- zones ---------------------------------------------------------------------------------
 
@@ -390,15 +592,23 @@ class Validator:
         return await asyncio.shield(task)
 
     async def _fetch_and_cache_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
-        keys = await self._fetch_keys(zone, deadline)
+        try:
+            keys = await self._fetch_keys(zone, deadline, _Budget(MAX_VERIFICATIONS_PER_KEYS))
+        except _OverBudget as exc:
+            keys = ZoneKeys(zone, Status.BOGUS, [], A.VALIDATION_BUDGET, str(exc), None, _soon(60))
         if keys.status in (Status.SECURE, Status.INSECURE, Status.BOGUS):
             self._keys[zone] = keys
         return keys
 
-    async def _fetch_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
+    async def _fetch_keys(
+        self, zone: dns.name.Name, deadline: float | None, budget: _Budget
+    ) -> ZoneKeys:
+        # A trust anchor takes precedence over whatever its parent says (RFC 4035 §5).
         anchor = self.anchors.anchors.get(zone)
         if anchor is not None:
-            return await self._dnskeys(zone, anchor.ds, anchor.dnskeys, None, deadline, anchor)
+            return await self._dnskeys(
+                zone, anchor.ds, anchor.dnskeys, None, deadline, anchor, budget
+            )
         if self.anchors.closest(zone) is None:
             return ZoneKeys(
                 zone,
@@ -408,7 +618,7 @@ class Validator:
                 f"no trust anchor above {zone}",
                 expires_at=float("inf"),
             )
-        ds = await self._single(zone, DS, deadline)
+        ds = await self._single(zone, DS, deadline, budget=budget)
         if ds.status != Status.SECURE:
             return _keys_from_answer(zone, ds)
         if ds.insecure_delegation:
@@ -421,7 +631,7 @@ class Validator:
                 ds.expiration,
                 _soon(ds.ttl),
             )
-        if ds.kind != Kind.POSITIVE or ds.rrset is None:
+        if ds.kind != Kind.POSITIVE or ds.rrset is None or ds.rrset.rdtype != DS:
             return ZoneKeys(
                 zone,
                 Status.BOGUS,
@@ -430,10 +640,17 @@ class Validator:
                 f"{zone} signs data but its parent proves it has no DS and is no delegation",
                 expires_at=_soon(60),
             )
-        return await self._dnskeys(zone, list(ds.rrset), [], ds, deadline, None)
+        return await self._dnskeys(zone, list(ds.rrset), [], ds, deadline, None, budget)
 
     async def _dnskeys(
-        self, zone, ds_list, anchor_keys, ds_answer: Answer | None, deadline, anchor: Anchor | None
+        self,
+        zone,
+        ds_list,
+        anchor_keys,
+        ds_answer: Answer | None,
+        deadline,
+        anchor: Anchor | None,
+        budget: _Budget,
     ) -> ZoneKeys:
         usable_ds = [
             d
@@ -454,6 +671,8 @@ class Validator:
                 parent_exp,
                 _soon(ds_answer.ttl if ds_answer else 3600),
             )
+        if len(usable_ds) > MAX_DS:
+            raise _OverBudget(f"{len(usable_ds)} DS records for {zone}")
         reply = await self.client.query(zone, DNSKEY, deadline=deadline)
         error = _reply_error(zone, DNSKEY, reply)
         if error is not None:
@@ -482,16 +701,15 @@ class Validator:
                 parent_exp,
                 _soon(60),
             )
-        trusted = []
-        for key in rrset:
-            if key.protocol != 3 or not key.flags & ZONE_FLAG:
-                continue
-            if key in usable_keys:
-                trusted.append(key)
-                continue
-            tag = dns.dnssec.key_id(key)
-            for d in usable_ds:
-                if d.key_tag == tag and d.algorithm == key.algorithm and _ds_matches(zone, key, d):
+        candidates = ZoneKeys(
+            zone,
+            Status.SECURE,
+            [k for k in rrset if k.protocol == 3 and k.flags & ZONE_FLAG],
+        )
+        trusted = [k for k in candidates.keys if k in usable_keys]
+        for d in usable_ds:
+            for key in candidates.with_tag(d.algorithm, d.key_tag)[:MAX_KEYS_PER_TAG]:
+                if key not in trusted and _ds_matches(zone, key, d):
                     trusted.append(key)
                     break
         if not trusted:
@@ -516,7 +734,7 @@ class Validator:
                 parent_exp,
                 _soon(60),
             )
-        v = self._verify(rrset, sigs, ZoneKeys(zone, Status.SECURE, trusted))
+        v = self._verify(rrset, sigs, ZoneKeys(zone, Status.SECURE, trusted), budget)
         if not v.ok:
             return ZoneKeys(
                 zone, Status.BOGUS, [], v.reason, f"DNSKEY: {v.detail}", parent_exp, _soon(60)
@@ -532,7 +750,9 @@ class Validator:
             _soon(ttl),
         )
 
-    async def _enclosing(self, name: dns.name.Name, deadline: float | None) -> ZoneKeys:
+    async def _enclosing(
+        self, name: dns.name.Name, deadline: float | None, budget: _Budget
+    ) -> ZoneKeys:
         """Top-down from the closest trust anchor: the status of the zone holding ``name``,
         stopping at the first insecure delegation (an unsigned answer's only excuse)."""
         anchor = self.anchors.closest(name)
@@ -545,7 +765,7 @@ class Validator:
         while current.status == Status.SECURE and depth < len(name):
             depth += 1
             child = dns.name.Name(name.labels[-depth:])
-            ds = await self._single(child, DS, deadline, walk=False)
+            ds = await self._single(child, DS, deadline, walk=False, budget=budget)
             if ds.status != Status.SECURE:
                 return _keys_from_answer(child, ds)
             if ds.insecure_delegation:
@@ -558,10 +778,18 @@ class Validator:
 
     # -- signatures ------------------------------------------------------------------------------
 
-    def _verify(self, rrset: dns.rrset.RRset, sigs: list, keys: ZoneKeys) -> _Verified:
-        """Is ``rrset`` signed by one of ``keys``? Says why not, most telling reason first."""
+    def _verify(
+        self, rrset: dns.rrset.RRset, sigs: list, keys: ZoneKeys, budget: _Budget
+    ) -> _Verified:
+        """Is ``rrset`` signed by one of ``keys``? Says why not, most telling reason first.
+
+        Spends at most MAX_VERIFICATIONS_PER_RRSET signature checks (and the lookup's
+        budget); an RRset that needs more is bogus with ``validation-budget``."""
         now = self.now()
+        what = f"RRSIG over {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
+        owner_labels = _label_count(rrset.name)
         reasons: list[tuple[int, str, str]] = []
+        spent = 0
         for sig in sigs:
             if sig.signer != keys.zone:
                 reasons.append((1, A.BAD_SIGNER, f"RRSIG signer {sig.signer} is not {keys.zone}"))
@@ -569,39 +797,29 @@ class Validator:
             if sig.algorithm not in SUPPORTED_ALGORITHMS:
                 reasons.append((2, A.UNSUPPORTED_ALGORITHM, f"algorithm {sig.algorithm}"))
                 continue
+            label_error = _labels_error(sig, owner_labels, keys.zone, rrset.rdtype)
+            if label_error is not None:
+                reasons.append((4, A.BAD_RRSIG_LABELS, f"{what}: {label_error}"))
+                continue
             if now > sig.expiration:
-                reasons.append(
-                    (
-                        5,
-                        A.SIGNATURE_EXPIRED,
-                        f"RRSIG over {rrset.name} "
-                        f"{dns.rdatatype.to_text(rrset.rdtype)} expired "
-                        f"{_when(sig.expiration)}",
-                    )
-                )
+                reasons.append((5, A.SIGNATURE_EXPIRED, f"{what} expired {_when(sig.expiration)}"))
                 continue
             if now < sig.inception:
                 reasons.append(
-                    (
-                        5,
-                        A.SIGNATURE_NOT_YET_VALID,
-                        f"RRSIG over {rrset.name} "
-                        f"{dns.rdatatype.to_text(rrset.rdtype)} valid only from "
-                        f"{_when(sig.inception)}",
-                    )
+                    (5, A.SIGNATURE_NOT_YET_VALID, f"{what} valid only from {_when(sig.inception)}")
                 )
                 continue
-            candidates = [
-                k
-                for k in keys.keys
-                if k.algorithm == sig.algorithm and dns.dnssec.key_id(k) == sig.key_tag
-            ]
+            candidates = keys.with_tag(sig.algorithm, sig.key_tag)
             if not candidates:
                 reasons.append(
                     (3, A.NO_MATCHING_KEY, f"no DNSKEY of {keys.zone} with tag {sig.key_tag}")
                 )
                 continue
-            for key in candidates:
+            for key in candidates[:MAX_KEYS_PER_TAG]:
+                if spent >= MAX_VERIFICATIONS_PER_RRSET:
+                    raise _OverBudget(f"{what}: {len(sigs)} signatures, {spent} checked")
+                spent += 1
+                budget.spend(what)
                 self.verifications += 1
                 try:
                     dns.dnssec.validate_rrsig(
@@ -612,13 +830,7 @@ class Validator:
                         policy=dns.dnssec.allow_all_policy,
                     )
                 except (dns.dnssec.ValidationFailure, dns.dnssec.UnsupportedAlgorithm) as exc:
-                    reasons.append(
-                        (
-                            4,
-                            A.BAD_SIGNATURE,
-                            f"RRSIG over {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}: {exc}",
-                        )
-                    )
+                    reasons.append((4, A.BAD_SIGNATURE, f"{what}: {exc}"))
                     continue
                 except Exception as exc:  # malformed keys or signatures from the wire
                     reasons.append((4, A.BAD_SIGNATURE, f"unusable RRSIG or key: {exc}"))
@@ -626,8 +838,8 @@ class Validator:
                 return _Verified(True, expiration=sig.expiration, sig=sig)
         if not reasons:
             return _Verified(False, A.MISSING_RRSIG, f"no RRSIG over {rrset.name}")
-        _, reason, detail = max(reasons)
-        return _Verified(False, reason, detail)
+        rank, reason, detail = max(reasons)
+        return _Verified(False, reason, detail, rank=rank)
 
 
 class ResolverValidator:
@@ -653,6 +865,9 @@ class ResolverValidator:
     async def lookup(self, name, rdtype, *, deadline: float | None = None) -> Answer:
         qname = dns.name.from_text(name) if isinstance(name, str) else name
         qtype = int(dns.rdatatype.RdataType.make(rdtype))
+        refused = _unvalidatable(qname, qtype)
+        if refused is not None:
+            return refused
         reply = await self.client.query(qname, qtype, deadline=deadline)
         error = _reply_error(qname, qtype, reply)
         if error is not None:
@@ -670,7 +885,8 @@ class ResolverValidator:
             alias = _find(msg.answer, current, CNAME)
             if alias is None:
                 break
-            steps.append(CNAMEStep(current, alias[0].target, status))
+            dname = _covering_dname(msg.answer, current)
+            steps.append(CNAMEStep(current, alias[0].target, status, dname.name if dname else None))
             current = alias[0].target
         if rrset is not None:
             kind = Kind.POSITIVE
@@ -687,6 +903,56 @@ def _find(section, name: dns.name.Name, rdtype: int) -> dns.rrset.RRset | None:
     for rrset in section:
         if rrset.name == name and rrset.rdtype == rdtype and rrset.rdclass == 1:
             return rrset
+    return None
+
+
+def _covering_dname(section, qname: dns.name.Name) -> dns.rrset.RRset | None:
+    """The DNAME that redirects ``qname``: the deepest one owned by a proper ancestor."""
+    found = None
+    for rrset in section:
+        if (
+            rrset.rdtype == DNAME
+            and rrset.rdclass == 1
+            and len(rrset)
+            and qname.is_subdomain(rrset.name)
+            and qname != rrset.name
+            and (found is None or len(rrset.name) > len(found.name))
+        ):
+            found = rrset
+    return found
+
+
+def _label_count(name: dns.name.Name) -> int:
+    """The RRSIG Labels value of an unexpanded owner: no root label, no leading '*'."""
+    return len(name) - 1 - (len(name) > 1 and name.labels[0] == b"*")
+
+
+def _labels_error(sig, owner_labels: int, zone: dns.name.Name, rdtype: int) -> str | None:
+    """RFC 4035 §5.3.1's rules on the Labels field, and what a wildcard may prove."""
+    if sig.labels > owner_labels:
+        return f"Labels {sig.labels} exceeds the owner's {owner_labels} labels"
+    if sig.labels < owner_labels:
+        if rdtype in NO_EXPANSION:
+            return (
+                f"synthesised from a wildcard (Labels {sig.labels} < {owner_labels}): "
+                f"a {dns.rdatatype.to_text(rdtype)} record proves nothing for another name"
+            )
+        if sig.labels < _label_count(zone):
+            return f"the wildcard source (Labels {sig.labels}) lies above the zone {zone}"
+    return None
+
+
+def _unvalidatable(qname: dns.name.Name, qtype: int) -> Answer | None:
+    if qtype in UNVALIDATABLE or dns.rdatatype.is_metatype(qtype):
+        return Answer(
+            qname,
+            qtype,
+            Status.INDETERMINATE,
+            Kind.ERROR,
+            reason=A.UNSUPPORTED_QTYPE,
+            detail=f"{dns.rdatatype.to_text(qtype)} names no single RRset, so it cannot be "
+            "validated: ask for each type on its own",
+        )
     return None
 
 
