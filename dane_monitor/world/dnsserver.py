@@ -126,7 +126,9 @@ class Responder:
         if udp:
             limit = max(512, min(query.payload if query.edns >= 0 else 512, 65535))
         try:
-            out = response.to_wire(max_size=65535)
+            # In the zone's order, unshuffled: an attack zone (KeyTrap) decides which key and
+            # which signature a validator meets first.
+            out = response.to_wire(max_size=65535, want_shuffle=False)
         except dns.exception.TooBig:
             out = b""
         if len(out) > limit or not out:
@@ -489,6 +491,8 @@ class Responder:
             return
         if any(f.covers(qname) for f in zone.faults_of(Fault.WRONG_DENIAL)):
             proof = self._wrong_proof(zone, qname, len(set(proof)))
+        for h in zone.nsec3_flood:  # CVE-2023-50868: hashes for a validator to compute
+            ans.add("authority", zone.nsec3_rrsets[h])
         for key in dict.fromkeys(proof):
             if key in zone.nsec3_rrsets or (
                 isinstance(key, dns.name.Name) and RdataType.NSEC in zone.rrsets.get(key, {})
@@ -637,5 +641,7 @@ class DNSServer:
             if task is not None:
                 self._conns.discard(task)
             writer.close()
-            with contextlib.suppress(Exception):
+            # cancelled by stop(): end quietly (a cancelled handler task makes asyncio log
+            # "Exception in callback" for every connection still open)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
                 await writer.wait_closed()

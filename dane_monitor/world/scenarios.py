@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from dane_monitor.world.smtp import Behaviour
-from dane_monitor.world.zones import NSEC3, Fault
+from dane_monitor.world.zones import NSEC3, Fault, KeyTrap
 
 KeyType = Literal["ecdsa", "rsa"]
 Verdict = Literal["valid", "failed", "bogus", "no-dane", "insecure", "no-mail", "error"]
@@ -124,6 +124,12 @@ class Scenario:
     # (hosting.<tld>), as with a mail provider's hosts, so the domain's own zone can differ.
     host_zone: Literal["domain", "hosting"] = "domain"
     expect: Expect = field(default_factory=lambda: Expect("valid"))
+    # The domain zone's DNSSEC algorithm (None: the world's default, ECDSA P-256).
+    algorithm: int | None = None
+    # Attacks on validators' CPU (zone options, see dane_monitor.world.zones): KeyTrap-style
+    # key-tag collisions and RRSIG floods; NSEC3 records carried by every negative answer.
+    keytrap: KeyTrap | None = None
+    nsec3_flood: int = 0
 
 
 def _ok(*hosts: str) -> dict[str, HostExpect]:
@@ -427,6 +433,18 @@ CATALOGUE += (
         expect=Expect(
             "failed", {"mx1": _DEFER_MISMATCH}, frozenset({"mx-insecure", "tlsa-mismatch"})
         ),
+    ),
+    Scenario(
+        "keytrap",
+        "KeyTrap (CVE-2023-50387/50868): 200 RSA DNSKEYs share the ZSK's key tag, the TLSA "
+        "RRset has 200 RRSIGs with that tag and the DNSKEY RRset as many as fit, negative "
+        "answers carry 120 NSEC3 records at 50 iterations; the real signatures come last. "
+        "A validator must give up (bogus, validation-budget) instead of trying them all",
+        algorithm=8,  # RSASHA256
+        denial=NSEC3(iterations=50),
+        keytrap=KeyTrap(),
+        nsec3_flood=120,
+        expect=Expect("bogus", {}, frozenset({"dnssec-bogus"})),
     ),
     Scenario(
         "xn--bcher-kva",

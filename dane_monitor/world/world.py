@@ -108,6 +108,12 @@ class World:
         kwargs: dict[str, object] = {"signed": sc.signed}
         if sc.denial is not None:
             kwargs["denial"] = sc.denial
+        if sc.algorithm is not None:
+            kwargs["algorithm"] = sc.algorithm
+        if sc.keytrap is not None:
+            kwargs["keytrap"] = sc.keytrap
+        if sc.nsec3_flood:
+            kwargs["nsec3_flood"] = sc.nsec3_flood
         zone = self.hierarchy.zone(origin, **kwargs)
         if sc.insecure_delegation:
             zone.fault(Fault.UNSIGNED_DELEGATION)

