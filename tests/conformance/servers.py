@@ -96,13 +96,23 @@ class Question:
     name: str
     rdtype: str
     status: str  # secure | insecure | bogus | indeterminate
-    kind: str  # positive | nxdomain | nodata | error
+    kind: str | None  # positive | nxdomain | nodata | error; None: not checked (bogus)
     delv: str  # delv's verdict (tests/test_world_delv.py's vocabulary)
     what: str  # one line for the case summary
     rfc: tuple[str, ...] = ("RFC 4035 §5",)
 
     def qname(self, zone: str) -> str:
         return self.name.format(z=zone)
+
+    @property
+    def expected(self) -> str:
+        return self.status if self.kind is None else f"{self.status} {self.kind}"
+
+    def outcome(self, answer: Answer) -> str:
+        """``answer`` in the words of :attr:`expected` (its kind left out when unchecked)."""
+        if self.kind is None:
+            return answer.status.value
+        return f"{answer.status.value} {answer.kind.value}"
 
 
 def _q(slug, name, rdtype, kind, delv, what, *rfc) -> Question:
@@ -158,6 +168,17 @@ QUESTIONS: tuple[Question, ...] = (
 BIGKEY_QUESTIONS = ("dnskey", "mx", "tlsa", "nxdomain-a", "nodata-tlsa", "wildcard")
 
 
+def no_dname_processing(q: Question) -> Question:
+    """PowerDNS without ``dname-processing`` (its default) answers a name below a DNAME
+    with NXDOMAIN, "proven" by the NSEC3 of the DNAME owner as closest encloser. An NSEC3
+    with the DNAME bit set proves nothing about names below its owner: bogus."""
+    return Question(
+        q.slug, q.name, q.rdtype, "bogus", None, "bogus",
+        q.what + ", answered NXDOMAIN by a server that does not process DNAME",
+        (*q.rfc, "RFC 6840 §4.1"),
+    )  # fmt: skip
+
+
 def black_lie(q: Question) -> Question:
     """Knot's onlinesign answers a name that does not exist with NOERROR and an NSEC at the
     query name (bitmap: ``nsec-bitmap``, without the asked type): a proven NODATA. That is
@@ -205,7 +226,7 @@ def signed(msg: dns.message.Message, name: str, rdtype: str) -> bool:
 @dataclass(frozen=True)
 class Zone:
     origin: str
-    server: str  # "knot" | "pdns" | "bind"
+    server: str  # AuthServer.name
     denial: str  # "nsec" | "nsec3" | "black-lies" | "white-lies"
     style: str  # how it is signed (after the software name in case sources)
     case_prefix: str
@@ -216,6 +237,8 @@ class Zone:
             qs = tuple(q for q in qs if q.slug in BIGKEY_QUESTIONS)
         if self.denial == "black-lies":
             qs = tuple(black_lie(q) for q in qs)
+        if self.server == "pdns-nodname":
+            qs = tuple(no_dname_processing(q) for q in qs if q.slug.startswith("dname-"))
         return qs
 
 
@@ -229,8 +252,20 @@ ZONES: tuple[Zone, ...] = (
         "automatic signing, NSEC", "knot-nsec",
     ),
     Zone(
+        "knot-nsec3.example.", "knot", "nsec3",
+        "automatic signing, NSEC3", "knot-nsec3",
+    ),
+    Zone(
         "pdns.example.", "pdns", "white-lies",
         "bind backend, NSEC3 narrow mode (white lies)", "pdns-narrow",
+    ),
+    Zone(
+        "pdns-nsec.example.", "pdns", "nsec",
+        "bind backend, NSEC signed on the fly", "pdns-nsec",
+    ),
+    Zone(
+        "pdns-nodname.example.", "pdns-nodname", "white-lies",
+        "bind backend, NSEC3 narrow mode, dname-processing off (the default)", "pdns-nodname",
     ),
     Zone("bind.example.", "bind", "nsec3", "inline signing (dnssec-policy), NSEC3", "bind-nsec3"),
     Zone("bind-nsec.example.", "bind", "nsec", "inline signing (dnssec-policy), NSEC", "bind-nsec"),
@@ -375,6 +410,13 @@ policy:
     algorithm: ecdsap256sha256
     ksk-lifetime: 0
     zsk-lifetime: 0
+  - id: ecdsa-nsec3
+    algorithm: ecdsap256sha256
+    ksk-lifetime: 0
+    zsk-lifetime: 0
+    nsec3: on
+    nsec3-iterations: 0
+    nsec3-salt-length: 0
 mod-onlinesign:
   - id: blacklies
     policy: ecdsa
@@ -391,6 +433,10 @@ zone:
     file: knot-signed.example.zone
     dnssec-signing: on
     dnssec-policy: ecdsa
+  - domain: knot-nsec3.example.
+    file: knot-nsec3.example.zone
+    dnssec-signing: on
+    dnssec-policy: ecdsa-nsec3
 """
 
 
@@ -465,8 +511,9 @@ class PowerDNS(AuthServer):
         run([*util, "create-bind-db", str(self.dir / "dnssec.db")], self.dir)
         for z in self.zones:
             run([*util, "secure-zone", z.origin], self.dir)
-            # NSEC3, no extra iterations, no salt (RFC 9276); "narrow": white lies
-            run([*util, "set-nsec3", z.origin, "1 0 0 -", "narrow"], self.dir)
+            if z.denial == "white-lies":
+                # NSEC3, no extra iterations, no salt (RFC 9276); "narrow": white lies
+                run([*util, "set-nsec3", z.origin, "1 0 0 -", "narrow"], self.dir)
             run([*util, "rectify-zone", z.origin], self.dir)
 
     def command(self, port: int) -> list[str]:
@@ -560,7 +607,17 @@ class Bind(AuthServer):
         return out.split("(")[0].strip()
 
 
-SERVERS: tuple[type[AuthServer], ...] = (Knot, PowerDNS, Bind)
+class PowerDNSWithoutDNAME(PowerDNS):
+    """PowerDNS as installed: ``dname-processing`` off."""
+
+    name = "pdns-nodname"
+
+    def _conf(self, port: int) -> None:
+        text = PDNS_CONF.replace("dname-processing=yes", "dname-processing=no")
+        (self.dir / "pdns.conf").write_text(text.format(dir=self.dir, host=HOST, port=port))
+
+
+SERVERS: tuple[type[AuthServer], ...] = (Knot, PowerDNS, PowerDNSWithoutDNAME, Bind)
 
 
 @contextlib.contextmanager

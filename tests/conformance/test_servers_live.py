@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import dns.dnssec
 import dns.flags
@@ -25,6 +27,7 @@ import dns.rdatatype
 import pytest
 from servers import (
     CASES,
+    HOST,
     ZONES,
     Fleet,
     Question,
@@ -32,6 +35,7 @@ from servers import (
     ask,
     case_id,
     delv_verdict,
+    free_port,
     run_delv,
     validate,
     which,
@@ -41,23 +45,12 @@ from dane_monitor.lookup.answer import Kind, Status
 
 REQUIRE = os.environ.get("DANE_REQUIRE_TOOLS") == "1"
 
-# Where our validator disagrees with the RFCs (and delv) today; the lead removes entries as
-# the validator is fixed. Each id is also a case of cases/servers/.
-DNAME = "issue 11 item 5: DNAME not supported (the synthesised CNAME is unsigned)"
-KNOWN_FAILING: dict[str, str] = {
-    "knot-nsec-dname-a": DNAME,
-    "knot-nsec-dname-tlsa": DNAME,
-    "knot-nsec-dname-nxdomain": DNAME,
-    "pdns-narrow-dname-a": DNAME,
-    "pdns-narrow-dname-tlsa": DNAME,
-    "pdns-narrow-dname-nxdomain": DNAME,
-    "bind-nsec3-dname-a": DNAME,
-    "bind-nsec3-dname-tlsa": DNAME,
-    "bind-nsec3-dname-nxdomain": DNAME,
-    "bind-nsec-dname-a": DNAME,
-    "bind-nsec-dname-tlsa": DNAME,
-    "bind-nsec-dname-nxdomain": DNAME,
-}
+# Where our validator disagrees with the RFCs (and delv) today: {case id: "issue 11 item N"},
+# marked xfail(strict=True); the lead removes entries as the validator is fixed. Each id is
+# also a case of cases/servers/. Empty since the DNAME support of issue 11 item 5 (the
+# twelve "*-dname-a|tlsa|nxdomain" cases of servers whose synthesised CNAME is unsigned
+# failed before it).
+KNOWN_FAILING: dict[str, str] = {}
 
 
 def _unavailable(fleet: Fleet, server: str, *tools: str) -> None:
@@ -100,7 +93,7 @@ def test_ours(fleet: Fleet, zone: Zone, q: Question) -> None:
     port = _port(fleet, zone)
     anchors, _ = fleet.anchors(zone)
     answer = asyncio.run(validate(port, anchors, q.qname(zone.origin), q.rdtype))
-    assert (answer.status.value, answer.kind.value) == (q.status, q.kind), str(answer)
+    assert q.outcome(answer) == q.expected, str(answer)
 
 
 @pytest.mark.delv
@@ -133,6 +126,32 @@ def test_knot_black_lie_is_a_nodata_our_tlsa_check_reads_as_no_tlsa(fleet: Fleet
     anchors, _ = fleet.anchors(zone)
     answer = asyncio.run(validate(port, anchors, qname, "TLSA"))
     assert answer.status == Status.SECURE and answer.kind == Kind.NODATA and answer.rrset is None
+
+
+def test_check_reads_a_black_lie_as_no_tlsa(
+    fleet: Fleet, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dane-monitor check`` of an MX host in the onlinesign zone whose TLSA name does not
+    exist: Knot answers NODATA (black lie), and the check says what senders do when no TLSA
+    is published (deliver without DANE), not a DNS failure."""
+    from dane_monitor.cli import main
+
+    zone = _zone("knot-onlinesign")
+    port = _port(fleet, zone)
+    anchor = tmp_path / "anchor.ds"
+    anchor.write_text(fleet.get(zone.server).anchor_text(zone.origin))
+    closed = free_port(HOST)  # nothing listens there: the probe is refused at once
+    args = ["check", "--json", "--mx", f"ok.{zone.origin}", "--resolver", f"{HOST}:{port}"]
+    args += ["--trust-anchor", str(anchor), "--connect-port", str(closed), "--timeout", "5"]
+    capsys.readouterr()
+    code = main(args)
+    result = json.loads(capsys.readouterr().out)
+    (host,) = result["hosts"]
+    tlsa = next(d for d in host["dns"] if d["type"] == "TLSA")
+    assert (tlsa["status"], tlsa["kind"]) == ("secure", "nodata")
+    assert host["verdict"] == "no-dane" and host["sender_action"] == "deliver-opportunistic"
+    assert [f["code"] for f in result["findings"]] == ["no-tlsa"]
+    assert code == 1
 
 
 def _types(window: int, bits: bytes) -> Iterator[int]:
