@@ -707,11 +707,16 @@ class Validator:
             [k for k in rrset if k.protocol == 3 and k.flags & ZONE_FLAG],
         )
         trusted = [k for k in candidates.keys if k in usable_keys]
+        crowded = False
         for d in usable_ds:
-            for key in candidates.with_tag(d.algorithm, d.key_tag)[:MAX_KEYS_PER_TAG]:
+            tagged = candidates.with_tag(d.algorithm, d.key_tag)
+            crowded = crowded or len(tagged) > MAX_KEYS_PER_TAG
+            for key in tagged[:MAX_KEYS_PER_TAG]:
                 if key not in trusted and _ds_matches(zone, key, d):
                     trusted.append(key)
                     break
+        if not trusted and crowded:
+            raise _OverBudget(f"more than {MAX_KEYS_PER_TAG} DNSKEYs of {zone} share a DS's tag")
         if not trusted:
             what = "trust anchor" if anchor is not None else "DS"
             return ZoneKeys(
@@ -815,6 +820,14 @@ class Validator:
                     (3, A.NO_MATCHING_KEY, f"no DNSKEY of {keys.zone} with tag {sig.key_tag}")
                 )
                 continue
+            if len(candidates) > MAX_KEYS_PER_TAG:
+                reasons.append(
+                    (
+                        6,
+                        A.VALIDATION_BUDGET,
+                        f"{what}: {len(candidates)} DNSKEYs share the tag {sig.key_tag}",
+                    )
+                )
             for key in candidates[:MAX_KEYS_PER_TAG]:
                 if spent >= MAX_VERIFICATIONS_PER_RRSET:
                     raise _OverBudget(f"{what}: {len(sigs)} signatures, {spent} checked")
