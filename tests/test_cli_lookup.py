@@ -67,3 +67,13 @@ def test_bad_trust_anchor_file_names_the_problem(tmp_path, capsys):
     bad.write_text("example. IN A 192.0.2.1\n")
     assert main(["lookup", "example.", "--trust-anchor", str(bad), "--resolver", "127.0.0.1"]) == 3
     assert "only DS and DNSKEY records can be trust anchors" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rdtype", ["ANY", "RRSIG", "AXFR"])
+def test_a_question_that_names_no_rrset_is_refused_clearly(opts, capsys, rdtype):
+    """RFC 6840 §5.9 leaves ANY to the validator: we refuse it (and other meta-types) with a
+    reason that says what to do, and never send the question."""
+    assert main(["lookup", "good-ee.example.", rdtype, *opts]) == 3
+    out = capsys.readouterr().out
+    assert "unsupported-qtype" in out
+    assert "ask for each type on its own" in out
