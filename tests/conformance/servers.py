@@ -70,7 +70,10 @@ mail            AAAA    ::1
 _25._tcp.mail   TLSA    3 1 1 {tlsa}
 ok              A       127.0.0.26
 alias           CNAME   mail
+dangling        CNAME   gone
 *.wild          TXT     "wildcard"
+mx2             A       127.0.0.28
+*._tcp.mx2      TLSA    3 1 1 {tlsa}
 dname           DNAME   target
 mail.target     A       127.0.0.27
 _25._tcp.mail.target TLSA 3 1 1 {tlsa}
@@ -127,6 +130,10 @@ QUESTIONS: tuple[Question, ...] = (
     _q("dnskey", "{z}", "DNSKEY", "positive", "valid", "the zone's DNSKEY RRset"),
     _q("cname", "alias.{z}", "A", "positive", "valid", "A through an in-zone CNAME"),
     _q(
+        "cname-nxdomain", "dangling.{z}", "A", "nxdomain", "nxdomain",
+        "a CNAME whose target does not exist", "RFC 4035 §5.4", "RFC 6604",
+    ),
+    _q(
         "nxdomain-a", "nothere.{z}", "A", "nxdomain", "nxdomain",
         "a name that does not exist", "RFC 4035 §5.4", "RFC 5155 §8.4",
     ),
@@ -143,12 +150,25 @@ QUESTIONS: tuple[Question, ...] = (
         "an empty non-terminal", "RFC 4035 §5.4", "RFC 5155 §8.5",
     ),
     _q(
+        "nodata-apex", "{z}", "TLSA", "nodata", "nodata",
+        "a type the zone apex lacks", "RFC 4035 §5.4", "RFC 5155 §8.5",
+    ),
+    _q(
         "wildcard", "a.wild.{z}", "TXT", "positive", "valid",
         "a wildcard expansion", "RFC 4035 §5.3.4", "RFC 4592", "RFC 5155 §8.8",
     ),
     _q(
         "wildcard-nodata", "a.wild.{z}", "A", "nodata", "nodata",
         "wildcard NODATA", "RFC 4035 §3.1.3.4", "RFC 5155 §8.7",
+    ),
+    _q(
+        "wildcard-tlsa", "_25._tcp.mx2.{z}", "TLSA", "positive", "valid",
+        "a TLSA RRset from a wildcard (*._tcp.mx2)", "RFC 4592", "RFC 4035 §5.3.4",
+    ),
+    _q(
+        "wildcard-deep-nodata", "_25._tcp.a.wild.{z}", "TLSA", "nodata", "nodata",
+        "TLSA three labels below a wildcard that has only TXT", "RFC 4592 §2.2.1",
+        "RFC 5155 §8.7",
     ),
     _q("dname", "dname.{z}", "DNAME", "positive", "valid", "the DNAME RRset itself", "RFC 6672"),
     _q(
@@ -165,7 +185,15 @@ QUESTIONS: tuple[Question, ...] = (
     ),
 )  # fmt: skip
 
-BIGKEY_QUESTIONS = ("dnskey", "mx", "tlsa", "nxdomain-a", "nodata-tlsa", "wildcard")
+BIGKEY_QUESTIONS = (
+    "dnskey",
+    "mx",
+    "tlsa",
+    "nxdomain-a",
+    "nodata-tlsa",
+    "wildcard",
+    "wildcard-tlsa",
+)
 
 
 def no_dname_processing(q: Question) -> Question:
