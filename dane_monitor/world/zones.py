@@ -66,6 +66,10 @@ __all__ = [
 
 IN = dns.rdataclass.IN
 DAY = 86400
+# How far outside its validity an expired or not-yet-valid signature lies: well past the
+# clock skew validators forgive (Unbound's val-sig-skew-max is one day, so a signature that
+# expired exactly one day ago was bogus or secure by a few seconds of test run time).
+FAULT_OFFSET = 7 * DAY
 
 
 # --------------------------------------------------------------------------- config
@@ -867,9 +871,9 @@ def _sign_zone(
                 return None
             inception, expiration = inception_ok, expiration_ok
             if Fault.EXPIRED_RRSIG in active:
-                inception, expiration = int(now) - 30 * DAY, int(now) - DAY
+                inception, expiration = int(now) - 30 * DAY, int(now) - FAULT_OFFSET
             elif Fault.NOT_YET_VALID_RRSIG in active:
-                inception, expiration = int(now) + DAY, int(now) + 30 * DAY
+                inception, expiration = int(now) + FAULT_OFFSET, int(now) + 30 * DAY
             key = zone.ksk if rt == RdataType.DNSKEY else zone.zsk
             assert key is not None
             rrsig = dns.dnssec.sign(
