@@ -11,8 +11,13 @@ zone                       server            how it signs and denies
                                              and an NSEC *at the query name* whose bitmap
                                              lacks the type ("black lies")
 ``knot-signed.example.``   Knot DNS          automatic signing on load, NSEC
+``knot-nsec3.example.``    Knot DNS          automatic signing on load, NSEC3
 ``pdns.example.``          PowerDNS (bind    NSEC3 in narrow mode: each NSEC3 covers only
-                           backend)          its own hash, hash+1 ("white lies")
+                           backend)          hash-1 .. hash+1 of the name it denies
+                                             ("white lies")
+``pdns-nsec.example.``     PowerDNS          NSEC, signed as answers go out
+``pdns-nodname.example.``  PowerDNS as       narrow NSEC3, ``dname-processing`` off: names
+                           installed         below the DNAME get a bogus NXDOMAIN
 ``bind.example.``          BIND              inline signing with ``dnssec-policy``, NSEC3
 ``bind-nsec.example.``     BIND              inline signing with ``dnssec-policy``, NSEC
 ``bigkey.example.``        BIND              pre-signed by ``dnssec-signzone`` with three
@@ -21,7 +26,8 @@ zone                       server            how it signs and denies
 =========================  ================  ===============================================
 
 Every zone holds the same records (``ZONE``): MX, A, AAAA, a TLSA at ``_25._tcp.mail``,
-a name with only an A record, a CNAME, a wildcard and a DNAME with data below its target.
+a name with only an A record, a CNAME and a dangling one, a TXT wildcard, a wildcard TLSA
+(``*._tcp.mx2``) and a DNAME with data below its target.
 ``QUESTIONS`` lists what is asked of each zone and what the RFCs expect; the live test
 (``test_servers_live.py``) and the recorder (``record_servers.py``) share it.
 
@@ -34,17 +40,17 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import dns.dnssec
 import dns.flags
 import dns.message
 import dns.name
 import dns.query
+import dns.rdata
 import dns.rdatatype
 import dns.rrset
 
@@ -307,7 +313,7 @@ ZONES: tuple[Zone, ...] = (
 class AuthServer:
     """One authoritative server process serving ``zones`` on 127.0.0.1:``port``."""
 
-    name = ""  # "knot" | "pdns" | "bind"
+    name = ""  # Zone.server
     software = ""  # "Knot DNS", ...
     binaries: tuple[str, ...] = ()
 
@@ -316,7 +322,7 @@ class AuthServer:
         self.port = 0
         self.process: subprocess.Popen[bytes] | None = None
         self.zones = tuple(z for z in ZONES if z.server == self.name)
-        self._log: object = None
+        self._log: IO[bytes] | None = None
 
     # subclasses
     def prepare(self) -> None:
@@ -396,7 +402,7 @@ class AuthServer:
                 self.process.wait(10)
             self.process = None
         if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
+            self._log.close()
             self._log = None
 
     def ds(self, origin: str) -> list[dns.rdata.Rdata]:
@@ -646,18 +652,6 @@ class PowerDNSWithoutDNAME(PowerDNS):
 
 
 SERVERS: tuple[type[AuthServer], ...] = (Knot, PowerDNS, PowerDNSWithoutDNAME, Bind)
-
-
-@contextlib.contextmanager
-def running(kind: type[AuthServer], directory: Path | None = None) -> Iterator[AuthServer]:
-    """Start one server in ``directory`` (a fresh temporary one when None) and stop it after."""
-    with contextlib.ExitStack() as stack:
-        if directory is None:
-            directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dane-auth-")))
-        server = kind(directory)
-        stack.callback(server.stop)
-        server.start()
-        yield server
 
 
 def run_delv(port: int, anchor: Path, root: str, name: str, rdtype: str) -> str:
