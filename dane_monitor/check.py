@@ -69,7 +69,10 @@ def _info(answer: Answer) -> DNSInfo:
         ttl=answer.ttl,
         rrsig_expiration=answer.expiration,
         records=[r.to_text() for r in answer.rrset] if answer.rrset is not None else [],
-        cnames=[(_text(c.owner), _text(c.target), c.status.value) for c in answer.cnames],
+        cnames=[
+            (_text(c.owner), _text(c.target), c.status.value, _text(c.dname) if c.dname else None)
+            for c in answer.cnames
+        ],
     )
 
 

@@ -204,7 +204,8 @@ def _lookup(args: argparse.Namespace) -> int:
                     "rrsig_expiration": expires,
                     "signer": str(answer.signer) if answer.signer else None,
                     "cnames": [
-                        [str(c.owner), str(c.target), c.status.value] for c in answer.cnames
+                        [str(c.owner), str(c.target), c.status.value, c.dname and str(c.dname)]
+                        for c in answer.cnames
                     ],
                 },
                 indent=2,
@@ -215,7 +216,8 @@ def _lookup(args: argparse.Namespace) -> int:
     if answer.reason:
         print(f"  {answer.reason}: {answer.detail}")
     for step in answer.cnames:
-        print(f"  CNAME {step.owner} -> {step.target} ({step.status})")
+        via = f" (from the DNAME at {step.dname})" if step.dname else ""
+        print(f"  CNAME {step.owner} -> {step.target}{via} ({step.status})")
     if answer.signer:
         print(f"  signed by {answer.signer}")
     if expires:

@@ -107,7 +107,8 @@ class DNSInfo:
     ttl: int | None = None
     rrsig_expiration: int | None = None
     records: list[str] = field(default_factory=list)
-    cnames: list[tuple[str, str, str]] = field(default_factory=list)
+    # (owner, target, status, DNAME owner when the step was synthesised from a DNAME)
+    cnames: list[tuple[str, str, str, str | None]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -120,7 +121,9 @@ class DNSInfo:
             "ttl": self.ttl,
             "rrsig_expiration": self.rrsig_expiration,
             "records": self.records,
-            "cnames": [{"owner": o, "target": t, "status": s} for o, t, s in self.cnames],
+            "cnames": [
+                {"owner": o, "target": t, "status": s, "dname": d} for o, t, s, d in self.cnames
+            ],
         }
 
 
