@@ -309,10 +309,18 @@ class Checker:
             host.sender_action = SenderAction.DEFER
             return host
         if answer.status == Status.INSECURE:
-            message = (
-                f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders "
-                "ignore it; sign the zone and publish the DS"
-            )
+            if answer.reason == "nsec3-opt-out":
+                message = (
+                    f"the absence of a TLSA record at {label} is not proven: the name lies in "
+                    "an NSEC3 opt-out span, which may hide an unsigned delegation (RFC 5155 "
+                    "§9.2), so validators treat it as unsigned; publish the TLSA record, or "
+                    "sign without opt-out"
+                )
+            else:
+                message = (
+                    f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders "
+                    "ignore it; sign the zone and publish the DS"
+                )
             return await self._without_dane(host, base, "tlsa-insecure", message, where)
         if answer.kind != Kind.POSITIVE or answer.rrset is None:
             message = (
