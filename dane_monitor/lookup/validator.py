@@ -335,6 +335,8 @@ class Validator:
             return _bogus(qname, qtype, v.reason, v.detail, signer=signer)
         expiration = earliest(v.expiration, keys.expiration)
         sig = v.sig
+        # RFC 4035 §5.3.3: never trust a TTL above the one the signer signed.
+        ttl = min(rrset.ttl, sig.original_ttl)  # type: ignore[attr-defined]
         if sig.labels < _label_count(rrset.name):  # type: ignore[attr-defined]
             # Expanded from a wildcard: prove the name itself does not exist.
             source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))  # type: ignore[attr-defined]
@@ -348,9 +350,9 @@ class Validator:
                     Status.INSECURE,
                     kind,
                     rrset=rrset,
-                    reason=A.OPT_OUT_WILDCARD,
+                    reason=A.NSEC3_ITERATIONS if proof.too_many_iterations else A.OPT_OUT_WILDCARD,
                     detail=f"wildcard answer from {source}: {proof.why}",
-                    ttl=rrset.ttl,
+                    ttl=ttl,
                     signer=signer,
                 )
             if proof.result != Denied.NXDOMAIN:
@@ -368,7 +370,7 @@ class Validator:
             kind,
             rrset=rrset,
             expiration=expiration,
-            ttl=rrset.ttl,
+            ttl=ttl,
             signer=signer,
         )
 
@@ -420,7 +422,7 @@ class Validator:
             reason=ans.reason,
             detail=ans.detail,
             expiration=ans.expiration,
-            ttl=dname.ttl,
+            ttl=ans.ttl,
             signer=ans.signer,
             dname=dname.name,
         )
