@@ -482,3 +482,25 @@ def test_a_keytrap_dnskey_rrset_ends_bogus_within_the_budget():
     assert (a.status, a.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(a)
     # root, example. and trap.example. key fetches, plus the answer
     assert spent <= 3 * MAX_VERIFICATIONS_PER_KEYS + MAX_VERIFICATIONS_PER_LOOKUP
+
+
+def test_an_nsec3_flood_ends_bogus_before_any_hashing():
+    """CVE-2023-50868: a negative answer stuffed with NSEC3 records at the iteration cap makes
+    a naive closest-encloser walk hash and verify thousands of times; a denial never needs
+    more than three."""
+    h = Hierarchy(".")
+    h.zone("example.")
+    mail_zone(h, "flood.example.", denial=NSEC3(iterations=50), nsec3_flood=120)
+    signed = h.sign()
+
+    async def run():
+        v = Validator(Forger(signed), parse(signed.trust_anchor()))  # type: ignore[arg-type]
+        mx = await v.lookup("flood.example.", "MX")
+        before = v.verifications
+        nx = await v.lookup("_25._tcp.nothere.flood.example.", "TLSA")
+        return mx, nx, v.verifications - before
+
+    mx, nx, spent = asyncio.run(run())
+    assert mx.status == Status.SECURE, str(mx)
+    assert (nx.status, nx.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(nx)
+    assert spent == 0
