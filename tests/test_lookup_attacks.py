@@ -504,3 +504,16 @@ def test_an_nsec3_flood_ends_bogus_before_any_hashing():
     assert mx.status == Status.SECURE, str(mx)
     assert (nx.status, nx.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(nx)
     assert spent == 0
+
+
+def test_a_signed_dname_that_makes_the_name_too_long_is_a_secure_yxdomain():
+    """RFC 6672 §2.2: YXDOMAIN comes with the DNAME, which validates; the name cannot exist."""
+    h = Hierarchy(".")
+    h.zone("example.")
+    mail_zone(h, "target.example.")
+    z = h.zone("d.example.")
+    z.add("long", "DNAME", ".".join(["a" * 60, "b" * 60, "c" * 60, "d" * 50, "target.example."]))
+    signed = h.sign()
+    [answer] = lookup(signed, ("abcdefghijkl.long.d.example.", "A"))
+    assert (answer.status, answer.kind) == (Status.SECURE, Kind.NXDOMAIN), str(answer)
+    assert "YXDOMAIN" in answer.detail

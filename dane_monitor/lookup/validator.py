@@ -248,9 +248,16 @@ class Validator:
     ) -> Answer:
         reply = await self.client.query(qname, qtype, deadline=deadline)
         error = _reply_error(qname, qtype, reply)
-        if error is not None:
-            return error
         msg = reply.response
+        if error is not None:
+            # YXDOMAIN (RFC 6672 §2.2): a DNAME would make the name too long; the DNAME
+            # itself is data to validate.
+            if msg is None or msg.rcode() != dns.rcode.YXDOMAIN:
+                return error
+            dname = _covering_dname(msg.answer, qname)
+            if dname is None:
+                return error
+            return await self._dname(qname, qtype, msg, dname, deadline, walk, budget)
         assert msg is not None
         rrset = _find(msg.answer, qname, qtype)
         if rrset is not None:
@@ -379,19 +386,26 @@ class Validator:
     ) -> Answer:
         """RFC 6672: ``qname`` lies below a DNAME owner. The DNAME is validated; the CNAME the
         server synthesised is unsigned and is checked against the DNAME instead (§5.3.1)."""
+        if len(dname) != 1:
+            return _bogus(qname, qtype, A.BAD_DNAME, f"{len(dname)} DNAME records at {dname.name}")
         try:
             target = qname.relativize(dname.name).concatenate(dname[0].target)
         except dns.name.NameTooLong:
+            ans = await self._positive(dname.name, DNAME, msg, dname, deadline, walk, budget)
+            # The name cannot exist: as good as a proven NXDOMAIN from the DNAME's zone.
+            valid = ans.status in (Status.SECURE, Status.INSECURE)
+            kind = Kind.NXDOMAIN if valid else ans.kind
             return Answer(
                 qname,
                 qtype,
-                Status.INDETERMINATE,
-                Kind.ERROR,
-                reason=A.RCODE,
+                ans.status,
+                kind,
+                reason=ans.reason,
                 detail=f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)",
+                expiration=ans.expiration,
+                ttl=ans.ttl,
+                signer=ans.signer,
             )
-        if len(dname) != 1:
-            return _bogus(qname, qtype, A.BAD_DNAME, f"{len(dname)} DNAME records at {dname.name}")
         synthesised = _find(msg.answer, qname, CNAME)
         if synthesised is not None and (len(synthesised) != 1 or synthesised[0].target != target):
             return _bogus(
@@ -432,36 +446,31 @@ class Validator:
         kind = Kind.NXDOMAIN if rcode == dns.rcode.NXDOMAIN else Kind.NODATA
         soa = next((r for r in msg.authority if r.rdtype == SOA), None)
         denial = [r for r in msg.authority if r.rdtype in (NSEC, NSEC3)]
-        signed = [
-            r for r in [soa, *denial] if r is not None and _sigs(msg.authority, r.name, r.rdtype)
-        ]
+        sigs = _sig_index(msg.authority)  # one pass: a flood must not cost n² comparisons
+        signed = [r for r in [soa, *denial] if r is not None and (r.name, r.rdtype) in sigs]
         if not signed:
             return await self._unsigned(qname, qtype, kind, None, deadline, walk, budget)
-        zone = (
-            soa.name
-            if soa is not None
-            else _sigs(msg.authority, signed[0].name, signed[0].rdtype)[0].signer
-        )
+        if len(denial) > MAX_DENIAL_RRSETS:
+            raise _OverBudget(f"{len(denial)} NSEC/NSEC3 RRsets in one denial")
+        zone = soa.name if soa is not None else sigs[(signed[0].name, signed[0].rdtype)][0].signer
         if not qname.is_subdomain(zone) or (qtype == DS and zone == qname):
             return _bogus(qname, qtype, A.BAD_SIGNER, f"denial from {zone} cannot cover {qname}")
         wrong = self._check_signer(qname, qtype, zone, SOA)
         if wrong is not None:
             return wrong
-        if len(denial) > MAX_DENIAL_RRSETS:
-            raise _OverBudget(f"{len(denial)} NSEC/NSEC3 RRsets in one denial")
         keys = await self._zone_keys(zone, deadline)
         if keys.status != Status.SECURE:
             return self._from_keys(qname, qtype, keys, kind, None)
         expiration = keys.expiration
         if soa is not None:
-            v = self._verify(soa, _sigs(msg.authority, soa.name, SOA), keys, budget)
+            v = self._verify(soa, sigs.get((soa.name, SOA), []), keys, budget)
             if not v.ok:
                 return _bogus(qname, qtype, v.reason, f"SOA: {v.detail}", signer=zone)
             expiration = earliest(expiration, v.expiration)
         proven: list[dns.rrset.RRset] = []
         failures: list[_Verified] = []
         for r in denial:
-            v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys, budget)
+            v = self._verify(r, sigs.get((r.name, r.rdtype), []), keys, budget)
             if v.ok:
                 proven.append(r)
                 expiration = earliest(expiration, v.expiration)
@@ -559,8 +568,9 @@ class Validator:
         denial = [r for r in msg.authority if r.rdtype in (NSEC, NSEC3)]
         if len(denial) > MAX_DENIAL_RRSETS:
             raise _OverBudget(f"{len(denial)} NSEC/NSEC3 RRsets beside a wildcard answer")
+        sigs = _sig_index(msg.authority)
         for r in denial:
-            v = self._verify(r, _sigs(msg.authority, r.name, r.rdtype), keys, budget)
+            v = self._verify(r, sigs.get((r.name, r.rdtype), []), keys, budget)
             if v.ok:
                 proven.append(r)
                 expiration = earliest(expiration, v.expiration)
@@ -971,6 +981,16 @@ def _unvalidatable(qname: dns.name.Name, qtype: int) -> Answer | None:
             "validated: ask for each type on its own",
         )
     return None
+
+
+def _sig_index(section) -> dict[tuple[dns.name.Name, int], list]:
+    """The RRSIGs of a section by (owner, type covered), in one pass."""
+    index: dict[tuple[dns.name.Name, int], list] = {}
+    for rrset in section:
+        if rrset.rdtype == RRSIG:
+            for sig in rrset:
+                index.setdefault((rrset.name, sig.type_covered), []).append(sig)
+    return index
 
 
 def _sigs(section, name: dns.name.Name, covered: int) -> list:
