@@ -201,8 +201,8 @@ def load_case(path: Path) -> Case:
         raise _fail(path, "delv is null: notes must say why delv is not asked")
 
     rs = raw["responses"]
-    if not isinstance(rs, list) or not rs:
-        raise _fail(path, "responses must be a non-empty list")
+    if not isinstance(rs, list):
+        raise _fail(path, "responses must be a list (empty when nothing is asked)")
     responses: list[Response] = []
     seen: set[tuple[dns.name.Name, int]] = set()
     for i, r in enumerate(rs):
