@@ -1525,7 +1525,30 @@ def define_cases(g: ModuleType) -> None:
         tlsa(N),
         "TLSA",
         "bogus",
+        delv=None,
+        notes="delv is not asked: BIND 9.18's delv hangs on it ('shut down hung fetch while "
+        "resolving nsec.example/DNSKEY') for 12 s and then prints 'operation canceled' (no "
+        "answer, which the verdict reads as bogus): too slow for the suite.",
         overrides={(N, "DNSKEY"): _cname_answer(N, "nsec3.example.", N)},
+    )
+    ok(
+        R,
+        "tcp-only",
+        ["RFC 4035 §4.1", "RFC 7766 §5", "RFC 6891 §7"],
+        "every response comes truncated over UDP: the validator retries each over TCP",
+        tlsa(N3),
+        "TLSA",
+        transport={"tcp_only_tc": True},
+    )
+    ok(
+        R,
+        "tcp-only-nxdomain",
+        ["RFC 4035 §4.1", "RFC 7766 §5"],
+        "a proven NXDOMAIN, every response truncated over UDP",
+        f"nothere.{N3}",
+        "A",
+        kind="nxdomain",
+        transport={"tcp_only_tc": True},
     )
     case(
         X,

@@ -568,6 +568,9 @@ class Spec:
     notes: str = ""
     anchor: str = "root"  # root | example | both
     overrides: dict[tuple[str, str], Mutation] = field(default_factory=dict)
+    #: extra keys of every response ({"tcp_only_tc": True}, {"udp": False}); the world's
+    #: own server is not changed by them, only the replay
+    transport: dict[str, bool] = field(default_factory=dict)
 
     def delv_expected(self) -> str | None:
         if self.delv != "auto":
@@ -715,7 +718,8 @@ def main() -> int:
                 if use_delv and spec.delv is not None:
                     observed, _out = delv_verdict(draft, server.port, Path(tmp))
                 responses = [
-                    {"q": [n, t], "message": text} for n, t, text, _ in recorder.seen.values()
+                    {"q": [n, t], "message": text, **spec.transport}
+                    for n, t, text, _ in recorder.seen.values()
                 ]
                 delv = observed if observed is not None else expected_delv
                 notes = spec.notes

@@ -9,13 +9,21 @@ the validator's fixes empty.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import dns.flags
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 from corpus import (
+    CASES,
     Case,
+    CaseError,
     ReplayServer,
     case_files,
     clock_independent,
@@ -101,3 +109,82 @@ def test_delv(replay: ReplayServer, path: Path, tmp_path: Path) -> None:
     replay.case = case
     got, out = delv_verdict(case, replay.port, tmp_path)
     assert got == case.delv, f"{case}: {case.summary}\n{out}"
+
+
+# --------------------------------------------------------------------------- the machinery
+
+
+def _first_case() -> Case:
+    return load_case(next(p for p in FILES if p.parent.name == "rfc4035"))
+
+
+def _rewrite(tmp_path: Path, case: Case, edit) -> Path:
+    doc = json.loads(case.path.read_text())
+    edit(doc)
+    out = tmp_path / case.group / f"{doc['id']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(doc, indent=1))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: d.pop("expect"), "missing keys: expect"),
+        (lambda d: d.update(extra=1), "unknown keys: extra"),
+        (lambda d: d.update(id="Not-Kebab"), "not kebab-case"),
+        (lambda d: d["expect"].update(status="fine"), "expect.status 'fine'"),
+        (lambda d: d.update(delv="maybe"), "delv 'maybe'"),
+        (lambda d: d.update(anchors="example. IN A 127.0.0.1\n"), "only DS and DNSKEY"),
+        (lambda d: d.update(question=["relative", "A"]), "must be absolute"),
+        (lambda d: d["responses"].append(dict(d["responses"][0])), "a second response"),
+        (lambda d: d["responses"][0].update(message="garbage"), "does not parse"),
+        (lambda d: d.update(time="2026"), "time must be POSIX seconds"),
+    ],
+)
+def test_loader_rejects(tmp_path: Path, edit, message: str) -> None:
+    path = _rewrite(tmp_path, _first_case(), edit)
+    with pytest.raises(CaseError, match=re.escape(message)) as err:
+        load_case(path)
+    assert str(path) in str(err.value)
+
+
+def test_loader_rejects_keys_out_of_order(tmp_path: Path) -> None:
+    path = _rewrite(tmp_path, _first_case(), lambda d: d.update(rfc=d.pop("rfc")))
+    with pytest.raises(CaseError, match="out of order"):
+        load_case(path)
+
+
+def _ask(port: int, name: str, rdtype: str, *, tcp: bool, payload: int | None = 1232):
+    q = dns.message.make_query(name, rdtype, use_edns=payload is not None, payload=payload or 0)
+    if tcp:
+        return dns.query.tcp(q, "127.0.0.1", port=port, timeout=5)
+    return dns.query.udp(q, "127.0.0.1", port=port, timeout=5, ignore_trailing=True)
+
+
+def test_replay_answers_refuses_and_truncates(replay: ReplayServer) -> None:
+    case = load_case(CASES / "rfc8624" / "alg-rsasha512.json")  # RSA keys: > 512 bytes
+    replay.case = case
+    name = "RSASHA512.Example."  # names match case-insensitively
+    r = _ask(replay.port, name, "DNSKEY", tcp=False)
+    assert r.rcode() == dns.rcode.NOERROR and r.answer
+    assert r.question[0].name.to_text() == name  # the query's spelling comes back
+    small = _ask(replay.port, name, "DNSKEY", tcp=False, payload=None)  # 512 bytes: too small
+    assert small.flags & dns.flags.TC and not small.answer
+    assert _ask(replay.port, name, "DNSKEY", tcp=True).answer == r.answer
+    assert _ask(replay.port, "nothing.example.", "A", tcp=True).rcode() == dns.rcode.REFUSED
+
+
+def test_replay_tcp_only(replay: ReplayServer) -> None:
+    case = load_case(CASES / "rfc4035" / "tcp-only.json")
+    replay.case = case
+    udp = _ask(replay.port, case.question[0], case.question[1], tcp=False)
+    assert udp.flags & dns.flags.TC and not udp.answer
+    assert _ask(replay.port, case.question[0], case.question[1], tcp=True).answer
+
+
+def test_clock_independent() -> None:
+    case = load_case(CASES / "rfc4035" / "nsec-tlsa.json")
+    assert clock_independent(case)
+    assert clock_independent(case, present=case.time + 86400 * 365 * 40)
+    assert not clock_independent(case, present=4000000000)  # past the 2088 expiry
