@@ -538,6 +538,48 @@ def define_cases(g: ModuleType) -> None:
             )
         },
     )
+    ok(
+        R,
+        "nsec-nxdomain-wrapping",
+        "RFC 4035 §5.4",
+        "NXDOMAIN proven by the zone's last NSEC, whose next name wraps to the apex",
+        f"zzzz.{Z}",
+        "A",
+        kind="nxdomain",
+    )
+    case(
+        R,
+        "dnskey-signed-by-zsk-only",
+        "RFC 4035 §5.2",
+        "the DNSKEY RRset signed only by the ZSK, which no DS names: bogus",
+        tlsa(Z),
+        "TLSA",
+        "bogus",
+        overrides={(Z, "DNSKEY"): resign(Z)},
+    )
+    case(
+        R,
+        "ds-wrong-algorithm",
+        "RFC 4035 §5.2",
+        "the parent's DS (validly signed) names algorithm 8 for the zone's algorithm-13 KSK: "
+        "a supported algorithm, no key matches, bogus (not insecure)",
+        tlsa(Z),
+        "TLSA",
+        "bogus",
+        overrides={(Z, "DS"): _ds_rewrite(Z, "example.", algorithm=8)},
+    )
+    case(
+        R,
+        "ds-unsupported-algorithm-field",
+        ["RFC 4035 §5.2", "RFC 6840 §5.2"],
+        "the parent's only DS (validly signed) names algorithm 253 for the zone's algorithm-13 "
+        "KSK: no supported algorithm in the DS RRset, so the zone is insecure",
+        tlsa(Z),
+        "TLSA",
+        "insecure",
+        "positive",
+        overrides={(Z, "DS"): _ds_rewrite(Z, "example.", algorithm=253)},
+    )
 
     # ------------------------------------------------------------------ RFC 4592 wildcards
     W = "rfc4592"
@@ -1836,6 +1878,17 @@ def _bad_ds(child: str, parent: str):
             ds.name, ds.ttl, [d.replace(digest=bytes(b ^ 0x5A for b in d.digest)) for d in ds]
         )
         m.answer = [bad, g.rrsig(bad, ctx.zsk(parent), parent)]
+        return m
+
+    return f
+
+
+def _ds_rewrite(child: str, parent: str, **changes):
+    def f(m: dns.message.Message, ctx) -> dns.message.Message:
+        g = _G
+        ds = ctx.rrset(parent, child, "DS")
+        new = dns.rrset.from_rdata_list(ds.name, ds.ttl, [d.replace(**changes) for d in ds])
+        m.answer = [new, g.rrsig(new, ctx.zsk(parent), parent)]
         return m
 
     return f
