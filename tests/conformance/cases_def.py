@@ -1423,25 +1423,68 @@ def define_cases(g: ModuleType) -> None:
     )
     case(
         X,
-        "wildcard-replay-other-zone-name",
-        ["RFC 4035 §5.3.4"],
-        "a wildcard expansion of *.wild replayed for a name under *.dyn (its proof covers "
-        "the first name only): bogus",
-        f"q.dyn.{N}",
-        "TXT",
+        "wildcard-replay-below-existing-name",
+        ["RFC 4035 §5.3.4", "RFC 4592 §3.3.1"],
+        "the *.dyn expansion (signature verifies for any name whose rightmost labels are "
+        "dyn.<zone>) replayed for a.host.dyn, whose closest encloser host.dyn exists, so *.dyn "
+        "cannot apply: the NSEC at host.dyn shows it, bogus",
+        f"a.host.dyn.{N}",
+        "A",
         "bogus",
-        overrides={(f"q.dyn.{N}", "TXT"): _replay_wildcard(f"p.wild.{N}", f"q.dyn.{N}")},
+        overrides={(f"a.host.dyn.{N}", "A"): _replay_wildcard(f"zz.dyn.{N}", f"a.host.dyn.{N}")},
     )
     case(
         X,
-        "wildcard-replay-nsec3",
-        ["RFC 5155 §8.8"],
-        "an NSEC3 zone's wildcard expansion replayed for a name whose next closer is not the "
-        "one covered: bogus",
-        f"host0.{N3}",
-        "TXT",
+        "wildcard-replay-nsec3-existing-name",
+        ["RFC 5155 §8.8", "RFC 4035 §5.3.4"],
+        "an NSEC3 zone's *.dyn expansion replayed for host.dyn, which exists: the NSEC3 "
+        "proof covers the next closer of another name, bogus",
+        f"host.dyn.{N3}",
+        "A",
         "bogus",
-        overrides={(f"host0.{N3}", "TXT"): _replay_wildcard(f"p.wild.{N3}", f"host0.{N3}")},
+        overrides={(f"host.dyn.{N3}", "A"): _replay_wildcard(f"zz.dyn.{N3}", f"host.dyn.{N3}")},
+    )
+    case(
+        X,
+        "wildcard-replay-nsec3-below-existing-name",
+        ["RFC 5155 §8.8", "RFC 4592 §3.3.1"],
+        "an NSEC3 zone's *.dyn expansion replayed for a.host.dyn (closest encloser host.dyn "
+        "exists, so *.dyn cannot apply): bogus",
+        f"a.host.dyn.{N3}",
+        "A",
+        "bogus",
+        overrides={(f"a.host.dyn.{N3}", "A"): _replay_wildcard(f"zz.dyn.{N3}", f"a.host.dyn.{N3}")},
+    )
+    case(
+        X,
+        "wildcard-tlsa-below-existing-host",
+        ["RFC 4035 §5.3.4", "RFC 4592 §3.3.1", "RFC 7672 §3.1"],
+        "wildapex.example. has '* TLSA' and a host mail without TLSA: the apex wildcard's "
+        "expansion replayed as _25._tcp.mail's TLSA, with the (real) NSEC at mail covering "
+        "the name; mail exists, so the closest encloser is mail, not the apex, and * cannot "
+        "apply: bogus (a TLSA the zone never published would be enforced)",
+        tlsa("wildapex.example."),
+        "TLSA",
+        "bogus",
+        overrides={
+            (tlsa("wildapex.example."), "TLSA"): g.respond_with(
+                answer=lambda ctx: [
+                    _G.renamed(r, tlsa("wildapex.example."))
+                    for r in ctx.ask("zz.wildapex.example.", "TLSA").answer
+                ],
+                authority=lambda ctx: _nsec_at(ctx, "wildapex.example.", "mail.wildapex.example."),
+            )
+        },
+    )
+    ok(
+        X,
+        "wildcard-tlsa-below-existing-host-honest",
+        ["RFC 4592 §3.3.1", "RFC 4035 §5.4"],
+        "the honest answer to the same question: NXDOMAIN (the apex wildcard does not apply "
+        "below mail)",
+        tlsa("wildapex.example."),
+        "TLSA",
+        kind="nxdomain",
     )
     case(
         X,

@@ -157,6 +157,9 @@ def build() -> tuple[Hierarchy, SignedHierarchy]:
     _zone(h, "unsigned.optout.example.", signed=False)
     _zone(h, "signed.optout.example.", denial=NSEC)
 
+    z = _zone(h, "wildapex.example.")  # an apex wildcard TLSA; mail has none of its own
+    z.remove("_25._tcp.mail", "TLSA")
+    z.add("*", "TLSA", TLSA)
     _zone(h, "plain.example.", signed=False)
     _zone(h, "island.example.").fault(Fault.UNSIGNED_DELEGATION)
 
