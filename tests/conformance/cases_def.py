@@ -1036,6 +1036,84 @@ def define_cases(g: ModuleType) -> None:
         "A",
         kind="nxdomain",
     )
+    case(
+        F,
+        "parent-side-nxdomain",
+        ["RFC 5155 §8.3", "RFC 6840 §4.1"],
+        "NXDOMAIN below the delegation to signed.nsec3.example. 'proven' with the parent's "
+        "NSEC3s: the closest encloser's NSEC3 has NS without SOA, it cannot be used for names "
+        "below the cut: bogus",
+        f"nothere.signed.{N3}",
+        "A",
+        "bogus",
+        overrides={
+            (f"nothere.signed.{N3}", "A"): g.respond_with(
+                authority=_nsec3_proof(
+                    N3,
+                    match=(f"signed.{N3}",),
+                    cover=(f"nothere.signed.{N3}", f"*.signed.{N3}"),
+                ),
+                rcode=NXDOMAIN,
+            )
+        },
+    )
+    case(
+        F,
+        "dname-closest-encloser",
+        ["RFC 5155 §8.3", "RFC 6672 §5.3.2"],
+        "NXDOMAIN for a name below a DNAME, with the DNAME owner's NSEC3 as closest encloser "
+        "(bitmap has DNAME): the DNAME would apply, so no denial below it: bogus",
+        f"x.y.dn.{N3}",
+        "A",
+        "bogus",
+        overrides={
+            (f"x.y.dn.{N3}", "A"): g.respond_with(
+                authority=_nsec3_proof(N3, match=(f"dn.{N3}",), cover=(f"y.dn.{N3}", f"*.dn.{N3}")),
+                rcode=NXDOMAIN,
+            )
+        },
+    )
+    case(
+        F,
+        "nxdomain-proof-with-noerror",
+        ["RFC 5155 §8.5", "RFC 4035 §5.4"],
+        "a complete NXDOMAIN proof sent with rcode NOERROR (a NODATA claim): NODATA needs "
+        "an NSEC3 matching the name: bogus",
+        f"nothere.{N3}",
+        "TLSA",
+        "bogus",
+        overrides={
+            (f"nothere.{N3}", "TLSA"): g.respond_with(authority=g.sections_of(f"nothere.{N3}", "A"))
+        },
+    )
+    case(
+        R,
+        "nsec-dname-nxdomain-below",
+        ["RFC 4035 §5.4", "RFC 6672 §5.3.2"],
+        "NXDOMAIN for a name below a DNAME 'proven' by the NSEC at the DNAME owner (it "
+        "covers the name; bitmap has DNAME): the DNAME applies there, bogus",
+        f"x.dn.{N}",
+        "A",
+        "bogus",
+        overrides={
+            (f"x.dn.{N}", "A"): g.respond_with(
+                authority=_nsec_proof(N, (f"x.dn.{N}", f"*.dn.{N}")), rcode=NXDOMAIN
+            )
+        },
+    )
+    case(
+        R,
+        "nsec-nxdomain-proof-with-noerror",
+        "RFC 4035 §5.4",
+        "a complete NXDOMAIN proof sent with rcode NOERROR (a NODATA claim): NODATA needs the "
+        "NSEC of the name itself: bogus",
+        f"nothere.{N}",
+        "TLSA",
+        "bogus",
+        overrides={
+            (f"nothere.{N}", "TLSA"): g.respond_with(authority=g.sections_of(f"nothere.{N}", "A"))
+        },
+    )
 
     # ------------------------------------------------------------------ RFC 6672 DNAME
     D = "rfc6672"
@@ -1922,6 +2000,36 @@ def _bad_ds(child: str, parent: str):
         )
         m.answer = [bad, g.rrsig(bad, ctx.zsk(parent), parent)]
         return m
+
+    return f
+
+
+def _nsec3_proof(origin: str, match: tuple[str, ...] = (), cover: tuple[str, ...] = ()):
+    """SOA plus the zone's own NSEC3 records matching / covering the given names."""
+
+    def f(ctx) -> list[dns.rrset.RRset]:
+        z = ctx.signed.zones[dns.name.from_text(origin)]
+        keys = [z.nsec3_hash(dns.name.from_text(n)) for n in match]
+        keys += [z.nsec3_cover(dns.name.from_text(n)) for n in cover]
+        out = _soa(ctx, origin)
+        for k in dict.fromkeys(keys):
+            rr, sig = z.nsec3_rrsets[k]
+            out += [rr, sig]
+        return out
+
+    return f
+
+
+def _nsec_proof(origin: str, names: tuple[str, ...]):
+    """SOA plus the NSEC records that match or cover the given names."""
+
+    def f(ctx) -> list[dns.rrset.RRset]:
+        z = ctx.signed.zones[dns.name.from_text(origin)]
+        owners = dict.fromkeys(z.nsec_cover(dns.name.from_text(n)) for n in names)
+        out = _soa(ctx, origin)
+        for o in owners:
+            out += _nsec_at(ctx, origin, o.to_text())
+        return out
 
     return f
 
