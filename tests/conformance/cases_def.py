@@ -1103,6 +1103,21 @@ def define_cases(g: ModuleType) -> None:
     )
     case(
         R,
+        "nsec-nxdomain-for-ent",
+        ["RFC 4035 §5.4", "RFC 4592 §2.2.2"],
+        "NXDOMAIN for the empty non-terminal _tcp.mail 'proven' by the NSEC at mail, whose "
+        "next name _25._tcp.mail lies below the asked name (so the name exists): bogus",
+        f"_tcp.mail.{N}",
+        "TXT",
+        "bogus",
+        overrides={
+            (f"_tcp.mail.{N}", "TXT"): g.respond_with(
+                authority=_nsec_proof(N, (f"_tcp.mail.{N}", f"*.mail.{N}")), rcode=NXDOMAIN
+            )
+        },
+    )
+    case(
+        R,
         "nsec-nxdomain-proof-with-noerror",
         "RFC 4035 §5.4",
         "a complete NXDOMAIN proof sent with rcode NOERROR (a NODATA claim): NODATA needs the "
