@@ -63,7 +63,13 @@ DISAGREE = {
         UNSIGNED_NX,
         "RFC 5155 §9.2: the NSEC3 covering the next closer name is opt-out, so the span may "
         "hide an unsigned delegation above the name and the NXDOMAIN is not proven; BIND 9.18 "
-        "calls it secure, Unbound (test_unbound_sides_with_us_on_opt_out_nxdomain) insecure",
+        "calls it secure, Unbound (test_unbound_sides_with_us_where_delv_differs) insecure",
+    ),
+    ("unsigned.optout.example.", "DS"): (
+        "unsigned-nodata",
+        "RFC 5155 §8.6/§9.2: no NSEC3 matches the name, only an opt-out span covers it, so the "
+        "absence of a DS is not proven securely (the child is insecure either way); BIND 9.18 "
+        "calls the NODATA secure, Unbound insecure",
     ),
 }
 
@@ -129,7 +135,7 @@ def test_a_foreign_anchor_makes_everything_bogus(world):
 
 
 @pytest.mark.skipif(UNBOUND is None, reason="Unbound is not installed")
-def test_unbound_sides_with_us_on_opt_out_nxdomain(world):
+def test_unbound_sides_with_us_where_delv_differs(world):
     """The disagreements with delv are decided by the RFC; Unbound reads it as we do."""
     from dane_monitor.lookup.validator import ResolverValidator
     from dane_monitor.world.unbound import Unbound

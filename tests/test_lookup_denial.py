@@ -71,3 +71,23 @@ def test_nsec3_rejects_mixed_parameters_and_caps_iterations():
     assert nsec3_proof(N("x.example."), 1, mixed, ZONE).result == Denied.NONE
     heavy = nsec3_proof(N("x.example."), 1, [n3("0" * 32, "-", 500)], ZONE)
     assert heavy.too_many_iterations
+
+
+def test_a_wildcard_answers_only_at_the_closest_encloser():
+    """RFC 4035 §5.3.4: ``*.example.`` cannot answer for ``_25._tcp.mail.example.`` when
+    ``mail.example.`` exists (the NSEC at ``mail`` covers the name, and shows the encloser)."""
+    from dane_monitor.lookup.denial import wildcard_nsec_ok
+
+    chain = [nsec("*.example.", "mail.example.", "TXT RRSIG NSEC"),
+             nsec("mail.example.", "zzz.example.", "A RRSIG NSEC")]  # fmt: skip
+    assert not wildcard_nsec_ok(N("_25._tcp.mail.example."), N("*.example."), chain, ZONE)
+    assert wildcard_nsec_ok(N("other.example."), N("*.example."), chain, ZONE)
+
+
+def test_a_wildcard_that_is_an_empty_non_terminal_makes_nodata_not_nxdomain():
+    """RFC 4592 §2.2.2: ``sub.*.w.example.`` exists, so ``*.w.example.`` does too (empty):
+    it matches ``x.w.example.`` with no data."""
+    chain = [nsec("w.example.", "sub.*.w.example.", "A RRSIG NSEC"),
+             nsec("sub.*.w.example.", "zzz.example.", "A RRSIG NSEC")]  # fmt: skip
+    proof = nsec_proof(N("x.w.example."), dns.rdatatype.A, chain, ZONE)
+    assert proof.result == Denied.NODATA, proof.why

@@ -93,11 +93,7 @@ def nsec_proof(
     owner, nxt, _ = cover
     if nxt.is_subdomain(qname) and nxt != qname:
         return Proof(Denied.NODATA, f"{qname} is an empty non-terminal")
-    # Closest encloser: the longest name that is an ancestor of qname and exists, which is
-    # the deeper of qname's common ancestors with the covering NSEC's two ends.
-    encloser = max(_closest_common(qname, owner), _closest_common(qname, nxt), key=len)
-    if not encloser.is_subdomain(zone):
-        encloser = zone
+    encloser = _encloser(qname, owner, nxt, zone)
     wildcard = dns.name.Name((b"*", *encloser.labels))
     for w_owner, _, w_types in records:
         if w_owner == wildcard:
@@ -105,8 +101,13 @@ def nsec_proof(
             if qtype in w_types or dns.rdatatype.CNAME in w_types:
                 return Proof(Denied.NONE, f"wildcard {wildcard} has the type")
             return Proof(Denied.NODATA, f"wildcard {wildcard} lacks the type")
-    if _nsec_cover(records, wildcard, zone) is None:
+    w_cover = _nsec_cover(records, wildcard, zone)
+    if w_cover is None:
         return Proof(Denied.NONE, f"no NSEC denies the wildcard {wildcard}")
+    if w_cover[1].is_subdomain(wildcard) and w_cover[1] != wildcard:
+        # Names below the wildcard exist, so it is an empty non-terminal that matches
+        # qname with no data at all (RFC 4592 §2.2.2): NODATA, never NXDOMAIN.
+        return Proof(Denied.NODATA, f"wildcard {wildcard} is an empty non-terminal")
     return Proof(Denied.NXDOMAIN, f"NSEC {owner} → {nxt} covers {qname}")
 
 
@@ -131,7 +132,20 @@ def wildcard_nsec_ok(
     """An answer expanded from wildcard ``source`` (``*.<closest encloser>``) needs an NSEC
     proving that ``qname`` itself does not exist (RFC 4035 §5.3.4)."""
     records = [(r.name, r[0].next, _types(r[0])) for r in nsecs if len(r)]
-    return _nsec_cover(records, qname, zone) is not None
+    cover = _nsec_cover(records, qname, zone)
+    if cover is None:
+        return False
+    # The wildcard applies only at the closest encloser: an existing name between it and
+    # qname (say a host without the type) means no wildcard could have answered.
+    owner, nxt, _ = cover
+    return _encloser(qname, owner, nxt, zone) == source.parent()
+
+
+def _encloser(qname: dns.name.Name, owner: dns.name.Name, nxt: dns.name.Name, zone):
+    """The closest encloser of a name covered by ``owner → nxt``: the deepest ancestor of
+    ``qname`` that exists, which is its deeper common ancestor with the NSEC's two ends."""
+    encloser = max(_closest_common(qname, owner), _closest_common(qname, nxt), key=len)
+    return encloser if encloser.is_subdomain(zone) else zone
 
 
 # -- NSEC3 -----------------------------------------------------------------------------------

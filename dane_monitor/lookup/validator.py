@@ -502,7 +502,9 @@ class Validator:
                 expiration=expiration,
                 signer=zone,
             )
-        if proof.result == Denied.OPT_OUT and qtype != DS:
+        if proof.result == Denied.OPT_OUT:
+            # For a DS: the delegation is unsigned or does not exist; either way nothing is
+            # proven securely, and the child is insecure (RFC 5155 §8.6, §9.2).
             return Answer(
                 qname,
                 qtype,
@@ -512,8 +514,9 @@ class Validator:
                 detail=proof.why,
                 expiration=expiration,
                 signer=zone,
+                insecure_delegation=qtype == DS,
             )
-        insecure_delegation = proof.result in (Denied.INSECURE_DELEGATION, Denied.OPT_OUT)
+        insecure_delegation = proof.result == Denied.INSECURE_DELEGATION
         if insecure_delegation and qtype == DS:
             # A proven absence of DS at a cut: the answer is secure, the child is unsigned.
             proof = Proof(Denied.NODATA, proof.why)

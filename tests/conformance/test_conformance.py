@@ -43,18 +43,6 @@ KNOWN_FAILING: dict[str, str] = {
     "is accepted for data below the cut at nsec.example.",
     "signer-root-under-root-anchor": "issue 11 item 4: an RRSIG by the root's key is accepted "
     "for data two zone cuts below",
-    "nsec-ent-wildcard-nxdomain": "RFC 4592 §2.2.2: an NSEC 'covering' the wildcard whose next "
-    "name lies below it (the wildcard is an empty non-terminal) is taken as proof that the "
-    "wildcard does not exist",
-    "wildcard-replay-below-existing-name": "RFC 4035 §5.3.4 (issue 11 items 1/4 class): a "
-    "wildcard expansion is accepted for a name below an existing one (the covering NSEC is "
-    "owned by an ancestor of the name, so the closest encloser is not the wildcard's parent)",
-    "wildcard-tlsa-below-existing-host": "RFC 4035 §5.3.4: the same with NSEC, as a TLSA the "
-    "zone never published, accepted as secure",
-    "optout-ds-denial": "issue 11 item 2: a DS NODATA resting on an opt-out NSEC3 is secure, "
-    "not insecure",
-    "optout-nodata": "RFC 5155 §8.5: a TLSA NODATA without a matching NSEC3 (opt-out cover "
-    "only) is insecure, not bogus (a choice for the lead: issue 11 item 2 reads 'insecure')",
 }
 
 FILES = case_files()
