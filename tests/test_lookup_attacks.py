@@ -517,3 +517,10 @@ def test_a_signed_dname_that_makes_the_name_too_long_is_a_secure_yxdomain():
     [answer] = lookup(signed, ("abcdefghijkl.long.d.example.", "A"))
     assert (answer.status, answer.kind) == (Status.SECURE, Kind.NXDOMAIN), str(answer)
     assert "YXDOMAIN" in answer.detail
+
+
+def test_the_ds_of_an_anchored_zone_is_its_unanchored_parents_data(tld):
+    """With the anchor at ``example.``, its DS RRset lives in the root zone, which no anchor
+    covers: insecure, not bogus (the anchor rule is about data at or below the anchor)."""
+    [ds] = lookup(tld, ("example.", "DS"), anchors=tld_anchor(tld))
+    assert (ds.status, ds.reason) == (Status.INSECURE, A.NO_TRUST_ANCHOR), str(ds)

@@ -292,8 +292,7 @@ class Validator:
         inside the trust anchor that covers the name (else a rewritten signer field would
         lead us to a name with no anchor, 'insecure'), and no zone cut we know of may lie
         between the signer and the name (a parent's signature over a child's data)."""
-        owner = qname.parent() if qtype == DS and qname != dns.name.root else qname
-        anchor = self.anchors.closest(owner)
+        anchor = self.anchors.closest(_data_zone_name(qname, qtype))
         if anchor is not None and not signer.is_subdomain(anchor.zone):
             return _bogus(
                 qname,
@@ -589,7 +588,8 @@ class Validator:
         """An answer inherits the state of the zone it came from when that zone is not
         secure. Under a trust anchor nothing is insecure for want of an anchor: that only
         happens when a signer field points above the anchor, which is an attack."""
-        if keys.reason == A.NO_TRUST_ANCHOR and self.anchors.closest(qname) is not None:
+        owner = _data_zone_name(qname, qtype)
+        if keys.reason == A.NO_TRUST_ANCHOR and self.anchors.closest(owner) is not None:
             return _bogus(qname, qtype, A.BAD_SIGNER, f"{keys.detail}, but {qname} has one")
         return _from_keys(qname, qtype, keys, kind, rrset)
 
@@ -950,6 +950,11 @@ def _covering_dname(section, qname: dns.name.Name) -> dns.rrset.RRset | None:
         ):
             found = rrset
     return found
+
+
+def _data_zone_name(qname: dns.name.Name, qtype: int) -> dns.name.Name:
+    """A name whose zone holds the data: a DS RRset lives on the parent side of its cut."""
+    return qname.parent() if qtype == DS and qname != dns.name.root else qname
 
 
 def _label_count(name: dns.name.Name) -> int:
