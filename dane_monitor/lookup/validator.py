@@ -490,26 +490,23 @@ class Validator:
             if nsec3
             else nsec_proof(qname, qtype, nsec, zone)
         )
-        if proof.too_many_iterations:
+        # Too many NSEC3 iterations (RFC 9276 §3.2), or an opt-out span over the next closer
+        # name (RFC 5155 §9.2; for a DS: the delegation is unsigned or absent): nothing is
+        # proven securely, so the zone counts as unsigned here.
+        unproven = (
+            A.NSEC3_ITERATIONS
+            if proof.too_many_iterations
+            else A.NSEC3_OPT_OUT
+            if proof.result == Denied.OPT_OUT
+            else None
+        )
+        if unproven is not None:
             return Answer(
                 qname,
                 qtype,
                 Status.INSECURE,
                 kind,
-                reason=A.NSEC3_ITERATIONS,
-                detail=proof.why,
-                expiration=expiration,
-                signer=zone,
-            )
-        if proof.result == Denied.OPT_OUT:
-            # For a DS: the delegation is unsigned or does not exist; either way nothing is
-            # proven securely, and the child is insecure (RFC 5155 §8.6, §9.2).
-            return Answer(
-                qname,
-                qtype,
-                Status.INSECURE,
-                kind,
-                reason=A.NSEC3_OPT_OUT,
+                reason=unproven,
                 detail=proof.why,
                 expiration=expiration,
                 signer=zone,
