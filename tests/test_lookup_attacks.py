@@ -524,3 +524,21 @@ def test_the_ds_of_an_anchored_zone_is_its_unanchored_parents_data(tld):
     covers: insecure, not bogus (the anchor rule is about data at or below the anchor)."""
     [ds] = lookup(tld, ("example.", "DS"), anchors=tld_anchor(tld))
     assert (ds.status, ds.reason) == (Status.INSECURE, A.NO_TRUST_ANCHOR), str(ds)
+
+
+def test_a_dname_from_above_the_trust_anchor_cannot_redirect_names_below_it(dname):
+    """Found by the fuzzer: a bit flip turned the DNAME's owner into the root. With the anchor
+    at ``example.``, the root's data is insecure, and an unsigned DNAME there would turn every
+    name below the anchor insecure. The anchored zone exists, so no DNAME above it applies."""
+    anchor = tld_anchor(dname)
+    qname = N("mail.dn.source.example.")
+
+    def forge(name, rdtype, r):
+        if name == qname:
+            r.answer = [dns.rrset.from_text(".", 300, "IN", "DNAME", "target.example.")]
+        return r
+
+    [honest] = lookup(dname, (qname.to_text(), "A"), anchors=anchor)
+    [forged] = lookup(dname, (qname.to_text(), "A"), anchors=anchor, rewrite=forge)
+    assert honest.status == Status.SECURE, str(honest)
+    assert (forged.status, forged.reason) == (Status.BOGUS, A.BAD_DNAME), str(forged)

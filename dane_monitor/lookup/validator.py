@@ -387,6 +387,16 @@ class Validator:
         server synthesised is unsigned and is checked against the DNAME instead (§5.3.1)."""
         if len(dname) != 1:
             return _bogus(qname, qtype, A.BAD_DNAME, f"{len(dname)} DNAME records at {dname.name}")
+        anchor = self.anchors.closest(qname)
+        if anchor is not None and not dname.name.is_subdomain(anchor.zone):
+            # The anchored zone exists; a DNAME above it would have occluded it.
+            return _bogus(
+                qname,
+                qtype,
+                A.BAD_DNAME,
+                f"a DNAME at {dname.name}, above the trust anchor {anchor.zone}, cannot "
+                f"redirect {qname}",
+            )
         try:
             target = qname.relativize(dname.name).concatenate(dname[0].target)
         except dns.name.NameTooLong:
