@@ -59,6 +59,27 @@ class Forger:
         return Reply(r)
 
 
+def lookup_spending(
+    signed: SignedHierarchy,
+    *questions: tuple[str, str],
+    rewrite: Rewrite | None = None,
+    anchors: str | None = None,
+) -> list[tuple[Answer, int]]:
+    """Answers to ``questions``, asked in order of one validator (so zone keys are shared),
+    each with the signature verifications the validator spent on it."""
+
+    async def run() -> list[tuple[Answer, int]]:
+        v = Validator(Forger(signed, rewrite), parse(anchors or signed.trust_anchor()))  # type: ignore[arg-type]
+        out = []
+        for name, rdtype in questions:
+            before = v.verifications
+            answer = await v.lookup(name, rdtype)
+            out.append((answer, v.verifications - before))
+        return out
+
+    return asyncio.run(run())
+
+
 def lookup(
     signed: SignedHierarchy,
     *questions: tuple[str, str],
@@ -66,12 +87,7 @@ def lookup(
     anchors: str | None = None,
 ) -> list[Answer]:
     """Answers to ``questions``, asked in order of one validator (so zone keys are shared)."""
-
-    async def run() -> list[Answer]:
-        v = Validator(Forger(signed, rewrite), parse(anchors or signed.trust_anchor()))  # type: ignore[arg-type]
-        return [await v.lookup(name, rdtype) for name, rdtype in questions]
-
-    return asyncio.run(run())
+    return [a for a, _ in lookup_spending(signed, *questions, rewrite=rewrite, anchors=anchors)]
 
 
 def mail_zone(h: Hierarchy, origin: str, **kw):
@@ -451,14 +467,9 @@ def test_keytrap_ends_bogus_within_the_budget():
     mail_zone(h, "trap.example.", algorithm=dns.dnssec.Algorithm.RSASHA256, keytrap=trap)
     signed = h.sign()
 
-    async def run():
-        v = Validator(Forger(signed), parse(signed.trust_anchor()))  # type: ignore[arg-type]
-        mx = await v.lookup("trap.example.", "MX")
-        before = v.verifications
-        tlsa = await v.lookup("_25._tcp.mail.trap.example.", "TLSA")
-        return mx, tlsa, v.verifications - before
-
-    mx, tlsa, spent = asyncio.run(run())
+    (mx, _), (tlsa, spent) = lookup_spending(
+        signed, ("trap.example.", "MX"), ("_25._tcp.mail.trap.example.", "TLSA")
+    )
     # Without caps, 61 keys x 61 signatures: 3,721 RSA verifications for the TLSA RRset. The
     # real ZSK comes last, so the MX RRset (one good signature) is out of reach too.
     assert (mx.status, mx.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(mx)
@@ -473,12 +484,7 @@ def test_a_keytrap_dnskey_rrset_ends_bogus_within_the_budget():
     mail_zone(h, "trap.example.", algorithm=dns.dnssec.Algorithm.RSASHA256, keytrap=trap)
     signed = h.sign()
 
-    async def run():
-        v = Validator(Forger(signed), parse(signed.trust_anchor()))  # type: ignore[arg-type]
-        a = await v.lookup("mail.trap.example.", "A")
-        return a, v.verifications
-
-    a, spent = asyncio.run(run())
+    [(a, spent)] = lookup_spending(signed, ("mail.trap.example.", "A"))
     assert (a.status, a.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(a)
     # root, example. and trap.example. key fetches, plus the answer
     assert spent <= 3 * MAX_VERIFICATIONS_PER_KEYS + MAX_VERIFICATIONS_PER_LOOKUP
@@ -493,14 +499,9 @@ def test_an_nsec3_flood_ends_bogus_before_any_hashing():
     mail_zone(h, "flood.example.", denial=NSEC3(iterations=50), nsec3_flood=120)
     signed = h.sign()
 
-    async def run():
-        v = Validator(Forger(signed), parse(signed.trust_anchor()))  # type: ignore[arg-type]
-        mx = await v.lookup("flood.example.", "MX")
-        before = v.verifications
-        nx = await v.lookup("_25._tcp.nothere.flood.example.", "TLSA")
-        return mx, nx, v.verifications - before
-
-    mx, nx, spent = asyncio.run(run())
+    (mx, _), (nx, spent) = lookup_spending(
+        signed, ("flood.example.", "MX"), ("_25._tcp.nothere.flood.example.", "TLSA")
+    )
     assert mx.status == Status.SECURE, str(mx)
     assert (nx.status, nx.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(nx)
     assert spent == 0
@@ -542,3 +543,28 @@ def test_a_dname_from_above_the_trust_anchor_cannot_redirect_names_below_it(dnam
     [forged] = lookup(dname, (qname.to_text(), "A"), anchors=anchor, rewrite=forge)
     assert honest.status == Status.SECURE, str(honest)
     assert (forged.status, forged.reason) == (Status.BOGUS, A.BAD_DNAME), str(forged)
+
+
+@pytest.mark.parametrize("signer", ["child.example.", "example."])
+def test_a_ds_question_answered_by_an_alias_never_hangs(tld, signer):
+    """Found by the fuzzer: a DS question answered with a CNAME that the child zone itself
+    signed made the child's key fetch wait for itself, forever. A DS answer comes from the
+    parent: the child's signature is bogus; the parent's is a proven 'no DS' (not a cut)."""
+    child = N("child.example.")
+    cname = dns.rrset.from_text(child, 300, "IN", "CNAME", "other.example.")
+    zsk = TLD[signer].zsk
+    assert zsk is not None
+    sig = dns.dnssec.sign(cname, zsk.private, N(signer), zsk.dnskey, lifetime=3600)
+
+    def forge(name, rdtype, r):
+        if (name, rdtype) == (child, dns.rdatatype.DS):
+            r.answer = [cname, dns.rrset.from_rdata_list(child, 300, [sig])]
+            r.authority = []
+        return r
+
+    async def run():
+        v = Validator(Forger(tld, forge), parse(tld.trust_anchor()))  # type: ignore[arg-type]
+        return await asyncio.wait_for(v.lookup("_25._tcp.mail.child.example.", "TLSA"), 30)
+
+    answer = asyncio.run(run())
+    assert answer.status == Status.BOGUS, str(answer)
