@@ -65,7 +65,7 @@ NSEC3_OPT_OUT = "nsec3-opt-out"
 BAD_RRSIG_LABELS = "bad-rrsig-labels"
 # The answer would need more work than any honest zone needs (KeyTrap, CVE-2023-50387/50868).
 VALIDATION_BUDGET = "validation-budget"
-# A DNAME whose synthesised CNAME does not follow from it (RFC 6672 §3.2).
+# A DNAME that cannot apply: several records at one owner, or owned above the trust anchor.
 BAD_DNAME = "bad-dname"
 # A question that names no single RRset (ANY, RRSIG, meta-types): nothing to validate.
 UNSUPPORTED_QTYPE = "unsupported-qtype"
