@@ -21,6 +21,7 @@ import errno
 import logging
 import socket
 import struct
+from typing import Protocol, Self
 
 import dns.exception
 import dns.flags
@@ -36,7 +37,7 @@ from dns.rdatatype import RdataType
 
 from dane_monitor.world.zones import NSEC3, Fault, SignedHierarchy, SignedZone
 
-__all__ = ["DNSServer", "Responder"]
+__all__ = ["DNSServer", "Responder", "WireResponder", "fit_to_wire"]
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,47 @@ def _renamed(rrset: dns.rrset.RRset, name: dns.name.Name) -> dns.rrset.RRset:
     return out
 
 
+def fit_to_wire(
+    query: dns.message.Message,
+    response: dns.message.Message,
+    *,
+    udp: bool,
+    force_tc: bool = False,
+) -> bytes:
+    """``response`` to ``query`` in wire form, within what the transport carries.
+
+    Over UDP the limit is the client's EDNS payload size (at least 512, 512 without EDNS);
+    over TCP it is 64 KiB.  A larger response, or any response when ``force_tc``, goes out
+    truncated: TC=1 and no records.  ``response`` itself is left as it was.
+    """
+    limit = 65535
+    if udp:
+        limit = max(512, min(query.payload if query.edns >= 0 else 512, 65535))
+    try:
+        # In the zone's order, unshuffled: an attack zone (KeyTrap) decides which key and
+        # which signature a validator meets first.
+        out = response.to_wire(max_size=65535, want_shuffle=False)
+    except dns.exception.TooBig:
+        out = b""
+    if force_tc or len(out) > limit or not out:
+        sections = response.answer, response.authority, response.additional
+        flags = response.flags
+        try:
+            response.answer, response.authority, response.additional = [], [], []
+            response.flags |= dns.flags.TC
+            out = response.to_wire(max_size=65535)
+        finally:
+            response.answer, response.authority, response.additional = sections
+            response.flags = flags
+    return out
+
+
+class WireResponder(Protocol):
+    """What :class:`DNSServer` serves: one DNS message in, the reply (None: none) out."""
+
+    def handle_wire(self, wire: bytes, *, udp: bool = True) -> bytes | None: ...
+
+
 class Responder:
     """Pure query → response logic (no I/O), shared by the UDP and TCP transports."""
 
@@ -122,22 +164,7 @@ class Responder:
             response = self._error(query, dns.rcode.SERVFAIL)
         if response is None:
             return None
-        limit = 65535
-        if udp:
-            limit = max(512, min(query.payload if query.edns >= 0 else 512, 65535))
-        try:
-            # In the zone's order, unshuffled: an attack zone (KeyTrap) decides which key and
-            # which signature a validator meets first.
-            out = response.to_wire(max_size=65535, want_shuffle=False)
-        except dns.exception.TooBig:
-            out = b""
-        if len(out) > limit or not out:
-            response.answer = []
-            response.authority = []
-            response.additional = []
-            response.flags |= dns.flags.TC
-            out = response.to_wire(max_size=65535)
-        return out
+        return fit_to_wire(query, response, udp=udp)
 
     @staticmethod
     def _error_from_header(wire: bytes, rcode: dns.rcode.Rcode) -> bytes | None:
@@ -546,11 +573,26 @@ class DNSServer:
     """Authoritative server for a signed hierarchy on ``host``: UDP and TCP, one port.
 
     ``async with DNSServer(signed) as srv: ...`` or ``await srv.start()`` / ``stop()``.
-    ``port=0`` picks an ephemeral port free for both UDP and TCP.
+    ``port=0`` picks an ephemeral port free for both UDP and TCP.  ``responder=`` serves
+    any :class:`WireResponder` instead of a signed hierarchy (the conformance corpus's
+    replay of recorded responses).
     """
 
-    def __init__(self, signed: SignedHierarchy, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.responder = Responder(signed)
+    def __init__(
+        self,
+        signed: SignedHierarchy | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        responder: WireResponder | None = None,
+    ) -> None:
+        if responder is None:
+            if signed is None:
+                raise TypeError("DNSServer needs a signed hierarchy or a responder")
+            responder = Responder(signed)
+        elif signed is not None:
+            raise TypeError("DNSServer takes a signed hierarchy or a responder, not both")
+        self.responder: WireResponder = responder
         self.host = host
         self.port = port
         self.query_count = 0
@@ -558,14 +600,19 @@ class DNSServer:
         self._tcp: asyncio.base_events.Server | None = None
         self._conns: set[asyncio.Task] = set()
 
+    def _hierarchy_responder(self) -> Responder:
+        if not isinstance(self.responder, Responder):
+            raise AttributeError("this server answers from a responder, not a signed hierarchy")
+        return self.responder
+
     @property
     def signed(self) -> SignedHierarchy:
-        return self.responder.signed
+        return self._hierarchy_responder().signed
 
     @signed.setter
     def signed(self, value: SignedHierarchy) -> None:
         """Swap the served data (e.g. re-signed later) without restarting."""
-        self.responder.signed = value
+        self._hierarchy_responder().signed = value
 
     @property
     def address(self) -> tuple[str, int]:
@@ -608,7 +655,7 @@ class DNSServer:
                 await asyncio.wait_for(self._tcp.wait_closed(), 2)
             self._tcp = None
 
-    async def __aenter__(self) -> DNSServer:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

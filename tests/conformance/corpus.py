@@ -19,11 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import json
 import re
-import socket
-import struct
 import sys
 import time
 from collections.abc import Iterator
@@ -44,6 +41,7 @@ from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.lookup.stub import Server, StubClient
 from dane_monitor.lookup.validator import Validator
 from dane_monitor.world.background import BackgroundLoop
+from dane_monitor.world.dnsserver import DNSServer, fit_to_wire
 
 HERE = Path(__file__).resolve().parent
 CASES = HERE / "cases"
@@ -282,19 +280,22 @@ def load_all(root: Path = CASES) -> list[Case]:
 
 
 class Replay:
-    """Query → response from one case's recorded responses (no I/O)."""
+    """Query → response from one case's recorded responses (no I/O): the
+    :class:`~dane_monitor.world.dnsserver.WireResponder` a :class:`ReplayServer` serves."""
 
     def __init__(self, case: Case | None = None) -> None:
+        self.case = case
         self._table: dict[tuple[dns.name.Name, int], tuple[Response, dns.message.Message]] = {}
         self.asked: list[tuple[str, str]] = []
         if case is not None:
             self.load(case)
 
     def load(self, case: Case) -> None:
+        self.case = case
         self._table = {r.key: (r, r.parsed()) for r in case.responses}
         self.asked = []
 
-    def handle(self, wire: bytes, *, udp: bool) -> bytes | None:
+    def handle_wire(self, wire: bytes, *, udp: bool = True) -> bytes | None:
         try:
             query = dns.message.from_wire(wire)
         except Exception:
@@ -313,136 +314,31 @@ class Replay:
             return None
         recorded.id = query.id
         recorded.question = [dns.rrset.RRset(q.name, q.rdclass, q.rdtype)]  # the query's spelling
-        limit = 65535
-        if udp:
-            limit = max(512, min(query.payload, 65535)) if query.edns >= 0 else 512
-        try:
-            out = recorded.to_wire(max_size=65535)
-        except dns.exception.TooBig:
-            out = b""
-        if (udp and (spec.tcp_only_tc or len(out) > limit)) or not out:
-            answer, authority, additional = recorded.answer, recorded.authority, recorded.additional
-            flags = recorded.flags
-            try:
-                recorded.answer, recorded.authority, recorded.additional = [], [], []
-                recorded.flags |= dns.flags.TC
-                out = recorded.to_wire()
-            finally:
-                recorded.answer, recorded.authority, recorded.additional = (
-                    answer,
-                    authority,
-                    additional,
-                )
-                recorded.flags = flags
-        return out
+        return fit_to_wire(query, recorded, udp=udp, force_tc=udp and spec.tcp_only_tc)
 
 
-class _UDP(asyncio.DatagramProtocol):
-    def __init__(self, replay: Replay) -> None:
-        self.replay = replay
-        self.transport: asyncio.DatagramTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
-        out = self.replay.handle(data, udp=True)
-        if out is not None and self.transport is not None:
-            self.transport.sendto(out, addr)
-
-
-class ReplayServer:
-    """Answers from a case's recorded responses on 127.0.0.1, UDP and TCP on one free port.
+class ReplayServer(DNSServer):
+    """Answers from a case's recorded responses on 127.0.0.1, UDP and TCP on one free port
+    (the world's :class:`~dane_monitor.world.dnsserver.DNSServer` serving a :class:`Replay`).
 
     ``server.case = other`` switches to another case without restarting (one server can
     serve a whole test module, one case after the other)."""
 
     def __init__(self, case: Case | None = None, host: str = "127.0.0.1") -> None:
         self.replay = Replay(case)
-        self._case = case
-        self.host = host
-        self.port = 0
-        self._udp: asyncio.DatagramTransport | None = None
-        self._tcp: asyncio.base_events.Server | None = None
-        self._conns: set[asyncio.Task] = set()
+        super().__init__(host=host, responder=self.replay)
 
     @property
     def case(self) -> Case | None:
-        return self._case
+        return self.replay.case
 
     @case.setter
     def case(self, case: Case) -> None:
-        self._case = case
         self.replay.load(case)
 
     @property
     def server(self) -> Server:
         return Server(self.host, self.port)
-
-    async def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        last: OSError | None = None
-        for _ in range(50):
-            udp, _ = await loop.create_datagram_endpoint(
-                lambda: _UDP(self.replay), local_addr=(self.host, 0), family=socket.AF_INET
-            )
-            port = udp.get_extra_info("sockname")[1]
-            try:
-                self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
-            except OSError as exc:
-                udp.close()
-                last = exc
-                if exc.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            self._udp, self.port = udp, port
-            return
-        raise OSError(errno.EADDRINUSE, f"no port free for both UDP and TCP: {last}")
-
-    async def stop(self) -> None:
-        if self._udp is not None:
-            self._udp.close()
-            self._udp = None
-        if self._tcp is not None:
-            self._tcp.close()
-            for task in list(self._conns):
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._tcp.wait_closed(), 2)
-            self._tcp = None
-
-    async def __aenter__(self) -> ReplayServer:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.stop()
-
-    async def _serve_tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._conns.add(task)
-        try:
-            while True:
-                try:
-                    head = await asyncio.wait_for(reader.readexactly(2), 10)
-                    data = await asyncio.wait_for(
-                        reader.readexactly(struct.unpack("!H", head)[0]), 10
-                    )
-                except (asyncio.IncompleteReadError, TimeoutError, ConnectionError):
-                    break
-                out = self.replay.handle(data, udp=False)
-                if out is not None:
-                    writer.write(struct.pack("!H", len(out)) + out)
-                    await writer.drain()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        finally:
-            if task is not None:
-                self._conns.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
 
 
 @contextlib.contextmanager

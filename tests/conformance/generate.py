@@ -699,9 +699,8 @@ def main() -> int:
     h, signed = build()
     disagree: list[str] = []
     with BackgroundLoop("conformance-generate") as bg, tempfile.TemporaryDirectory() as tmp:
-        server = DNSServer(signed)
         recorder = Recorder(signed)
-        server.responder = recorder
+        server = DNSServer(responder=recorder)
         bg.run(server.start())
         try:
             for spec in specs:
