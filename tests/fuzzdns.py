@@ -48,6 +48,7 @@ from dns.rdatatype import RdataType
 
 from dane_monitor.lookup.anchors import TrustAnchors, parse
 from dane_monitor.lookup.answer import Answer, Status
+from dane_monitor.lookup.denial import bitmap_types
 from dane_monitor.lookup.stub import MALFORMED, TIMEOUT, Reply
 from dane_monitor.lookup.validator import Validator
 from dane_monitor.world.dnsserver import Responder
@@ -429,16 +430,6 @@ def _pick_name(ctx: Ctx) -> Name:
     )
 
 
-def _types(rd) -> set[int]:
-    types: set[int] = set()
-    for window, bitmap in rd.windows:
-        for i, byte in enumerate(bitmap):
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    types.add(window * 256 + i * 8 + bit)
-    return types
-
-
 def _bitmap(types: set[int]):
     return dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(sorted(t for t in types if 0 < t < 65536))
 
@@ -781,7 +772,7 @@ def _denial_rewrite(
 
 
 def _bitmap_change(ctx: Ctx, old) -> tuple[Any, str]:
-    types = _types(old)
+    types = bitmap_types(old)
     t = ctx.rng.choice([ctx.qtype, 5, 2, 6, 43, 46, 47, 50, 48, 1, 52, 39])
     types ^= {t}
     if ctx.rng.random() < 0.2:

@@ -22,6 +22,7 @@ import pytest
 from dane_monitor.lookup import answer as A
 from dane_monitor.lookup.anchors import parse
 from dane_monitor.lookup.answer import Answer, Kind, Status
+from dane_monitor.lookup.denial import bitmap_types
 from dane_monitor.lookup.stub import Reply
 from dane_monitor.lookup.validator import (
     MAX_VERIFICATIONS_PER_KEYS,
@@ -432,7 +433,7 @@ def test_a_negative_answer_for_the_apex_without_its_nsec3():
     )
 
     def has_soa(rrset) -> bool:
-        return any(dns.rdatatype.SOA in _bitmap(rd) for rd in rrset)
+        return any(dns.rdatatype.SOA in bitmap_types(rd) for rd in rrset)
 
     # The closest-encloser proof of another name, without the NSEC3 that matches the apex.
     others = [r for r in nx.authority if not (r.rdtype == dns.rdatatype.NSEC3 and has_soa(r))]
@@ -451,16 +452,6 @@ def test_questions_that_name_no_rrset_are_refused_with_a_reason(tld, qtype):
     [answer] = lookup(tld, ("mail.child.example.", qtype))
     assert (answer.status, answer.reason) == (Status.INDETERMINATE, A.UNSUPPORTED_QTYPE)
     assert "ask for each type" in answer.detail
-
-
-def _bitmap(rdata) -> set[int]:
-    return {
-        window * 256 + i * 8 + bit
-        for window, bitmap in rdata.windows
-        for i, byte in enumerate(bitmap)
-        for bit in range(8)
-        if byte & (0x80 >> bit)
-    }
 
 
 # -- 8. bounded work (KeyTrap, CVE-2023-50387 / CVE-2023-50868) ---------------------------------

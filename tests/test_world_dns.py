@@ -19,6 +19,7 @@ from dns.dnssectypes import Algorithm
 from dnsutil import served
 from rfc5155 import APPENDIX_A, ITERATIONS, SALT
 
+from dane_monitor.lookup.denial import bitmap_types
 from dane_monitor.world.zones import (
     NSEC,
     NSEC3,
@@ -148,22 +149,12 @@ def test_delegation_signing(signed):
     assert glue not in p.nsec_names
     assert cut in p.nsec_names
     nsec = p.rrset(cut, "NSEC")[0]
-    assert _types(nsec) == {
+    assert bitmap_types(nsec) == {
         dns.rdatatype.NS,
         dns.rdatatype.DS,
         dns.rdatatype.RRSIG,
         dns.rdatatype.NSEC,
     }
-
-
-def _types(rd) -> set[int]:
-    out = set()
-    for window, bitmap in rd.windows:
-        for i, byte in enumerate(bitmap):
-            for bit in range(8):
-                if byte & (0x80 >> bit):
-                    out.add(window * 256 + i * 8 + bit)
-    return out
 
 
 def test_nsec_chain_is_a_closed_loop(signed):
@@ -173,7 +164,7 @@ def test_nsec_chain_is_a_closed_loop(signed):
     for i, name in enumerate(names):
         assert z.rrset(name, "NSEC")[0].next == names[(i + 1) % len(names)]
     assert N("_tcp.mail.nsec.example.") not in names  # NSEC has no empty non-terminals
-    assert _types(z.rrset("mail", "NSEC")[0]) == {1, 46, 47}
+    assert bitmap_types(z.rrset("mail", "NSEC")[0]) == {1, 46, 47}
 
 
 def test_nsec3_chain(signed):
@@ -197,9 +188,9 @@ def test_nsec3_chain(signed):
         expect = dns.dnssec.nsec3_hash(n, "aabb", 5, 1).lower()
         assert z.nsec3_rrsets[h][0].name.labels[0].decode() == expect
     ent = z.nsec3_rrsets[nsec3_hash_raw(N("ent.nsec3.example."), b"\xaa\xbb", 5)][0][0]
-    assert _types(ent) == set()  # empty non-terminal: empty bitmap
+    assert bitmap_types(ent) == set()  # empty non-terminal: empty bitmap
     apex = z.nsec3_rrsets[nsec3_hash_raw(z.origin, b"\xaa\xbb", 5)][0][0]
-    assert {dns.rdatatype.NSEC3PARAM, dns.rdatatype.DNSKEY, dns.rdatatype.SOA} <= _types(apex)
+    assert {dns.rdatatype.NSEC3PARAM, dns.rdatatype.DNSKEY, dns.rdatatype.SOA} <= bitmap_types(apex)
 
 
 def test_nsec3_opt_out(signed):
@@ -330,7 +321,7 @@ def test_unsigned_delegation(signed):
     cut = N("island.example.")
     assert cut in parent.delegations
     assert parent.rrset(cut, "DS") is None
-    assert dns.rdatatype.DS not in _types(parent.rrset(cut, "NSEC")[0])
+    assert dns.rdatatype.DS not in bitmap_types(parent.rrset(cut, "NSEC")[0])
     assert signed["island.example."].dnskey_rrset is not None  # signed island
 
 
@@ -474,7 +465,7 @@ def test_nodata_nsec3_and_ent(server):
     r = q(server, "ent.nsec3.example.", "A")  # empty non-terminal: NODATA, not NXDOMAIN
     assert r.rcode() == dns.rcode.NOERROR
     n3 = [rr for rr in r.authority if rr.rdtype == dns.rdatatype.NSEC3]
-    assert _types(n3[0][0]) == set()
+    assert bitmap_types(n3[0][0]) == set()
 
 
 def test_nxdomain_nsec3_three_records(server):
@@ -735,8 +726,8 @@ def test_dname_owner_itself_is_not_redirected(server):
     assert r.rcode() == dns.rcode.NOERROR
     assert not r.answer
     nsec = _rrset(r.authority, "dn.dname.example.", "NSEC")
-    assert dns.rdatatype.DNAME in _types(nsec[0])
-    assert dns.rdatatype.CNAME not in _types(nsec[0])
+    assert dns.rdatatype.DNAME in bitmap_types(nsec[0])
+    assert dns.rdatatype.CNAME not in bitmap_types(nsec[0])
 
 
 def test_cname_question_below_a_dname_is_not_followed(server):
@@ -770,11 +761,11 @@ def test_names_below_a_dname_are_not_in_the_denial_chains(signed):
     z = signed["dname.example."]
     assert N("dn.dname.example.") in z.nsec_names
     assert not [n for n in z.nsec_names if n.is_subdomain(N("dn.dname.example.")) and len(n) > 4]
-    assert dns.rdatatype.DNAME in _types(z.rrset("dn", "NSEC")[0])
+    assert dns.rdatatype.DNAME in bitmap_types(z.rrset("dn", "NSEC")[0])
     z3 = signed["dname3.example."]
     h = z3.nsec3_match(N("dn.dname3.example."))
     assert h is not None
-    assert _types(z3.nsec3_rrsets[h][0][0]) == {dns.rdatatype.DNAME, dns.rdatatype.RRSIG}
+    assert bitmap_types(z3.nsec3_rrsets[h][0][0]) == {dns.rdatatype.DNAME, dns.rdatatype.RRSIG}
     dns.dnssec.validate(z3.rrset("dn", "DNAME"), z3.rrsig("dn", "DNAME"), keys(z3))
 
 

@@ -37,7 +37,8 @@ class Proof:
     too_many_iterations: bool = False
 
 
-def _types(rdata) -> set[int]:
+def bitmap_types(rdata) -> set[int]:
+    """The types an NSEC or NSEC3 record's bitmap lists."""
     types: set[int] = set()
     for window, bitmap in rdata.windows:
         for i, byte in enumerate(bitmap):
@@ -70,7 +71,7 @@ def nsec_proof(
     qname: dns.name.Name, qtype: int, nsecs: list[dns.rrset.RRset], zone: dns.name.Name
 ) -> Proof:
     """What verified NSEC RRsets from ``zone`` prove about ``qname``/``qtype``."""
-    records = [(r.name, r[0].next, _types(r[0])) for r in nsecs if len(r)]
+    records = [(r.name, r[0].next, bitmap_types(r[0])) for r in nsecs if len(r)]
     for owner, _, types in records:
         if owner == qname:
             if qtype == dns.rdatatype.DS:
@@ -131,7 +132,7 @@ def wildcard_nsec_ok(
 ) -> bool:
     """An answer expanded from wildcard ``source`` (``*.<closest encloser>``) needs an NSEC
     proving that ``qname`` itself does not exist (RFC 4035 §5.3.4)."""
-    records = [(r.name, r[0].next, _types(r[0])) for r in nsecs if len(r)]
+    records = [(r.name, r[0].next, bitmap_types(r[0])) for r in nsecs if len(r)]
     cover = _nsec_cover(records, qname, zone)
     if cover is None:
         return False
@@ -297,7 +298,7 @@ def _nsec3_records(nsec3s: list[dns.rrset.RRset], zone: dns.name.Name) -> list[_
         owner_hash = _from_b32hex(r.name.labels[0].decode("ascii", "replace"))
         if owner_hash is None:
             continue
-        records.append(_N3(owner_hash, r[0].next, _types(r[0]), bool(r[0].flags & 1)))
+        records.append(_N3(owner_hash, r[0].next, bitmap_types(r[0]), bool(r[0].flags & 1)))
     return records
 
 
