@@ -6,6 +6,7 @@ The file format is the one Unbound's ``trust-anchor-file`` takes: zone-file line
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,6 +82,24 @@ def parse(text: str, source: str = "trust anchors") -> TrustAnchors:
     if not anchors:
         raise TrustAnchorError(f"{source}: no DS or DNSKEY records")
     return TrustAnchors(anchors, source)
+
+
+def bind_format(anchors: TrustAnchors) -> str:
+    """The anchors as BIND's ``trust-anchors { ... };`` clause (``delv -a FILE`` reads it)."""
+    lines = ["trust-anchors {"]
+    for zone, anchor in sorted(anchors.anchors.items()):
+        for ds in anchor.ds:
+            lines.append(
+                f'\t"{zone.to_text()}" static-ds {ds.key_tag} {ds.algorithm} '
+                f'{ds.digest_type} "{ds.digest.hex().upper()}";'
+            )
+        for key in anchor.dnskeys:
+            lines.append(
+                f'\t"{zone.to_text()}" static-key {key.flags} {key.protocol} {key.algorithm} '
+                f'"{base64.b64encode(key.key).decode()}";'
+            )
+    lines.append("};")
+    return "\n".join(lines) + "\n"
 
 
 def _self_and_ancestors(name: dns.name.Name):

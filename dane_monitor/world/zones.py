@@ -48,6 +48,8 @@ from dns.dnssecalgs import get_algorithm_cls
 from dns.dnssectypes import Algorithm
 from dns.rdatatype import RdataType
 
+from dane_monitor.lookup.anchors import Anchor, TrustAnchors, bind_format
+
 __all__ = [
     "NSEC",
     "NSEC3",
@@ -560,22 +562,8 @@ def _trust_anchor_text(anchor, ds, dnskey, kind) -> str:
 def _bind_anchor_text(anchor, ds, dnskey, kind) -> str:
     if not (ds if kind == "ds" else dnskey):
         raise ValueError("the anchor zone is unsigned: no trust anchor")
-    lines = ["trust-anchors {"]
-    if kind == "ds":
-        for rd in ds:
-            lines.append(
-                f'\t"{anchor.to_text()}" static-ds {rd.key_tag} {rd.algorithm} '
-                f'{rd.digest_type} "{rd.digest.hex().upper()}";'
-            )
-    else:
-        for rd in dnskey:
-            key = base64.b64encode(rd.key).decode()
-            lines.append(
-                f'\t"{anchor.to_text()}" static-key {rd.flags} {rd.protocol} {rd.algorithm} '
-                f'"{key}";'
-            )
-    lines.append("};")
-    return "\n".join(lines) + "\n"
+    entry = Anchor(anchor, list(ds) if kind == "ds" else [], list(dnskey) if kind != "ds" else [])
+    return bind_format(TrustAnchors({anchor: entry}))
 
 
 # --------------------------------------------------------------------------- hierarchy

@@ -35,7 +35,7 @@ import dns.rcode
 import dns.rdatatype
 import dns.rrset
 
-from dane_monitor.lookup.anchors import TrustAnchorError, TrustAnchors
+from dane_monitor.lookup.anchors import TrustAnchorError, TrustAnchors, bind_format
 from dane_monitor.lookup.anchors import parse as parse_anchors
 from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.lookup.stub import Server, StubClient
@@ -371,22 +371,7 @@ async def validate(
 
 def bind_anchors(text: str) -> str:
     """Unbound trust-anchor-file text → BIND's ``trust-anchors { ... };`` (for ``delv -a``)."""
-    import base64
-
-    lines = ["trust-anchors {"]
-    for zone, anchor in sorted(parse_anchors(text).anchors.items()):
-        for ds in anchor.ds:
-            lines.append(
-                f'\t"{zone.to_text()}" static-ds {ds.key_tag} {ds.algorithm} '
-                f'{ds.digest_type} "{ds.digest.hex().upper()}";'
-            )
-        for key in anchor.dnskeys:
-            lines.append(
-                f'\t"{zone.to_text()}" static-key {key.flags} {key.protocol} {key.algorithm} '
-                f'"{base64.b64encode(key.key).decode()}";'
-            )
-    lines.append("};")
-    return "\n".join(lines) + "\n"
+    return bind_format(parse_anchors(text))
 
 
 def delv_output(case: Case, port: int, workdir: Path) -> str:
