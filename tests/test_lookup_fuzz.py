@@ -48,7 +48,7 @@ FAILING = {"exception", "hang", "secure-altered", "downgrade", "cpu", "work"}
 
 
 @settings(
-    max_examples=300,
+    max_examples=500,
     derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
