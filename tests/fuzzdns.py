@@ -532,6 +532,22 @@ def m_case(ctx: Ctx) -> Mutated:
     return msg, "randomise the case of owner names"
 
 
+def m_shuffle(ctx: Ctx) -> Mutated | None:
+    """Neutral: the records of each RRset in another order (the signature covers the
+    canonical order; resolvers rotate RRsets)."""
+    msg = ctx.msg()
+    changed = False
+    for s in SECTIONS:
+        out = []
+        for rrset in getattr(msg, s):
+            rds = list(rrset)
+            ctx.rng.shuffle(rds)
+            changed = changed or rds != list(rrset)
+            out.append(dns.rrset.from_rdata_list(rrset.name, rrset.ttl, rds))
+        setattr(msg, s, out)
+    return (msg, "shuffle the records of every RRset") if changed else None
+
+
 def m_ttl(ctx: Ctx) -> Mutated | None:
     """Neutral: another TTL."""
     msg = ctx.msg()
@@ -1024,6 +1040,7 @@ MUTATIONS: dict[str, tuple[Mutation, int]] = {
     "flags": (m_flags, 2),
     "case": (m_case, 2),
     "ttl": (m_ttl, 2),
+    "shuffle": (m_shuffle, 4),
     "drop-rrset": (m_drop, 5),
     "drop-rdata": (m_drop_rdata, 3),
     "add-rdata": (m_add_rdata, 3),
@@ -1071,10 +1088,11 @@ def mutate(ctx: Ctx, kind: str | None = None) -> tuple[str, bytes, str]:
         out, what = got
         if isinstance(out, dns.message.Message):
             try:
-                out = out.to_wire(max_size=65535)
+                # no shuffling by dnspython: lookup (seed, index) gives the same bytes again
+                out = out.to_wire(max_size=65535, want_shuffle=False)
             except Exception:
                 continue
-        if out == ctx.wire and k not in ("case", "ttl"):
+        if out == ctx.wire and k not in ("case", "ttl", "shuffle"):
             continue
         return k, out, what
     raise AssertionError("no mutation applies")  # bitflip always does
