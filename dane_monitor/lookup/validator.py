@@ -405,27 +405,6 @@ class Validator:
                 f"a DNAME at {dname.name}, above the trust anchor {anchor.zone}, cannot "
                 f"redirect {qname}",
             )
-        try:
-            target = qname.relativize(dname.name).concatenate(dname[0].target)
-        except dns.name.NameTooLong:
-            ans = await self._positive(dname.name, DNAME, msg, dname, deadline, walk, budget)
-            # The name cannot exist: as good as a proven NXDOMAIN from the DNAME's zone.
-            valid = ans.status in (Status.SECURE, Status.INSECURE)
-            kind = Kind.NXDOMAIN if valid else ans.kind
-            return Answer(
-                qname,
-                qtype,
-                ans.status,
-                kind,
-                reason=ans.reason,
-                detail=f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)",
-                expiration=ans.expiration,
-                ttl=ans.ttl,
-                signer=ans.signer,
-            )
-        # The CNAME the server synthesised is unsigned and means nothing: ours, from the
-        # validated DNAME, is followed instead (RFC 6672 §3.4; BIND and Unbound do the same),
-        # so a server that sends a wrong one is no reason to call the name bogus.
         ans = await self._positive(dname.name, DNAME, msg, dname, deadline, walk, budget)
         if ans.status not in (Status.SECURE, Status.INSECURE):
             return Answer(
@@ -437,6 +416,24 @@ class Validator:
                 detail=f"DNAME at {dname.name}: {ans.detail}",
                 signer=ans.signer,
             )
+        try:
+            target = qname.relativize(dname.name).concatenate(dname[0].target)
+        except dns.name.NameTooLong:
+            # YXDOMAIN: the name cannot exist, as good as an NXDOMAIN from the DNAME's zone.
+            return Answer(
+                qname,
+                qtype,
+                ans.status,
+                Kind.NXDOMAIN,
+                reason=ans.reason,
+                detail=f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)",
+                expiration=ans.expiration,
+                ttl=ans.ttl,
+                signer=ans.signer,
+            )
+        # The CNAME the server synthesised is unsigned and means nothing: ours, from the
+        # validated DNAME, is followed instead (RFC 6672 §3.4; BIND and Unbound do the same),
+        # so a server that sends a wrong one is no reason to call the name bogus.
         cname = dns.rrset.from_text(qname, dname.ttl, "IN", "CNAME", target.to_text())
         return Answer(
             qname,
