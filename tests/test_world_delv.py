@@ -59,10 +59,13 @@ def build() -> SignedHierarchy:
     z.add("wildalias", "CNAME", "x.wild")
     z.add("deep.ent.sub", "A", "127.0.0.27")
 
+    z.add("sub.*.entwild", "A", "127.0.0.28")  # the wildcard is an empty non-terminal
+
     z = h.zone("good-nsec3.example.", denial=NSEC3())
     _standard(z)
     z.add("*.wild", "TXT", "wildcard")
     z.add("deep.ent.sub", "A", "127.0.0.27")
+    z.add("sub.*.entwild", "A", "127.0.0.28")
 
     z = h.zone("salted.example.", denial=NSEC3(iterations=10, salt=bytes.fromhex("aabbccdd")))
     _standard(z)
@@ -152,6 +155,9 @@ CASES: list[tuple[str, ...]] = [
     ("good-nsec.example.", "DNSKEY", VALID),
     ("good-nsec.example.", "DS", VALID),
     ("nothere.good-nsec.example.", "A", NXDOMAIN),
+    # RFC 4592 §2.2.2: "*.entwild" exists only because "sub.*.entwild" does; it still
+    # matches x.entwild, with no data
+    ("x.entwild.good-nsec.example.", "A", NODATA),
     ("_25._tcp.ok.good-nsec.example.", "TLSA", NXDOMAIN),
     ("mail.good-nsec.example.", "TXT", NODATA),
     ("_tcp.mail.good-nsec.example.", "A", NODATA),  # empty non-terminal
@@ -166,6 +172,9 @@ CASES: list[tuple[str, ...]] = [
     ("good-nsec3.example.", "MX", VALID),
     ("_25._tcp.mail.good-nsec3.example.", "TLSA", VALID),
     ("nothere.good-nsec3.example.", "A", NXDOMAIN),
+    # RFC 4592 §2.2.2: "*.entwild" exists only because "sub.*.entwild" does; it still
+    # matches x.entwild, with no data
+    ("x.entwild.good-nsec3.example.", "A", NODATA),
     ("_25._tcp.ok.good-nsec3.example.", "TLSA", NXDOMAIN),
     ("mail.good-nsec3.example.", "TXT", NODATA),
     ("_tcp.mail.good-nsec3.example.", "A", NODATA),

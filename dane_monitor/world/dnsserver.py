@@ -314,6 +314,11 @@ class Responder:
                 return
             self._nodata(zone, qname, qtype, ans, wildcard=(ce, wild))
             return
+        if wild in zone.empty_non_terminals:
+            # RFC 4592 §2.2.2: a wildcard that exists only as an empty non-terminal (names
+            # below it exist) still matches, with no data: NODATA, not NXDOMAIN.
+            self._nodata(zone, qname, qtype, ans, wildcard=(ce, wild))
+            return
         self._nxdomain(zone, qname, ce, ans)
 
     def _dname(
@@ -504,7 +509,8 @@ class Responder:
                 zone.nsec3_cover(self._next_closer(qname, ce)),
                 zone.nsec3_hash(wild),
             ]
-        return [zone.nsec_cover(qname), wild]
+        # An NSEC at the wildcard, or (an empty non-terminal has none) the one covering it.
+        return [zone.nsec_cover(qname), wild if wild in zone.rrsets else zone.nsec_cover(wild)]
 
     @staticmethod
     def _proof_pair(zone: SignedZone, key: dns.name.Name | bytes) -> RRPair:
