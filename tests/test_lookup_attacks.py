@@ -565,3 +565,29 @@ def test_a_ds_question_answered_by_an_alias_never_hangs(tld, signer):
 
     answer = asyncio.run(run())
     assert answer.status == Status.BOGUS, str(answer)
+
+
+def test_a_lookup_that_runs_out_of_budget_does_not_poison_the_names_it_passed(monkeypatch):
+    """The per-lookup budget is about the whole chain: a name reached as it ran out is not
+    cached as bogus for the next lookup that asks for that name alone."""
+    from dane_monitor.lookup import validator as V
+
+    h = Hierarchy(".")
+    h.zone("example.")
+    z = mail_zone(h, "chain.example.")
+    for i in range(8):
+        z.add(f"c{i}", "CNAME", f"c{i + 1}")
+    z.add("c8", "A", "127.0.0.8")
+    signed = h.sign()
+
+    async def run():
+        v = Validator(Forger(signed), parse(signed.trust_anchor()))  # type: ignore[arg-type]
+        await v.lookup("chain.example.", "MX")  # warm keys: the chain costs one check a step
+        with monkeypatch.context() as m:
+            m.setattr(V, "MAX_VERIFICATIONS_PER_LOOKUP", 4)
+            long = await v.lookup("c0.chain.example.", "A")
+        return long, [await v.lookup(f"c{i}.chain.example.", "A") for i in range(9)]
+
+    long, alone = asyncio.run(run())
+    assert (long.status, long.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(long)
+    assert [a.status for a in alone] == [Status.SECURE] * 9, [str(a) for a in alone]

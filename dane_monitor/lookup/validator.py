@@ -86,11 +86,17 @@ class _OverBudget(Exception):
 
 
 class _Budget:
+    """What one lookup may still spend. Running out says something about the whole lookup
+    (a CNAME chain, say), not about the name where it happened, so answers reached with an
+    exhausted budget are not cached for other lookups."""
+
     def __init__(self, verifications: int) -> None:
         self.left = verifications
+        self.exhausted = False
 
     def spend(self, what: str) -> None:
         if self.left <= 0:
+            self.exhausted = True
             raise _OverBudget(f"more signature checks than any honest zone needs ({what})")
         self.left -= 1
 
@@ -226,12 +232,13 @@ class Validator:
         hit = self._answers.get(key)
         if hit is not None and hit[1] > time.monotonic():
             return hit[0]
+        budget = budget or _Budget(MAX_VERIFICATIONS_PER_LOOKUP)
         try:
-            answer = await self._single_uncached(
-                qname, qtype, deadline, walk, budget or _Budget(MAX_VERIFICATIONS_PER_LOOKUP)
-            )
+            answer = await self._single_uncached(qname, qtype, deadline, walk, budget)
         except _OverBudget as exc:
             answer = _bogus(qname, qtype, A.VALIDATION_BUDGET, str(exc))
+        if budget.exhausted:
+            return answer
         self._answers[key] = (answer, time.monotonic() + self._cache_seconds(answer))
         if len(self._answers) > self.max_answers:
             now = time.monotonic()
