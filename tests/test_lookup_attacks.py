@@ -56,7 +56,7 @@ class Forger:
         r = dns.message.from_wire(wire)
         if self.rewrite is not None:
             r = self.rewrite(qname, qtype, r) or r
-            r = dns.message.from_wire(r.to_wire(max_size=65535))
+            r = dns.message.from_wire(r.to_wire(max_size=65535, want_shuffle=False))
         return Reply(r)
 
 
@@ -591,3 +591,31 @@ def test_a_lookup_that_runs_out_of_budget_does_not_poison_the_names_it_passed(mo
     long, alone = asyncio.run(run())
     assert (long.status, long.reason) == (Status.BOGUS, A.VALIDATION_BUDGET), str(long)
     assert [a.status for a in alone] == [Status.SECURE] * 9, [str(a) for a in alone]
+
+
+def test_a_crowded_key_tag_gives_the_same_verdict_in_any_rrset_order():
+    """Found by the fuzzer: with more keys per tag than the cap tries, the verdict depended on
+    where the real ZSK stood in the DNSKEY RRset, whose order is not signed and which servers
+    rotate. An exporter would flap between secure and bogus on such a zone."""
+    h = Hierarchy(".")
+    h.zone("example.")
+    trap = KeyTrap(zsk_keys=2, rrsigs=0, dnskey_rrsigs=0, types=())
+    mail_zone(h, "trap.example.", algorithm=dns.dnssec.Algorithm.RSASHA256, keytrap=trap)
+    signed = h.sign()
+    zsk = signed.zone("trap.example.").zsk
+    apex = N("trap.example.")
+
+    def order(zsk_first: bool) -> Rewrite:
+        def forge(name, rdtype, r):
+            if (name, rdtype) == (apex, dns.rdatatype.DNSKEY):
+                keys = r.answer[0]
+                ranked = sorted(keys, key=lambda k: (k.flags == 257, zsk_first != (k == zsk)))
+                r.answer[0] = dns.rrset.from_rdata_list(apex, keys.ttl, ranked)
+            return r
+
+        return forge
+
+    first, last = (
+        lookup(signed, ("mail.trap.example.", "A"), rewrite=order(z))[0] for z in (True, False)
+    )
+    assert (first.status, first.reason) == (last.status, last.reason), (str(first), str(last))

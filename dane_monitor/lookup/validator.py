@@ -94,10 +94,10 @@ class _Budget:
         self.left = verifications
         self.exhausted = False
 
-    def spend(self, what: str) -> None:
+    def spend(self, what: Callable[[], str]) -> None:
         if self.left <= 0:
             self.exhausted = True
-            raise _OverBudget(f"more signature checks than any honest zone needs ({what})")
+            raise _OverBudget(f"more signature checks than any honest zone needs ({what()})")
         self.left -= 1
 
 
@@ -116,7 +116,9 @@ class ZoneKeys:
         """The keys an RRSIG with this algorithm and key tag may be from (tags computed once)."""
         if self._by_tag is None:
             self._by_tag = {}
-            for k in self.keys or ():
+            # In a fixed order: the RRset's order is not signed and servers rotate it, and
+            # with more keys per tag than we try, the verdict must not flap with it.
+            for k in sorted(self.keys or (), key=lambda k: (k.flags, k.key)):
                 self._by_tag.setdefault((k.algorithm, dns.dnssec.key_id(k)), []).append(k)
         return self._by_tag.get((algorithm, tag), [])
 
@@ -700,6 +702,7 @@ class Validator:
         ]
         if any(d.digest_type != 1 for d in usable_ds):
             usable_ds = [d for d in usable_ds if d.digest_type != 1]  # RFC 4509 §3
+        usable_ds.sort(key=lambda d: (d.key_tag, d.algorithm, d.digest_type, d.digest))
         usable_keys = [k for k in anchor_keys if k.algorithm in SUPPORTED_ALGORITHMS]
         parent_exp = ds_answer.expiration if ds_answer is not None else None
         if not usable_ds and not usable_keys:
@@ -832,11 +835,15 @@ class Validator:
         Spends at most MAX_VERIFICATIONS_PER_RRSET signature checks (and the lookup's
         budget); an RRset that needs more is bogus with ``validation-budget``."""
         now = self.now()
-        what = f"RRSIG over {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
+
+        def what() -> str:  # text only when something fails: names are costly to format
+            return f"RRSIG over {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
+
         owner_labels = _label_count(rrset.name)
         reasons: list[tuple[int, str, str]] = []
         spent = 0
-        for sig in sigs:
+        # A fixed order, as for keys (with_tag): RRSIG order is the server's to rotate.
+        for sig in sorted(sigs, key=lambda s: (s.key_tag, s.algorithm, s.signature)):
             if sig.signer != keys.zone:
                 reasons.append((1, A.BAD_SIGNER, f"RRSIG signer {sig.signer} is not {keys.zone}"))
                 continue
@@ -845,14 +852,20 @@ class Validator:
                 continue
             label_error = _labels_error(sig, owner_labels, keys.zone, rrset.rdtype)
             if label_error is not None:
-                reasons.append((4, A.BAD_RRSIG_LABELS, f"{what}: {label_error}"))
+                reasons.append((4, A.BAD_RRSIG_LABELS, f"{what()}: {label_error}"))
                 continue
             if now > sig.expiration:
-                reasons.append((5, A.SIGNATURE_EXPIRED, f"{what} expired {_when(sig.expiration)}"))
+                reasons.append(
+                    (5, A.SIGNATURE_EXPIRED, f"{what()} expired {_when(sig.expiration)}")
+                )
                 continue
             if now < sig.inception:
                 reasons.append(
-                    (5, A.SIGNATURE_NOT_YET_VALID, f"{what} valid only from {_when(sig.inception)}")
+                    (
+                        5,
+                        A.SIGNATURE_NOT_YET_VALID,
+                        f"{what()} valid only from {_when(sig.inception)}",
+                    )
                 )
                 continue
             candidates = keys.with_tag(sig.algorithm, sig.key_tag)
@@ -866,12 +879,12 @@ class Validator:
                     (
                         6,
                         A.VALIDATION_BUDGET,
-                        f"{what}: {len(candidates)} DNSKEYs share the tag {sig.key_tag}",
+                        f"{what()}: {len(candidates)} DNSKEYs share the tag {sig.key_tag}",
                     )
                 )
             for key in candidates[:MAX_KEYS_PER_TAG]:
                 if spent >= MAX_VERIFICATIONS_PER_RRSET:
-                    raise _OverBudget(f"{what}: {len(sigs)} signatures, {spent} checked")
+                    raise _OverBudget(f"{what()}: {len(sigs)} signatures, {spent} checked")
                 spent += 1
                 budget.spend(what)
                 self.verifications += 1
@@ -884,7 +897,7 @@ class Validator:
                         policy=dns.dnssec.allow_all_policy,
                     )
                 except (dns.dnssec.ValidationFailure, dns.dnssec.UnsupportedAlgorithm) as exc:
-                    reasons.append((4, A.BAD_SIGNATURE, f"{what}: {exc}"))
+                    reasons.append((4, A.BAD_SIGNATURE, f"{what()}: {exc}"))
                     continue
                 except Exception as exc:  # malformed keys or signatures from the wire
                     reasons.append((4, A.BAD_SIGNATURE, f"unusable RRSIG or key: {exc}"))
