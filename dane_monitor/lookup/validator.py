@@ -13,7 +13,6 @@ Two validators with one interface, ``await v.lookup(name, rdtype) -> Answer``:
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,12 +72,6 @@ UNVALIDATABLE = frozenset({dns.rdatatype.ANY, RRSIG, dns.rdatatype.OPT})
 # about other names (RFC 4035 §5.3.4, §5.4; CVE-2017-15105), and wildcard DS, DNSKEY or
 # DNAME records mean nothing (RFC 4592 §4.6, RFC 6672 §2.4).
 NO_EXPANSION = frozenset({NSEC, NSEC3, DS, DNSKEY, SOA, DNAME})
-
-
-# The zones whose keys the current task is fetching, to refuse a fetch that waits for itself.
-_FETCHING: contextvars.ContextVar[frozenset[dns.name.Name]] = contextvars.ContextVar(
-    "dane_monitor_fetching", default=frozenset()
-)
 
 
 class _OverBudget(Exception):
@@ -615,7 +608,9 @@ class Validator:
         cached = self._keys.get(zone)
         if cached is not None and cached.expires_at > time.monotonic():
             return cached
-        if zone in _FETCHING.get():
+        # Shared by every caller, and not cancelled with any one of them (see StubClient).
+        task = self._pending.get(zone)
+        if task is not None and task is asyncio.current_task():
             # Validating these keys would need themselves (an alias or signature from the
             # zone in its own DS answer): waiting for our own task would never end.
             return ZoneKeys(
@@ -625,8 +620,6 @@ class Validator:
                 A.BAD_SIGNER,
                 f"the keys of {zone} would vouch for themselves",
             )
-        # Shared by every caller, and not cancelled with any one of them (see StubClient).
-        task = self._pending.get(zone)
         if task is None:
             task = asyncio.ensure_future(self._fetch_and_cache_keys(zone, deadline))
             self._pending[zone] = task
@@ -634,7 +627,6 @@ class Validator:
         return await asyncio.shield(task)
 
     async def _fetch_and_cache_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
-        _FETCHING.set(_FETCHING.get() | {zone})  # this task's own copy of the context
         try:
             keys = await self._fetch_keys(zone, deadline, _Budget(MAX_VERIFICATIONS_PER_KEYS))
         except _OverBudget as exc:
