@@ -444,10 +444,14 @@ policy:
     algorithm: ecdsap256sha256
     ksk-lifetime: 0
     zsk-lifetime: 0
+    rrsig-lifetime: 3650d
+    rrsig-refresh: 7d
   - id: ecdsa-nsec3
     algorithm: ecdsap256sha256
     ksk-lifetime: 0
     zsk-lifetime: 0
+    rrsig-lifetime: 3650d
+    rrsig-refresh: 7d
     nsec3: on
     nsec3-iterations: 0
     nsec3-salt-length: 0
@@ -584,12 +588,16 @@ dnssec-policy "ecdsa-nsec3" {{
         zsk key-directory lifetime unlimited algorithm ecdsap256sha256;
     }};
     nsec3param iterations 0 optout no salt-length 0;
+    signatures-validity 3650d;
+    signatures-validity-dnskey 3650d;
 }};
 dnssec-policy "ecdsa-nsec" {{
     keys {{
         ksk key-directory lifetime unlimited algorithm ecdsap256sha256;
         zsk key-directory lifetime unlimited algorithm ecdsap256sha256;
     }};
+    signatures-validity 3650d;
+    signatures-validity-dnskey 3650d;
 }};
 zone "bind.example." {{
     type primary; file "bind.example.zone"; key-directory "{dir}/keys";
@@ -628,7 +636,9 @@ class Bind(AuthServer):
         run([*gen, "-A", "none", origin], self.dir)  # published, not yet signing
         zone = self.dir / f"{origin}zone"
         sign = [which("dnssec-signzone") or "dnssec-signzone", "-q", "-S", "-K", str(keys)]
-        sign += ["-o", origin, "-f", f"{zone}.signed", str(zone)]
+        # Ten years of validity, so that delv (which runs at the present date) can still be
+        # asked about the recorded answers long after recording.
+        sign += ["-e", "+315360000", "-o", origin, "-f", f"{zone}.signed", str(zone)]
         run(sign, self.dir)
 
     def command(self, port: int) -> list[str]:
