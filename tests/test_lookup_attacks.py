@@ -256,9 +256,7 @@ def test_a_parents_signature_over_a_childs_name_is_bogus(tld):
     delegation, replayed): with the child zone known, that is bogus."""
     target = N("mail.child.example.")
     forged_a = dns.rrset.from_text(target, 300, "IN", "A", "192.0.2.66")
-    zsk = _zsk_of("example.")
-    sig = dns.dnssec.sign(forged_a, zsk.private, N("example."), zsk.dnskey, lifetime=3600)
-    sigs = dns.rrset.from_rdata_list(target, 300, [sig])
+    sigs = signed_by(forged_a, "example.")
 
     def forge(name, rdtype, r):
         if (name, rdtype) == (target, dns.rdatatype.A):
@@ -270,10 +268,12 @@ def test_a_parents_signature_over_a_childs_name_is_bogus(tld):
     assert (a.status, a.reason) == (Status.BOGUS, A.BAD_SIGNER), str(a)
 
 
-def _zsk_of(origin: str):
+def signed_by(rrset: dns.rrset.RRset, origin: str) -> dns.rrset.RRset:
+    """The RRSIG that zone ``origin`` of TLD would make over ``rrset`` (its private key)."""
     zsk = TLD[origin].zsk
     assert zsk is not None
-    return zsk
+    sig = dns.dnssec.sign(rrset, zsk.private, N(origin), zsk.dnskey, lifetime=3600)
+    return dns.rrset.from_rdata_list(rrset.name, rrset.ttl, [sig])
 
 
 def test_a_trust_anchor_takes_precedence_over_its_parent():
@@ -385,12 +385,11 @@ def test_a_ds_question_answered_with_a_cname(tld):
     its signatures have no chain (bogus), and nothing raises."""
     child = N("child.example.")
     cname = dns.rrset.from_text(child, 300, "IN", "CNAME", "other.example.")
-    zsk = _zsk_of("example.")
-    sig = dns.dnssec.sign(cname, zsk.private, N("example."), zsk.dnskey, lifetime=3600)
+    sigs = signed_by(cname, "example.")
 
     def forge(name, rdtype, r):
         if (name, rdtype) == (child, dns.rdatatype.DS):
-            r.answer = [cname, dns.rrset.from_rdata_list(child, 300, [sig])]
+            r.answer = [cname, sigs]
             r.authority = []
         return r
 
@@ -542,20 +541,17 @@ def test_a_dname_from_above_the_trust_anchor_cannot_redirect_names_below_it(dnam
     assert (forged.status, forged.reason) == (Status.BOGUS, A.BAD_DNAME), str(forged)
 
 
-@pytest.mark.parametrize("signer", ["child.example.", "example."])
-def test_a_ds_question_answered_by_an_alias_never_hangs(tld, signer):
+def test_a_ds_question_answered_by_an_alias_the_child_signed_never_hangs(tld):
     """Found by the fuzzer: a DS question answered with a CNAME that the child zone itself
     signed made the child's key fetch wait for itself, forever. A DS answer comes from the
-    parent: the child's signature is bogus; the parent's is a proven 'no DS' (not a cut)."""
+    parent, so the child's signature is bogus (the parent's: the test above)."""
     child = N("child.example.")
     cname = dns.rrset.from_text(child, 300, "IN", "CNAME", "other.example.")
-    zsk = TLD[signer].zsk
-    assert zsk is not None
-    sig = dns.dnssec.sign(cname, zsk.private, N(signer), zsk.dnskey, lifetime=3600)
+    sigs = signed_by(cname, "child.example.")
 
     def forge(name, rdtype, r):
         if (name, rdtype) == (child, dns.rdatatype.DS):
-            r.answer = [cname, dns.rrset.from_rdata_list(child, 300, [sig])]
+            r.answer = [cname, sigs]
             r.authority = []
         return r
 
@@ -619,3 +615,25 @@ def test_a_crowded_key_tag_gives_the_same_verdict_in_any_rrset_order():
         lookup(signed, ("mail.trap.example.", "A"), rewrite=order(z))[0] for z in (True, False)
     )
     assert (first.status, first.reason) == (last.status, last.reason), (str(first), str(last))
+
+
+def test_a_key_fetch_that_would_wait_for_itself_ends_bogus(tld, monkeypatch):
+    """The last line of defence against the hang the fuzzer found: whatever path leads a
+    zone's key fetch back to that same zone's keys ends bogus at once (today the DS rules
+    stop every known path earlier, so the path is forced here)."""
+    original = Validator._fetch_keys
+
+    async def circular(self, zone, deadline, budget):
+        if zone == N("child.example."):
+            return await self._zone_keys(zone, deadline)
+        return await original(self, zone, deadline, budget)
+
+    monkeypatch.setattr(Validator, "_fetch_keys", circular)
+
+    async def run():
+        v = Validator(Forger(tld), parse(tld.trust_anchor()))  # type: ignore[arg-type]
+        return await asyncio.wait_for(v.lookup("_25._tcp.mail.child.example.", "TLSA"), 30)
+
+    answer = asyncio.run(run())
+    assert (answer.status, answer.reason) == (Status.BOGUS, A.BAD_SIGNER), str(answer)
+    assert "vouch for themselves" in answer.detail

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import dns.dnssec
 import dns.flags
@@ -281,17 +281,8 @@ class Validator:
         if qtype == DS and ans.kind == Kind.POSITIVE:
             # An alias is no zone cut (CNAME excludes NS; names below a DNAME do not exist
             # in its zone): a validated alias proves that there is no DS here.
-            return Answer(
-                qname,
-                qtype,
-                ans.status,
-                Kind.NODATA,
-                reason=ans.reason,
-                detail=f"{qname} is an alias, not a delegation",
-                expiration=ans.expiration,
-                ttl=ans.ttl,
-                signer=ans.signer,
-            )
+            detail = f"{qname} is an alias, not a delegation"
+            return replace(ans, kind=Kind.NODATA, rrset=None, detail=detail, dname=None)
         return ans
 
     def _check_signer(
@@ -408,48 +399,21 @@ class Validator:
                 f"redirect {qname}",
             )
         ans = await self._positive(dname.name, DNAME, msg, dname, deadline, walk, budget)
+        # The DNAME's answer, told about qname.
+        ans = replace(ans, qname=qname, qtype=qtype, rrset=None)
         if ans.status not in (Status.SECURE, Status.INSECURE):
-            return Answer(
-                qname,
-                qtype,
-                ans.status,
-                ans.kind,
-                reason=ans.reason,
-                detail=f"DNAME at {dname.name}: {ans.detail}",
-                signer=ans.signer,
-            )
+            return replace(ans, detail=f"DNAME at {dname.name}: {ans.detail}")
         try:
             target = qname.relativize(dname.name).concatenate(dname[0].target)
         except dns.name.NameTooLong:
             # YXDOMAIN: the name cannot exist, as good as an NXDOMAIN from the DNAME's zone.
-            return Answer(
-                qname,
-                qtype,
-                ans.status,
-                Kind.NXDOMAIN,
-                reason=ans.reason,
-                detail=f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)",
-                expiration=ans.expiration,
-                ttl=ans.ttl,
-                signer=ans.signer,
-            )
+            detail = f"the DNAME at {dname.name} makes {qname} too long (YXDOMAIN)"
+            return replace(ans, kind=Kind.NXDOMAIN, detail=detail)
         # The CNAME the server synthesised is unsigned and means nothing: ours, from the
         # validated DNAME, is followed instead (RFC 6672 §3.4; BIND and Unbound do the same),
         # so a server that sends a wrong one is no reason to call the name bogus.
         cname = dns.rrset.from_text(qname, dname.ttl, "IN", "CNAME", target.to_text())
-        return Answer(
-            qname,
-            qtype,
-            ans.status,
-            Kind.POSITIVE,
-            rrset=cname,
-            reason=ans.reason,
-            detail=ans.detail,
-            expiration=ans.expiration,
-            ttl=ans.ttl,
-            signer=ans.signer,
-            dname=dname.name,
-        )
+        return replace(ans, kind=Kind.POSITIVE, rrset=cname, dname=dname.name)
 
     async def _negative(self, qname, qtype, msg, deadline, walk: bool, budget: _Budget) -> Answer:
         rcode = msg.rcode()
