@@ -42,6 +42,7 @@ import _ssl
 import asyncio
 import base64
 import contextlib
+import errno
 import re
 import socket
 import ssl
@@ -87,7 +88,8 @@ ERRORS = frozenset(
     {
         "connect-refused",  # TCP RST on connect: nothing listens
         "connect-timeout",  # no TCP handshake within Timeouts.connect
-        "connect-failed",  # any other connect error (unreachable, no route, bad address)
+        "connect-failed",  # any other connect error (unreachable or no route out there, …)
+        "no-route",  # this host has no route to the address (family): not reachable from here
         "banner-timeout",  # connected, but no complete greeting within Timeouts.banner
         "greeting-rejected",  # the greeting is 4xx/5xx (e.g. 554 from a blocklist)
         "bad-reply",  # not SMTP: garbage, mismatched continuation codes, too many lines
@@ -105,6 +107,11 @@ ERRORS = frozenset(
 #: ``ProbeResult.error_step`` values, in dialogue order (``tls`` comes right after
 #: ``connect`` with implicit TLS). ``ehlo-tls`` is the EHLO sent inside STARTTLS's TLS.
 STEPS = ("connect", "tls", "banner", "ehlo", "helo", "starttls", "ehlo-tls", "quit")
+
+#: errno values of a connect() that failed before a packet left this host: no route to the
+#: network, no source address of that family, no such address family. The checking host's
+#: problem (typically IPv6 on an IPv4-only host), reported as "no-route".
+_NO_ROUTE_HERE = frozenset({errno.ENETUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT})
 
 KeyTypeRequest = Literal["any", "rsa", "ecdsa"]
 _KEY_TYPES = ("any", "rsa", "ecdsa")
@@ -637,6 +644,14 @@ class _Probe:
                 "connect-refused", "connect", f"{r.endpoint} refused the connection"
             ) from None
         except OSError as exc:
+            if exc.errno in _NO_ROUTE_HERE:
+                reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "no route")
+                raise _Failure(
+                    "no-route",
+                    "connect",
+                    f"{r.endpoint} is not reachable from here: this host has no route to it "
+                    f"({reason}); the problem is on the checking side, not the server's",
+                ) from None
             reason = exc.strerror or str(exc) or type(exc).__name__
             raise _Failure(
                 "connect-failed", "connect", f"cannot connect to {r.endpoint}: {reason}"

@@ -57,6 +57,7 @@ __all__ = [
     "digest",
     "rdata_text",
     "selected_bytes",
+    "spki_der",
     "spki_sha256",
     "suggest_records",
 ]
@@ -101,14 +102,30 @@ _SEARCH_BUDGET = 512
 _MAX_ANCHORS = 32
 
 
-def selected_bytes(cert: x509.Certificate, selector: int) -> bytes:
-    """The DER bytes a TLSA selector picks out of ``cert``: the whole certificate or its SPKI."""
-    if selector == Selector.CERT:
+def _der(cert: x509.Certificate | bytes) -> bytes:
+    if isinstance(cert, x509.Certificate):
         return cert.public_bytes(serialization.Encoding.DER)
+    return bytes(cert)
+
+
+def spki_der(cert: x509.Certificate | bytes) -> bytes:
+    """The SubjectPublicKeyInfo of ``cert`` exactly as it appears in the certificate's DER.
+
+    This is what a TLSA selector 1 record hashes (RFC 6698 §1.1.2): the bytes as served, not
+    the key re-encoded (an EC key encoded as a compressed point would come out uncompressed,
+    with another digest). Every SPKI digest in the project comes from here. ``cert`` is a
+    certificate or its DER; raises ``ValueError`` when the DER is not a certificate.
+    """
+    return _tbs_fields(_der(cert))[2]
+
+
+def selected_bytes(cert: x509.Certificate | bytes, selector: int) -> bytes:
+    """The DER bytes a TLSA selector picks out of ``cert``: the whole certificate or its SPKI
+    as served (:func:`spki_der`). ``cert`` is a certificate or its DER."""
+    if selector == Selector.CERT:
+        return _der(cert)
     if selector == Selector.SPKI:
-        return cert.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        return spki_der(cert)
     raise ValueError(f"unknown TLSA selector {selector}")
 
 
@@ -123,12 +140,14 @@ def digest(data: bytes, matching_type: int) -> bytes:
     raise ValueError(f"unknown TLSA matching type {matching_type}")
 
 
-def association_data(cert: x509.Certificate, selector: int, matching_type: int) -> bytes:
-    """The certificate association data of a TLSA record for ``cert``."""
+def association_data(cert: x509.Certificate | bytes, selector: int, matching_type: int) -> bytes:
+    """The certificate association data of a TLSA record for ``cert`` (or its DER)."""
     return digest(selected_bytes(cert, selector), matching_type)
 
 
-def rdata_text(cert: x509.Certificate, usage: int, selector: int, matching_type: int) -> str:
+def rdata_text(
+    cert: x509.Certificate | bytes, usage: int, selector: int, matching_type: int
+) -> str:
     """TLSA RDATA in presentation format, e.g. ``3 1 1 0210f1…``."""
     data = association_data(cert, selector, matching_type).hex()
     return f"{usage} {selector} {matching_type} {data}"
@@ -328,6 +347,7 @@ class _Node:
         self.der = der
         self.cert = cert
         self.index = index  # position in the presented chain; None for a cert from DNS
+        # self.spki is spki_der(der), from the same parse
         self.issuer_der, self.subject_der, self.spki = _tbs_fields(der)
         try:
             self.key: Any = cert.public_key()

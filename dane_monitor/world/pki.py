@@ -13,6 +13,11 @@ to files a server can load (:meth:`Chain.write`)::
     chain.tlsa(3)          # '3 1 1 5b2f…'  DANE-EE: the leaf's public key
     chain.tlsa(2)          # '2 1 1 9c4e…'  DANE-TA: the issuing intermediate
     chain.tlsa(2, depth=2) # '2 1 1 03aa…'  DANE-TA: the root (not served unless asked)
+
+``issue(..., compressed=True)`` (and ``self_signed``) gives an ECDSA leaf whose public key is
+encoded as a compressed point (X9.62, SEC 1 §2.3.3): the same key, another SubjectPublicKeyInfo
+and so another ``x 1 x`` digest. cryptography's builder always encodes points uncompressed, so
+the TBSCertificate is rewritten and signed again by the issuer.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from typing import Literal
 import trustme
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from dane_monitor.tlsa import rdata_text
@@ -82,6 +87,71 @@ def _key_type_of(cert: x509.Certificate) -> KeyType:
     if isinstance(key, ec.EllipticCurvePublicKey):
         return "ecdsa"
     raise ValueError(f"unsupported public key type {type(key).__name__}")
+
+
+def _der_length(n: int) -> bytes:
+    if n < 0x80:
+        return bytes([n])
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([0x80 | len(raw)]) + raw
+
+
+def _der(tag: int, content: bytes) -> bytes:
+    return bytes([tag]) + _der_length(len(content)) + content
+
+
+def _der_children(der: bytes) -> list[bytes]:
+    """The TLVs (whole, tag and length included) inside the constructed TLV ``der``."""
+    out: list[bytes] = []
+    _, pos, end = _der_header(der, 0)
+    while pos < end:
+        _, _, stop = _der_header(der, pos)
+        out.append(der[pos:stop])
+        pos = stop
+    return out
+
+
+def _der_header(der: bytes, pos: int) -> tuple[int, int, int]:
+    """(tag, start of value, end of value) of the TLV at ``pos``."""
+    tag, length = der[pos], der[pos + 1]
+    pos += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(der[pos : pos + count], "big")
+        pos += count
+    return tag, pos, pos + length
+
+
+def _compress_point(
+    cert: x509.Certificate, issuer_key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+) -> x509.Certificate:
+    """``cert`` with its EC public key encoded as a compressed point, signed again by
+    ``issuer_key`` (with the same signature algorithm, SHA-256)."""
+    key = cert.public_key()
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError("only an EC public key has a compressed encoding")
+    outer = _der_children(cert.public_bytes(serialization.Encoding.DER))
+    tbs, signature_algorithm = outer[0], outer[1]
+    fields = _der_children(tbs)
+    spki_index = 6 if fields[0][0] == 0xA0 else 5  # after [0] version, serial, ..., subject
+    algorithm = _der_children(fields[spki_index])[0]  # id-ecPublicKey + the curve
+    point = key.public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+    )
+    fields[spki_index] = _der(0x30, algorithm + _der(0x03, b"\x00" + point))
+    new_tbs = _der(0x30, b"".join(fields))
+    if isinstance(issuer_key, ec.EllipticCurvePrivateKey):
+        signature = issuer_key.sign(new_tbs, ec.ECDSA(hashes.SHA256()))
+    else:
+        signature = issuer_key.sign(new_tbs, padding.PKCS1v15(), hashes.SHA256())
+    der = _der(0x30, new_tbs + signature_algorithm + _der(0x03, b"\x00" + signature))
+    return x509.load_der_x509_certificate(der)
+
+
+def _load_private_key(pem: bytes) -> ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey:
+    key = serialization.load_pem_private_key(pem, password=None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey)
+    return key
 
 
 @dataclass(frozen=True)
@@ -233,10 +303,12 @@ class PKI:
         expired: bool = False,
         include_root: bool = False,
         via_intermediate: bool = True,
+        compressed: bool = False,
     ) -> Chain:
         """Issue a leaf for ``names`` (DNS names or IP addresses; a trailing dot is dropped).
 
         The first name is also the subject CN. ``key_type`` defaults to the PKI's.
+        ``compressed=True`` (ECDSA only) encodes the leaf's public key as a compressed point.
         ``expired=True`` sets not_after two days in the past. ``via_intermediate=False``
         signs the leaf with the root directly; ``include_root=True`` serves the root too.
         A leaf for the wrong name (a DANE-TA name-mismatch scenario) is just
@@ -244,6 +316,8 @@ class PKI:
         """
         dns_names = _dns_names(names)
         leaf_key_type = _check_key_type(key_type or self.key_type)
+        if compressed and leaf_key_type != "ecdsa":
+            raise ValueError("compressed=True needs an ECDSA leaf")
         not_before, not_after = _validity(not_before, not_after, expired)
         issuer = self._intermediate(leaf_key_type) if via_intermediate else self._root_ca
         leaf = issuer.issue_cert(
@@ -256,6 +330,9 @@ class PKI:
             key_type=_TRUSTME_KEY_TYPES[leaf_key_type],
         )
         certs = [_load_cert(blob.bytes()) for blob in leaf.cert_chain_pems]
+        if compressed:
+            issuer_key = _load_private_key(issuer.private_key_pem.bytes())
+            certs[0] = _compress_point(certs[0], issuer_key)
         root = self.root_cert
         if include_root:
             certs.append(root)
@@ -282,13 +359,17 @@ def self_signed(
     expired: bool = False,
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
+    compressed: bool = False,
 ) -> Chain:
     """A self-signed leaf for ``names`` (the typical DANE-EE-only mail server).
 
     It is an end-entity certificate (CA:FALSE) with the names as subjectAltName and the
-    first one as CN; ``root`` is ``None``.
+    first one as CN; ``root`` is ``None``. ``compressed=True`` (ECDSA only) encodes its
+    public key as a compressed point.
     """
     dns_names = _dns_names(names)
+    if compressed and key_type != "ecdsa":
+        raise ValueError("compressed=True needs an ECDSA key")
     key = _private_key(_check_key_type(key_type))
     not_before, not_after = _validity(not_before, not_after, expired)
     now = _utcnow()
@@ -311,6 +392,8 @@ def self_signed(
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
+    if compressed:
+        cert = _compress_point(cert, key)
     key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,

@@ -44,6 +44,10 @@ class Cert:
     # Servers of one host whose Cert is equal share one chain (one key, as IPv4 and IPv6
     # usually do); a different key_id makes a server present a key of its own.
     key_id: int = 0
+    # ECDSA only: the leaf's public key encoded as a compressed point (another SPKI, and so
+    # another ``x 1 x`` digest, than the same key uncompressed; RFC 6698 §1.1.2 hashes the
+    # bytes as served).
+    compressed: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,11 @@ class Server:
     # Listen on ::1 (an AAAA record) instead of a 127.0.0.0/8 address; loopback has only one
     # IPv6 address, so a world can hold one such server.
     ipv6: bool = False
+    # A literal address published (A or AAAA) instead of a loopback one; nothing listens
+    # there. For an address the checking host cannot reach, e.g. 2001:db8::25 where it has no
+    # IPv6 route: only in a private network namespace (see NO_ROUTE), never where packets to
+    # it could leave the machine.
+    address: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,6 +80,12 @@ class Record:
     rdata: str | None = None
 
 
+#: Where a name lives: "domain" is the mail domain's own zone; "hosting" a shared signed zone
+#: (hosting.<tld>); "unsigned" a shared zone delegated without DS (unsigned.<tld>), so
+#: everything in it is insecure. Names in shared zones are under <scenario>.<zone>.
+Placement = Literal["domain", "hosting", "unsigned"]
+
+
 @dataclass(frozen=True)
 class Host:
     """An MX host: its name, the servers on its addresses and its TLSA RRset."""
@@ -81,6 +96,12 @@ class Host:
     preference: int = 10
     # The MX record names ``alias``; ``alias`` is a CNAME to ``name`` (RFC 7672 §2.2.3).
     alias: str | None = None
+    # Where the host (its addresses and ``tlsa``) lives; None: as ``Scenario.host_zone``.
+    zone: Placement | None = None
+    # Where the alias (the CNAME) lives, and TLSA records published at the alias itself
+    # (the original, unexpanded name: ``_25._tcp.<alias>``).
+    alias_zone: Placement = "domain"
+    alias_tlsa: tuple[Record, ...] = ()
     # The MX record names ``<name>.<dname>``, and ``dname`` (in the mail domain's zone) is a
     # DNAME to where the host lives (RFC 6672): the name is reached by substitution.
     dname: str | None = None
@@ -104,6 +125,9 @@ class Expect:
     hosts: dict[str, HostExpect] = field(default_factory=dict)
     # Finding codes the checker must report (a subset: it may report more).
     findings: frozenset[str] = frozenset()
+    # `dane-monitor check`'s exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN); None: not
+    # asserted (the verdict's usual code applies).
+    exit_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -388,24 +412,39 @@ CATALOGUE: tuple[Scenario, ...] = (
 )
 
 
-def _hostile(name: str, behaviour: Behaviour, summary: str, verdict: Verdict, code: str):
+def _hostile(name: str, behaviour: Behaviour, summary: str, code: str) -> Scenario:
+    """A server-side failure where DANE applies: DANE senders defer, so the domain has
+    failed (CRITICAL), whatever the server did wrong."""
     return Scenario(
         name,
         summary,
         hosts=(Host("mx1", servers=(Server(behaviours=frozenset({behaviour})),)),),
-        expect=Expect(verdict, {"mx1": HostExpect(verdict, None, "defer")}, frozenset({code})),
+        expect=Expect(
+            "failed",
+            {"mx1": HostExpect("failed", None, "defer")},
+            frozenset({code}),
+            exit_code=2,
+        ),
     )
 
 
 CATALOGUE += (
     _hostile("hang", Behaviour.HANG_AFTER_CONNECT, "valid TLSA; the server accepts the "
-             "connection and never greets", "error", "smtp-error"),
+             "connection and never greets", "smtp-error"),
     _hostile("huge-line", Behaviour.HUGE_LINE, "valid TLSA; the server's greeting is a 10 MB "
-             "line without CRLF", "error", "smtp-error"),
+             "line without CRLF", "smtp-error"),
     _hostile("close-after-ehlo", Behaviour.CLOSE_AFTER_EHLO, "valid TLSA; the server hangs up "
-             "after answering EHLO", "error", "smtp-error"),
+             "after answering EHLO", "smtp-error"),
     _hostile("tls-failure", Behaviour.TLS_HANDSHAKE_FAILURE, "valid TLSA; STARTTLS is "
-             "accepted, then the handshake fails with an alert", "failed", "tls-failed"),
+             "accepted, then the handshake fails with an alert", "tls-failed"),
+    _hostile("reset", Behaviour.RESET_AFTER_ACCEPT, "valid TLSA; the server resets the "
+             "connection (TCP RST) right after accepting it", "smtp-error"),
+    _hostile("garbage-greeting", Behaviour.GARBAGE_GREETING, "valid TLSA; the server sends "
+             "another protocol's banner instead of an SMTP greeting", "smtp-error"),
+    _hostile("hang-after-ehlo", Behaviour.HANG_AFTER_EHLO, "valid TLSA; the server answers "
+             "EHLO, offering STARTTLS, and then never answers STARTTLS", "smtp-error"),
+    _hostile("starttls-garbage", Behaviour.STARTTLS_GARBAGE, "valid TLSA; the server answers "
+             "STARTTLS with binary garbage", "smtp-error"),
     Scenario(
         "malformed-tlsa",
         "a good 3 1 1 record beside a truncated SHA-256 one and an unknown matching type",
@@ -447,6 +486,21 @@ CATALOGUE += (
         expect=Expect("bogus", {}, frozenset({"dnssec-bogus"})),
     ),
     Scenario(
+        "ec-compressed",
+        "DANE-EE 3 1 1 for an ECDSA leaf whose public key is encoded as a compressed point: "
+        "the record hashes the SubjectPublicKeyInfo as served (RFC 6698 §1.1.2)",
+        hosts=(Host("mx1", servers=(Server(certs=(Cert(compressed=True),)),)),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "cname-hosted",
+        "the MX record names mail.<domain>, a CNAME into the signed hosting zone where the "
+        "host's addresses and TLSA records are (the expanded name is the TLSA base domain, "
+        "RFC 7672 §2.2.3); `preflight --mx mail.<domain>` must find that TLSA RRset",
+        hosts=(Host("mx", alias="mail", zone="hosting"),),
+        expect=Expect("valid", _ok("mx"), exit_code=0),
+    ),
+    Scenario(
         "xn--bcher-kva",
         "an internationalized mail domain (bücher): names go through IDNA, not rejected",
         expect=Expect("valid", _ok("mx1")),
@@ -454,8 +508,90 @@ CATALOGUE += (
 )  # fmt: skip
 
 
+def _cname_case(cname: str, target: str, at: str, matches: bool) -> Scenario:
+    """One cell of the CNAME matrix: the MX record names mail.<domain> (a CNAME, secure in
+    the signed mail domain or insecure in the unsigned zone) whose target mx.<...> has secure
+    (hosting zone) or insecure (unsigned zone) address records; one 3 1 1 record, matching
+    the served key or not, at the original name or at the expanded one.
+
+    The expectation is what Postfix does (``tls_dane_resolve``, Postfix 3.7), which is RFC
+    7672 §2.2.3 as its author implements it: a secure address answer (the whole chain
+    secure) looks for TLSA at the expanded name, then at the original name; an insecure one
+    whose first CNAME is secure looks only at the original name; otherwise no DANE.
+    """
+    record = Record(3, 1, 1, "leaf" if matches else "unrelated")
+    host = Host(
+        "mx",
+        alias="mail",
+        alias_zone="domain" if cname == "secure" else "unsigned",
+        zone="hosting" if target == "secure" else "unsigned",
+        tlsa=(record,) if at == "expanded" else (),
+        alias_tlsa=(record,) if at == "original" else (),
+    )
+    if cname == "secure" and (target == "secure" or at == "original"):
+        expect = HostExpect("valid", True, "deliver-authenticated") if matches else _DEFER_MISMATCH
+        summary = "DANE applies at the " + at + " name"
+    elif cname == "secure":
+        # the original name is the TLSA base domain and has no TLSA (a secure denial)
+        expect = HostExpect("no-dane", None, "deliver-opportunistic")
+        summary = "the TLSA records at the insecure expanded name are ignored"
+    else:
+        expect = HostExpect("insecure", None, "deliver-opportunistic")
+        summary = "an insecure CNAME: DANE does not apply"
+    outcome = "matching" if matches else "not matching"
+    where = "orig" if at == "original" else "exp"
+    return Scenario(
+        f"cname-{cname}-{target}-{where}-{'match' if matches else 'mismatch'}",
+        f"{cname} CNAME to a host with {target} addresses, TLSA ({outcome}) at the {at} "
+        f"name: {summary} (RFC 7672 §2.2.3, as Postfix)",
+        hosts=(host,),
+        expect=Expect(expect.verdict, {"mx": expect}),
+    )
+
+
+#: RFC 7672 §2.2.3's CNAME cases, every combination of: CNAME secure/insecure, target
+#: addresses secure/insecure, TLSA at the original/expanded name, matching or not.
+#: Expectations follow Postfix (see ``_cname_case``); tests/interop asks Postfix itself.
+CNAME_MATRIX: tuple[Scenario, ...] = tuple(
+    _cname_case(cname, target, at, matches)
+    for cname in ("secure", "insecure")
+    for target in ("secure", "insecure")
+    for at in ("original", "expanded")
+    for matches in (True, False)
+)
+
+
+#: An AAAA record no host should have a route to (RFC 3849 documentation prefix).
+UNROUTABLE_IPV6 = "2001:db8::25"
+
+#: Scenarios with an endpoint the checking host has no route to. They belong in a private
+#: network namespace with only ``lo`` up (where connecting to UNROUTABLE_IPV6 fails at once
+#: with ENETUNREACH), never in a world served on a host with a default IPv6 route.
+NO_ROUTE: tuple[Scenario, ...] = (
+    Scenario(
+        "ipv6-no-route",
+        "one MX host with a good IPv4 endpoint and an IPv6 address the checking host has no "
+        "route to: that address is not reachable from here (our side, reported, not "
+        "alarmed); the verdict comes from the reachable endpoint",
+        hosts=(Host("mx1", servers=(Server(), Server(address=UNROUTABLE_IPV6))),),
+        expect=Expect(
+            "valid",
+            {"mx1": HostExpect("valid", None, "deliver-authenticated")},
+            exit_code=0,
+        ),
+    ),
+    Scenario(
+        "only-no-route",
+        "the only address of the only MX host is an IPv6 address the checking host has no "
+        "route to: nothing could be checked from here (UNKNOWN)",
+        hosts=(Host("mx1", servers=(Server(address=UNROUTABLE_IPV6),)),),
+        expect=Expect("error", {}, exit_code=3),
+    ),
+)
+
+
 def by_name(name: str) -> Scenario:
-    for scenario in CATALOGUE:
+    for scenario in (*CATALOGUE, *CNAME_MATRIX, *NO_ROUTE):
         if scenario.name == name:
             return scenario
     raise KeyError(f"no scenario named {name!r}")

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
@@ -24,7 +26,16 @@ from types import TracebackType
 
 from dane_monitor.world.pki import Chain
 
-__all__ = ["HUGE_LINE_BYTES", "MAX_ERRORS", "MAX_LINE", "MAX_MESSAGE", "Behaviour", "SMTPServer"]
+__all__ = [
+    "GARBAGE_GREETING_LINE",
+    "HUGE_LINE_BYTES",
+    "MAX_ERRORS",
+    "MAX_LINE",
+    "MAX_MESSAGE",
+    "STARTTLS_GARBAGE_BYTES",
+    "Behaviour",
+    "SMTPServer",
+]
 
 #: The longest command line (with CRLF) the server reads; RFC 5321 §4.5.3.1.4 asks for 512.
 MAX_LINE = 4096
@@ -61,6 +72,16 @@ class Behaviour(StrEnum):
     #: Answer STARTTLS with 220, then send a TLS alert instead of a ServerHello and close.
     #: With implicit TLS: the alert right after the ClientHello.
     TLS_HANDSHAKE_FAILURE = "tls-handshake-failure"
+    #: Reset the connection right after accepting it (SO_LINGER 0, then close: a TCP RST).
+    RESET_AFTER_ACCEPT = "reset-after-accept"
+    #: Send a line that is not SMTP (an SSH banner) instead of the greeting, then wait for the
+    #: client to leave.
+    GARBAGE_GREETING = "garbage-greeting"
+    #: Greet and answer EHLO (offering STARTTLS), then never answer again: STARTTLS and every
+    #: later command go unanswered until the client leaves.
+    HANG_AFTER_EHLO = "hang-after-ehlo"
+    #: Answer STARTTLS with binary garbage instead of a reply, then wait for the client to leave.
+    STARTTLS_GARBAGE = "starttls-garbage"
 
 
 # Behaviours under which the server never completes a TLS handshake.
@@ -71,7 +92,16 @@ _NEVER_TLS = {
     Behaviour.CLOSE_AFTER_EHLO,
     Behaviour.HUGE_LINE,
     Behaviour.TLS_HANDSHAKE_FAILURE,
+    Behaviour.RESET_AFTER_ACCEPT,
+    Behaviour.GARBAGE_GREETING,
+    Behaviour.HANG_AFTER_EHLO,
+    Behaviour.STARTTLS_GARBAGE,
 }
+
+#: What GARBAGE_GREETING sends in place of "220 …": another protocol's banner.
+GARBAGE_GREETING_LINE = b"SSH-2.0-OpenSSH_9.6p1 not-smtp\r\n"
+#: What STARTTLS_GARBAGE answers STARTTLS with: bytes that are neither a reply nor TLS.
+STARTTLS_GARBAGE_BYTES = b"\x00\xff\xfe garbage \x01\x02\x03\r\n"
 
 
 class _Hangup(Exception):
@@ -222,6 +252,13 @@ class SMTPServer:
             return
         self._sessions[task] = writer
         self.connections += 1
+        if Behaviour.RESET_AFTER_ACCEPT in self.behaviours:
+            sock = writer.get_extra_info("socket")
+            if sock is not None:  # linger on, for 0 s: close() sends a RST, not a FIN
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            self._sessions.pop(task, None)
+            return
         graceful = False
         try:
             await _Session(self, reader, writer).run()
@@ -342,6 +379,11 @@ class _Session:
             await self.writer.drain()
             await self.wait_for_client_to_leave()
             return
+        if Behaviour.GARBAGE_GREETING in self.behaviours:
+            self.writer.write(GARBAGE_GREETING_LINE)
+            await self.writer.drain()
+            await self.wait_for_client_to_leave()
+            return
         await self.greet()
         while True:
             line = await self.readline()
@@ -392,6 +434,9 @@ class _Session:
         await self.reply(250, self.server.hostname, *self.ehlo_keywords())
         if Behaviour.CLOSE_AFTER_EHLO in self.behaviours:
             raise _Hangup
+        if Behaviour.HANG_AFTER_EHLO in self.behaviours:
+            await self.wait_for_client_to_leave()
+            raise _Hangup
 
     async def smtp_HELO(self, arg: str) -> None:
         if not arg:
@@ -411,6 +456,11 @@ class _Session:
             await self.error(501, "5.5.4 Syntax: STARTTLS")
         elif Behaviour.STARTTLS_REFUSED in self.behaviours:
             await self.reply(454, "4.7.0 TLS not available due to local problem")
+        elif Behaviour.STARTTLS_GARBAGE in self.behaviours:
+            self.writer.write(STARTTLS_GARBAGE_BYTES)
+            await self.writer.drain()
+            await self.wait_for_client_to_leave()
+            raise _Hangup
         else:
             # Plaintext already sent behind STARTTLS would be read as if it came over TLS
             # (CVE-2011-0411): refuse to upgrade such a connection.

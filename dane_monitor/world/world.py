@@ -39,6 +39,8 @@ class Endpoint:
     chains: tuple[Chain, ...]
     behaviours: frozenset[Behaviour]
     server: SMTPServer | None = None
+    # False for a published address nothing listens on (Server.address)
+    listening: bool = True
 
 
 @dataclass
@@ -49,6 +51,11 @@ class MXHost:
     tlsa_rdatas: tuple[str, ...]
     endpoints: list[Endpoint]
     expect: HostExpect | None
+    # TLSA records at the MX name itself when it is a CNAME (the original name), and the
+    # zones that hold the two TLSA RRsets (to copy them to another port's name).
+    alias_tlsa_rdatas: tuple[str, ...] = ()
+    zone: Zone | None = field(default=None, repr=False)
+    alias_zone: Zone | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -87,6 +94,7 @@ class World:
         self.hierarchy.zone(self.tld)
         self._pkis: dict[str, PKI] = {}
         self._hosting_zone: Zone | None = None
+        self._unsigned_zone: Zone | None = None
         self._ipv6_taken = False
         self._addresses = (str(a) for a in ipaddress.ip_network(smtp_network).hosts())
         self.domains: dict[str, Domain] = {}
@@ -125,10 +133,10 @@ class World:
             zone.add("@", "MX", "0 .")
         for host in sc.hosts:
             # Hosts in "hosting" live in a shared signed zone, apart from the mail domain's.
-            host_zone = self._hosting() if sc.host_zone == "hosting" else zone
-            host_origin = f"{sc.name}.{host_zone.origin}" if sc.host_zone == "hosting" else origin
+            host_zone, host_origin = self._placed(host.zone or sc.host_zone, sc.name, zone)
             fqdn = _absolute(host.name, host_origin)
-            mx_name = _absolute(host.alias, origin) if host.alias else fqdn
+            alias_zone, alias_origin = self._placed(host.alias_zone, sc.name, zone)
+            mx_name = _absolute(host.alias, alias_origin) if host.alias else fqdn
             if host.dname:
                 owner = _absolute(host.dname, origin)
                 zone.add(owner, "DNAME", host_origin)
@@ -136,11 +144,18 @@ class World:
             if sc.mx == "mx":
                 zone.add("@", "MX", f"{host.preference} {mx_name}")
             if host.alias:
-                zone.add(mx_name, "CNAME", fqdn)
+                alias_zone.add(mx_name, "CNAME", fqdn)
             names = tuple(dict.fromkeys(n.rstrip(".") for n in (fqdn, mx_name)))
             chains: dict[Cert, Chain] = {}
             endpoints = []
             for server in host.servers:
+                if server.address is not None:
+                    address = server.address
+                    rdtype = "AAAA" if ":" in address else "A"
+                    host_zone.add(fqdn, rdtype, address)
+                    served = tuple(self._chain(c, names, chains) for c in server.certs)
+                    endpoints.append(Endpoint(address, served, server.behaviours, listening=False))
+                    continue
                 if server.ipv6:
                     if self._ipv6_taken:
                         raise ValueError("a world has one IPv6 loopback address (::1) to give")
@@ -155,10 +170,40 @@ class World:
             rdatas = tuple(self._tlsa_rdata(r, host.servers[0], chains) for r in host.tlsa)
             if rdatas:
                 host_zone.add(tlsa_name, "TLSA", *rdatas)
+            alias_rdatas = tuple(
+                self._tlsa_rdata(r, host.servers[0], chains) for r in host.alias_tlsa
+            )
+            if alias_rdatas:
+                if not host.alias:
+                    raise ValueError(f"{host.name}: alias_tlsa needs an alias")
+                alias_zone.add(f"_25._tcp.{mx_name}", "TLSA", *alias_rdatas)
             domain.hosts.append(
-                MXHost(fqdn, mx_name, tlsa_name, rdatas, endpoints, sc.expect.hosts.get(host.name))
+                MXHost(
+                    fqdn,
+                    mx_name,
+                    tlsa_name,
+                    rdatas,
+                    endpoints,
+                    sc.expect.hosts.get(host.name),
+                    alias_rdatas,
+                    host_zone,
+                    alias_zone,
+                )
             )
         return domain
+
+    def _placed(self, placement: str, scenario: str, domain_zone: Zone) -> tuple[Zone, str]:
+        """The zone for a name placed in ``placement`` and the origin names are relative to."""
+        if placement == "domain":
+            return domain_zone, domain_zone.origin.to_text()
+        shared = self._hosting() if placement == "hosting" else self._unsigned()
+        return shared, f"{scenario}.{shared.origin.to_text()}"
+
+    def _unsigned(self) -> Zone:
+        """The shared zone delegated without DS (and unsigned): every name in it is insecure."""
+        if self._unsigned_zone is None:
+            self._unsigned_zone = self.hierarchy.zone(f"unsigned.{self.tld}", signed=False)
+        return self._unsigned_zone
 
     def _hosting(self) -> Zone:
         """The shared, signed zone of MX hosts that do not live in their mail domain's zone."""
@@ -170,9 +215,13 @@ class World:
         if cert not in cache:
             names = cert.names or default_names
             if cert.self_signed:
-                cache[cert] = self_signed(names, key_type=cert.key_type, expired=cert.expired)
+                cache[cert] = self_signed(
+                    names, key_type=cert.key_type, expired=cert.expired, compressed=cert.compressed
+                )
             else:
-                cache[cert] = self.pki(cert.key_type).issue(names, expired=cert.expired)
+                cache[cert] = self.pki(cert.key_type).issue(
+                    names, expired=cert.expired, compressed=cert.compressed
+                )
         return cache[cert]
 
     def _tlsa_rdata(self, record: Record, first: Server, chains: dict[Cert, Chain]) -> str:
@@ -241,10 +290,13 @@ class World:
         the DS and the trust anchor stay valid), for tools that take the TLSA name from the
         port they connect to (posttls-finger, openssl's tests of a live world)."""
         for domain in self.domains.values():
-            zone = self._hosting_zone if domain.scenario.host_zone == "hosting" else domain.zone
             for host in domain.hosts:
-                if host.tlsa_rdatas:
-                    zone.add(f"_{port}._tcp.{host.name}", "TLSA", *host.tlsa_rdatas)
+                if host.tlsa_rdatas and host.zone is not None:
+                    host.zone.add(f"_{port}._tcp.{host.name}", "TLSA", *host.tlsa_rdatas)
+                if host.alias_tlsa_rdatas and host.alias_zone is not None:
+                    host.alias_zone.add(
+                        f"_{port}._tcp.{host.mx_name}", "TLSA", *host.alias_tlsa_rdatas
+                    )
         self.signed = self.hierarchy.sign()
         assert self.dns is not None
         self.dns.signed = self.signed
@@ -252,7 +304,7 @@ class World:
     async def _start_smtp(self, attempts: int = 50) -> None:
         # One port for every address: take an ephemeral one on the first address, then ask
         # for the same number on the others; if another process holds it there, start over.
-        planned = [ep for _, _, ep in self.endpoints()]
+        planned = [ep for _, _, ep in self.endpoints() if ep.listening]
         for _ in range(attempts):
             port = 0
             try:

@@ -1,0 +1,76 @@
+"""The catalogue's exit codes: every scenario with an ``Expect.exit_code`` through
+``dane-monitor check`` (in-process ``main``), against the session's world.
+
+The rule the hostile scenarios hold the checker to (issue 12): a server-side failure on an
+MX endpoint where DANE applies — refused, hanging, garbage, reset, a greeting never finished,
+STARTTLS garbage/refused/missing, a failed handshake — makes DANE senders defer mail, so it
+is CRITICAL (exit 2, verdict ``failed``, sender action ``defer``), never UNKNOWN (exit 3 is
+for what is wrong on the checking side).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from dane_monitor.cli import main
+from dane_monitor.world import CATALOGUE, Behaviour, World
+from dane_monitor.world.scenarios import NO_ROUTE
+
+WITH_EXIT = [sc for sc in CATALOGUE if sc.expect.exit_code is not None]
+HOSTILE = {Behaviour.HANG_AFTER_CONNECT, Behaviour.HUGE_LINE, Behaviour.CLOSE_AFTER_EHLO,
+           Behaviour.TLS_HANDSHAKE_FAILURE, Behaviour.RESET_AFTER_ACCEPT,
+           Behaviour.GARBAGE_GREETING, Behaviour.HANG_AFTER_EHLO,
+           Behaviour.STARTTLS_GARBAGE}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def base(dane_world: World, tmp_path_factory) -> list[str]:
+    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
+    host, port = dane_world.dns_address
+    return [
+        "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
+        "--connect-port", str(dane_world.smtp_port), "--timeout", "5",
+    ]  # fmt: skip
+
+
+def test_every_hostile_scenario_has_an_exit_code_and_the_new_behaviours_are_catalogued():
+    hostile = [
+        sc for sc in CATALOGUE if any(s.behaviours & HOSTILE for h in sc.hosts for s in h.servers)
+    ]
+    seen = {b for sc in hostile for h in sc.hosts for s in h.servers for b in s.behaviours}
+    assert seen >= HOSTILE
+    for sc in hostile:
+        assert (sc.expect.verdict, sc.expect.exit_code) == ("failed", 2), sc.name
+        assert {he.sender_action for he in sc.expect.hosts.values()} == {"defer"}, sc.name
+    assert {0, 2} <= {sc.expect.exit_code for sc in WITH_EXIT}
+    assert {sc.expect.exit_code for sc in NO_ROUTE} == {0, 3}
+
+
+@pytest.mark.parametrize("scenario", WITH_EXIT, ids=[sc.name for sc in WITH_EXIT])
+def test_check_exits_with_the_catalogued_code(dane_world: World, base, capsys, scenario):
+    domain = dane_world.domains[scenario.name]
+    code = main(["check", "--json", domain.name, *base])
+    out = json.loads(capsys.readouterr().out)
+    summary = {
+        "verdict": out["verdict"],
+        "findings": [(f["code"], f["message"]) for f in out["findings"]],
+        "hosts": [(h["name"], h["verdict"], h["sender_action"]) for h in out["hosts"]],
+    }
+    assert (code, out["verdict"]) == (scenario.expect.exit_code, scenario.expect.verdict), summary
+    hosts = {h["name"]: h for h in out["hosts"]}
+    for built, sc_host in zip(domain.hosts, scenario.hosts, strict=True):
+        he = scenario.expect.hosts.get(sc_host.name)
+        if he is not None:
+            got = hosts[built.mx_name]
+            assert (got["verdict"], got["sender_action"]) == (he.verdict, he.sender_action), got
+    assert scenario.expect.findings <= {f["code"] for f in out["findings"]}, summary
+
+
+@pytest.mark.parametrize("scenario", WITH_EXIT, ids=[sc.name for sc in WITH_EXIT])
+def test_the_text_output_exits_with_the_same_code(dane_world: World, base, capsys, scenario):
+    """The exit code is the decision's, not the output format's."""
+    domain = dane_world.domains[scenario.name]
+    assert main(["check", domain.name, *base]) == scenario.expect.exit_code
+    capsys.readouterr()
