@@ -58,9 +58,11 @@ def make_validator(
         cache=cache,
         checking_disabled=mode == "local",
     )
-    if mode == "resolver":
-        return ResolverValidator(client)
-    if mode != "local":
+    if mode not in ("local", "resolver"):
         raise ValueError(f"unknown validation mode {mode!r} (local or resolver)")
+    # Resolver mode needs the anchors too: a SERVFAIL is validated here, with CD, from the
+    # same anchors local mode would use, and the expiry watch stops at them.
     anchors = TrustAnchors.from_file(trust_anchor) if trust_anchor else TrustAnchors.root()
+    if mode == "resolver":
+        return ResolverValidator(client, anchors)
     return Validator(client, anchors)

@@ -8,6 +8,7 @@ for large answers. Each of those is one :class:`Check` with a stable code.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import dns.asyncquery
@@ -36,10 +37,13 @@ class Check:
 class ResolverReport:
     resolver: str
     checks: list[Check] = field(default_factory=list)
+    # Whether anything came back, over UDP or TCP, to any question (a SERVFAIL included):
+    # a resolver that answers is reachable, however unfit its answers.
+    answered: bool = False
 
     @property
     def reachable(self) -> bool:
-        return any(c.ok for c in self.checks if c.code in ("answers", "tcp"))
+        return self.answered
 
     @property
     def exit_code(self) -> int:
@@ -55,6 +59,7 @@ class ResolverReport:
         return {
             "resolver": self.resolver,
             "fit_for_dane": self.exit_code in (0, 1),
+            "reachable": self.reachable,
             "checks": [asdict(c) for c in self.checks],
         }
 
@@ -85,6 +90,33 @@ async def _ask(
         return f"{type(exc).__name__}: {exc}"
 
 
+def _judge_signed(signed: dns.message.Message, name: str, add: Callable[[Check], None]) -> None:
+    """EDNS0 with DO, and AD, on the answer for the signed name: its data with RRSIGs, or a
+    NODATA/NXDOMAIN whose RRSIGs (over the SOA and the NSEC/NSEC3 records of the denial)
+    are in the authority section, whatever type was asked."""
+    sigs = any(r.rdtype == dns.rdatatype.RRSIG for r in (*signed.answer, *signed.authority))
+    do = signed.edns >= 0 and bool(signed.ednsflags & dns.flags.DO)
+    add(
+        Check(
+            "edns-do",
+            do and sigs,
+            "error",
+            f"EDNS0 {'yes' if signed.edns >= 0 else 'no'}, DO echoed "
+            f"{'yes' if do else 'no'}, RRSIGs returned {'yes' if sigs else 'no'}",
+        )
+    )
+    ad = bool(signed.flags & dns.flags.AD)
+    add(
+        Check(
+            "validates",
+            ad,
+            "error",
+            f"AD {'set' if ad else 'NOT set'} on the signed name {name}"
+            + ("" if ad else ": the resolver does not validate, DANE cannot work"),
+        )
+    )
+
+
 async def check_resolver(
     server: Server,
     *,
@@ -102,6 +134,9 @@ async def check_resolver(
         _ask(server, _query(signed_name, rdtype), timeout, tcp=True),
     )
 
+    report.answered = any(
+        not isinstance(reply, str) for reply in (signed, bogus, bogus_cd, over_tcp)
+    )
     if isinstance(signed, str):
         add(Check("answers", False, "error", f"{signed_name} {rdtype} over UDP: {signed}"))
     else:
@@ -114,27 +149,13 @@ async def check_resolver(
                 f"{signed_name} {rdtype} over UDP: {rcode}",
             )
         )
-        sigs = any(r.rdtype == dns.rdatatype.RRSIG for r in signed.answer)
-        do = signed.edns >= 0 and bool(signed.ednsflags & dns.flags.DO)
-        add(
-            Check(
-                "edns-do",
-                do and sigs,
-                "error",
-                f"EDNS0 {'yes' if signed.edns >= 0 else 'no'}, DO echoed "
-                f"{'yes' if do else 'no'}, RRSIGs returned {'yes' if sigs else 'no'}",
-            )
-        )
-        ad = bool(signed.flags & dns.flags.AD)
-        add(
-            Check(
-                "validates",
-                ad,
-                "error",
-                f"AD {'set' if ad else 'NOT set'} on the signed name {signed_name}"
-                + ("" if ad else ": the resolver does not validate, DANE cannot work"),
-            )
-        )
+        if signed.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            # No data came back to look at: say so rather than blame EDNS0 or validation.
+            why = f"not judged: {signed_name} {rdtype} got {rcode}, no data to look at"
+            add(Check("edns-do", False, "error", why))
+            add(Check("validates", False, "error", why))
+        else:
+            _judge_signed(signed, signed_name, add)
 
     if isinstance(bogus, str):
         add(Check("rejects-bogus", False, "error", f"{bogus_name}: {bogus}"))

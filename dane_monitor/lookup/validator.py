@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, replace
 
 import dns.dnssec
@@ -37,7 +37,7 @@ from dane_monitor.lookup.denial import (
     wildcard_nsec3_proof,
     wildcard_nsec_ok,
 )
-from dane_monitor.lookup.stub import Reply, StubClient
+from dane_monitor.lookup.stub import Cache, Reply, StubClient
 
 RRSIG = dns.rdatatype.RRSIG
 DS = dns.rdatatype.DS
@@ -66,6 +66,13 @@ MAX_VERIFICATIONS_PER_RRSET = 4  # signature checks spent on one RRset
 MAX_VERIFICATIONS_PER_LOOKUP = 32  # per lookup (a CNAME chain included); key fetches apart
 MAX_VERIFICATIONS_PER_KEYS = 16  # per DS + DNSKEY fetch of one zone
 MAX_DENIAL_RRSETS = 10  # NSEC/NSEC3 RRsets in one negative answer
+# How long a health verdict (our resolver answers and validates a known-good name) is reused.
+HEALTH_SECONDS = 30.0
+# Bounds on the expiry watch of resolver mode: signer zones followed per answer, and zones
+# walked from one signer up to its trust anchor.
+MAX_SIGNER_ZONES = 8
+MAX_CHAIN_DEPTH = 16
+MAX_CHAINS = 100_000  # zones whose chain is kept
 # Questions that name no single RRset: validating them means nothing (RFC 6840 §5.9 for ANY).
 UNVALIDATABLE = frozenset({dns.rdatatype.ANY, RRSIG, dns.rdatatype.OPT})
 # Records that only a real owner proves: one synthesised from a wildcard proves nothing
@@ -150,6 +157,7 @@ class Validator:
         self._answers: dict[tuple[dns.name.Name, int, bool], tuple[Answer, float]] = {}
         self.max_answers = max_answers
         self.verifications = 0
+        self._health = _Health()
 
     # -- public ------------------------------------------------------------------------------
 
@@ -211,6 +219,18 @@ class Validator:
             signer=ans.signer,
             dname=ans.dname if qtype == CNAME else None,
         )
+
+    async def healthy(self, *, max_age: float = HEALTH_SECONDS) -> bool:
+        """Does our resolver answer, and does the trust anchor's own DNSKEY RRset validate
+        here, now? Reused for ``max_age`` seconds; tells "the domain's servers fail" from
+        "our resolver is broken" when a lookup is indeterminate. Asks afresh (no cache)."""
+        return await self._health.get(self._probe_health, max_age)
+
+    async def _probe_health(self) -> bool:
+        client = _fresh_client(self.client, checking_disabled=True)
+        fresh = Validator(client, self.anchors, now=self.now)
+        answer = await fresh.lookup(_anchor_zone(self.anchors), DNSKEY)
+        return answer.status == Status.SECURE
 
     # -- one question, no CNAME following ------------------------------------------------------
 
@@ -865,12 +885,136 @@ class Validator:
         return _Verified(False, reason, detail, rank=rank)
 
 
-class ResolverValidator:
-    """Resolver mode: the AD bit of the configured resolver decides (no CD sent)."""
+class _Health:
+    """One cached verdict of a health probe, shared by concurrent callers (per event loop)."""
 
-    def __init__(self, client: StubClient) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.value: bool | None = None
+        self.until = 0.0
+        self._task: asyncio.Future[bool] | None = None
+
+    async def get(self, probe: Callable[[], Awaitable[bool]], max_age: float) -> bool:
+        if self.value is not None and self.clock() < self.until and max_age > 0:
+            return self.value
+        task = self._task
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._task = asyncio.ensure_future(probe())
+        value = await asyncio.shield(task)
+        self.value, self.until = value, self.clock() + max(max_age, 0.0)
+        return value
+
+
+def _anchor_zone(anchors: TrustAnchors) -> dns.name.Name:
+    """The known-good name of a health probe: the shallowest trust anchor (the root's)."""
+    return min(anchors.anchors, key=lambda z: (len(z), z))
+
+
+def _fresh_client(client: StubClient, *, checking_disabled: bool) -> StubClient:
+    """A client to the same resolver with an empty cache: a health probe must ask now."""
+    return StubClient(
+        client.server,
+        timeout=client.timeout,
+        tries=client.tries,
+        checking_disabled=checking_disabled,
+        payload=client.payload,
+        cache=Cache(),
+    )
+
+
+@dataclass
+class _Chain:
+    """What the expiry watch learned about one zone: the earliest RRSIG expiration over its
+    DNSKEY RRset, its DS RRset and its parent's chain up to the trust anchor."""
+
+    expiration: int | None
+    expires_at: float  # monotonic time after which to ask again
+
+
+def _sig_expiration(sigs: list, now: float) -> int | None:
+    """When an RRset signed by ``sigs`` (one signer) stops validating: the latest expiration
+    among its signatures valid now (any one of them authenticates it), else the earliest."""
+    valid = [s.expiration for s in sigs if s.inception <= now <= s.expiration]
+    if valid:
+        return max(valid)
+    return min((s.expiration for s in sigs), default=None)
+
+
+def _signed_rrsets(
+    section,
+) -> Iterator[tuple[dns.rrset.RRset, dns.name.Name, list]]:
+    """(rrset, signer, sigs) for every signed RRset of a section: the signer is the deepest
+    RRSIG signer at or above the owner, and only its signatures count."""
+    index = _sig_index(section)
+    for rrset in section:
+        if rrset.rdtype == RRSIG:
+            continue
+        sigs = [
+            s
+            for s in index.get((rrset.name, rrset.rdtype), [])
+            if rrset.name.is_subdomain(s.signer)
+        ]
+        if not sigs:
+            continue
+        signer = max((s.signer for s in sigs), key=len)
+        yield rrset, signer, [s for s in sigs if s.signer == signer]
+
+
+def _validated_rrset(
+    reply: Reply, zone: dns.name.Name, rdtype: int
+) -> tuple[dns.rrset.RRset, dns.name.Name, list] | None:
+    """The signed ``zone``/``rdtype`` RRset of a reply the resolver validated (AD)."""
+    msg = reply.response
+    if msg is None or msg.rcode() != dns.rcode.NOERROR or not msg.flags & dns.flags.AD:
+        return None
+    for found in _signed_rrsets(msg.answer):
+        if (found[0].name, found[0].rdtype) == (zone, rdtype):
+            return found
+    return None
+
+
+class ResolverValidator:
+    """Resolver mode: the AD bit of the configured resolver decides (no CD sent).
+
+    Two things local mode knows come on top of the AD bit, so that a zone gets the same
+    verdict and the same expiry watch in both modes:
+
+    - a SERVFAIL is ambiguous (bogus data, or servers that fail): the question is asked
+      again with CD and what comes back is validated here, by a :class:`Validator` with the
+      same trust anchors local mode uses, so bogus data is ``bogus`` with local mode's reason;
+    - the RRSIGs that come back with DO, and those over the DS and DNSKEY RRsets of the
+      signer zones up to the trust anchor, give ``expiration`` and ``signer``.
+
+    :param client: the stub client to the resolver (its CD flag is cleared).
+    :param anchors: what a SERVFAIL is validated from, and where the expiry watch stops;
+        the IANA root KSKs by default.
+    :param now: the clock signatures are checked against (POSIX seconds).
+    """
+
+    def __init__(
+        self,
+        client: StubClient,
+        anchors: TrustAnchors | None = None,
+        *,
+        now: Callable[[], float] = time.time,
+    ) -> None:
         self.client = client
         self.client.checking_disabled = False
+        self.anchors = anchors if anchors is not None else TrustAnchors.root()
+        self.now = now
+        # The same resolver asked with CD (one cache: its key holds the CD flag), and local
+        # validation over it: the judge of SERVFAILs.
+        self.cd_client = StubClient(
+            client.server,
+            timeout=client.timeout,
+            tries=client.tries,
+            checking_disabled=True,
+            payload=client.payload,
+            cache=client.cache,
+        )
+        self.local = Validator(self.cd_client, self.anchors, now=now)
+        self._chains: dict[dns.name.Name, _Chain] = {}
+        self._health = _Health()
 
     def warnings(self) -> list[tuple[str, str]]:
         """(code, message) pairs the checker reports as warning findings."""
@@ -885,6 +1029,30 @@ class ResolverValidator:
             )
         ]
 
+    async def healthy(self, *, max_age: float = HEALTH_SECONDS) -> bool:
+        """Does the resolver answer and validate a known-good name (the trust anchor's
+        DNSKEY RRset, with AD, which must validate from our anchors too) now? Reused for
+        ``max_age`` seconds; tells "the domain's servers fail" from "our resolver is
+        broken" when a lookup is indeterminate."""
+        return await self._health.get(self._probe_health, max_age)
+
+    async def _probe_health(self) -> bool:
+        """AD on the anchor zone's DNSKEY RRset, and (since SERVFAILs are validated here)
+        that RRset validating from our anchors too, each asked afresh."""
+        zone = _anchor_zone(self.anchors)
+        reply = await _fresh_client(self.client, checking_disabled=False).query(zone, DNSKEY)
+        msg = reply.response
+        if (
+            msg is None
+            or msg.rcode() != dns.rcode.NOERROR
+            or not msg.flags & dns.flags.AD
+            or _find(msg.answer, zone, DNSKEY) is None
+        ):
+            return False
+        client = _fresh_client(self.client, checking_disabled=True)
+        ours = await Validator(client, self.anchors, now=self.now).lookup(zone, DNSKEY)
+        return ours.status == Status.SECURE
+
     async def lookup(self, name, rdtype, *, deadline: float | None = None) -> Answer:
         qname = dns.name.from_text(name) if isinstance(name, str) else name
         qtype = int(dns.rdatatype.RdataType.make(rdtype))
@@ -894,6 +1062,8 @@ class ResolverValidator:
         reply = await self.client.query(qname, qtype, deadline=deadline)
         error = _reply_error(qname, qtype, reply)
         if error is not None:
+            if error.reason == A.SERVFAIL:
+                return await self._servfail(qname, qtype, error, deadline)
             return error
         msg = reply.response
         status = Status.SECURE if msg.flags & dns.flags.AD else Status.INSECURE
@@ -916,7 +1086,154 @@ class ResolverValidator:
         else:
             kind = Kind.NXDOMAIN if msg.rcode() == dns.rcode.NXDOMAIN else Kind.NODATA
         ttl = rrset.ttl if rrset is not None else None
-        return Answer(qname, qtype, status, kind, rrset=rrset, reason=reason, ttl=ttl, cnames=steps)
+        expiration = signer = None
+        if status == Status.SECURE:
+            expiration, signer = await self._expiry(msg, kind, rrset, current, deadline)
+        return Answer(
+            qname,
+            qtype,
+            status,
+            kind,
+            rrset=rrset,
+            reason=reason,
+            ttl=ttl,
+            cnames=steps,
+            expiration=expiration,
+            signer=signer,
+        )
+
+    # -- a SERVFAIL, asked again with CD -----------------------------------------------------
+
+    async def _servfail(
+        self, qname: dns.name.Name, qtype: int, error: Answer, deadline: float | None
+    ) -> Answer:
+        """Bogus data (a validating resolver hides it behind SERVFAIL) or servers that fail?
+        With CD the resolver hands the data over; local validation says which, and why."""
+        ours = await self.local.lookup(qname, qtype, deadline=deadline)
+        if ours.status == Status.BOGUS:
+            mismatch = await self._anchor_mismatch(qname, deadline)
+            if mismatch is not None:
+                return replace(error, detail=f"{error.detail}; with CD: {mismatch}")
+            return ours
+        if ours.status == Status.INDETERMINATE:
+            why = (
+                ours.reason
+                if ours.detail in ("", error.detail)
+                else f"{ours.reason}: {ours.detail}"
+            )
+            return replace(error, detail=f"{error.detail}, and with CD too ({why})")
+        # The data validates here, yet the resolver refuses it: a sender behind this
+        # resolver defers all the same, so the answer stays a failure, with what we saw.
+        return replace(
+            error,
+            detail=f"{error.detail}; with CD the answer validates here as {ours.status} "
+            f"{ours.kind}: the resolver fails where this validator does not",
+        )
+
+    async def _anchor_mismatch(self, qname: dns.name.Name, deadline: float | None) -> str | None:
+        """Why a bogus verdict is ours rather than the domain's: our anchor fits none of the
+        anchor zone's keys, which the resolver validates with an anchor of its own (it
+        answers the rest). Typically --trust-anchor is missing or stale; healthy() is False
+        then too. None when the anchor zone's keys validate here."""
+        anchor = self.anchors.closest(qname)
+        if anchor is None:
+            return None
+        keys = await self.local.lookup(anchor.zone, DNSKEY, deadline=deadline)
+        if keys.status != Status.BOGUS or keys.reason != A.NO_MATCHING_DS:
+            return None
+        return (
+            f"{keys.detail}, though the resolver validates {anchor.zone} with an anchor of "
+            "its own: give dane-monitor the resolver's trust anchor (--trust-anchor)"
+        )
+
+    # -- the expiry watch ----------------------------------------------------------------------
+
+    async def _expiry(
+        self,
+        msg: dns.message.Message,
+        kind: Kind,
+        rrset: dns.rrset.RRset | None,
+        owner: dns.name.Name,
+        deadline: float | None,
+    ) -> tuple[int | None, dns.name.Name | None]:
+        """The earliest RRSIG expiration over the answer's RRsets and the DS/DNSKEY chain of
+        their signer zones, and the signer of the final answer."""
+        now = self.now()
+        expiration: int | None = None
+        zones: dict[dns.name.Name, None] = {}
+        signer: dns.name.Name | None = None
+        # The answer section (the data, the CNAMEs and DNAMEs before it); the denial of a
+        # NODATA/NXDOMAIN, or the NSEC/NSEC3 proof beside a wildcard expansion.
+        negative = kind != Kind.POSITIVE
+        authority = [
+            r
+            for r in msg.authority
+            if r.rdtype in (NSEC, NSEC3, RRSIG) or (negative and r.rdtype == SOA)
+        ]
+        for section in (msg.answer, authority):
+            for signed, zone, sigs in _signed_rrsets(section):
+                expiration = earliest(expiration, _sig_expiration(sigs, now))
+                zones.setdefault(zone)
+                final = rrset is not None and (signed.name, signed.rdtype) == (
+                    rrset.name,
+                    rrset.rdtype,
+                )
+                if final or (negative and signed.rdtype == SOA and owner.is_subdomain(signed.name)):
+                    signer = zone
+        if negative and signer is None and zones:
+            signer = max((z for z in zones if owner.is_subdomain(z)), key=len, default=None)
+        chains = await asyncio.gather(
+            *(self._chain(z, deadline, MAX_CHAIN_DEPTH) for z in list(zones)[:MAX_SIGNER_ZONES])
+        )
+        return earliest(expiration, *(c.expiration for c in chains)), signer
+
+    async def _chain(self, zone: dns.name.Name, deadline: float | None, depth: int) -> _Chain:
+        """The earliest RRSIG expiration over the DNSKEY RRset of ``zone``, its DS RRset and
+        its parent's chain up to the trust anchor (the DS RRSIG's signer is the parent).
+        Asked of the resolver without CD, since AD is what resolver mode trusts; kept for
+        the RRsets' TTL, never past that expiration, shared by every lookup."""
+        cached = self._chains.get(zone)
+        if cached is not None and cached.expires_at > time.monotonic():
+            return cached
+        if self.anchors.closest(zone) is None:  # above our anchors: not on the path
+            return _Chain(None, float("inf"))
+        now = self.now()
+        asks = [DNSKEY] if zone in self.anchors.anchors or zone == dns.name.root else [DNSKEY, DS]
+        replies = await asyncio.gather(
+            *(self.client.query(zone, rdtype, deadline=deadline) for rdtype in asks)
+        )
+        expiration: int | None = None
+        until = float("inf")
+        complete = True
+        parent: dns.name.Name | None = None
+        for reply, rdtype in zip(replies, asks, strict=True):
+            found = _validated_rrset(reply, zone, rdtype)
+            if found is None:
+                complete = False
+                continue
+            rrset, signer, sigs = found
+            expiration = earliest(expiration, _sig_expiration(sigs, now))
+            until = min(until, time.monotonic() + rrset.ttl)
+            if rdtype == DS and signer != zone and zone.is_subdomain(signer):
+                parent = signer
+        if DS in asks and parent is None:
+            complete = False
+        if parent is not None and depth > 1:
+            above = await self._chain(parent, deadline, depth - 1)
+            expiration = earliest(expiration, above.expiration)
+            until = min(until, above.expires_at)
+        if expiration is not None:
+            until = min(until, time.monotonic() + expiration - now)
+        chain = _Chain(expiration, until if complete else 0.0)
+        if chain.expires_at > time.monotonic():
+            if len(self._chains) >= MAX_CHAINS:
+                self._chains = {
+                    k: v for k, v in self._chains.items() if v.expires_at > time.monotonic()
+                }
+                while len(self._chains) >= MAX_CHAINS:
+                    del self._chains[next(iter(self._chains))]
+            self._chains[zone] = chain
+        return chain
 
 
 # -- helpers ------------------------------------------------------------------------------------
