@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import time
 
+from dane_monitor import judge
 from dane_monitor.report import (
     ACTION_SENTENCE,
     DomainResult,
     Severity,
     Verdict,
-    worst_action,
 )
 
 # Monitoring-plugin convention (Nagios, Icinga, Checkmk): 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
@@ -18,20 +18,10 @@ STATE = {OK: "OK", WARNING: "WARNING", CRITICAL: "CRITICAL", UNKNOWN: "UNKNOWN"}
 
 
 def exit_code(result: DomainResult) -> int:
-    """CRITICAL when DANE senders defer (failed, bogus); UNKNOWN when we could not decide;
-    WARNING when mail flows without DANE's protection or a warning finding stands."""
-    if result.verdict in (Verdict.FAILED, Verdict.BOGUS):
-        return CRITICAL
-    if result.verdict == Verdict.ERROR:
-        return UNKNOWN
-    if result.verdict in (Verdict.NO_DANE, Verdict.INSECURE):
-        return WARNING
-    findings = result.all_findings()
-    if any(f.severity == Severity.ERROR for f in findings):
-        return CRITICAL
-    if any(f.severity == Severity.WARNING for f in findings):
-        return WARNING
-    return OK
+    """The decision table's exit code (dane_monitor.judge): CRITICAL when DANE senders defer
+    (failed, bogus) or an error finding stands, UNKNOWN when we could not decide, WARNING when
+    mail flows without DANE's protection or a warning finding stands."""
+    return judge.exit_code(result.verdict, (f.severity.value for f in result.all_findings()))
 
 
 def _short(rdata: str, width: int = 24) -> str:
@@ -51,12 +41,9 @@ def _when(epoch: int | None) -> str:
 def text(result: DomainResult) -> str:
     lines: list[str] = []
     code = exit_code(result)
-    action = worst_action(h.sender_action for h in result.hosts if h.sender_action)
     headline = f"{result.domain}: {result.verdict.value.upper()} ({STATE[code]})"
-    if action is not None:
-        headline += f" — {ACTION_SENTENCE[action]}"
-        if action.value == "defer" and len(result.hosts) > 1:
-            headline += " (at least one MX endpoint)"
+    if result.headline:
+        headline += f" — {result.headline}"
     lines.append(headline)
     if result.mx_dns is not None:
         mx = result.mx_dns
@@ -72,7 +59,7 @@ def text(result: DomainResult) -> str:
             + (f" — {ACTION_SENTENCE[host.sender_action]}" if host.sender_action else "")
         )
         if host.base_domain and host.base_domain != host.name:
-            lines.append(f"    TLSA base domain (CNAME expanded): {host.base_domain}")
+            lines.append(f"    TLSA base domain: {host.base_domain}")
         if host.tlsa_name:
             tlsa_dns = next((d for d in host.dns if d.rrtype == "TLSA"), None)
             state = f"{tlsa_dns.status} {tlsa_dns.kind}" if tlsa_dns else "not looked up"

@@ -158,6 +158,7 @@ class EndpointResult:
     leaf_not_after: int | None = None
     transcript: list[str] = field(default_factory=list)
     chain_der: list[bytes] = field(default_factory=list, repr=False)  # as presented, leaf first
+    case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
 
     def to_dict(self, debug: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -166,6 +167,7 @@ class EndpointResult:
             "key_type": self.key_type,
             "verdict": self.verdict.value,
             "sender_action": self.sender_action.value if self.sender_action else None,
+            "decision": self.case,
             "connected": self.connected,
             "starttls_offered": self.starttls_offered,
             "tls_version": self.tls_version,
@@ -210,6 +212,8 @@ class HostResult:
     rrsig_expiration: int | None = None
     findings: list[Finding] = field(default_factory=list)
     suggested_records: list[str] = field(default_factory=list)
+    case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
+    impact: str | None = None  # who defers when only some endpoints fail
 
     def to_dict(self, debug: bool = False) -> dict[str, Any]:
         return {
@@ -218,6 +222,8 @@ class HostResult:
             "preference": self.preference,
             "verdict": self.verdict.value,
             "sender_action": self.sender_action.value if self.sender_action else None,
+            "decision": self.case,
+            "impact": self.impact,
             "base_domain": self.base_domain,
             "tlsa_name": self.tlsa_name,
             "addresses": self.addresses,
@@ -251,6 +257,8 @@ class DomainResult:
     duration: float = 0.0
     validation: str = "local"
     rrsig_expiration: int | None = None
+    headline: str = ""  # what senders do, naming who is hurt (dane_monitor.judge)
+    case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
 
     def all_findings(self) -> list[Finding]:
         out = list(self.findings)
@@ -265,6 +273,8 @@ class DomainResult:
             "target": self.domain,
             "kind": "mx-host" if self.mx_only else "domain",
             "verdict": self.verdict.value,
+            "headline": self.headline or None,
+            "decision": self.case,
             "mx_mode": self.mx_mode,
             "validation": self.validation,
             "checked_at": self.started,

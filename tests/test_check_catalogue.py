@@ -8,10 +8,12 @@ catalogued host verdict, sender action and authentication outcome.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from dane_monitor.check import Checker
 from dane_monitor.cli import main
 from dane_monitor.world import CATALOGUE, World
 
@@ -98,10 +100,27 @@ def test_internationalized_names_are_converted_not_rejected(base, capsys):
 
 @pytest.mark.parametrize("bad", ["exa mple..com", "a" * 70 + ".example", "mail..example"])
 def test_a_name_that_cannot_be_a_domain_is_a_clear_error(base, capsys, bad):
-    code, out = run_check(capsys, bad, *base)
+    code = main(["check", "--json", bad, *base])
+    captured = capsys.readouterr()
     assert code == 3
-    assert out["verdict"] == "error"
-    assert [f["code"] for f in out["findings"]] == ["bad-name"]
+    if captured.out:  # the library's verdict, in JSON
+        out = json.loads(captured.out)
+        assert out["verdict"] == "error"
+        assert [f["code"] for f in out["findings"]] == ["bad-name"]
+    else:  # or a usage error: one line saying what is wrong
+        assert len(captured.err.strip().splitlines()) == 1
+        assert "name" in captured.err
+
+
+@pytest.mark.parametrize("bad", ["exa mple..com", "mail..example"])
+def test_the_library_judges_a_bad_name_without_asking_dns(bad):
+    class NoDNS:
+        async def lookup(self, *args, **kwargs):
+            raise AssertionError("a bad name must not reach DNS")
+
+    result = asyncio.run(Checker(NoDNS()).check_domain(bad))  # type: ignore[arg-type]
+    assert (result.verdict, result.case) == ("error", "bad-name")
+    assert [f.code for f in result.all_findings()] == ["bad-name"]
 
 
 def test_no_target_is_a_usage_error(base, capsys):

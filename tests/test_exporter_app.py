@@ -96,17 +96,21 @@ async def test_background_cycle_serves_metrics_and_a_landing_page(
 ):
     mx = dane_world.domains["good-ta"].hosts[0].name.rstrip(".")
     targets = ["domain: good-ee.example", "domain: tlsa-mismatch.example",
-               "domain: hang.example", f"mx: {mx}"]  # fmt: skip
+               "domain: hang.example", "domain: nowhere.example", f"mx: {mx}"]  # fmt: skip
     exporter = await start(config_text(dane_world, dane_trust_anchor, targets))
     text = await metrics_when(exporter, lambda t: cycles(t) >= 1)
     assert value(text, "dane_verdict", target="good-ee.example", verdict="valid") == 1
     assert value(text, "dane_tlsa_match", target="tlsa-mismatch.example") == 0
     assert value(text, "dane_verdict", target=mx, verdict="valid") == 1
-    assert value(text, "dane_check_success", target="hang.example") == 0
-    assert value(text, "dane_exporter_check_failures_total", reason="smtp-error") == 1
-    assert value(text, "dane_exporter_targets", kind="domain") == 3
+    # A hanging server is a decided outage; a domain that does not exist is undecided.
+    assert value(text, "dane_check_success", target="hang.example") == 1
+    assert value(text, "dane_verdict", target="hang.example", verdict="failed") == 1
+    assert value(text, "dane_check_success", target="nowhere.example") == 0
+    assert value(text, "dane_exporter_check_failures_total", reason="domain-not-found") == 1
+    assert value(text, "dane_exporter_check_failures_total", reason="timeout") == 0
+    assert value(text, "dane_exporter_targets", kind="domain") == 4
     assert value(text, "dane_exporter_targets", kind="mx") == 1
-    assert value(text, "dane_exporter_checks_total") == 4
+    assert value(text, "dane_exporter_checks_total") == 5
     assert value(text, "dane_exporter_cycle_duration_seconds") < 10
     assert value(text, "dane_exporter_build_info")
     assert value(text, "process_resident_memory_bytes") > 0
@@ -118,7 +122,7 @@ async def test_background_cycle_serves_metrics_and_a_landing_page(
     page = await request(exporter.url)
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert '<tr class="failed"><td><a href="/probe?target=tlsa-mismatch.example' in page.text
-    assert "no (smtp-error)" in page.text
+    assert "no (domain-not-found)" in page.text
     assert (await request(exporter.url + "-/healthy")).text == "Healthy\n"
     assert (await request(exporter.url + "nope")).status == 404
     assert (await request(exporter.url + "metrics", method="POST")).status == 405
@@ -211,8 +215,12 @@ async def test_probe_honours_the_scrape_timeout_of_a_hanging_server(
         elapsed = time.monotonic() - t
         assert reply.status == 200
         assert elapsed < 2, (scenario, elapsed)  # within the scrape timeout
-        assert value(reply.text, "dane_probe_success") == 0
-        assert value(reply.text, "dane_check_success", target=f"{scenario}.example") == 0
+        # The probe's step deadlines fit the scrape's: the server's hang is seen and judged
+        # (senders defer), not mistaken for a check that could not finish.
+        target = f"{scenario}.example"
+        assert value(reply.text, "dane_probe_success") == 1
+        assert value(reply.text, "dane_verdict", target=target, verdict="failed") == 1
+        assert value(reply.text, "dane_findings", target=target, code="smtp-error") == 1
 
 
 @pytest.fixture

@@ -142,13 +142,19 @@ TABLE: dict[str, list[tuple[str, dict[str, str], float]]] = {
         ("dane_dnssec_secure", {"rrtype": "MX", "status": "insecure"}, 1),
     ],
     "null-mx": [("dane_verdict", {"verdict": "no-mail"}, 1)],
+    # A server that hangs or breaks the dialogue is the domain's failure: a verdict (decided),
+    # and senders defer.
     "hang": [
-        ("dane_check_success", {}, 0),
-        ("dane_verdict", {"verdict": "error"}, 1),
-        ("dane_findings", {"code": "smtp-error"}, 1),
+        ("dane_check_success", {}, 1),
+        ("dane_verdict", {"verdict": "failed"}, 1),
+        ("dane_sender_action", {"action": "defer"}, 1),
+        ("dane_findings", {"code": "smtp-error", "severity": "error"}, 1),
     ],
-    "huge-line": [("dane_check_success", {}, 0)],
-    "close-after-ehlo": [("dane_check_success", {}, 0)],
+    "huge-line": [("dane_check_success", {}, 1), ("dane_verdict", {"verdict": "failed"}, 1)],
+    "close-after-ehlo": [
+        ("dane_check_success", {}, 1),
+        ("dane_verdict", {"verdict": "failed"}, 1),
+    ],
     "tls-failure": [("dane_findings", {"code": "tls-failed"}, 1)],
     "ee-expired-cert": [
         ("dane_tlsa_match", {}, 1),

@@ -318,7 +318,10 @@ class SelfCollector(Collector):
             "timeout, exception, or the code of the first error finding",
             labels=("reason",),
         )
-        for reason, n in sorted(s.failures.items()):
+        # The reasons every exporter has are exposed from the start (0), so that rate()
+        # and absent-series alerts work before the first failure.
+        counts = {"exception": 0, "timeout": 0, **s.failures}
+        for reason, n in sorted(counts.items()):
             failures.add_metric((reason,), n)
         yield failures
         yield GaugeMetricFamily(

@@ -1,0 +1,78 @@
+"""What a check saw: the immutable record that the judgement and the finding rules read.
+
+:mod:`dane_monitor.check` fills it (the only layer that does I/O); :mod:`dane_monitor.judge`
+and :mod:`dane_monitor.findings` are pure functions of it. Everything here is as received:
+validated DNS answers with their DNSSEC status and the probes' results with the chains as
+presented, plus the moment (``now``) at which the evidence is judged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dane_monitor.lookup.answer import Answer, Status
+from dane_monitor.probe import ProbeResult
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One probe of one (address, port), per key type served."""
+
+    address: str
+    port: int  # the logical port (the one in the TLSA name)
+    probe: ProbeResult
+
+
+@dataclass(frozen=True)
+class TLSALookup:
+    base: str  # the TLSA base domain candidate (RFC 7672 §2.2.3)
+    owner: str  # _port._tcp.<base>
+    answer: Answer
+
+
+@dataclass(frozen=True)
+class Host:
+    """One MX host on one port, as a sender reaches it."""
+
+    name: str  # as the MX record (or the domain, for implicit MX) names it
+    port: int
+    preference: int | None
+    a: Answer
+    aaaa: Answer
+    # TLSA base domain candidates in lookup order (policy.tlsa_bases); empty: DANE does not
+    # apply, no TLSA lookup is made.
+    bases: tuple[str, ...] = ()
+    tlsa: tuple[TLSALookup, ...] = ()  # the lookups made, in order
+    endpoints: tuple[Endpoint, ...] = ()
+
+    @property
+    def lookups(self) -> tuple[Answer, ...]:
+        return (self.a, self.aaaa, *(t.answer for t in self.tlsa))
+
+
+@dataclass(frozen=True)
+class Domain:
+    """A whole check: a mail domain (or one MX host, ``mx_only``)."""
+
+    target: str  # IDNA A-label form when it is a name, else as given
+    mx_only: bool
+    validation: str  # local | resolver
+    started: float  # wall clock when the check began
+    now: float  # wall clock at which the evidence is judged (expiry windows)
+    duration: float = 0.0
+    bad_name: str | None = None  # why the target is not a domain name
+    mx: Answer | None = None
+    hosts: tuple[Host, ...] = ()
+    # Whether our resolver validates a known-good name; asked only when a lookup on the path
+    # is indeterminate (None: not asked, or the validator cannot tell).
+    resolver_ok: bool | None = None
+    resolver_warnings: tuple[tuple[str, str], ...] = ()
+
+    def lookups(self) -> list[Answer]:
+        out = [self.mx] if self.mx is not None else []
+        for host in self.hosts:
+            out += host.lookups
+        return out
+
+    def indeterminate(self) -> bool:
+        return any(a.status == Status.INDETERMINATE for a in self.lookups())

@@ -1,0 +1,443 @@
+"""Finding rules: evidence and judgement → findings, and the catalogue of finding codes.
+
+Pure. :data:`CATALOGUE` is the single source of every code the checker (and the exporter)
+can emit: its severities, the pytest rule that owns it and a one-line meaning. The checker
+emits only catalogued codes, ``docs/json.md`` prints the catalogue and
+``tests/test_findings_catalogue.py`` keeps the two and the tests in step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cryptography import x509
+
+from dane_monitor import evidence as ev
+from dane_monitor import policy
+from dane_monitor import tlsa as T
+from dane_monitor.judge import HostJudgement, Judgement
+from dane_monitor.lookup.answer import Answer, Status
+from dane_monitor.report import Finding, Severity
+
+DAY = 86400
+E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741
+
+
+@dataclass(frozen=True)
+class Code:
+    code: str
+    severities: tuple[Severity, ...]
+    rule: str | None  # the pytest item that owns it (None: informational, no item)
+    meaning: str
+
+
+CATALOGUE: dict[str, Code] = {c.code: c for c in (
+    Code("bad-name", (E,), "dnssec", "the target is not a valid domain name"),
+    Code("domain-not-found", (E,), "dnssec", "the domain does not exist (NXDOMAIN)"),
+    Code("dnssec-bogus", (E,), "dnssec", "a lookup on the path fails DNSSEC validation; the "
+         "message names the reason"),
+    Code("dns-error", (E,), "dnssec", "a lookup on the path fails (SERVFAIL, timeout) while "
+         "our resolver answers a known-good name: the domain's servers fail, senders defer"),
+    Code("resolver-failed", (E,), "dnssec", "a lookup failed and our resolver fails a "
+         "known-good name too (or could not be asked): nothing decided"),
+    Code("null-mx", (I,), None, "the domain takes no mail (RFC 7505)"),
+    Code("mx-null-mixed", (W,), "warnings", 'a null MX (".") beside other MX records'),
+    Code("implicit-mx", (I,), None, "no MX: the domain itself is the mail host"),
+    Code("mx-insecure", (W,), "dnssec", "the MX RRset is unsigned: DANE only for senders "
+         "that enforce a secure host TLSA anyway"),
+    Code("mx-no-address", (E,), "dnssec", "an MX host has no A/AAAA record"),
+    Code("address-insecure", (W,), "dnssec", "an MX host's addresses are unsigned and no "
+         "secure CNAME leads to them: no TLSA lookup"),
+    Code("tlsa-insecure", (W,), "dnssec", "the TLSA RRset is unsigned (or its absence "
+         "unproven)"),
+    Code("no-tlsa", (W,), "tlsa-usable", "no TLSA record (proven)"),
+    Code("tlsa-no-usable", (W,), "tlsa-usable", "TLSA records, none usable for SMTP"),
+    Code("tlsa-usage-pkix", (W,), "warnings", "usage 0/1 records (ignored by SMTP senders)"),
+    Code("tlsa-unusable", (W,), "warnings", "a malformed or unknown-parameter record"),
+    Code("tlsa-ttl-long", (I,), None, "the TLSA TTL exceeds a day: rollovers wait two TTLs"),
+    Code("tlsa-mismatch", (E,), "tlsa-match", "no usable record matches the presented chain"),
+    Code("ta-name-mismatch", (E,), "tlsa-match", "DANE-TA matched, but the leaf's names do "
+         "not"),
+    Code("ta-chain-invalid", (E,), "tlsa-match", "DANE-TA matched, but the chain to it does "
+         "not verify"),
+    Code("cert-unparsable", (E,), "tlsa-match", "the leaf certificate cannot be parsed"),
+    Code("connect-failed", (E, W), "starttls", "no TCP connection (refused, timeout): error "
+         "where DANE applies, warning where it does not"),
+    Code("starttls-missing", (E, W), "starttls", "STARTTLS not offered"),
+    Code("starttls-refused", (E, W), "starttls", "STARTTLS refused"),
+    Code("tls-failed", (E, W), "starttls", "the TLS handshake fails"),
+    Code("smtp-error", (E, W), "starttls", "the SMTP dialogue fails (hang, garbage, overlong "
+         "line, reset, hang-up)"),
+    Code("address-unreachable-here", (I,), "starttls", "our host has no route to this address "
+         "(e.g. IPv6): not checked from here"),
+    Code("tlsa-stale-record", (I,), "stale-records", "a usable record matches nothing served "
+         "(next key, or stale)"),
+    Code("tlsa-no-rollover", (I,), "rollover", "every record matches the current key only "
+         "(RFC 7671 §8)"),
+    Code("endpoints-disagree", (W,), "warnings", "endpoints of one host present different keys "
+         "or results"),
+    Code("cert-expiring", (W,), "cert-expiry", "the leaf expires within the warning window (or "
+         "has expired)"),
+    Code("rrsig-expiring", (W, E), "rrsig-expiry", "a signature on the path expires within the "
+         "warning / critical window"),
+    Code("resolver-not-loopback", (W,), "warnings", "resolver mode with a resolver not on this "
+         "host"),
+    Code("check-timeout", (E,), None, "(exporter) the check did not finish within the target's "
+         "timeout"),
+    Code("check-crashed", (E,), None, "(exporter) the check raised an unexpected error; the "
+         "exporter logs it"),
+)}  # fmt: skip
+
+# Probe error codes (dane_monitor.probe) → the finding code that reports them.
+PROBE_FINDING = {
+    "connect-refused": "connect-failed",
+    "connect-timeout": "connect-failed",
+    "connect-failed": "connect-failed",
+    "starttls-missing": "starttls-missing",
+    "starttls-refused": "starttls-refused",
+    "tls-failed": "tls-failed",
+    "no-route": "address-unreachable-here",
+}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    rrsig_warn_days: float = 3.0
+    rrsig_error_days: float = 1.0
+    cert_warn_days: float = 14.0
+    tlsa_ttl_info: int = DAY
+
+
+def finding(code: str, severity: Severity, message: str, **where) -> Finding:
+    entry = CATALOGUE[code]  # KeyError: an uncatalogued code is a bug
+    if severity not in entry.severities:
+        raise ValueError(f"{code} is never {severity}")
+    return Finding(code, severity, message, **where)
+
+
+def _name(answer: Answer) -> str:
+    return policy.text(answer.qname)
+
+
+def dns_failure(answer: Answer, what: str, resolver_ok: bool | None, **where) -> Finding:
+    if answer.status == Status.BOGUS:
+        return finding(
+            "dnssec-bogus",
+            E,
+            f"{what} ({_name(answer)}) fails DNSSEC validation: {answer.reason}: "
+            f"{answer.detail}. DANE senders defer mail",
+            **where,
+        )
+    if resolver_ok:
+        return finding(
+            "dns-error",
+            E,
+            f"{what} ({_name(answer)}) cannot be resolved ({answer.reason}: {answer.detail}) "
+            "while our resolver answers a known-good name: the domain's name servers fail, "
+            "and DANE senders defer mail",
+            **where,
+        )
+    why = (
+        "our resolver fails a known-good name too"
+        if resolver_ok is False
+        else "our resolver's health could not be checked"
+    )
+    return finding(
+        "resolver-failed",
+        E,
+        f"{what} ({_name(answer)}) could not be resolved ({answer.reason}: {answer.detail}) "
+        f"and {why}: nothing can be decided from here; fix the resolver",
+        **where,
+    )
+
+
+def domain_findings(d: ev.Domain, j: Judgement) -> list[Finding]:
+    out = [finding(code, W, message) for code, message in d.resolver_warnings]
+    target = d.target
+    if d.bad_name is not None:
+        where = {"mx": target} if d.mx_only else {"domain": target}
+        return [*out, finding("bad-name", E, d.bad_name, **where)]
+    if d.mx is None:
+        return out
+    mx = d.mx
+    plan = policy.mx_plan(mx, target)
+    if plan.mode == "failed":
+        out.append(dns_failure(mx, "the MX RRset", d.resolver_ok, domain=target))
+    elif plan.mode == "nxdomain":
+        out.append(finding("domain-not-found", E,
+                           f"{target} does not exist (NXDOMAIN): mail to it bounces",
+                           domain=target))  # fmt: skip
+    elif plan.mode == "null":
+        out.append(finding("null-mx", I, f"{target} publishes a null MX (RFC 7505): it takes "
+                           "no mail, so DANE does not apply", domain=target))  # fmt: skip
+    elif plan.mode == "implicit":
+        out.append(finding("implicit-mx", I, f"{target} has no MX records: senders use the "
+                           "domain itself (RFC 5321 §5.1), and its own TLSA records at _25._tcp",
+                           domain=target))  # fmt: skip
+    if plan.null_mixed:
+        out.append(finding("mx-null-mixed", W, 'a null MX (".") stands beside other MX '
+                           "records: remove it", domain=target))  # fmt: skip
+    if mx.status == Status.INSECURE and plan.hosts:
+        out.append(
+            finding(
+                "mx-insecure",
+                W,
+                f"the MX RRset of {target} is not DNSSEC-signed: by RFC 7672 §2.2.1 DANE does "
+                "not apply; senders that enforce a secure host TLSA anyway (Postfix's default "
+                "since 3.6) still do, and the host results below are theirs",
+                domain=target,
+            )
+        )
+    return out
+
+
+def host_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds) -> list[Finding]:
+    host = hj.host
+    name = host.name
+    where = {"domain": None if d.mx_only else d.target, "mx": name, "port": host.port}
+    case = hj.case
+    out: list[Finding] = []
+    if case in ("address-bogus", "address-dns-failure", "address-unknown"):
+        for x in policy.address_failures(host.a, host.aaaa):
+            out.append(dns_failure(x, f"the address of {name}", d.resolver_ok, **where))
+        return out
+    if case == "no-address":
+        return [finding("mx-no-address", E, f"{name} has no A or AAAA record: senders cannot "
+                        "reach it; fix the MX record or add the address", **where)]  # fmt: skip
+    label = policy.tlsa_owner(host.port, hj.base) if hj.base else None
+    if case == "address-insecure":
+        out.append(finding("address-insecure", W, f"the address records of {name} are not "
+                           "DNSSEC-signed (and no secure CNAME leads to them): senders do not "
+                           "look for TLSA records (RFC 7672 §2.2.3), so DANE does not apply",
+                           **where))  # fmt: skip
+    elif case in ("tlsa-bogus", "tlsa-dns-failure", "tlsa-unknown"):
+        assert hj.tlsa is not None
+        out.append(dns_failure(hj.tlsa.answer, "the TLSA RRset", d.resolver_ok, **where))
+    elif case == "tlsa-insecure":
+        assert hj.tlsa is not None
+        answer = hj.tlsa.answer
+        if answer.reason == "nsec3-opt-out":
+            message = (
+                f"the absence of a TLSA record at {label} is not proven: the name lies in an "
+                "NSEC3 opt-out span, which may hide an unsigned delegation (RFC 5155 §9.2), so "
+                "validators treat it as unsigned; publish the TLSA record, or sign without "
+                "opt-out"
+            )
+        else:
+            message = (
+                f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders ignore "
+                "it; sign the zone and publish the DS"
+            )
+        out.append(finding("tlsa-insecure", W, message, **where))
+    elif case == "no-tlsa":
+        looked = ", ".join(t.owner for t in host.tlsa)
+        out.append(finding("no-tlsa", W, f"no TLSA record at {looked} (proven by DNSSEC): "
+                           "senders deliver without authentication; publish one, e.g. the "
+                           "record suggested below", **where))  # fmt: skip
+    out += _rrsig_findings(d, hj, th, where, label)
+    if hj.dane_applies:
+        out += _record_findings(hj, th, label, where)
+    out += _endpoint_findings(hj, th, label, where, d.now)
+    if hj.dane_applies and any(e.endpoint.probe.chain for e in hj.endpoints):
+        out += _rollover_findings(hj, label, where)
+        out += _disagreement(hj, where)
+    return out
+
+
+def rrsig_expiration(hj: HostJudgement) -> int | None:
+    """The earliest signature expiry a sender's validation of this host depends on."""
+    host = hj.host
+    answers = policy.usable_addresses(host.a, host.aaaa)
+    answers += [t.answer for t in host.tlsa]
+    times = [a.expiration for a in answers if a.expiration is not None]
+    return min(times) if times else None
+
+
+def _rrsig_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds, where, label) -> list:
+    if hj.tlsa is None:
+        return []
+    expiration = rrsig_expiration(hj)
+    if expiration is None:
+        return []
+    left = expiration - d.now
+    if left >= th.rrsig_warn_days * DAY:
+        return []
+    severity = E if left < th.rrsig_error_days * DAY else W
+    return [
+        finding(
+            "rrsig-expiring",
+            severity,
+            f"a DNSSEC signature on the path to {label} expires in {left / 3600:.1f} hours: "
+            "when it does, the answer turns bogus and senders defer; check the signer",
+            **where,
+        )
+    ]
+
+
+def _record_findings(hj: HostJudgement, th: Thresholds, label, where) -> list[Finding]:
+    out = []
+    records = hj.records
+    pkix = [r for r in records if r.unusable_reason == "pkix-usage"]
+    other = [r for r in records if r.unusable_reason not in (None, "pkix-usage")]
+    if pkix:
+        out.append(finding("tlsa-usage-pkix", W, f"{label} has PKIX-TA/PKIX-EE (usage 0/1) "
+                           "records, which SMTP senders ignore (RFC 7672 §3.1.3): use DANE-EE "
+                           "(3) or DANE-TA (2)", record=", ".join(r.to_text() for r in pkix),
+                           **where))  # fmt: skip
+    for r in other:
+        out.append(finding("tlsa-unusable", W, f"{label}: record unusable "
+                           f"({r.unusable_reason}); senders ignore it", record=r.to_text(),
+                           **where))  # fmt: skip
+    if not hj.usable:
+        out.append(finding("tlsa-no-usable", W, f"{label} has TLSA records but none usable for "
+                           "SMTP: senders insist on TLS but cannot authenticate; publish a "
+                           "3 1 1 or 2 1 1 record", **where))  # fmt: skip
+    ttl = hj.tlsa.answer.ttl if hj.tlsa is not None else None
+    if ttl is not None and ttl > th.tlsa_ttl_info:
+        out.append(finding("tlsa-ttl-long", I, f"{label} has a TTL of {ttl}s: every key "
+                           "rollover must wait two TTLs between publishing the new record and "
+                           "switching keys", **where))  # fmt: skip
+    return out
+
+
+def _endpoint_findings(
+    hj: HostJudgement, th: Thresholds, label, where, now: float
+) -> list[Finding]:
+    out = []
+    tls_mandatory = hj.dane_applies
+    for e in hj.endpoints:
+        p = e.endpoint.probe
+        at = {**where, "address": e.endpoint.address}
+        if p.error is not None:
+            out.append(_probe_failure(e.endpoint, tls_mandatory, at))
+        elif e.case == "mismatch" and e.match is not None:
+            out.append(_mismatch(hj, e.endpoint, e.match, label, at))
+        elif e.case == "authenticated" and e.match is not None:
+            out += _cert_expiry(e.endpoint, e.match, th, now, at)
+    return out
+
+
+def _probe_failure(e: ev.Endpoint, tls_mandatory: bool, at) -> Finding:
+    p = e.probe
+    code = PROBE_FINDING.get(p.error or "", "smtp-error")
+    detail = p.detail or ""
+    if code == "address-unreachable-here":
+        return finding(code, I, f"{e.address} port {e.port} is not reachable from here "
+                       f"({detail}): this host has no route to it; check it from a host that "
+                       "has one", **at)  # fmt: skip
+    severity = E if tls_mandatory else W
+    what = {
+        "connect-failed": f"does not accept a connection on port {e.port}",
+        "starttls-missing": "does not offer STARTTLS",
+        "starttls-refused": "refuses STARTTLS",
+        "tls-failed": "fails the TLS handshake",
+        "smtp-error": f"breaks the SMTP dialogue ({p.error})",
+    }[code]
+    if tls_mandatory:
+        consequence = "with a TLSA record published, DANE senders defer: fix this server"
+    else:
+        consequence = "no DANE applies here, but senders cannot deliver over TLS either"
+    hint = ""
+    if p.error == "connect-timeout":
+        hint = " (if this host cannot reach port 25 anywhere, its provider may block outbound SMTP)"
+    return finding(code, severity, f"{e.address} {what}: {detail}; {consequence}{hint}", **at)
+
+
+def _mismatch(hj: HostJudgement, e: ev.Endpoint, match, label, at) -> Finding:
+    code = match.failure or "tlsa-mismatch"
+    if code not in CATALOGUE:
+        code = "tlsa-mismatch"
+    chain = e.probe.chain
+    served = T.spki_sha256(chain[0]) if chain else None
+    fix = ""
+    # The fix comes from this endpoint's own chain: on a dual-key server the RSA endpoint
+    # needs the RSA key's record, whatever the ECDSA endpoint serves.
+    own = T.suggest_records(chain, usages=[3])
+    if own:
+        fix = f"; publish {label} IN TLSA {own[0]}"
+    published = ", ".join(r.to_text() for r in hj.records)
+    key = e.probe.leaf_key_type or "?"
+    return finding(code, E, f"{e.address} ({key} key) does not authenticate: {match.detail} "
+                   f"Published: {published}; served leaf SPKI SHA-256 {served or '?'}{fix}",
+                   **at)  # fmt: skip
+
+
+def _cert_expiry(e: ev.Endpoint, match, th: Thresholds, now: float, at) -> list:
+    not_after = leaf_not_after(e.probe.chain)
+    if not_after is None:
+        return []
+    left = not_after - now
+    if left >= th.cert_warn_days * DAY:
+        return []
+    when = "expired" if left < 0 else f"expires in {left / DAY:.1f} days"
+    ee = match.match is not None and match.match.record.usage == 3
+    note = (
+        " DANE-EE ignores dates, so DANE senders still deliver; other senders may not."
+        if ee
+        else ""
+    )
+    return [finding("cert-expiring", W, f"the certificate at {e.address} {when}.{note} Renew "
+                    "it, and publish the new key's TLSA record first", **at)]  # fmt: skip
+
+
+def leaf_not_after(chain: list[bytes]) -> int | None:
+    if not chain:
+        return None
+    try:
+        cert = x509.load_der_x509_certificate(chain[0])
+        return int(cert.not_valid_after_utc.timestamp())
+    except Exception:
+        return None
+
+
+def _rollover_findings(hj: HostJudgement, label, where) -> list[Finding]:
+    eps = hj.endpoints
+    if not any(e.case == "authenticated" for e in eps):
+        return []  # the mismatch findings say it all
+    hits: dict[str, int] = {}
+    for e in eps:
+        m = e.match
+        if m is None:
+            continue
+        used = {h.record.to_text() for h in m.hits}
+        if m.authenticated and m.match is not None:
+            used.add(m.match.record.to_text())  # a 2 x 0 anchor carried in DNS is no "hit"
+        for r in used:
+            hits[r] = hits.get(r, 0) + 1
+    usable = hj.usable
+    out = []
+    stale = [r for r in usable if hits.get(r.to_text(), 0) == 0]
+    for r in stale:
+        out.append(finding("tlsa-stale-record", I, f"{label} {r.to_text()[:60]}… matches "
+                           "nothing any endpoint serves: the next key's pre-published record "
+                           "(keep it) or a stale one (remove it)", record=r.to_text(),
+                           **where))  # fmt: skip
+    ta = any(r.usage == 2 for r in usable if hits.get(r.to_text()))
+    chained = [e for e in eps if e.endpoint.probe.chain]
+    if not stale and not ta and all(e.case == "authenticated" for e in chained):
+        out.append(finding("tlsa-no-rollover", I, f"every record at {label} matches the "
+                           "current key: publish the next key's record (3 1 1) or a 2 1 1 for "
+                           "the issuing CA at least two TTLs before the next certificate "
+                           "renewal (RFC 7671 §8)", **where))  # fmt: skip
+    return out
+
+
+def _disagreement(hj: HostJudgement, where) -> list[Finding]:
+    by_type: dict[str | None, set[str]] = {}
+    chained = [e for e in hj.endpoints if e.endpoint.probe.chain]
+    for e in chained:
+        spki = T.spki_sha256(e.endpoint.probe.chain[0])
+        if spki:
+            by_type.setdefault(e.endpoint.probe.leaf_key_type, set()).add(spki)
+    mixed = any(len(v) > 1 for v in by_type.values())
+    auth = {e.case == "authenticated" for e in chained}
+    if not mixed and len(auth) <= 1:
+        return []
+    detail = "; ".join(
+        f"{e.endpoint.address} {e.endpoint.probe.leaf_key_type}: "
+        f"{'ok' if e.case == 'authenticated' else 'FAILS'}"
+        for e in chained
+    )
+    return [finding("endpoints-disagree", W, f"the endpoints of {hj.host.name} present "
+                    f"different keys or results ({detail}): a sender's outcome depends on "
+                    "which address or key type it gets", **where)]  # fmt: skip
