@@ -7,7 +7,11 @@ Two validators with one interface, ``await v.lookup(name, rdtype) -> Answer``:
   It learns where zones begin from the signer names of signatures, and falls back to a
   top-down walk of DS queries to prove that unsigned data lies below an insecure
   delegation (else the unsigned data is bogus).
-- :class:`ResolverValidator` (resolver mode) trusts the AD bit of the configured resolver.
+- :class:`ResolverValidator` (resolver mode) trusts the AD bit of the configured resolver;
+  a SERVFAIL is asked again with CD and validated by a :class:`Validator`, and the RRSIGs
+  that come back with DO give the same expiry watch as local mode.
+
+Both have ``healthy()``: does our resolver answer and validate the trust anchor's DNSKEY RRset?
 """
 
 from __future__ import annotations
