@@ -113,7 +113,13 @@ def pytest_collection_modifyitems(
     from pytest_dane.items import DaneCollector
 
     collector = DaneCollector.from_parent(
-        session, name="dane", nodeid="dane", results=_results(config), strict=cfg.strict
+        session,
+        name="dane",
+        nodeid="dane",
+        # Where reports place the items ("SKIPPED [4] dane:1: not checked: …"); no such file.
+        path=session.path / "dane",
+        results=_results(config),
+        strict=cfg.strict,
     )
     items[:0] = list(collector.collect())
 

@@ -72,7 +72,16 @@ def outcomes(xml) -> dict[str, str]:
 
 
 def failed(outcome: dict[str, str]) -> set[str]:
-    return {name for name, kind in outcome.items() if kind != "passed"}
+    return {name for name, kind in outcome.items() if kind in ("failed", "error")}
+
+
+def skipped(outcome: dict[str, str]) -> set[str]:
+    return {name for name, kind in outcome.items() if kind == "skipped"}
+
+
+def rule_names(names: set[str]) -> set[str]:
+    """``{"dane::cert-expiry[mx1…-25]"}`` → ``{"cert-expiry"}``."""
+    return {name.split("::")[1].split("[")[0] for name in names}
 
 
 # -- no targets -------------------------------------------------------------------------------
@@ -440,4 +449,154 @@ def test_an_unreachable_resolver_fails_the_items_instead_of_crashing(pytester):
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert outcome and outcome["dane::dnssec[mx1.example-25]"] == "failed"
-    assert "dns-error" in result.stdout.str()
+    # nothing was resolved: no rule passes, and the ones that need addresses fail
+    assert failed(outcome) == {
+        f"dane::{rule}[mx1.example-25]"
+        for rule in ("dnssec", "tlsa-usable", "starttls", "tlsa-match")
+    }
+    passed = {name for name, kind in outcome.items() if kind == "passed"}
+    assert passed == {"dane::warnings[mx1.example]"}  # the target's own warnings: none
+    text = result.stdout.str()
+    assert "dns-error" in text or "resolver-failed" in text
+
+
+# -- rules that could not be evaluated: skipped, or failed under --dane-strict ------------------
+
+
+def messages(xml) -> dict[str, str]:
+    """{test name: the message of its failure or skip} from JUnit XML."""
+    out = {}
+    for case in ET.parse(xml).getroot().iter("testcase"):
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                out[f"{case.get('classname')}::{case.get('name')}"] = child.get("message", "")
+    return out
+
+
+def unevaluable(world: World) -> tuple[list[str], dict[str, str]]:
+    """Targets whose checks lack evidence — a server that hangs, a bogus TLSA RRset, an MX
+    host without addresses, a domain that does not exist — and every item's outcome without
+    --dane-strict."""
+    hang, bogus = world.domains["hang"].hosts[0], world.domains["bogus-signature"].hosts[0]
+    nohost = f"no-such-host.{world.domains['good-ee'].name}"
+    nxdomain = f"no-such-domain.{world.tld}"
+    h, b, n, d = (name.rstrip(".") for name in (hang.name, bogus.name, nohost, nxdomain))
+    ha, ba = hang.endpoints[0].address, bogus.endpoints[0].address
+    later = ("rrsig-expiry", "cert-expiry", "rollover", "stale-records", "warnings")
+    expected = {
+        f"dane::dnssec[{h}-25]": "passed",
+        f"dane::tlsa-usable[{h}-25]": "passed",
+        f"dane::starttls[{h}-{ha}-25]": "failed",
+        f"dane::tlsa-match[{h}-{ha}-25]": "failed",
+        f"dane::rrsig-expiry[{h}-25]": "passed",  # its signatures were read
+        **{f"dane::{rule}[{h}-25]": "skipped" for rule in later[1:]},
+        f"dane::warnings[{h}]": "passed",
+        f"dane::dnssec[{b}-25]": "failed",
+        f"dane::tlsa-usable[{b}-25]": "failed",
+        f"dane::starttls[{b}-{ba}-25]": "failed",  # not probed: senders stop at the DNS step
+        f"dane::tlsa-match[{b}-{ba}-25]": "failed",
+        **{f"dane::{rule}[{b}-25]": "skipped" for rule in later},
+        f"dane::warnings[{b}]": "passed",
+        f"dane::dnssec[{n}-25]": "failed",
+        f"dane::tlsa-usable[{n}-25]": "failed",
+        f"dane::starttls[{n}-25]": "failed",  # no address: one item for the host
+        f"dane::tlsa-match[{n}-25]": "failed",
+        **{f"dane::{rule}[{n}-25]": "skipped" for rule in later},
+        f"dane::warnings[{n}]": "passed",
+        f"dane::dnssec[{d}]": "failed",
+        f"dane::warnings[{d}]": "skipped",
+    }
+    targets = ["--dane-host", hang.name, "--dane-host", bogus.name, "--dane-host", nohost]
+    return [*targets, "--dane-domain", nxdomain], expected
+
+
+def strictly(expected: dict[str, str]) -> dict[str, str]:
+    return {name: "failed" if kind == "skipped" else kind for name, kind in expected.items()}
+
+
+def test_a_rule_without_its_evidence_is_skipped_or_fails_when_strict(
+    pytester, dane_world, world_args
+):
+    targets, expected = unevaluable(dane_world)
+    args = [*world_args, "--dane-timeout", "2", *targets]  # the hanging server: 2 s
+    result, outcome = run(pytester, "-rs", *args)
+    assert outcome == expected
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    why = messages(pytester.path / "junit.xml")
+    hang = dane_world.domains["hang"].hosts[0]
+    h, address = hang.name.rstrip("."), hang.endpoints[0].address
+    seen = f"not checked: no certificate was seen from {h} {address}:25 (banner-timeout)"
+    for rule in ("cert-expiry", "rollover", "stale-records", "warnings"):
+        assert why[f"dane::{rule}[{h}-25]"] == seen
+    bogus = dane_world.domains["bogus-signature"].hosts[0]
+    assert why[f"dane::rrsig-expiry[{bogus.name.rstrip('.')}-25]"] == (
+        f"not checked: the TLSA RRset at {bogus.tlsa_name} could not be validated "
+        "(bogus: bad-signature)"
+    )
+    nohost = next(name for name in why if name.startswith("dane::cert-expiry[no-such-host."))
+    assert why[nohost].startswith("not checked: no-such-host.") and "no address" in why[nohost]
+    assert "(mx-no-address)" in why[nohost]
+    nxdomain = f"dane::warnings[no-such-domain.{dane_world.tld.rstrip('.')}]"
+    assert why[nxdomain].endswith("could not be read (NXDOMAIN)")
+    # the short summary gives the reason at the dane node, not at a line of the plugin
+    assert f"SKIPPED [4] dane:1: {seen}" in result.stdout.lines
+
+    result, outcome = run(pytester, *args, "--dane-strict")
+    assert outcome == strictly(expected)
+    why = messages(pytester.path / "junit.xml")
+    assert why[f"dane::cert-expiry[{h}-25]"].startswith(seen)
+    text = result.stdout.str()
+    assert f"{seen}\n(fails because of --dane-strict / dane_strict)" in text
+
+
+def test_an_mx_without_addresses_fails_the_rules_that_need_one(
+    pytester, dane_world_factory, tmp_path_factory
+):
+    from dane_monitor.world import Host, Scenario
+
+    world = dane_world_factory(
+        [Scenario("no-address", "an MX host without A/AAAA", hosts=(Host("mx1", (), ()),))]
+    )
+    anchor = world.write_trust_anchor(tmp_path_factory.mktemp("dane") / "anchor.ds")
+    host, port = world.dns_address
+    domain = world.domains["no-address"].name
+    args = ["--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={anchor}"]
+    args += ["--dane-domain", domain]  # (no servers, so no port to connect to)
+    d, h = domain.rstrip("."), f"mx1.{domain.rstrip('.')}"
+    result, outcome = run(pytester, *args)
+    assert outcome == {
+        f"dane::dnssec[{d}]": "passed",
+        f"dane::dnssec[{d}-{h}-25]": "failed",
+        f"dane::tlsa-usable[{d}-{h}-25]": "failed",
+        f"dane::starttls[{d}-{h}-25]": "failed",
+        f"dane::tlsa-match[{d}-{h}-25]": "failed",
+        **{
+            f"dane::{rule}[{d}-{h}-25]": "skipped"
+            for rule in ("rrsig-expiry", "cert-expiry", "rollover", "stale-records", "warnings")
+        },
+        f"dane::warnings[{d}]": "passed",
+    }
+    assert f"{h} has no address to connect to (mx-no-address): senders cannot reach it" in (
+        result.stdout.str()
+    )
+    # -k tlsa-match alone does not turn the domain green
+    result, outcome = run(pytester, *args, "-k", "tlsa-match")
+    assert outcome == {f"dane::tlsa-match[{d}-{h}-25]": "failed"}
+    assert "there is no server to authenticate" in result.stdout.str()
+
+
+def test_xdist_workers_skip_and_fail_the_same_items(pytester, dane_world, world_args):
+    targets, expected = unevaluable(dane_world)
+    args = ["-n", "2", *world_args, "--dane-timeout", "2", *targets]
+    result, outcome = run(pytester, *args, subprocess=True)
+    assert outcome == expected
+    assert "Different tests were collected" not in result.stdout.str()
+    _, outcome = run(pytester, *args, "--dane-strict", subprocess=True)
+    assert outcome == strictly(expected)
+
+
+def test_a_host_that_is_not_a_name_fails_instead_of_passing(pytester):
+    result, outcome = run(pytester, "--dane-host", "a" * 64 + ".example.", "--dane-timeout", "1")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert outcome == {f"dane::check[{'a' * 64}.example]": "failed"}
+    assert "bad-name" in result.stdout.str()

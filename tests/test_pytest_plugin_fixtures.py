@@ -166,7 +166,8 @@ def test_configured_fixtures_check_with_the_configured_resolver(pytester, dane_w
 def test_a_scenario_gives_the_options_of_a_run_against_it(pytester, dane_scenario):
     sc = dane_scenario(hosts=["mx1", "mx2"], tlsa=[Record(target="unrelated")])
     result = pytester.runpytest(*INNER, *sc.pytest_args(domain=False))
-    result.assert_outcomes(passed=18, failed=2)
+    # cert-expiry, rollover and stale-records judge chains that authenticate: not checked
+    result.assert_outcomes(passed=12, failed=2, skipped=6)
     result = pytester.runpytest(*INNER, "-k", "tlsa-match", *sc.pytest_args())
     result.assert_outcomes(failed=2, deselected=18)
     assert sc.dns_args() == ["--resolver", sc.resolver, "--trust-anchor", str(sc.trust_anchor)]
