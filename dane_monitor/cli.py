@@ -418,8 +418,8 @@ def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | s
 
 
 def _preflight(args: argparse.Namespace) -> int:
-    from dane_monitor import tlsa as T
-    from dane_monitor.lookup import Kind, Status
+    from dane_monitor import preflight
+    from dane_monitor.check import Checker
 
     prog = "dane-monitor preflight"
     try:
@@ -432,38 +432,14 @@ def _preflight(args: argparse.Namespace) -> int:
     if isinstance(validator, str):
         print(validator, file=sys.stderr)
         return 3
-    host = args.mx.rstrip(".") + "."
-    name = f"_{port}._tcp.{host}"
-    answer = asyncio.run(validator.lookup(name, "TLSA"))
-    if answer.status in (Status.BOGUS, Status.INDETERMINATE):
-        print(
-            f"UNKNOWN: {name} is {answer.status} ({answer.reason}: {answer.detail}); "
-            "fix DNS before deploying"
-        )
+    try:
+        pre = asyncio.run(Checker(validator).preflight(args.mx, chain, port))
+    except ValueError as exc:  # not a host name
+        print(f"{prog}: bad --mx {args.mx!r}: {exc}", file=sys.stderr)
         return 3
-    if answer.status == Status.INSECURE or answer.kind != Kind.POSITIVE or answer.rrset is None:
-        print(
-            f"OK: no secure TLSA record at {name} ({answer.status} {answer.kind}): "
-            "deploying this certificate cannot break DANE"
-        )
-        return 0
-    records = [T.TLSARecord.from_rdata(r) for r in answer.rrset]
-    canonical = answer.canonical_name.to_text()
-    names = [host] if canonical == name else [host, canonical.split("._tcp.", 1)[-1]]
-    result = T.authenticate(records, chain, names)
-    published = ", ".join(r.to_text() for r in records)
-    if result.authenticated and result.match is not None:
-        print(
-            f"OK: {args.cert} matches the published {result.match.record.to_text()} at "
-            f"{name} (depth {result.match.depth})"
-        )
-        return 0
-    print(f"CRITICAL: {args.cert} does not match {name}: {result.failure}: {result.detail}")
-    print(f"  published: {published}")
-    for record in T.suggest_records(chain):
-        print(f"  publish first: {name} IN TLSA {record}")
-    print("  then wait two TTLs before deploying the certificate (RFC 7671 §8)")
-    return 2
+    out = preflight.answer(pre, args.cert, chain)
+    print("\n".join(out.lines))
+    return out.code
 
 
 def build_parser() -> argparse.ArgumentParser:
