@@ -13,6 +13,7 @@ run that checks no targets.
 from __future__ import annotations
 
 import ipaddress
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -20,6 +21,12 @@ from typing import Literal
 import pytest
 
 DEFAULT_TIMEOUT = 10.0
+# The expiry windows of dane-monitor check (days): a DNSSEC signature on the path that
+# expires within the warning window is a warning, within the critical window an error; a
+# certificate that expires within its window is a warning.
+DEFAULT_RRSIG_WARNING_DAYS = 3.0
+DEFAULT_RRSIG_CRITICAL_DAYS = 1.0
+DEFAULT_CERT_WARNING_DAYS = 14.0
 
 # (name, help). The command-line option is --dane-<name with - for _>, the ini name dane_<name>.
 _HELP = {
@@ -37,8 +44,16 @@ _HELP = {
     "_PORT._tcp TLSA names (tests against a local world)",
     "ehlo_name": "the name to send in EHLO (default: this host's fully qualified name); some "
     "MX hosts reject names that do not resolve",
+    "rrsig_warning_days": "days: a DNSSEC signature on the path to the TLSA RRset that expires "
+    f"within them makes rrsig-expiry warn (default {DEFAULT_RRSIG_WARNING_DAYS:g})",
+    "rrsig_critical_days": "days: a signature that expires within them makes rrsig-expiry fail "
+    f"even without --dane-strict (default {DEFAULT_RRSIG_CRITICAL_DAYS:g}; at most the warning "
+    "days)",
+    "cert_warning_days": "days: a served certificate that expires within them makes cert-expiry "
+    f"warn (default {DEFAULT_CERT_WARNING_DAYS:g})",
     "strict": "fail the warning checks (rollover, stale records, expiring signatures and "
-    "certificates, other warnings) instead of passing them with a DaneWarning",
+    "certificates, other warnings) instead of passing them with a DaneWarning, and fail the "
+    "checks that could not be evaluated instead of skipping them",
 }
 
 
@@ -53,6 +68,9 @@ def addoption(parser: pytest.Parser) -> None:
     group.addoption("--dane-timeout", metavar="SECONDS", help=_HELP["timeout"])
     group.addoption("--dane-connect-port", metavar="PORT", help=_HELP["connect_port"])
     group.addoption("--dane-ehlo-name", metavar="NAME", help=_HELP["ehlo_name"])
+    for name in _DAYS:
+        option = f"--dane-{name.replace('_', '-')}"
+        group.addoption(option, metavar="DAYS", help=_HELP[name])
     group.addoption("--dane-strict", action="store_true", default=None, help=_HELP["strict"])
     parser.addini("dane_hosts", _HELP["hosts"], type="linelist", default=[])
     parser.addini("dane_domains", _HELP["domains"], type="linelist", default=[])
@@ -63,7 +81,12 @@ def addoption(parser: pytest.Parser) -> None:
     parser.addini("dane_timeout", _HELP["timeout"], default="")
     parser.addini("dane_connect_port", _HELP["connect_port"], default="")
     parser.addini("dane_ehlo_name", _HELP["ehlo_name"], default="")
+    for name in _DAYS:
+        parser.addini(f"dane_{name}", _HELP[name], default="")
     parser.addini("dane_strict", _HELP["strict"], type="bool", default=False)
+
+
+_DAYS = ("rrsig_warning_days", "rrsig_critical_days", "cert_warning_days")
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,9 @@ class DaneConfig:
     connect_port: int | None = None
     ehlo_name: str | None = None  # None: this host's name
     strict: bool = False
+    rrsig_warning_days: float = DEFAULT_RRSIG_WARNING_DAYS
+    rrsig_critical_days: float = DEFAULT_RRSIG_CRITICAL_DAYS
+    cert_warning_days: float = DEFAULT_CERT_WARNING_DAYS
 
     @property
     def targets(self) -> tuple[tuple[str, str], ...]:
@@ -106,6 +132,9 @@ class DaneConfig:
             connect_port=self.connect_port,
             ehlo_name=self.ehlo_name,
             timeouts=step_timeouts(self.timeout),
+            rrsig_warn_days=self.rrsig_warning_days,
+            rrsig_error_days=self.rrsig_critical_days,
+            cert_warn_days=self.cert_warning_days,
         )
         return Checker(validator, options)
 
@@ -172,6 +201,28 @@ class DaneConfig:
         ):
             raise pytest.UsageError(f"{where}: {ehlo_name!r} cannot be sent in EHLO")
 
+        days: dict[str, float] = {}
+        where_days: dict[str, str] = {}
+        for name, default in zip(
+            _DAYS,
+            (DEFAULT_RRSIG_WARNING_DAYS, DEFAULT_RRSIG_CRITICAL_DAYS, DEFAULT_CERT_WARNING_DAYS),
+            strict=True,
+        ):
+            text, where_days[name] = pick(name)
+            days[name] = default if text is None else _days(text, where_days[name])
+        critical, warning = days["rrsig_critical_days"], days["rrsig_warning_days"]
+        if critical > warning:
+            given = opt("dane_rrsig_warning_days") or ini("dane_rrsig_warning_days").strip()
+            than = (
+                f"{where_days['rrsig_warning_days']} ({warning:g})"
+                if given
+                else f"the rrsig warning days ({warning:g}, the default)"
+            )
+            raise pytest.UsageError(
+                f"{where_days['rrsig_critical_days']} ({critical:g}) is more than {than}: a "
+                "signature can only be critical within the warning window"
+            )
+
         strict = opt("dane_strict")
         if strict is None:
             strict = ini("dane_strict")
@@ -187,6 +238,7 @@ class DaneConfig:
             connect_port=connect_port,
             ehlo_name=ehlo_name,
             strict=bool(strict),
+            **days,
         )
 
 
@@ -205,6 +257,16 @@ def _port(text: object, where: str) -> int:
     if not 0 < port < 65536:
         raise pytest.UsageError(f"{where}: {text!r} is not a port number (1-65535)")
     return port
+
+
+def _days(text: str, where: str) -> float:
+    try:
+        days = float(text.strip())
+    except ValueError:
+        days = -1.0
+    if not (math.isfinite(days) and days > 0):
+        raise pytest.UsageError(f"{where}: {text!r} is not a positive number of days")
+    return days
 
 
 def _check_resolver(text: str, where: str) -> None:

@@ -600,3 +600,186 @@ def test_a_host_that_is_not_a_name_fails_instead_of_passing(pytester):
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     assert outcome == {f"dane::check[{'a' * 64}.example]": "failed"}
     assert "bad-name" in result.stdout.str()
+
+
+def test_an_address_this_host_cannot_reach_is_not_checked():
+    """Probe error ``no-route`` (no IPv6 here, say) is about us, not the server: its items
+    are not checked, and the host's other rules judge the addresses we can reach. (Judged on a
+    result, because the local world cannot make loopback unroutable.)"""
+    from dane_monitor.report import DNSInfo, DomainResult, EndpointResult, HostResult
+    from pytest_dane.errors import DaneCheckFailed
+    from pytest_dane.items import TargetResult, judge, rules
+
+    v4 = EndpointResult("192.0.2.1", 25, "ecdsa", starttls_offered=True, authenticated=True)
+    v4.chain, v4.leaf_not_after = [{"subject": "CN=mx1.example.de"}], 4102444800
+    v6 = EndpointResult("2001:db8::1", 25, None, probe_error="no-route", probe_detail="ENETUNREACH")
+    tlsa = DNSInfo("_25._tcp.mx1.example.de.", "TLSA", "secure", "positive")
+    host = HostResult("mx1.example.de.", 25, addresses=["192.0.2.1", "2001:db8::1"], dns=[tlsa])
+    host.endpoints, host.dane_applies, host.tlsa_usable = [v4, v6], True, 1
+    host.rrsig_expiration = 4102444800
+    tr = TargetResult("host", "mx1.example.de", DomainResult("mx1.example.de.", mx_only=True))
+    tr.result.hosts = [host]
+
+    def outcome(rule, strict=False):
+        try:
+            judge(rule, tr, strict)
+        except pytest.skip.Exception as exc:
+            return "skipped", str(exc)
+        except DaneCheckFailed as exc:
+            return "failed", str(exc)
+        return "passed", ""
+
+    got = {rule.item_name: outcome(rule) for rule in rules(0, tr)}
+    v6_id = "2001:0db8:0000:0000:0000:0000:0000:0001"
+    why = "not checked: mx1.example.de [2001:db8::1]:25 is not reachable from this host"
+    assert got[f"starttls[mx1.example.de-{v6_id}-25]"] == (
+        "skipped",
+        f"{why} (no-route: ENETUNREACH)",
+    )
+    assert got[f"tlsa-match[mx1.example.de-{v6_id}-25]"][0] == "skipped"
+    assert {name for name, (kind, _) in got.items() if kind != "passed"} == {
+        f"starttls[mx1.example.de-{v6_id}-25]",
+        f"tlsa-match[mx1.example.de-{v6_id}-25]",
+    }
+    strict = outcome(
+        next(r for r in rules(0, tr) if r.item_name.startswith(f"starttls[mx1.example.de-{v6_id}")),
+        True,
+    )
+    assert strict[0] == "failed" and strict[1].startswith(why)
+
+    v4.probe_error = "no-route"  # nothing reachable: the host's rules are not checked either
+    got = {rule.item_name: outcome(rule)[0] for rule in rules(0, tr)}
+    assert got["cert-expiry[mx1.example.de-25]"] == "skipped"
+    assert got["rollover[mx1.example.de-25]"] == "skipped"
+
+
+# -- expiry thresholds ---------------------------------------------------------------------------
+
+
+def test_the_expiry_thresholds_have_help(pytester):
+    text = pytester.runpytest(*INNER, "--help").stdout.str()
+    for option in (
+        "--dane-rrsig-warning-days=DAYS",
+        "--dane-rrsig-critical-days=DAYS",
+        "--dane-cert-warning-days=DAYS",
+        "dane_rrsig_warning_days (string)",
+        "dane_rrsig_critical_days (string)",
+        "dane_cert_warning_days (string)",
+        "(default 3)",
+        "(default 1;",
+        "(default 14)",
+    ):
+        assert option in text, option
+
+
+def test_the_expiry_thresholds_decide_the_expiry_items(pytester, dane_world, world_args):
+    # The world signs for 14 days; its certificates live for years.
+    host = mx(dane_world, "good-ee")
+    h = host.rstrip(".")
+    result, outcome = run(
+        pytester,
+        *world_args,
+        "--dane-host",
+        host,
+        "--dane-rrsig-warning-days",
+        "30",
+        "--dane-cert-warning-days",
+        "1000000",
+    )
+    assert result.ret == pytest.ExitCode.OK and not failed(outcome)
+    text = result.stdout.str()
+    assert "DaneWarning: rrsig-expiry" in text and "DaneWarning: cert-expiry" in text
+
+    # under the critical window the signature fails without --dane-strict; from the ini file
+    pytester.makeini("[pytest]\ndane_rrsig_warning_days = 30\ndane_rrsig_critical_days = 20\n")
+    result, outcome = run(pytester, *world_args, "--dane-host", host)
+    assert failed(outcome) == {f"dane::rrsig-expiry[{h}-25]"}
+    assert "rrsig-expiring" in result.stdout.str()
+
+    result, outcome = run(
+        pytester, *world_args, "--dane-host", host, "--dane-rrsig-critical-days", "1"
+    )
+    assert not failed(outcome)  # the command line wins: within 30 days, but not within 1
+    assert "DaneWarning: rrsig-expiry" in result.stdout.str()
+    result, outcome = run(
+        pytester,
+        *world_args,
+        "--dane-host",
+        host,
+        "--dane-rrsig-warning-days",
+        "3",
+        "--dane-rrsig-critical-days",
+        "1",
+    )
+    assert not failed(outcome) and "DaneWarning: rrsig-expiry" not in result.stdout.str()
+
+
+@pytest.mark.parametrize(
+    ("args", "ini", "message"),
+    [
+        (
+            ["--dane-rrsig-warning-days", "0"],
+            "",
+            "--dane-rrsig-warning-days: '0' is not a positive number of days",
+        ),
+        (
+            ["--dane-cert-warning-days", "-5"],
+            "",
+            "--dane-cert-warning-days: '-5' is not a positive number of days",
+        ),
+        (
+            ["--dane-rrsig-critical-days", "soon"],
+            "",
+            "--dane-rrsig-critical-days: 'soon' is not a positive number of days",
+        ),
+        (
+            [],
+            "dane_cert_warning_days = nan",
+            "dane_cert_warning_days: 'nan' is not a positive number of days",
+        ),
+        (
+            [],
+            "dane_rrsig_warning_days = inf",
+            "dane_rrsig_warning_days: 'inf' is not a positive number of days",
+        ),
+        (
+            ["--dane-rrsig-critical-days", "5"],
+            "",
+            "--dane-rrsig-critical-days (5) is more than the rrsig warning days (3, the default)",
+        ),
+        (
+            ["--dane-rrsig-warning-days", "2"],
+            "dane_rrsig_critical_days = 2.5",
+            "dane_rrsig_critical_days (2.5) is more than --dane-rrsig-warning-days (2)",
+        ),
+    ],
+)
+def test_unusable_thresholds_are_usage_errors(pytester, args, ini, message):
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    result = pytester.runpytest(*INNER, "--dane-host", "mx.example.", *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert message in result.stderr.str()
+    assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_the_thresholds_reach_the_checker(pytester):
+    pytester.makepyfile(
+        """
+        def test_config(dane_config, dane_checker):
+            assert (dane_config.rrsig_warning_days, dane_config.rrsig_critical_days,
+                    dane_config.cert_warning_days) == (7.0, 2.0, 30.0)
+            o = dane_checker.options
+            assert (o.rrsig_warn_days, o.rrsig_error_days, o.cert_warn_days) == (7.0, 2.0, 30.0)
+
+        def test_defaults():
+            from pytest_dane.config import DaneConfig
+            c = DaneConfig()
+            assert (c.rrsig_warning_days, c.rrsig_critical_days, c.cert_warning_days) == (3, 1, 14)
+        """
+    )
+    pytester.makeini("[pytest]\ndane_cert_warning_days = 30\n")
+    result = pytester.runpytest(
+        *INNER, "--dane-rrsig-warning-days", "7", "--dane-rrsig-critical-days=2"
+    )
+    result.assert_outcomes(passed=2)
