@@ -90,7 +90,11 @@ class Stack:
             host, port = self.world.dns_address
             return ["--resolver", f"{host}:{port}", "--trust-anchor", str(self.anchor), *common]
         host, port = self.unbound.address
-        return ["--resolver", f"{host}:{port}", "--validation", "resolver", *common]
+        # the anchor too: a SERVFAIL is re-asked with CD and validated in-process from it
+        return [
+            "--resolver", f"{host}:{port}", "--validation", "resolver",
+            "--trust-anchor", str(self.anchor), *common,
+        ]  # fmt: skip
 
 
 def run_check(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:

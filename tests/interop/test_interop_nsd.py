@@ -165,7 +165,12 @@ class NSDStack:
 
 
 def _free_nsd_address() -> str:
-    for x in range(1, 255):
+    # xdist workers look in disjoint ranges: two checking the same address at once would
+    # both find it free, and two NSDs answering one address (SO_REUSEPORT) with different
+    # keys make every validation a coin toss ("no DNSKEY matches its DS")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    start = 1 + 32 * (int(worker) % 7) if worker.isdigit() else 1
+    for x in (*range(start, 255), *range(1, start)):
         if port53_free(address := f"127.0.154.{x}"):
             return address
     raise RuntimeError("no 127.0.154.x with a free port 53")

@@ -115,7 +115,7 @@ class Matrix:
 
 @pytest.fixture(scope="module")
 def matrix(interop_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Matrix]:
-    world = World(CNAME_MATRIX, tlsa_on_smtp_port=True, smtp_network="127.0.4.0/24")
+    world = World(CNAME_MATRIX, tlsa_on_smtp_port=True, smtp_network="127.0.7.0/24")
     anchor = world.write_trust_anchor(tmp_path_factory.mktemp("cname-matrix") / "anchor.ds")
     with BackgroundLoop(name="cname-matrix") as loop:
         loop.run(world.start())
