@@ -66,6 +66,7 @@ def conclude(d: ev.Domain, thresholds: F.Thresholds | None = None) -> DomainResu
         mode = policy.mx_plan(d.mx, d.target).mode
         result.mx_mode = mode if mode in ("null", "implicit") else "mx"
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
+    result.sender_action = j.action
     times = [d.mx.expiration] if d.mx is not None else []
     times += [h.rrsig_expiration for h in result.hosts]
     present = [x for x in times if x is not None]

@@ -441,3 +441,12 @@ def _disagreement(hj: HostJudgement, where) -> list[Finding]:
     return [finding("endpoints-disagree", W, f"the endpoints of {hj.host.name} present "
                     f"different keys or results ({detail}): a sender's outcome depends on "
                     "which address or key type it gets", **where)]  # fmt: skip
+
+
+def catalogue_markdown() -> str:
+    """The finding codes as docs/json.md prints them (a test keeps the two equal)."""
+    lines = ["| code | severity | pytest rule | meaning |", "|---|---|---|---|"]
+    for c in CATALOGUE.values():
+        severities = " / ".join(s.value for s in c.severities)
+        lines.append(f"| `{c.code}` | {severities} | {c.rule or '-'} | {c.meaning} |")
+    return "\n".join(lines) + "\n"

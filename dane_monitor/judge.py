@@ -154,6 +154,8 @@ class Judgement:
 
     @property
     def action(self) -> SenderAction | None:
+        if not self.hosts:
+            return TABLE[self.case].action
         return worst_action(h.action for h in self.hosts if h.action)
 
 
@@ -320,3 +322,65 @@ def exit_code(verdict: Verdict, severities) -> int:
     if code == OK and "warning" in severities:
         return WARNING
     return code
+
+
+# -- the table as documentation (docs/json.md prints it; a test keeps the two equal) --------
+
+_ALERT_ROWS = {"mismatch": ("DANETLSAMismatch",), "server-failure": ("DANESTARTTLSMissing*",)}
+
+
+def alerts(row: Row) -> tuple[str, ...]:
+    """The shipped alerts (grafana/prometheus/dane-alerts.yml) a row makes fire."""
+    out: list[str] = []
+    if row.verdict == Verdict.BOGUS and row.level == "domain":
+        out.append("DANEDNSSECBogus")
+    if row.action == SenderAction.DEFER:
+        out.append("DANESendersDefer")
+    out += _ALERT_ROWS.get(row.case, ())
+    if row.verdict == Verdict.ERROR and row.level != "endpoint":
+        out.append("DANECheckFailing")
+    return tuple(out)
+
+
+def metrics(row: Row) -> str:
+    """The series a row sets (besides dane_findings)."""
+    if row.case in ("hosts", "dane"):
+        return "those of its worst part"
+    if row.level == "domain":
+        out = f'dane_verdict{{verdict="{row.verdict}"}}'
+        if row.action is not None:
+            out += f', dane_sender_action{{mx="",action="{row.action}"}}'
+    elif row.level == "host":
+        out = f'dane_mx_verdict{{verdict="{row.verdict}"}}'
+        if row.action is not None:
+            out += f', dane_sender_action{{action="{row.action}"}}'
+    else:
+        out = {
+            "authenticated": "dane_tlsa_match 1",
+            "mismatch": "dane_tlsa_match 0",
+            "server-failure": "dane_starttls_offered 0 when STARTTLS is missing",
+            "tls-unauthenticated": 'dane_tlsa_records{usable="true"} 0',
+        }.get(row.case, "-")
+    if row.verdict == Verdict.ERROR and row.level != "endpoint":
+        out += ", dane_check_success 0"
+    return out
+
+
+def table_markdown() -> str:
+    head = (
+        "| case | level | evidence | verdict | sender action | exit | metrics | alerts | pytest |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    rows = []
+    for r in TABLE.values():
+        verdict = "as the host" if r.case == "opportunistic" else f"`{r.verdict}`"
+        if r.case in ("hosts", "dane"):
+            verdict = "worst of its parts"
+        action = f"`{r.action}`" if r.action else "-"
+        exit_code = "-" if r.case in ("hosts", "dane", "opportunistic") else str(r.exit_code)
+        if r.case == "unreachable-here":
+            exit_code = "3 when no other endpoint of the host was judged"
+        fire = ", ".join(alerts(r)) or "-"
+        rows.append(f"| `{r.case}` | {r.level} | {r.evidence} | {verdict} | {action} | "
+                    f"{exit_code} | {metrics(r)} | {fire} | {r.pytest} |")  # fmt: skip
+    return head + "\n".join(rows) + "\n"

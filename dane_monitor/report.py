@@ -258,6 +258,8 @@ class DomainResult:
     validation: str = "local"
     rrsig_expiration: int | None = None
     headline: str = ""  # what senders do, naming who is hurt (dane_monitor.judge)
+    # The worst sender action over the hosts, or the domain's own (a bogus MX RRset: defer).
+    sender_action: SenderAction | None = None
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
 
     def all_findings(self) -> list[Finding]:
@@ -274,6 +276,7 @@ class DomainResult:
             "kind": "mx-host" if self.mx_only else "domain",
             "verdict": self.verdict.value,
             "headline": self.headline or None,
+            "sender_action": self.sender_action.value if self.sender_action else None,
             "decision": self.case,
             "mx_mode": self.mx_mode,
             "validation": self.validation,

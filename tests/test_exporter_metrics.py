@@ -271,3 +271,20 @@ def test_render_escapes_label_values_as_prometheus_client_does():
         parse(_render(families([outcome])).decode())
     )
     assert parse(render_text([outcome]).decode())[0][1]["target"] == 'we"ird\\name\nx'
+
+
+def test_a_check_that_crashes_is_reported_not_fatal(dane_world, dane_trust_anchor, caplog):
+    """A bug in the checker (here: an exception from the validator) gives check-crashed for
+    that target, and the exporter keeps running."""
+    runner = Runner(world_config(dane_world, dane_trust_anchor))
+
+    async def broken(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    runner.validator.lookup = broken  # type: ignore[method-assign]
+    outcome = asyncio.run(runner.run("good-ee.example", "domain", (25,), 5.0, slim=False))
+    assert (outcome.success, outcome.failure) == (False, "exception")
+    samples = parse(_render(families([outcome])).decode())
+    assert value(samples, "dane_findings", target="good-ee.example", code="check-crashed") == 1
+    assert value(samples, "dane_verdict", target="good-ee.example", verdict="error") == 1
+    assert "check of good-ee.example crashed" in caplog.text

@@ -154,6 +154,12 @@ def samples(
     mx_expiry = result.mx_dns.rrsig_expiration if result.mx_dns is not None else None
     if not result.hosts and result.rrsig_expiration is not None:
         add(("dane_rrsig_expiry_timestamp_seconds", (t, "", ""), float(result.rrsig_expiration)))
+    if not result.hosts and result.sender_action is not None:
+        # A failure before any MX host (a bogus or unanswered MX RRset): senders defer for
+        # the whole domain, and the defer alert must see it (mx="" and port="").
+        action = result.sender_action.value
+        for a in ACTIONS:
+            add(("dane_sender_action", (t, "", "", a), 1.0 if action == a else 0.0))
     for host in result.hosts:
         mx, port = _name(host.name), str(host.port)
         expiry = [e for e in (mx_expiry, host.rrsig_expiration) if e is not None]

@@ -25,9 +25,10 @@ from dane_monitor.exporter.metrics import (
     render_chunks,
     samples,
 )
+from dane_monitor.findings import finding
 from dane_monitor.lookup import make_validator
 from dane_monitor.probe import Timeouts
-from dane_monitor.report import DomainResult, Finding, Severity, Verdict
+from dane_monitor.report import DomainResult, Severity, Verdict
 
 log = logging.getLogger("dane_monitor.exporter")
 
@@ -137,7 +138,7 @@ class Runner:
 
 def _failed(name: str, kind: str, started: float, code: str, message: str) -> DomainResult:
     result = DomainResult(name, mx_only=kind == "mx", started=started, verdict=Verdict.ERROR)
-    result.findings.append(Finding(code, Severity.ERROR, message))
+    result.findings.append(finding(code, Severity.ERROR, message))
     return result
 
 
