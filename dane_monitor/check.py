@@ -63,9 +63,9 @@ class Preflight:
 
 
 class Checker:
-    """Checks domains and MX hosts; one instance can serve many concurrent checks (from any
-    number of event loops, one after the other or side by side) and shares the validator's
-    caches between them (and between an exporter's cycles)."""
+    """Checks domains and MX hosts; one instance can serve many concurrent checks, from one
+    event loop after another (not from threads at once: the validator's caches are not
+    locked), and shares the validator's caches between them (and an exporter's cycles)."""
 
     def __init__(
         self,
