@@ -523,7 +523,7 @@ def _rrsig_gaps(result: DomainResult, host: HostResult) -> list[str]:
             if result.validation == "resolver"
             else "no signed RRset was read"
         )
-        return [f"no DNSSEC signature expiry is known on the path to {tlsa.name} ({how})"]
+        return [f"no DNSSEC signature expiry is known on the path to {tlsa.name}: {how}"]
     return []
 
 

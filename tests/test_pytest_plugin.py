@@ -10,6 +10,8 @@ nothing imported, xdist workers — run in a subprocess.
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -602,55 +604,126 @@ def test_a_host_that_is_not_a_name_fails_instead_of_passing(pytester):
     assert "bad-name" in result.stdout.str()
 
 
-def test_an_address_this_host_cannot_reach_is_not_checked():
-    """Probe error ``no-route`` (no IPv6 here, say) is about us, not the server: its items
-    are not checked, and the host's other rules judge the addresses we can reach. (Judged on a
-    result, because the local world cannot make loopback unroutable.)"""
-    from dane_monitor.report import DNSInfo, DomainResult, EndpointResult, HostResult
+def judged(result) -> dict[str, tuple[str, str]]:
+    """Every item of a result made by hand: {item name: (outcome, message)}, and the same
+    under --dane-strict (keys prefixed "strict "). For evidence the local world cannot make."""
     from pytest_dane.errors import DaneCheckFailed
     from pytest_dane.items import TargetResult, judge, rules
 
+    target = TargetResult("host", result.domain, result)
+    out = {}
+    for strict in (False, True):
+        for rule in rules(0, target):
+            key = f"{'strict ' if strict else ''}{rule.item_name}"
+            try:
+                judge(rule, target, strict)
+            except pytest.skip.Exception as exc:
+                out[key] = ("skipped", str(exc))
+            except DaneCheckFailed as exc:
+                out[key] = ("failed", str(exc))
+            else:
+                out[key] = ("passed", "")
+    return out
+
+
+def dual_stack_host(validation: str = "local"):
+    """mx1.example.de with a secure TLSA RRset, an IPv4 endpoint that authenticates and an
+    IPv6 endpoint, as a result of dane-monitor's checker."""
+    from dane_monitor.report import DNSInfo, DomainResult, EndpointResult, HostResult
+
     v4 = EndpointResult("192.0.2.1", 25, "ecdsa", starttls_offered=True, authenticated=True)
     v4.chain, v4.leaf_not_after = [{"subject": "CN=mx1.example.de"}], 4102444800
-    v6 = EndpointResult("2001:db8::1", 25, None, probe_error="no-route", probe_detail="ENETUNREACH")
+    v6 = EndpointResult("2001:db8::1", 25, "ecdsa", starttls_offered=True, authenticated=True)
+    v6.chain, v6.leaf_not_after = v4.chain, v4.leaf_not_after
     tlsa = DNSInfo("_25._tcp.mx1.example.de.", "TLSA", "secure", "positive")
     host = HostResult("mx1.example.de.", 25, addresses=["192.0.2.1", "2001:db8::1"], dns=[tlsa])
     host.endpoints, host.dane_applies, host.tlsa_usable = [v4, v6], True, 1
     host.rrsig_expiration = 4102444800
-    tr = TargetResult("host", "mx1.example.de", DomainResult("mx1.example.de.", mx_only=True))
-    tr.result.hosts = [host]
+    result = DomainResult("mx1.example.de.", mx_only=True, validation=validation)
+    result.hosts = [host]
+    return result
 
-    def outcome(rule, strict=False):
-        try:
-            judge(rule, tr, strict)
-        except pytest.skip.Exception as exc:
-            return "skipped", str(exc)
-        except DaneCheckFailed as exc:
-            return "failed", str(exc)
-        return "passed", ""
 
-    got = {rule.item_name: outcome(rule) for rule in rules(0, tr)}
-    v6_id = "2001:0db8:0000:0000:0000:0000:0000:0001"
+V6 = "2001:0db8:0000:0000:0000:0000:0000:0001"  # in item ids
+
+
+def test_an_address_this_host_cannot_reach_is_not_checked():
+    """Probe error ``no-route`` (no IPv6 here, say) is about us, not the server: its items
+    are not checked, and the host's other rules judge the addresses we can reach. (The local
+    world cannot make loopback unroutable.)"""
+    result = dual_stack_host()
+    assert {kind for kind, _ in judged(result).values()} == {"passed"}
+
+    v6 = result.hosts[0].endpoints[1]
+    v6.chain, v6.leaf_not_after, v6.authenticated, v6.key_type = [], None, None, None
+    v6.probe_error, v6.probe_detail = "no-route", "ENETUNREACH"
+    got = judged(result)
     why = "not checked: mx1.example.de [2001:db8::1]:25 is not reachable from this host"
-    assert got[f"starttls[mx1.example.de-{v6_id}-25]"] == (
-        "skipped",
-        f"{why} (no-route: ENETUNREACH)",
-    )
-    assert got[f"tlsa-match[mx1.example.de-{v6_id}-25]"][0] == "skipped"
+    assert got[f"starttls[mx1.example.de-{V6}-25]"] == ("skipped", f"{why} (no-route: ENETUNREACH)")
+    assert got[f"tlsa-match[mx1.example.de-{V6}-25]"][0] == "skipped"
     assert {name for name, (kind, _) in got.items() if kind != "passed"} == {
-        f"starttls[mx1.example.de-{v6_id}-25]",
-        f"tlsa-match[mx1.example.de-{v6_id}-25]",
+        f"{strict}{rule}[mx1.example.de-{V6}-25]"
+        for strict in ("", "strict ")
+        for rule in ("starttls", "tlsa-match")
     }
-    strict = outcome(
-        next(r for r in rules(0, tr) if r.item_name.startswith(f"starttls[mx1.example.de-{v6_id}")),
-        True,
-    )
-    assert strict[0] == "failed" and strict[1].startswith(why)
+    assert got[f"strict starttls[mx1.example.de-{V6}-25]"][0] == "failed"
+    assert got[f"strict starttls[mx1.example.de-{V6}-25]"][1].startswith(why)
 
-    v4.probe_error = "no-route"  # nothing reachable: the host's rules are not checked either
-    got = {rule.item_name: outcome(rule)[0] for rule in rules(0, tr)}
-    assert got["cert-expiry[mx1.example.de-25]"] == "skipped"
-    assert got["rollover[mx1.example.de-25]"] == "skipped"
+    v4 = result.hosts[0].endpoints[0]
+    v4.chain, v4.authenticated, v4.probe_error = [], None, "no-route"  # nothing reachable
+    got = judged(result)
+    for rule in ("cert-expiry", "rollover", "stale-records", "warnings"):
+        assert got[f"{rule}[mx1.example.de-25]"] == (
+            "skipped",
+            "not checked: no address of mx1.example.de is reachable from this host "
+            "(192.0.2.1, 2001:db8::1)",
+        )
+
+
+def test_signatures_a_resolver_did_not_return_are_not_checked():
+    result = dual_stack_host(validation="resolver")
+    result.hosts[0].rrsig_expiration = None  # the resolver's answers carried no RRSIGs
+    got = judged(result)
+    assert got["rrsig-expiry[mx1.example.de-25]"] == (
+        "skipped",
+        "not checked: no DNSSEC signature expiry is known on the path to "
+        "_25._tcp.mx1.example.de.: the resolver's answers carried no signatures (resolver "
+        "validation)",
+    )
+    assert got["strict rrsig-expiry[mx1.example.de-25]"][0] == "failed"
+
+
+@pytest.mark.skipif(
+    shutil.which("unbound", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None,
+    reason="Unbound is not installed",
+)
+def test_resolver_validation_never_passes_a_signature_expiry_it_did_not_read(
+    pytester, dane_world, world_args
+):
+    """With every signature of the world inside the warning window, rrsig-expiry in resolver
+    mode either warns (the signatures were read) or is not checked: it never passes quietly."""
+    host = mx(dane_world, "good-ee")
+    with dane_world.unbound() as unbound:
+        address, port = unbound.address
+        result, outcome = run(
+            pytester,
+            *world_args,
+            f"--dane-resolver={address}:{port}",
+            "--dane-validation=resolver",
+            "--dane-rrsig-warning-days=30",
+            "--dane-host",
+            host,
+        )
+    h, address = host.rstrip("."), dane_world.domains["good-ee"].hosts[0].endpoints[0].address
+    assert outcome[f"dane::tlsa-match[{h}-{address}-25-ecdsa]"] == "passed"  # the check worked
+    item = f"dane::rrsig-expiry[{h}-25]"
+    text = result.stdout.str()
+    if outcome[item] == "skipped":
+        reason = messages(pytester.path / "junit.xml")[item]
+        assert reason.startswith("not checked: no DNSSEC signature expiry is known")
+        assert "(resolver validation)" in reason
+    else:
+        assert outcome[item] == "passed" and "DaneWarning: rrsig-expiry" in text
 
 
 # -- expiry thresholds ---------------------------------------------------------------------------
