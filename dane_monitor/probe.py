@@ -498,11 +498,15 @@ def _endpoint(address: str, port: int) -> str:
 
 
 def _show(data: bytes | str) -> str:
+    """Printable text of a received line, each odd byte escaped once: an undecodable byte as
+    ``\\xff``, a control character as ``\\x00``/``\\r``."""
     if isinstance(data, bytes):
         data = data.decode("utf-8", "backslashreplace")
     if len(data) > _TRANSCRIPT_LINE:
         data = data[:_TRANSCRIPT_LINE] + "…"
-    return data.encode("unicode_escape").decode("ascii") if not data.isprintable() else data
+    if data.isprintable():
+        return data
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in data)
 
 
 class _Probe:
@@ -581,7 +585,7 @@ class _Probe:
             raw.append(line.decode("utf-8", "backslashreplace"))
             match = _REPLY_LINE.fullmatch(line)
             if match is None:
-                raise _Failure("bad-reply", self.step, f"not an SMTP reply line: {shown[:80]!r}")
+                raise _Failure("bad-reply", self.step, f"not an SMTP reply line: '{shown[:80]}'")
             if code is None:
                 code = match[1]
             elif match[1] != code:

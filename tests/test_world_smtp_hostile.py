@@ -132,3 +132,12 @@ async def test_the_probe_names_each_failure(servers, behaviour, error, step):
     assert not result.tls_established
     if behaviour == B.RESET_AFTER_ACCEPT:
         assert "reset" in (result.detail or ""), result.detail
+
+
+async def test_garbage_is_shown_escaped_once(servers):
+    """What an operator reads: each odd byte escaped once, as the server sent it."""
+    server = servers[B.STARTTLS_GARBAGE]
+    result = await probe(server.host, server.port, sni="mail.example", timeouts=FAST)
+    shown = r"\x00\xff\xfe garbage \x01\x02\x03"
+    assert result.detail == f"not an SMTP reply line: '{shown}'"
+    assert f"S: {shown}" in result.transcript
