@@ -114,8 +114,14 @@ def assert_no_findings(
     result: DomainResult, *codes: str, severity: str | Severity | None = None
 ) -> None:
     """None of ``codes`` was reported; without codes, nothing of ``severity`` or worse
-    (``"error"`` by default: ``"warning"`` also forbids warnings, ``"info"`` everything)."""
+    (``"error"`` by default: ``"warning"`` also forbids warnings, ``"info"`` everything).
+
+    A code the check could not have found fails too: ``cert-expiring``, ``rrsig-expiring``,
+    ``tlsa-no-rollover`` and ``tlsa-stale-record`` need the evidence their pytest rule needs
+    (a certificate from every address, the path validated to the TLSA RRset, …)."""
     __tracebackhide__ = True
+    from pytest_dane.items import unchecked
+
     order = [Severity.ERROR, Severity.WARNING, Severity.INFO]
     if codes:
         bad = [f for f in result.all_findings() if f.code in codes]
@@ -125,3 +131,10 @@ def assert_no_findings(
     if bad:
         listed = "\n".join(f"  {f.severity.value.upper():7} {f.code}: {f.message}" for f in bad)
         raise AssertionError(f"unexpected findings:\n{listed}\n{_report(result)}")
+    for code in codes:
+        gaps = unchecked(result, code)
+        if gaps:
+            raise AssertionError(
+                f"cannot tell whether {code} applies: not checked: {'; '.join(gaps)}\n"
+                f"{_report(result)}"
+            )

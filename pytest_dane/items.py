@@ -569,6 +569,17 @@ _GAPS: dict[str, Callable[[DomainResult, HostResult], list[str]]] = {
 }
 
 
+def unchecked(result: DomainResult, code: str) -> list[str]:
+    """Why ``result`` cannot tell whether finding ``code`` applies (empty: the rule that owns
+    it had all its evidence at every host). For ``assert_no_findings``."""
+    rule = next((name for name, codes in _WARNING_RULES.items() if code in codes), None)
+    if rule is None:
+        return []
+    if not result.hosts and result.mx_mode != "null":
+        return [f"no MX host of {result.domain} was checked"]
+    return [gap for host in result.hosts for gap in _GAPS[rule](result, host)]
+
+
 def _warning_judge(name: str):
     codes = _WARNING_RULES.get(name)
 

@@ -36,6 +36,7 @@ def test_a_valid_domain_in_one_line(dane_scenario):
     assert_tlsa_matches(result, host="mx2")
     assert [h.name for h in result.hosts] == [h.name for h in sc.hosts]
     assert_no_findings(result)  # no errors
+    assert_no_findings(result, "cert-expiring", "rrsig-expiring")  # both were looked for
     assert_findings(result, "tlsa-no-rollover")
     with pytest.raises(AssertionError, match="tlsa-no-rollover"):
         assert_no_findings(result, severity="info")
@@ -58,6 +59,14 @@ def test_a_catalogue_scenario_by_name(dane_scenario):
     assert_findings(result, "starttls-missing")
     with pytest.raises(AssertionError, match="starttls-missing"):
         assert_dane_valid(result)
+    # no certificate was seen, so its expiry cannot be asserted away
+    with pytest.raises(AssertionError) as raised:
+        assert_no_findings(result, "cert-expiring")
+    host = result.hosts[0]
+    assert str(raised.value).startswith(
+        "cannot tell whether cert-expiring applies: not checked: no certificate was seen from "
+        f"{host.name.rstrip('.')} {host.addresses[0]}:25 (starttls-missing)"
+    )
 
 
 def test_two_key_types_one_record(dane_scenario):
