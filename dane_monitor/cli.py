@@ -5,15 +5,83 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import difflib
+import re
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
-from dane_monitor import __version__
+from dane_monitor import __version__, settings
 from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
+
+#: Exit code of a usage error: UNKNOWN, as the monitoring-plugin guidelines want (never
+#: argparse's 2, which a monitoring system would read as CRITICAL).
+USAGE = 3
+#: Exit code after Ctrl-C: 128 + SIGINT, as a shell reports it.
+INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A command line that cannot be used: ``prog: what is wrong`` on one line, exit 3."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(f"{prog}: {message}")
+        self.prog = prog
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse without its exit 2 and multi-line usage dump: errors raise
+    :class:`UsageError`, which :func:`main` prints as one line and turns into exit 3."""
+
+    def error(self, message: str) -> NoReturn:
+        hint = f"; see {self.prog} --help" if "--help" not in message else ""
+        raise UsageError(self.prog, message + hint)
+
+
+def value(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` from a :mod:`dane_monitor.settings` parser: its ValueError
+    message becomes argparse's ("argument --timeout: a duration must be more than 0 ...")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _resolver_text(text: str) -> str:
+    settings.parse_resolver(text)
+    return text.strip()
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise ValueError(f"a whole number of at least 1, not {text!r}")
+    return int(text)
+
+
+def _ip_address(text: str) -> str:
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise ValueError(f"an IP address (like 127.0.0.1 or ::1), not {text!r}") from None
+
+
+PORT = value(settings.parse_port, "port")
+SECONDS = value(settings.parse_duration, "seconds")
+DAYS = value(settings.parse_days, "days")
+NAME = value(settings.parse_domain_name, "name")
+RESOLVER = value(_resolver_text, "resolver")
+EHLO_NAME = value(settings.parse_ehlo_name, "ehlo name")
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -27,7 +95,7 @@ def _world(args: argparse.Namespace) -> int:
         scenarios = [by_name(n) for n in args.scenario] if args.scenario else CATALOGUE
     except KeyError as exc:
         print(f"dane-monitor world: {exc.args[0]} (see --list)", file=sys.stderr)
-        return 2
+        return USAGE
 
     started = time.perf_counter()
     if args.copies > 1:
@@ -130,7 +198,10 @@ def add_dns_options(parser: argparse.ArgumentParser) -> None:
     """The DNS options every command that looks things up shares."""
     group = parser.add_argument_group("DNS")
     group.add_argument(
-        "--resolver", metavar="ADDR[:PORT]", help="resolver to query (default: /etc/resolv.conf)"
+        "--resolver",
+        type=RESOLVER,
+        metavar="ADDR[:PORT]",
+        help="resolver to query (default: /etc/resolv.conf)",
     )
     group.add_argument(
         "--trust-anchor",
@@ -144,7 +215,9 @@ def add_dns_options(parser: argparse.ArgumentParser) -> None:
         help="local: validate here from the trust anchors (default); "
         "resolver: trust the resolver's AD bit",
     )
-    group.add_argument("--dns-timeout", type=float, default=2.0, help="seconds per DNS try")
+    group.add_argument(
+        "--dns-timeout", type=SECONDS, default=2.0, metavar="SECONDS", help="seconds per DNS try"
+    )
 
 
 def make_validator(args: argparse.Namespace, prog: str):
@@ -241,14 +314,9 @@ def step_timeouts(step: float):
     )
 
 
-def _ports(values: list[str] | None) -> list[int]:
-    ports = []
-    for value in values or ["25"]:
-        port = int(value)
-        if not 0 < port < 65536:
-            raise ValueError(f"port out of range: {port}")
-        ports.append(port)
-    return list(dict.fromkeys(ports))
+def _ports(values: Sequence[int | str] | None) -> list[int]:
+    """The ports given (each once, in order), or [25]; :raises ValueError: a bad port."""
+    return list(settings.parse_ports(values))
 
 
 def _checker(args: argparse.Namespace, prog: str):
@@ -267,28 +335,87 @@ def _checker(args: argparse.Namespace, prog: str):
         ehlo_name=args.ehlo_name,
         timeouts=step_timeouts(args.timeout),
         both_key_types=not args.one_key_type,
+        **_thresholds(args, prog).options(),
     )
     return Checker(validator, options)
+
+
+def _thresholds(args: argparse.Namespace, prog: str) -> settings.Thresholds:
+    """The expiry windows of ``check`` (defaults where not given).
+
+    :raises UsageError: critical longer than warning.
+    """
+    given = {
+        "rrsig_warning_days": getattr(args, "rrsig_warning", None),
+        "rrsig_critical_days": getattr(args, "rrsig_critical", None),
+        "cert_warning_days": getattr(args, "cert_warning", None),
+    }
+    try:
+        return settings.Thresholds(**{k: v for k, v in given.items() if v is not None})
+    except ValueError as exc:
+        raise UsageError(prog, f"--rrsig-critical/--rrsig-warning: {exc}") from None
+
+
+def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
+    """The result of a check cut by ``--deadline``: UNKNOWN, with the finding the exporter
+    uses for its own deadline."""
+    from dane_monitor.report import DomainResult, Finding, Severity, Verdict
+
+    result = DomainResult(
+        target,
+        mx_only=mx_only,
+        mx_mode="host" if mx_only else "mx",
+        started=started,
+        verdict=Verdict.ERROR,
+    )
+    where = {"mx": target} if mx_only else {"domain": target}
+    message = f"check did not finish within {deadline:g} s (--deadline)"
+    result.findings.append(Finding("check-timeout", Severity.ERROR, message, **where))
+    return result
 
 
 def _check(args: argparse.Namespace) -> int:
     import json
 
-    from dane_monitor import render
+    from dane_monitor import nagios, render
 
-    checker = _checker(args, "dane-monitor check")
+    prog = "dane-monitor check"
+    if args.json and args.format not in (None, "json"):
+        raise UsageError(prog, f"--json and --format {args.format} contradict each other")
+    output = "json" if args.json else (args.format or "text")
+    if args.mx and args.domain:
+        raise UsageError(prog, "give a DOMAIN or --mx HOST, not both")
+    if not (args.mx or args.domain):
+        raise UsageError(prog, "give a DOMAIN or --mx HOST")
+    thresholds = _thresholds(args, prog)
+    checker = _checker(args, prog)
     if isinstance(checker, str):
         print(checker, file=sys.stderr)
-        return 3
-    if args.mx:
-        result = asyncio.run(checker.check_host(args.mx))
-    elif args.domain:
-        result = asyncio.run(checker.check_domain(args.domain))
-    else:
-        print("dane-monitor check: give a DOMAIN or --mx HOST", file=sys.stderr)
-        return 3
-    if args.json:
+        return USAGE
+    target, mx_only = (args.mx, True) if args.mx else (args.domain, False)
+    started = time.time()
+    t0 = time.monotonic()
+
+    async def run():
+        check = checker.check_host(target) if mx_only else checker.check_domain(target)
+        if args.deadline is None:
+            return await check
+        timeout = asyncio.timeout(args.deadline)
+        try:
+            async with timeout:
+                return await check
+        except TimeoutError:
+            if not timeout.expired():
+                raise
+        result = _timed_out(target, mx_only, args.deadline, started)
+        result.duration = time.monotonic() - t0
+        return result
+
+    result = asyncio.run(run())
+    if output == "json":
         print(json.dumps(result.to_dict(debug=args.debug), indent=2))
+    elif output == "nagios":
+        print(nagios.render_result(result, thresholds, time.time(), deadline=args.deadline))
     else:
         print(render.text(result))
     return render.exit_code(result)
@@ -299,19 +426,22 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--port",
         action="append",
+        type=PORT,
         metavar="PORT",
         help="port to check (repeatable; default 25; 465 is implicit TLS, others STARTTLS)",
     )
     group.add_argument(
         "--connect-port",
-        type=int,
+        type=PORT,
         metavar="PORT",
         help="connect to this TCP port instead, keeping _PORT._tcp TLSA names (for tests)",
     )
-    group.add_argument("--ehlo-name", help="name to send in EHLO (default: this host's name)")
+    group.add_argument(
+        "--ehlo-name", type=EHLO_NAME, help="name to send in EHLO (default: this host's name)"
+    )
     group.add_argument(
         "--timeout",
-        type=float,
+        type=SECONDS,
         default=10.0,
         metavar="SECONDS",
         help="deadline for each SMTP/TLS step (connect, greeting, EHLO, STARTTLS, handshake)",
@@ -323,15 +453,84 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----", re.S)
+_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
+_WANT_CHAIN = "give the certificate (chain) PEM"
+
+
+def _not_a_certificate(path: str, data: bytes) -> str:
+    """What a file that holds no certificate holds instead, and what was expected."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    labels = [m.group(1).decode() for m in _PEM_BLOCK.finditer(data)]
+    if labels:
+        label = labels[0]
+        # "an EC PRIVATE KEY", "an RSA PRIVATE KEY", "a PUBLIC KEY": as the letters are said
+        article = "an" if label[0] in "AEIOURSX" else "a"
+        if "PRIVATE KEY" in label:
+            return (
+                f"{path} holds {article} {label}, not a certificate: {_WANT_CHAIN} "
+                "(the key stays with the mail server)"
+            )
+        if "CERTIFICATE REQUEST" in label:
+            return (
+                f"{path} holds a CERTIFICATE REQUEST (CSR), not a certificate: give the "
+                "certificate (chain) PEM the CA issued for it"
+            )
+        return f"{path} holds {article} {label}, not a certificate: {_WANT_CHAIN}"
+    if b"-----BEGIN " in data:
+        return f"{path} holds a PEM block without its END line: {_WANT_CHAIN}"
+    for load, what in (
+        (lambda d: serialization.load_der_private_key(d, password=None), "a PRIVATE KEY (DER)"),
+        (x509.load_der_x509_csr, "a CERTIFICATE REQUEST (CSR, DER)"),
+        (serialization.load_der_public_key, "a bare PUBLIC KEY (DER)"),
+    ):
+        with contextlib.suppress(Exception):
+            load(data)
+            return f"{path} holds {what}, not a certificate: {_WANT_CHAIN}"
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return (
+            f"{path} is neither a PEM nor a DER certificate ({len(data)} bytes of binary data): "
+            f"{_WANT_CHAIN}"
+        )
+    first = text.strip().splitlines()[0][:40]
+    return f"{path} holds text that is not PEM (it starts {first!r}): {_WANT_CHAIN}"
+
+
 def _read_chain(path: str) -> list[bytes]:
+    """The certificates in ``path`` as DER, in file order (leaf first): a PEM chain, or one
+    DER certificate. A file that also holds the key (a combined PEM) is read for its
+    certificates.
+
+    :raises ValueError: the file cannot be read or holds no certificate; the message says
+        what the file holds and what was expected.
+    """
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    data = Path(path).read_bytes()
     try:
-        certs = x509.load_pem_x509_certificates(data)
-    except ValueError:
-        certs = [x509.load_der_x509_certificate(data)]
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise ValueError(f"{path} is empty: {_WANT_CHAIN}")
+    blocks = [m.group(1) for m in _PEM_BLOCK.finditer(data)]
+    if any(label in _CERT_LABELS for label in blocks):
+        try:
+            certs = x509.load_pem_x509_certificates(data)
+        except ValueError as exc:
+            detail = str(exc).split(".", 1)[0]
+            raise ValueError(
+                f"{path}: a CERTIFICATE block does not decode ({detail}): {_WANT_CHAIN}"
+            ) from None
+    else:
+        try:
+            certs = [x509.load_der_x509_certificate(data)]
+        except ValueError:
+            raise ValueError(_not_a_certificate(path, data)) from None
     return [c.public_bytes(Encoding.DER) for c in certs]
 
 
@@ -339,19 +538,15 @@ def _tlsa(args: argparse.Namespace) -> int:
     from dane_monitor import tlsa as T
 
     prog = "dane-monitor tlsa"
-    try:
-        port = _ports(args.port)[0]
-    except ValueError as exc:
-        print(f"{prog}: bad --port: {exc}", file=sys.stderr)
-        return 3
+    port = _ports(args.port)[0]
     chains: list[list[bytes]] = []
     host = args.host
     if args.cert:
         try:
             chains.append(_read_chain(args.cert))
-        except (OSError, ValueError) as exc:
-            print(f"{prog}: cannot read a certificate from {args.cert}: {exc}", file=sys.stderr)
-            return 3
+        except ValueError as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return USAGE
         if host is None:
             names = T.dns_names(chains[0][0])
             if not names:
@@ -365,8 +560,7 @@ def _tlsa(args: argparse.Namespace) -> int:
             print(chains, file=sys.stderr)
             return 3
     else:
-        print(f"{prog}: give --cert FILE or --server HOST", file=sys.stderr)
-        return 3
+        raise UsageError(prog, "give --cert FILE or --server HOST")
     owner = f"_{port}._tcp.{host.rstrip('.')}."
     seen = set()
     for chain in chains:
@@ -385,10 +579,9 @@ def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | s
 
     async def run() -> list[list[bytes]] | str:
         if args.connect:
-            address, _, port_text = args.connect.rpartition(":")
-            if not address:
-                address, port_text = port_text, str(_ports(args.port)[0])
-            addresses, port = [address.strip("[]")], int(port_text)
+            address, port = args.connect
+            port = port or _ports(args.port)[0]
+            addresses = [address]
         else:
             validator = make_validator(args, prog)
             if isinstance(validator, str):
@@ -443,7 +636,7 @@ def _preflight(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="dane-monitor",
         description="Checks, monitors and tests DANE for SMTP (RFC 7672).",
     )
@@ -460,14 +653,19 @@ def build_parser() -> argparse.ArgumentParser:
     world.add_argument(
         "--scenario", action="append", metavar="NAME", help="serve only this scenario (repeatable)"
     )
-    world.add_argument("--dns-host", default="127.0.0.1", help="DNS server address")
+    world.add_argument(
+        "--dns-host",
+        type=value(_ip_address, "address"),
+        default="127.0.0.1",
+        help="DNS server address",
+    )
     world.add_argument("--anchor-dir", help="where to write the trust-anchor files")
     world.add_argument(
-        "--duration", type=float, metavar="SECONDS", help="stop after this long (default: never)"
+        "--duration", type=SECONDS, metavar="SECONDS", help="stop after this long (default: never)"
     )
     world.add_argument(
         "--copies",
-        type=int,
+        type=value(_positive_int, "count"),
         default=1,
         metavar="N",
         help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",
@@ -482,14 +680,21 @@ def build_parser() -> argparse.ArgumentParser:
         "follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
     )
     rc.add_argument(
-        "--resolver", metavar="ADDR[:PORT]", help="resolver to check (default: /etc/resolv.conf)"
+        "--resolver",
+        type=RESOLVER,
+        metavar="ADDR[:PORT]",
+        help="resolver to check (default: /etc/resolv.conf)",
     )
     # Defaults filled in when the command runs: building the parser must not import the DNS
     # stack (every command, even --help, pays for what the parser imports).
-    rc.add_argument("--signed-name", help="a name that validates (default: isc.org.)")
-    rc.add_argument("--bogus-name", help="a name that must fail (default: dnssec-failed.org.)")
+    rc.add_argument("--signed-name", type=NAME, help="a name that validates (default: isc.org.)")
+    rc.add_argument(
+        "--bogus-name", type=NAME, help="a name that must fail (default: dnssec-failed.org.)"
+    )
     rc.add_argument("--type", default="A", help="record type asked for both names")
-    rc.add_argument("--timeout", type=float, default=3.0, help="seconds per query")
+    rc.add_argument(
+        "--timeout", type=SECONDS, default=3.0, metavar="SECONDS", help="seconds per query"
+    )
     rc.add_argument("--json", action="store_true", help="machine-readable output")
     rc.set_defaults(func=_resolver_check)
 
@@ -513,10 +718,47 @@ def build_parser() -> argparse.ArgumentParser:
         "against the TLSA records (RFC 7672). Exit codes: 0 OK, 1 WARNING, 2 CRITICAL "
         "(DANE senders defer mail), 3 UNKNOWN.",
     )
-    check.add_argument("domain", nargs="?", help="the mail domain")
-    check.add_argument("--mx", metavar="HOST", help="check this MX host instead of a domain")
-    check.add_argument("--json", action="store_true", help="JSON output (schema: docs/json.md)")
+    check.add_argument("domain", nargs="?", type=NAME, help="the mail domain")
+    check.add_argument(
+        "--mx", type=NAME, metavar="HOST", help="check this MX host instead of a domain"
+    )
+    check.add_argument(
+        "--format",
+        choices=("text", "json", "nagios"),
+        help="text (default); json (schema: docs/json.md); nagios: one monitoring-plugin "
+        "status line with performance data, then the findings",
+    )
+    check.add_argument("--json", action="store_true", help="the same as --format json")
     check.add_argument("--debug", action="store_true", help="include SMTP transcripts in JSON")
+    check.add_argument(
+        "--deadline",
+        type=SECONDS,
+        metavar="SECONDS",
+        help="end the whole check after this long, UNKNOWN (default: only the per-step "
+        "timeouts bound it)",
+    )
+    expiry = check.add_argument_group("expiry windows (days)")
+    expiry.add_argument(
+        "--rrsig-warning",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"WARNING when a DNSSEC signature on the path expires within DAYS "
+        f"(default {settings.DEFAULT_RRSIG_WARNING_DAYS:g})",
+    )
+    expiry.add_argument(
+        "--rrsig-critical",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"CRITICAL within DAYS (default {settings.DEFAULT_RRSIG_CRITICAL_DAYS:g}; "
+        "at most --rrsig-warning)",
+    )
+    expiry.add_argument(
+        "--cert-warning",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"WARNING when a leaf certificate expires within DAYS "
+        f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
+    )
     add_dns_options(check)
     add_probe_options(check)
     check.set_defaults(func=_check)
@@ -530,9 +772,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     source = tlsa.add_mutually_exclusive_group()
     source.add_argument("--cert", metavar="FILE", help="certificate (chain) file")
-    source.add_argument("--server", metavar="HOST", help="MX host to connect to")
-    tlsa.add_argument("--host", help="owner host name (default: the certificate's first name)")
-    tlsa.add_argument("--connect", metavar="ADDR[:PORT]", help="connect here for --server")
+    source.add_argument("--server", type=NAME, metavar="HOST", help="MX host to connect to")
+    tlsa.add_argument(
+        "--host", type=NAME, help="owner host name (default: the certificate's first name)"
+    )
+    tlsa.add_argument(
+        "--connect",
+        type=value(lambda text: settings.parse_address(text, None), "address"),
+        metavar="ADDR[:PORT]",
+        help="connect here for --server",
+    )
     tlsa.add_argument(
         "--usage",
         action="append",
@@ -562,8 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
         "senders defer, 3 when DNS cannot tell.",
     )
     preflight.add_argument("--cert", required=True, metavar="NEW.pem")
-    preflight.add_argument("--mx", required=True, metavar="HOST")
-    preflight.add_argument("--port", action="append", metavar="PORT", help="default 25")
+    preflight.add_argument("--mx", required=True, type=NAME, metavar="HOST")
+    preflight.add_argument("--port", action="append", type=PORT, metavar="PORT", help="default 25")
     add_dns_options(preflight)
     preflight.set_defaults(func=_preflight)
 
@@ -571,6 +820,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unknown(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
+    """``prog: unknown option --jsn (did you mean --json?)`` for what argparse left over."""
+    sub = parser
+    if command is not None and parser._subparsers is not None:
+        for action in parser._subparsers._group_actions:
+            choices = getattr(action, "choices", None) or {}
+            sub = choices.get(command, sub)
+    first = extras[0]
+    if first.startswith("-") and len(first) > 1:
+        known = [o for o in sub._option_string_actions if o.startswith("--")]
+        close = difflib.get_close_matches(first.split("=", 1)[0], known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        return f"{sub.prog}: unknown option {first}{hint}; see {sub.prog} --help"
+    return f"{sub.prog}: unexpected argument {first!r}; see {sub.prog} --help"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    """Run ``dane-monitor``; returns the exit code.
+
+    Usage errors (an unknown option, a bad value, a missing argument) print one line on
+    stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly.
+    """
+    try:
+        parser = build_parser()
+        args, extras = parser.parse_known_args(argv)
+        if extras:
+            print(_unknown(parser, getattr(args, "command", None), extras), file=sys.stderr)
+            return USAGE
+        return args.func(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        return INTERRUPTED

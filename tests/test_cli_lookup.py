@@ -54,7 +54,7 @@ def test_lookup_without_the_worlds_anchor_is_bogus(dane_world: World, capsys):
     ("args", "message"),
     [
         (["--trust-anchor", "/nonexistent/anchor"], "cannot read trust anchors"),
-        (["--resolver", "resolver.example"], "bad --resolver"),
+        (["--resolver", "resolver.example"], "argument --resolver: a resolver is an IP address"),
     ],
 )
 def test_lookup_bad_options_say_what_is_wrong(capsys, args, message):
@@ -77,3 +77,31 @@ def test_a_question_that_names_no_rrset_is_refused_clearly(opts, capsys, rdtype)
     out = capsys.readouterr().out
     assert "unsupported-qtype" in out
     assert "ask for each type on its own" in out
+
+
+EXPECTED = "expected DS or DNSKEY lines in zone-file format, as Unbound's trust-anchor-file"
+ANCHOR_FILES = [
+    # (file content, what the message says the file is)
+    (b"", "no DS or DNSKEY records (the file is empty)"),
+    (b"; just a comment\n", "no DS or DNSKEY records (only comments)"),
+    (b"garbage here\n", ":1: not a trust anchor: 'garbage here'"),
+    (b"; c\n. IN DS 20326 8 2 ZZ\n", ":2: not a trust anchor: '. IN DS 20326 8 2 ZZ'"),
+    (b'trust-anchors {\n\t"." static-ds 20326 8 2 "E0";\n};\n', "BIND's trust-anchors clause"),
+    (b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", "PEM (CERTIFICATE)"),
+    (b'<?xml version="1.0"?>\n<TrustAnchor id="x">\n', "XML (IANA's root-anchors.xml?)"),
+    (bytes([0x30, 0x82, 0x01, 0x0A, 0xFF, 0xFE]), "looks like DER"),
+]
+
+
+@pytest.mark.parametrize(("data", "what"), ANCHOR_FILES, ids=[w for _, w in ANCHOR_FILES])
+def test_a_garbage_trust_anchor_file_says_what_it_is_and_what_was_expected(
+    tmp_path, capsys, data, what
+):
+    path = tmp_path / "anchor"
+    path.write_bytes(data)
+    assert main(["lookup", "example.", "--trust-anchor", str(path), "--resolver", "127.0.0.1"]) == 3
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith(f"dane-monitor lookup: {path}")
+    assert what in err
+    assert EXPECTED in err

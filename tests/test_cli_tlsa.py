@@ -6,6 +6,8 @@ import shutil
 import subprocess
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from dane_monitor.cli import main
@@ -73,12 +75,98 @@ def test_tlsa_from_a_live_dual_key_server_prints_both_keys(dane_world: World, ca
     assert sorted(out) == sorted(want)
 
 
-def test_tlsa_bad_input(tmp_path, capsys):
-    junk = tmp_path / "junk.pem"
-    junk.write_text("not a certificate")
-    assert main(["tlsa", "--cert", str(junk)]) == 3
-    assert "cannot read a certificate" in capsys.readouterr().err
+def _files(tmp_path) -> dict[str, tuple[bytes, str]]:
+    """Files people give where a certificate belongs, and what the error must say."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    chain = PKI().issue(["mail.example.de"])
+    key = ec.generate_private_key(ec.SECP256R1())
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    none = serialization.NoEncryption()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mail.example.de")]))
+        .sign(key, hashes.SHA256())
+    )
+    want = "give the certificate (chain) PEM"
+    return {
+        "empty": (b"", f"is empty: {want}"),
+        "blank": (b"\n  \n", f"is empty: {want}"),
+        "key.pem": (
+            key.private_bytes(Encoding.PEM, pkcs8, none),
+            f"holds a PRIVATE KEY, not a certificate: {want}",
+        ),
+        "ec-key.pem": (
+            key.private_bytes(Encoding.PEM, serialization.PrivateFormat.TraditionalOpenSSL, none),
+            f"holds an EC PRIVATE KEY, not a certificate: {want}",
+        ),
+        "key.der": (
+            key.private_bytes(Encoding.DER, pkcs8, none),
+            f"holds a PRIVATE KEY (DER), not a certificate: {want}",
+        ),
+        "csr.pem": (csr.public_bytes(Encoding.PEM), "holds a CERTIFICATE REQUEST (CSR)"),
+        "pub.pem": (
+            key.public_key().public_bytes(
+                Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            ),
+            f"holds a PUBLIC KEY, not a certificate: {want}",
+        ),
+        "text": (b"not a certificate\n", "holds text that is not PEM (it starts 'not a ce"),
+        "binary": (bytes(range(256)), "is neither a PEM nor a DER certificate"),
+        "cut.pem": (
+            chain.leaf.public_bytes(Encoding.PEM)[:200],
+            f"holds a PEM block without its END line: {want}",
+        ),
+        "damaged.pem": (
+            chain.leaf.public_bytes(Encoding.PEM).replace(b"MII", b"AAA", 1),
+            "a CERTIFICATE block does not decode",
+        ),
+    }
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["empty", "blank", "key.pem", "ec-key.pem", "key.der", "csr.pem", "pub.pem", "text",
+     "binary", "cut.pem", "damaged.pem"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["tlsa", "preflight"])
+def test_a_file_that_is_not_a_certificate_says_what_it_is(tmp_path, capsys, name, command):
+    data, message = _files(tmp_path)[name]
+    path = tmp_path / name
+    path.write_bytes(data)
+    extra = (
+        ["--mx", "mail.example.de", "--resolver", "127.0.0.1:9"] if command == "preflight" else []
+    )
+    assert main([command, "--cert", str(path), *extra]) == 3
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1, err
+    assert f"{path} {message}" in err or f"{path}: {message}" in err, err
+
+
+def test_a_combined_key_and_certificate_file_is_read_for_its_certificate(tmp_path, capsys):
+    chain = PKI().issue(["mx.example.org"])
+    certfile, keyfile = chain.write(tmp_path)
+    combined = tmp_path / "combined.pem"
+    combined.write_bytes(keyfile.read_bytes() + certfile.read_bytes())
+    assert main(["tlsa", "--cert", str(combined)]) == 0
+    assert capsys.readouterr().out == f"_25._tcp.mx.example.org. IN TLSA {chain.tlsa(3)}\n"
+
+
+def test_a_der_certificate_is_read(tmp_path, capsys):
+    chain = PKI().issue(["mx.example.org"])
+    der = tmp_path / "leaf.der"
+    der.write_bytes(chain.leaf.public_bytes(Encoding.DER))
+    assert main(["tlsa", "--cert", str(der)]) == 0
+    assert capsys.readouterr().out == f"_25._tcp.mx.example.org. IN TLSA {chain.tlsa(3)}\n"
+
+
+def test_tlsa_without_a_source_or_with_a_missing_file(tmp_path, capsys):
     assert main(["tlsa"]) == 3
+    assert "give --cert FILE or --server HOST" in capsys.readouterr().err
+    assert main(["tlsa", "--cert", str(tmp_path / "missing.pem")]) == 3
+    assert "No such file or directory" in capsys.readouterr().err
 
 
 @pytest.fixture

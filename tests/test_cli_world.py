@@ -33,7 +33,7 @@ def test_serves_and_prints_how_to_use_it(tmp_path):
     assert "trust-anchors" in (tmp_path / "trust-anchor.bind").read_text()
 
 
-def test_unknown_scenario_is_a_clear_error():
+def test_unknown_scenario_is_a_usage_error():
     p = run("--scenario", "no-such-thing")
-    assert p.returncode == 2
+    assert p.returncode == 3
     assert "no scenario named 'no-such-thing'" in p.stderr

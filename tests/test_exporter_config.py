@@ -114,7 +114,7 @@ def test_check_config_command(tmp_path, capsys):
     assert "OK: 2 targets (1 domains, 1 MX hosts)" in capsys.readouterr().out
     bad = tmp_path / "bad.yml"
     bad.write_text("targets:\n  - domain: a.example\n    port: 25\n")
-    assert main(["serve", "--config", str(bad), "--check-config"]) == 1
+    assert main(["serve", "--config", str(bad), "--check-config"]) == 3
     assert f"{bad}:3: unknown key 'port'" in capsys.readouterr().err
 
 
@@ -123,7 +123,7 @@ def test_check_config_reads_the_web_config(tmp_path, capsys):
     web.write_text("basic_auth_users:\n  prometheus: plaintext\n")
     cfg = tmp_path / "dane.yml"
     cfg.write_text("web_config: web.yml\n")
-    assert main(["serve", "--config", str(cfg), "--check-config"]) == 1
+    assert main(["serve", "--config", str(cfg), "--check-config"]) == 3
     assert f"{web}:2: the password of 'prometheus' must be a bcrypt hash" in capsys.readouterr().err
 
 

@@ -11,7 +11,35 @@ import tempfile
 import time
 from pathlib import Path
 
-from dane_monitor import __version__
+from dane_monitor import __version__, settings
+
+#: Exit code of a usage error or an unusable configuration (as every dane-monitor command).
+USAGE = 3
+
+
+def _value(parse, name: str):
+    """An argparse ``type`` whose error is the :mod:`dane_monitor.settings` parser's."""
+
+    def convert(text: str):
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert
+
+
+def _listen(text: str) -> str:
+    from dane_monitor.exporter.config import parse_listen
+
+    parse_listen(text)
+    return text
+
+
+LISTEN = _value(_listen, "listen")
+DAYS = _value(settings.parse_days, "days")
+DURATION = _value(settings.parse_duration, "duration")
 
 
 def add_parsers(sub) -> None:
@@ -29,9 +57,12 @@ def add_parsers(sub) -> None:
         "--check-config",
         action="store_true",
         help="check the configuration (and its web configuration and trust anchor) and exit: "
-        "0 when usable, 1 with the error",
+        "0 when usable, 3 with the error",
     )
-    serve.add_argument("--listen", metavar="HOST:PORT", help="override the configured listen")
+    serve.add_argument(
+        "--listen", type=LISTEN, metavar="HOST:PORT", help="override the configured listen"
+    )
+    _threshold_options(serve, "override the configuration's thresholds")
     _log_options(serve)
     serve.set_defaults(func=_serve)
 
@@ -42,19 +73,72 @@ def add_parsers(sub) -> None:
         "scenario catalogue: healthy and broken domains) and the exporter checking every "
         "domain of it, and prints the URL to open.",
     )
-    demo.add_argument("--listen", default="127.0.0.1:9925", metavar="HOST:PORT",
+    demo.add_argument("--listen", default="127.0.0.1:9925", type=LISTEN, metavar="HOST:PORT",
                       help="where the exporter listens (port 0: any free port)")  # fmt: skip
     demo.add_argument(
         "--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)"
     )
-    demo.add_argument("--interval", default="30s", help="check interval of every target")
-    demo.add_argument("--timeout", default="10s", help="check timeout of every target")
+    demo.add_argument(
+        "--interval", default="30s", type=_value(_duration_text, "duration"),
+        help="check interval of every target",
+    )  # fmt: skip
+    demo.add_argument(
+        "--timeout", default="10s", type=_value(_duration_text, "duration"),
+        help="check timeout of every target",
+    )  # fmt: skip
     demo.add_argument("--dir", metavar="DIR", help="where to write the demo's configuration")
     demo.add_argument(
-        "--duration", type=float, metavar="SECONDS", help="stop after this long (default: never)"
+        "--duration", type=DURATION, metavar="SECONDS", help="stop after this long (default: never)"
     )
+    _threshold_options(demo, "written into the demo's configuration")
     _log_options(demo, default_level="warning")
     demo.set_defaults(func=_demo)
+
+
+def _duration_text(text: str) -> str:
+    settings.parse_duration(text)
+    return text.strip()
+
+
+def _threshold_options(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group(f"expiry windows in days ({what})")
+    group.add_argument(
+        "--rrsig-warning",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"a DNSSEC signature expiring within DAYS is a warning "
+        f"(default {settings.DEFAULT_RRSIG_WARNING_DAYS:g})",
+    )
+    group.add_argument(
+        "--rrsig-critical",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"... an error (default {settings.DEFAULT_RRSIG_CRITICAL_DAYS:g})",
+    )
+    group.add_argument(
+        "--cert-warning",
+        type=DAYS,
+        metavar="DAYS",
+        help=f"a leaf certificate expiring within DAYS is a warning "
+        f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
+    )
+
+
+def thresholds_from_args(
+    args: argparse.Namespace, base: settings.Thresholds | None = None
+) -> settings.Thresholds:
+    """``base`` (the configuration's, or the defaults) with the flags given on top.
+
+    :raises ValueError: critical longer than warning.
+    """
+    from dataclasses import asdict
+
+    values = asdict(base or settings.Thresholds())
+    for flag in ("rrsig_warning", "rrsig_critical", "cert_warning"):
+        given = getattr(args, flag, None)
+        if given is not None:
+            values[f"{flag}_days"] = given
+    return settings.Thresholds(**values)
 
 
 def _log_options(parser: argparse.ArgumentParser, default_level: str = "info") -> None:
@@ -79,7 +163,12 @@ def _serve(args: argparse.Namespace) -> int:
             config = replace(config, listen=args.listen)
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 1
+        return USAGE
+    try:
+        config = replace(config, thresholds=thresholds_from_args(args, config.thresholds))
+    except ValueError as exc:
+        print(f"{prog}: --rrsig-critical/--rrsig-warning: {exc}", file=sys.stderr)
+        return USAGE
 
     if args.check_config:
         from dane_monitor.exporter import webconfig
@@ -90,7 +179,7 @@ def _serve(args: argparse.Namespace) -> int:
             Runner(config)  # reads the trust anchor, parses the resolver
         except (ConfigError, ValueError, OSError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
-            return 1
+            return USAGE
         kinds = {k: sum(1 for t in config.targets if t.kind == k) for k in ("domain", "mx")}
         print(
             f"{args.config}: OK: {len(config.targets)} targets ({kinds['domain']} domains, "
@@ -105,7 +194,7 @@ def _serve(args: argparse.Namespace) -> int:
             exporter = Exporter(config, config_path=args.config)
         except (ConfigError, ValueError, OSError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
-            return 1
+            return USAGE
         try:
             return await exporter.serve_forever()
         except OSError as exc:
@@ -115,7 +204,14 @@ def _serve(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
-def demo_config(world, anchor: Path, listen: str, interval: str, timeout: str) -> str:
+def demo_config(
+    world,
+    anchor: Path,
+    listen: str,
+    interval: str,
+    timeout: str,
+    thresholds: settings.Thresholds | None = None,
+) -> str:
     """The configuration ``dane-monitor demo`` writes: every domain of the world, one MX host."""
     host, port = world.dns_address
     lines = [
@@ -131,8 +227,15 @@ def demo_config(world, anchor: Path, listen: str, interval: str, timeout: str) -
         "  ports: [25]",
         f"  interval: {interval}",
         f"  timeout: {timeout}",
-        "targets:",
     ]
+    if thresholds is not None and thresholds != settings.Thresholds():
+        lines += [
+            "thresholds:",
+            f"  rrsig_warning: {thresholds.rrsig_warning_days:g}",
+            f"  rrsig_critical: {thresholds.rrsig_critical_days:g}",
+            f"  cert_warning: {thresholds.cert_warning_days:g}",
+        ]
+    lines.append("targets:")
     first_mx = None
     for domain in world.domains.values():
         lines.append(f"  - domain: {domain.name.rstrip('.')}")
@@ -155,13 +258,14 @@ def _demo(args: argparse.Namespace) -> int:
         parse_listen(args.listen)
         parse_duration(args.interval)
         parse_duration(args.timeout)
+        thresholds = thresholds_from_args(args)
         scenarios = [by_name(n) for n in args.scenario] if args.scenario else CATALOGUE
     except ValueError as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
-        return 2
+        return USAGE
     except KeyError as exc:
         print(f"{prog}: {exc.args[0]} (see dane-monitor world --list)", file=sys.stderr)
-        return 2
+        return USAGE
     started = time.perf_counter()
     world = World(scenarios)
     directory = Path(args.dir or tempfile.mkdtemp(prefix="dane-demo-"))
@@ -171,7 +275,9 @@ def _demo(args: argparse.Namespace) -> int:
     async def run() -> int:
         async with world:
             path = directory / "dane-exporter.yml"
-            path.write_text(demo_config(world, anchor, args.listen, args.interval, args.timeout))
+            path.write_text(
+                demo_config(world, anchor, args.listen, args.interval, args.timeout, thresholds)
+            )
             try:
                 exporter = Exporter.from_file(path)
                 await exporter.start()

@@ -5,20 +5,36 @@
 Every key is known (a misspelt key is an error with a suggestion, not silently ignored),
 durations are seconds or Prometheus-style strings (``90s``, ``5m``, ``1h30m``), and a
 target is ``domain: NAME`` or ``mx: HOST`` with optional ``ports``, ``interval`` and
-``timeout``. The full example lives in ``docs/exporter.md``.
+``timeout``. The full example lives in ``docs/exporter.md``. Values follow the same rules
+as on the command line: each is parsed by :mod:`dane_monitor.settings`.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from dane_monitor import settings
+from dane_monitor.settings import Thresholds, parse_duration
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "DNSSettings",
+    "ProbeSettings",
+    "Target",
+    "Thresholds",
+    "load",
+    "parse",
+    "parse_duration",
+    "parse_listen",
+]
 
 DEFAULT_LISTEN = "127.0.0.1:9925"
 
@@ -71,6 +87,8 @@ class Config:
     connect_port: int | None = None
     jitter: float = 0.1
     probe: ProbeSettings = ProbeSettings()
+    # Expiry windows in days: rrsig-expiring (warning, then error) and cert-expiring.
+    thresholds: Thresholds = field(default_factory=Thresholds)
     path: str = "<config>"
 
     def listen_address(self) -> tuple[str, int]:
@@ -82,28 +100,6 @@ def parse_listen(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
     return host.strip("[]") or "0.0.0.0", int(port)
-
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
-_MS = re.compile(r"^(\d+(?:\.\d+)?)ms$")
-
-
-def parse_duration(value: Any) -> float:
-    """Seconds from a number or a Prometheus-style duration string (``1m30s``, ``500ms``)."""
-    if isinstance(value, bool):
-        raise ValueError("a duration, not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and (m := _MS.match(value.strip())):
-        seconds = float(m.group(1)) / 1000
-    elif isinstance(value, str) and (m := _DURATION.match(value.strip())) and any(m.groups()):
-        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
-        seconds = h * 3600 + mi * 60 + s
-    else:
-        raise ValueError(f"a duration (seconds, or like 30s, 5m, 1h), not {value!r}")
-    if not seconds > 0:
-        raise ValueError(f"a duration must be positive, not {value!r}")
-    return seconds
 
 
 # -- reading YAML with marks -----------------------------------------------------------------
@@ -175,9 +171,7 @@ class _Reader:
 
 
 def _port(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 65536:
-        raise ValueError(f"a port is a number from 1 to 65535, not {value!r}")
-    return value
+    return settings.parse_port(value)
 
 
 def _positive_int(value: Any) -> int:
@@ -205,20 +199,15 @@ def _nonnegative_seconds(value: Any) -> float:
 
 
 def _target_name(value: Any) -> str:
-    import dns.name
-
-    name = _text(value).rstrip(".")
-    try:
-        dns.name.from_unicode(name + ".")
-    except Exception as exc:
-        raise ValueError(f"not a domain or host name: {value!r} ({exc})") from None
-    if not name or any(c.isspace() or c in '*/\\"' for c in name):
-        raise ValueError(f"not a domain or host name: {value!r}")
-    return name
+    """A target as configured, without a trailing dot (the ``target`` label)."""
+    if not isinstance(value, str):
+        raise ValueError(f"a domain or host name, not {value!r}")
+    return settings.parse_domain_name(value).rstrip(".")
 
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
-        "defaults", "targets", "probe")  # fmt: skip
+        "defaults", "targets", "probe", "thresholds")  # fmt: skip
+_THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
 _DEFAULTS = ("ports", "interval", "timeout")
 _TARGET = ("domain", "mx", "ports", "interval", "timeout")
@@ -241,7 +230,7 @@ def parse(text: str, path: str = "<config>") -> Config:
     if "concurrency" in top:
         kwargs["concurrency"] = r.value(top["concurrency"], "concurrency", _positive_int)
     if "ehlo_name" in top:
-        kwargs["ehlo_name"] = r.value(top["ehlo_name"], "ehlo_name", _text)
+        kwargs["ehlo_name"] = r.value(top["ehlo_name"], "ehlo_name", settings.parse_ehlo_name)
     if "connect_port" in top:
         kwargs["connect_port"] = r.value(top["connect_port"], "connect_port", _port)
     if "jitter" in top:
@@ -302,6 +291,19 @@ def parse(text: str, path: str = "<config>") -> Config:
     if "ports" in probe:
         probe_kwargs["default_ports"] = _ports(r, probe["ports"][1])
     kwargs["probe"] = ProbeSettings(**probe_kwargs)
+
+    if "thresholds" in top:
+        node = top["thresholds"][1]
+        entries = r.mapping(node, _THRESHOLDS, "thresholds")
+        days = {
+            f"{key}_days": r.value(entries[key], key, settings.parse_days)
+            for key in _THRESHOLDS
+            if key in entries
+        }
+        try:
+            kwargs["thresholds"] = Thresholds(**days)
+        except ValueError as exc:
+            raise r.error(node, f"thresholds: {exc}") from None
     return Config(**kwargs)
 
 
@@ -350,10 +352,8 @@ def _listen(value: Any) -> str:
 
 
 def _resolver(value: Any) -> str:
-    from dane_monitor.lookup import Server
-
     text = _text(value)
-    Server.parse(text)
+    settings.parse_resolver(text)
     return text
 
 

@@ -7,6 +7,7 @@ The file format is the one Unbound's ``trust-anchor-file`` takes: zone-file line
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,10 +59,69 @@ class TrustAnchors:
     @classmethod
     def from_file(cls, path: str | Path) -> TrustAnchors:
         try:
-            text = Path(path).read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise TrustAnchorError(f"{path}: cannot read trust anchors: {exc}") from exc
+            data = Path(path).read_bytes()
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise TrustAnchorError(f"{path}: cannot read trust anchors: {reason}") from exc
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise TrustAnchorError(
+                f"{path}: cannot read trust anchors: {_what_it_is(data)}, not text; {EXPECTED}"
+            ) from None
         return parse(text, source=str(path))
+
+
+#: What a trust-anchor file must hold, for error messages.
+EXPECTED = (
+    "expected DS or DNSKEY lines in zone-file format, as Unbound's trust-anchor-file takes "
+    "them (like '. IN DS 20326 8 2 E06D44B8…')"
+)
+
+
+def _what_it_is(data: bytes | str) -> str:
+    """What a file that is not a trust-anchor file looks like it is, for the message."""
+    text = data.decode("latin-1") if isinstance(data, bytes) else data
+    head = text.lstrip()[:4096]
+    if isinstance(data, bytes) and head.startswith("0\x82"):
+        return "the file looks like DER (a binary certificate or key)"
+    if isinstance(data, bytes):
+        return "the file is binary"
+    if head.startswith("-----BEGIN "):
+        kind = head[len("-----BEGIN ") :].split("-----", 1)[0]
+        return f"the file is PEM ({kind}), not trust anchors"
+    if head.startswith("<?xml") or "<TrustAnchor" in head:
+        return "the file is XML (IANA's root-anchors.xml?), not zone-file lines"
+    for clause in ("trust-anchors", "managed-keys", "trusted-keys"):
+        if re.match(rf"{clause}\s*{{", head):
+            return f"the file is BIND's {clause} clause, not zone-file lines"
+    return ""
+
+
+def _syntax_error(text: str, source: str, exc: Exception) -> str:
+    """The message for a file dnspython cannot read: the first line that is not a record
+    (dnspython's own line numbers point past it), and what the file seems to be."""
+    what = _what_it_is(text)
+    line_no, line, problem = 0, "", str(exc).split(": ", 1)[-1]
+    depth = 0
+    for number, raw in enumerate(text.splitlines(), 1):
+        body = raw.split(";", 1)[0]
+        opened = depth > 0 or "(" in body
+        depth += body.count("(") - body.count(")")
+        if not body.strip() or opened:
+            continue
+        try:
+            dns.zonefile.read_rrsets(
+                body, origin=dns.name.root, relativize=False, default_ttl=3600, rdclass=None
+            )
+        except dns.exception.DNSException as line_exc:
+            line_no, line = number, body.strip()
+            problem = str(line_exc).split(": ", 1)[-1]
+            break
+    where = f"{source}:{line_no}" if line_no else source
+    shown = f" {line[:60]!r}" if line else ""
+    lead = f"{what}; " if what else ""
+    return f"{where}: not a trust anchor:{shown} ({problem}); {lead}{EXPECTED}"
 
 
 def parse(text: str, source: str = "trust anchors") -> TrustAnchors:
@@ -70,13 +130,13 @@ def parse(text: str, source: str = "trust anchors") -> TrustAnchors:
             text, origin=dns.name.root, relativize=False, default_ttl=3600, rdclass=None
         )
     except dns.exception.DNSException as exc:
-        raise TrustAnchorError(f"{source}: {exc}") from exc
+        raise TrustAnchorError(_syntax_error(text, source, exc)) from exc
     anchors: dict[dns.name.Name, Anchor] = {}
     for rrset in rrsets:
         if rrset.rdtype not in (dns.rdatatype.DS, dns.rdatatype.DNSKEY):
             raise TrustAnchorError(
                 f"{source}: {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}: "
-                "only DS and DNSKEY records can be trust anchors"
+                f"only DS and DNSKEY records can be trust anchors; {EXPECTED}"
             )
         anchor = anchors.setdefault(rrset.name, Anchor(rrset.name))
         if rrset.rdtype == dns.rdatatype.DS:
@@ -84,7 +144,8 @@ def parse(text: str, source: str = "trust anchors") -> TrustAnchors:
         else:
             anchor.dnskeys.extend(rrset)
     if not anchors:
-        raise TrustAnchorError(f"{source}: no DS or DNSKEY records")
+        what = "the file is empty" if not text.strip() else "only comments"
+        raise TrustAnchorError(f"{source}: no DS or DNSKEY records ({what}); {EXPECTED}")
     return TrustAnchors(anchors, source)
 
 

@@ -1,0 +1,250 @@
+"""One parser per rule for the values a user gives: ports, durations, days, resolver
+addresses, names, expiry thresholds.
+
+The command line (``dane_monitor.cli``), the exporter's configuration file
+(``dane_monitor.exporter.config``) and the pytest plugin all take the same values; each
+rule lives here once, so a value means the same thing, and is refused with the same
+sentence, wherever it is given::
+
+    parse_port("25")            # 25
+    parse_duration("1m30s")     # 90.0
+    parse_duration("0")         # ValueError: a duration must be more than 0 seconds, not '0'
+    Thresholds(rrsig_warning_days=1, rrsig_critical_days=3)   # ValueError: critical > warning
+
+Every parser takes what a user typed (a string) or what YAML gave (a number), returns the
+value in its unit, and raises :class:`ValueError` with a one-line message that says what was
+expected. Only the standard library is imported at module level: the pytest plugin imports
+this module in every test run.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "DEFAULT_CERT_WARNING_DAYS",
+    "DEFAULT_RRSIG_CRITICAL_DAYS",
+    "DEFAULT_RRSIG_WARNING_DAYS",
+    "Thresholds",
+    "parse_address",
+    "parse_days",
+    "parse_domain_name",
+    "parse_duration",
+    "parse_ehlo_name",
+    "parse_port",
+    "parse_ports",
+    "parse_resolver",
+]
+
+DEFAULT_RRSIG_WARNING_DAYS = 3.0
+DEFAULT_RRSIG_CRITICAL_DAYS = 1.0
+DEFAULT_CERT_WARNING_DAYS = 14.0
+
+_NUMBER = re.compile(r"^[+-]?(\d+(?:\.\d*)?|\.\d+)$")
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
+_MS = re.compile(r"^(\d+(?:\.\d+)?)ms$")
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" if days == 1 else f"{days:g} days"
+
+
+def _shown(value: Any) -> str:
+    return repr(value) if isinstance(value, str) else repr(str(value))
+
+
+def parse_port(value: Any) -> int:
+    """A TCP port, 1 to 65535, from ``25``, ``"25"`` or ``" 25 "``."""
+    if isinstance(value, bool):
+        raise ValueError(f"a port is a number from 1 to 65535, not {value!r}")
+    if isinstance(value, int):
+        port = value
+    elif isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        port = int(value.strip())
+    else:
+        raise ValueError(f"a port is a number from 1 to 65535, not {_shown(value)}")
+    if not 0 < port < 65536:
+        raise ValueError(f"a port is a number from 1 to 65535, not {_shown(value)}")
+    return port
+
+
+def parse_ports(values: Iterable[Any] | None, default: tuple[int, ...] = (25,)) -> tuple[int, ...]:
+    """Ports in the order given, each once; ``default`` when none is given."""
+    ports = [parse_port(v) for v in values or ()]
+    return tuple(dict.fromkeys(ports)) if ports else default
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds, more than zero and finite, from a number (``30``, ``"1.5"``) or a
+    Prometheus-style duration (``90s``, ``5m``, ``1h30m``, ``500ms``)."""
+    expected = "a duration in seconds (or like 30s, 5m, 1h)"
+    if isinstance(value, bool):
+        raise ValueError(f"{expected}, not a boolean")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and _NUMBER.match(value.strip()):
+        seconds = float(value.strip())
+    elif isinstance(value, str) and (m := _MS.match(value.strip())):
+        seconds = float(m.group(1)) / 1000
+    elif isinstance(value, str) and (m := _DURATION.match(value.strip())) and any(m.groups()):
+        h, mi, s = (float(g) if g else 0.0 for g in m.groups())
+        seconds = h * 3600 + mi * 60 + s
+    else:
+        raise ValueError(f"{expected}, not {_shown(value)}")
+    if not math.isfinite(seconds):
+        raise ValueError(f"{expected}, not {_shown(value)}")
+    if not seconds > 0:
+        raise ValueError(f"a duration must be more than 0 seconds, not {_shown(value)}")
+    return seconds
+
+
+def parse_days(value: Any) -> float:
+    """A number of days, zero or more and finite (``14``, ``"2.5"``): an expiry window.
+    Zero turns the warning off (only what has already expired is reported)."""
+    expected = "a number of days, 0 or more"
+    if isinstance(value, bool):
+        raise ValueError(f"{expected}, not a boolean")
+    if isinstance(value, int | float):
+        days = float(value)
+    elif isinstance(value, str) and _NUMBER.match(value.strip()):
+        days = float(value.strip())
+    else:
+        raise ValueError(f"{expected}, not {_shown(value)}")
+    if not math.isfinite(days) or days < 0:
+        raise ValueError(f"{expected}, not {_shown(value)}")
+    return days
+
+
+def _split_address(value: Any, expected: str) -> tuple[str, str | None]:
+    """``(address, port text or None)``; :raises ValueError: ``expected, not VALUE``."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{expected}, not {_shown(value)}")
+    text = value.strip()
+    port_text: str | None = None
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise ValueError(f"{expected}, not {value!r}")
+            port_text = rest[1:]
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    else:
+        host = text
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{expected}, not {value!r}") from None
+    return str(address), port_text
+
+
+def parse_address(value: Any, default_port: int | None) -> tuple[str, int | None]:
+    """``(address, port)`` from ``192.0.2.1``, ``192.0.2.1:25``, ``2001:db8::1`` or
+    ``[2001:db8::1]:25``; ``default_port`` when none is given. Names are refused: an
+    address is what a name resolves to."""
+    expected = "an IP address with an optional port (192.0.2.1, 192.0.2.1:25, ::1, [::1]:25)"
+    host, port_text = _split_address(value, expected)
+    if port_text is None:
+        return host, default_port
+    try:
+        return host, parse_port(port_text)
+    except ValueError as exc:
+        raise ValueError(f"bad port in {value!r}: {exc}") from None
+
+
+def parse_resolver(value: Any) -> tuple[str, int]:
+    """``(address, port)`` of a resolver from ``127.0.0.1``, ``127.0.0.1:5353``, ``::1`` or
+    ``[::1]:5353`` (port 53 by default). A resolver is named by its IP address: finding it
+    by name would need a resolver."""
+    expected = (
+        "a resolver is an IP address with an optional port "
+        "(127.0.0.1, 127.0.0.1:5353, ::1, [::1]:5353)"
+    )
+    host, port_text = _split_address(value, expected)
+    if port_text is None:
+        return host, 53
+    try:
+        return host, parse_port(port_text)
+    except ValueError as exc:
+        raise ValueError(f"bad port in resolver {value!r}: {exc}") from None
+
+
+def parse_ehlo_name(value: Any) -> str:
+    """The name to send in EHLO: printable ASCII without spaces (RFC 5321 §4.1.1.1)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"a host name to send in EHLO, not {_shown(value)}")
+    text = value.strip()
+    if not text.isascii() or any(c.isspace() or not c.isprintable() for c in text):
+        raise ValueError(f"{value!r} cannot be sent in EHLO (printable ASCII, no spaces)")
+    if len(text) > 255:
+        raise ValueError(f"an EHLO name of at most 255 characters, not {len(text)}")
+    return text
+
+
+def parse_domain_name(value: Any) -> str:
+    """A domain or host name as given, stripped (a trailing dot is kept); U-labels allowed.
+
+    Refuses what no mail domain or MX host can be: empty labels, labels longer than 63 or
+    names longer than 253 octets, whitespace, control characters and ``* / \\ "``.
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"a domain or host name such as example.de, not {_shown(value)}")
+    text = value.strip()
+    bad = next((c for c in text if c.isspace() or not c.isprintable() or c in '*/\\"'), None)
+    if bad is not None:
+        raise ValueError(f"not a domain or host name: {value!r} (it contains {bad!r})")
+    bare = text[:-1] if text.endswith(".") else text
+    if not bare:
+        raise ValueError(f"a domain or host name such as example.de, not the root {value!r}")
+    try:
+        ascii_name = bare if bare.isascii() else bare.encode("idna").decode("ascii")
+    except UnicodeError as exc:
+        raise ValueError(f"not a domain or host name: {value!r} ({exc})") from None
+    labels = ascii_name.split(".")
+    if any(not label for label in labels):
+        raise ValueError(
+            f"not a domain or host name: {value!r} (an empty label: two dots in a row?)"
+        )
+    if any(len(label) > 63 for label in labels):
+        raise ValueError(f"not a domain or host name: {value!r} (a label is longer than 63 octets)")
+    if len(ascii_name) > 253:
+        raise ValueError(f"not a domain or host name: {value!r} (longer than 253 octets)")
+    return text
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """The expiry windows of a check, in days.
+
+    A DNSSEC signature on the path that expires within ``rrsig_warning_days`` is a warning,
+    within ``rrsig_critical_days`` an error (CRITICAL); a leaf certificate that expires within
+    ``cert_warning_days`` is a warning.
+
+    :raises ValueError: a negative or non-finite window, or critical > warning.
+    """
+
+    rrsig_warning_days: float = DEFAULT_RRSIG_WARNING_DAYS
+    rrsig_critical_days: float = DEFAULT_RRSIG_CRITICAL_DAYS
+    cert_warning_days: float = DEFAULT_CERT_WARNING_DAYS
+
+    def __post_init__(self) -> None:
+        for name in ("rrsig_warning_days", "rrsig_critical_days", "cert_warning_days"):
+            object.__setattr__(self, name, parse_days(getattr(self, name)))
+        if self.rrsig_critical_days > self.rrsig_warning_days:
+            raise ValueError(
+                f"the critical window for signature expiry ({_days(self.rrsig_critical_days)}) "
+                f"must be at most the warning window ({_days(self.rrsig_warning_days)})"
+            )
+
+    def options(self) -> dict[str, float]:
+        """The :class:`dane_monitor.check.Options` fields these thresholds set."""
+        return {
+            "rrsig_warn_days": self.rrsig_warning_days,
+            "rrsig_error_days": self.rrsig_critical_days,
+            "cert_warn_days": self.cert_warning_days,
+        }
