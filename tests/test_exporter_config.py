@@ -10,7 +10,9 @@ import pytest
 
 from dane_monitor.cli import main
 from dane_monitor.exporter import webconfig
+from dane_monitor.exporter.cli import demo_config
 from dane_monitor.exporter.config import ConfigError, load, parse, parse_duration
+from dane_monitor.settings import Thresholds
 
 DOCS = Path(__file__).parent.parent / "docs" / "exporter.md"
 
@@ -35,6 +37,7 @@ def test_the_documented_example_parses(tmp_path):
     assert config.probe.allow is not None
     assert config.probe.allows("mail.example.de")
     assert not config.probe.allows("evil.example.net")
+    assert config.thresholds == Thresholds(3, 1, 14)
 
 
 def test_defaults_and_overrides():
@@ -67,7 +70,9 @@ def test_durations(value, seconds):
     assert parse_duration(value) == seconds
 
 
-@pytest.mark.parametrize("value", ["", "5x", "-3", 0, -1, "m", True, "1m1h"])
+@pytest.mark.parametrize(
+    "value", ["", "5x", "-3", 0, -1, "m", True, "1m1h", float("nan"), float("inf"), "nan"]
+)
 def test_bad_durations(value):
     with pytest.raises(ValueError, match="duration"):
         parse_duration(value)
@@ -91,6 +96,14 @@ BAD = [
     ("probe:\n  timeout: fast\n", 2, "duration"),
     ("- just\n- a list\n", 1, "must be a mapping"),
     ("targets:\n  - domain: [a, b]\n", 2, "single value"),
+    ("defaults:\n  timeout: 0\n", 2, "more than 0 seconds"),
+    ("dns:\n  timeout: .inf\n", 2, "duration"),
+    ("ehlo_name: two words\n", 1, "cannot be sent in EHLO"),
+    ("thresholds:\n  rrsig_warning: 1\n  rrsig_critical: 2\n", 2, "at most the warning"),
+    ("thresholds:\n  rrsig_warnng: 1\n", 2, "did you mean 'rrsig_warning'"),
+    ("thresholds:\n  cert_warning: -1\n", 2, "a number of days, 0 or more"),
+    ("thresholds:\n  cert_warning: .nan\n", 2, "a number of days"),
+    ("thresholds: 3\n", 1, "thresholds must be a mapping"),
 ]
 
 
@@ -100,6 +113,46 @@ def test_bad_configurations_name_the_line(text, line, message):
         parse(text, "dane.yml")
     assert str(info.value).startswith(f"dane.yml:{line}: "), str(info.value)
     assert message in str(info.value)
+
+
+def test_thresholds():
+    config = parse("thresholds:\n  rrsig_warning: 7\n  rrsig_critical: 2.5\n  cert_warning: 0\n")
+    assert config.thresholds == Thresholds(7, 2.5, 0)
+    assert config.thresholds.options() == {
+        "rrsig_warn_days": 7,
+        "rrsig_error_days": 2.5,
+        "cert_warn_days": 0,
+    }
+    assert parse("thresholds: {cert_warning: 30}").thresholds == Thresholds(3, 1, 30)
+    assert parse("").thresholds == Thresholds()
+
+
+def test_serve_flags_override_the_files_thresholds(tmp_path, capsys):
+    cfg = tmp_path / "dane.yml"
+    cfg.write_text("thresholds: {rrsig_warning: 5, rrsig_critical: 2}\n")
+    assert main(["serve", "--config", str(cfg), "--check-config"]) == 0
+    assert "signatures 5/2 days (warning/critical), certificates 14 days" in capsys.readouterr().out
+    args = ["serve", "--config", str(cfg), "--check-config", "--cert-warning", "30"]
+    assert main([*args, "--rrsig-critical", "4"]) == 0
+    assert "signatures 5/4 days (warning/critical), certificates 30 days" in capsys.readouterr().out
+    assert main([*args, "--rrsig-critical", "6"]) == 3
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "must be at most the warning window (5 days)" in err
+
+
+def test_the_demo_writes_its_thresholds_into_its_configuration(tmp_path):
+    anchor = tmp_path / "anchor.ds"
+    anchor.write_text(". 3600 IN DS 1 8 2 " + "00" * 32 + "\n")
+
+    class World:
+        dns_address = ("127.0.0.1", 5353)
+        smtp_port = 2525
+        domains: dict = {}
+
+    for thresholds in (Thresholds(), Thresholds(10, 4, 60)):
+        text = demo_config(World(), anchor, "127.0.0.1:0", "30s", "10s", thresholds)
+        assert parse(text).thresholds == thresholds
 
 
 def test_unreadable_file(tmp_path):

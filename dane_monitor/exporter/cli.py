@@ -181,9 +181,12 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"{prog}: {exc}", file=sys.stderr)
             return USAGE
         kinds = {k: sum(1 for t in config.targets if t.kind == k) for k in ("domain", "mx")}
+        th = config.thresholds
         print(
             f"{args.config}: OK: {len(config.targets)} targets ({kinds['domain']} domains, "
-            f"{kinds['mx']} MX hosts), listen {config.listen}"
+            f"{kinds['mx']} MX hosts), listen {config.listen}; expiry windows: signatures "
+            f"{th.rrsig_warning_days:g}/{th.rrsig_critical_days:g} days (warning/critical), "
+            f"certificates {th.cert_warning_days:g} days"
         )
         return 0
 
