@@ -842,6 +842,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Usage errors (an unknown option, a bad value, a missing argument) print one line on
     stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly.
     """
+    args: argparse.Namespace | None = None
     try:
         parser = build_parser()
         args, extras = parser.parse_known_args(argv)
@@ -854,3 +855,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED
+    except Exception as exc:  # a bug: UNKNOWN for the monitoring system, the traceback for us
+        import traceback
+
+        traceback.print_exc()
+        what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        command = getattr(args, "command", None)
+        prog = f"dane-monitor {command}" if command else "dane-monitor"
+        if getattr(args, "format", None) == "nagios":
+            print(f"DANE UNKNOWN - {prog} crashed: {what}".replace("|", "/"))
+        print(f"{prog}: internal error (a bug; please report it with the traceback above): "
+              f"{what}", file=sys.stderr)  # fmt: skip
+        return USAGE

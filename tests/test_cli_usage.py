@@ -191,3 +191,19 @@ def test_a_check_within_its_deadline_is_unchanged(dane_world, dane_trust_anchor,
             "--deadline", "120", "--json"]  # fmt: skip
     assert run(args) == 0
     assert json.loads(capsys.readouterr().out)["verdict"] == "valid"
+
+
+def test_a_crash_is_unknown_not_warning(monkeypatch, capsys):
+    """A bug must not read as WARNING (Python's exit 1) to a monitoring system."""
+    from dane_monitor.check import Checker
+
+    async def crash(self, domain):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Checker, "check_domain", crash)
+    args = ["check", "a.example", "--resolver", "127.0.0.1:9", "--format", "nagios"]
+    assert run(args) == 3
+    captured = capsys.readouterr()
+    assert captured.out == "DANE UNKNOWN - dane-monitor check crashed: RuntimeError: boom\n"
+    assert "Traceback" in captured.err
+    assert captured.err.splitlines()[-1].startswith("dane-monitor check: internal error")
