@@ -82,6 +82,7 @@ DAYS = value(settings.parse_days, "days")
 NAME = value(settings.parse_domain_name, "name")
 RESOLVER = value(_resolver_text, "resolver")
 EHLO_NAME = value(settings.parse_ehlo_name, "ehlo name")
+RRTYPE = value(settings.parse_rrtype, "record type")
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -369,7 +370,7 @@ def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
         verdict=Verdict.ERROR,
     )
     where = {"mx": target} if mx_only else {"domain": target}
-    message = f"check did not finish within {deadline:g} s (--deadline)"
+    message = f"check did not finish within {deadline:g} s"
     result.findings.append(Finding("check-timeout", Severity.ERROR, message, **where))
     return result
 
@@ -691,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument(
         "--bogus-name", type=NAME, help="a name that must fail (default: dnssec-failed.org.)"
     )
-    rc.add_argument("--type", default="A", help="record type asked for both names")
+    rc.add_argument("--type", type=RRTYPE, default="A", help="record type asked for both names")
     rc.add_argument(
         "--timeout", type=SECONDS, default=3.0, metavar="SECONDS", help="seconds per query"
     )
@@ -705,7 +706,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(and why) or indeterminate. Exit codes: 0 secure, 1 insecure, 2 bogus, 3 other.",
     )
     lookup.add_argument("name")
-    lookup.add_argument("type", nargs="?", default="A")
+    lookup.add_argument("type", nargs="?", type=RRTYPE, default="A")
     lookup.add_argument("--json", action="store_true", help="machine-readable output")
     add_dns_options(lookup)
     lookup.set_defaults(func=_lookup)

@@ -39,6 +39,7 @@ __all__ = [
     "parse_port",
     "parse_ports",
     "parse_resolver",
+    "parse_rrtype",
 ]
 
 DEFAULT_RRSIG_WARNING_DAYS = 3.0
@@ -215,6 +216,23 @@ def parse_domain_name(value: Any) -> str:
     if len(ascii_name) > 253:
         raise ValueError(f"not a domain or host name: {value!r} (longer than 253 octets)")
     return text
+
+
+def parse_rrtype(value: Any) -> str:
+    """A DNS record type by name (``tlsa``, ``AAAA``) or number (``TYPE52``), as its
+    canonical name (``TLSA``)."""
+    import dns.rdatatype
+
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(
+            f"a DNS record type (A, AAAA, MX, TLSA, DS, DNSKEY, …), not {_shown(value)}"
+        )
+    try:
+        return dns.rdatatype.to_text(dns.rdatatype.from_text(value.strip()))
+    except Exception:
+        raise ValueError(
+            f"a DNS record type (A, AAAA, MX, TLSA, DS, DNSKEY, …), not {value!r}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ USAGE = [
     (["lookup"], "the following arguments are required: name"),
     (["lookup", "a.example", "--dns-timeout", "-1"], "--dns-timeout"),
     (["resolver-check", "--timeout", "0"], "--timeout: a duration must be more than 0"),
+    (["resolver-check", "--type", "FOO"], "--type: a DNS record type"),
+    (["lookup", "a.example", "FOO"], "argument type: a DNS record type"),
     (["resolver-check", "--signed-name", "a b"], "not a domain or host name"),
     (["tlsa"], "give --cert FILE or --server HOST"),
     (["tlsa", "--cert", "x.pem", "--port", "99999"], "--port: a port is a number"),
