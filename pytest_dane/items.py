@@ -52,7 +52,7 @@ import pickle
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NoReturn
 
 import pytest
 
@@ -235,12 +235,21 @@ def judge(rule: Rule, tr: TargetResult, strict: bool) -> None:
         if strict:
             note = "a rule that could not be evaluated is not passed"
             raise DaneCheckFailed(f"{judgement.text}\n{STRICT_NOTE}: {note}")
-        # At the item, not at this line of the plugin: "SKIPPED [1] dane …: not checked: …".
-        raise pytest.skip.Exception(judgement.text, _use_item_location=True)
+        _skip(judgement.text)
     if strict:
         raise DaneCheckFailed(f"{judgement.text}\n{STRICT_NOTE}")
     # Reported at the item (pytest's summary names it), not at this line of the plugin.
     warnings.warn_explicit(DaneWarning(judgement.text), DaneWarning, "dane", 0)
+
+
+def _skip(reason: str) -> NoReturn:
+    # Reported at the item ("SKIPPED [4] dane:1: not checked: …"), not at this line of the
+    # plugin; the keyword is pytest's own (skip marks use it), hence the fallback.
+    try:
+        exc = pytest.skip.Exception(reason, _use_item_location=True)  # type: ignore[call-arg]
+    except TypeError:
+        pytest.skip(reason)
+    raise exc
 
 
 @dataclass(frozen=True)

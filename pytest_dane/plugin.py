@@ -136,6 +136,8 @@ def pytest_report_header(config: pytest.Config) -> list[str] | None:
         f"dane: {targets} on port {', '.join(map(str, cfg.ports))}{via}",
         f"dane: {cfg.validation} validation via {resolver} from {anchor}; "
         f"timeout {cfg.timeout:g}s; warnings {'fail' if cfg.strict else 'pass'}",
+        f"dane: expiry warnings for signatures within {cfg.rrsig_warning_days:g} days (failure "
+        f"within {cfg.rrsig_critical_days:g}), certificates within {cfg.cert_warning_days:g}",
     ]
 
 

@@ -773,6 +773,8 @@ def test_the_expiry_thresholds_decide_the_expiry_items(pytester, dane_world, wor
         pytester, *world_args, "--dane-host", host, "--dane-rrsig-critical-days", "1"
     )
     assert not failed(outcome)  # the command line wins: within 30 days, but not within 1
+    header = "dane: expiry warnings for signatures within 30 days (failure within 1), "
+    assert f"{header}certificates within 14" in result.stdout.lines
     assert "DaneWarning: rrsig-expiry" in result.stdout.str()
     result, outcome = run(
         pytester,
