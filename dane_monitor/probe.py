@@ -647,6 +647,16 @@ class _Probe:
             raise _Failure(
                 "connect-refused", "connect", f"{r.endpoint} refused the connection"
             ) from None
+        except ConnectionResetError:
+            # The handshake completed (a RST to the SYN is "refused") and the server reset
+            # the connection before the event loop saw it connected: the same server
+            # behaviour as a reset while waiting for the greeting, whichever the loop sees.
+            raise _Failure(
+                "closed",
+                "connect",
+                f"the server ended the connection: connection reset by {r.endpoint} right "
+                "after accepting it",
+            ) from None
         except OSError as exc:
             if exc.errno in _NO_ROUTE_HERE:
                 reason = exc.strerror or errno.errorcode.get(exc.errno or 0, "no route")
