@@ -1,0 +1,157 @@
+"""The rules of `dane_monitor.settings`: what each value may be, wherever it is given (command
+line, exporter configuration, pytest plugin), and the sentence that refuses it."""
+
+from __future__ import annotations
+
+import pytest
+
+from dane_monitor import settings
+from dane_monitor.settings import Thresholds
+
+
+@pytest.mark.parametrize(
+    ("value", "port"), [(25, 25), ("465", 465), (" 587 ", 587), (65535, 65535)]
+)
+def test_ports(value, port):
+    assert settings.parse_port(value) == port
+
+
+@pytest.mark.parametrize("value", [0, 65536, -1, "0", "smtp", "", "2.5", 25.0, True, None, "²"])
+def test_bad_ports(value):
+    with pytest.raises(ValueError, match="a port is a number from 1 to 65535"):
+        settings.parse_port(value)
+
+
+def test_ports_keep_order_and_drop_repeats():
+    assert settings.parse_ports(["465", 25, "465"]) == (465, 25)
+    assert settings.parse_ports(None) == (25,)
+    assert settings.parse_ports([], default=(587,)) == (587,)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [("10", 10), ("0.5", 0.5), (".5", 0.5), (3, 3), ("90s", 90), ("1h30m", 5400), ("250ms", 0.25)],
+)
+def test_durations(value, seconds):
+    assert settings.parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0", "more than 0 seconds"),
+        (0, "more than 0 seconds"),
+        ("-1", "more than 0 seconds"),
+        ("0ms", "more than 0 seconds"),
+        ("nan", "a duration in seconds"),
+        (float("nan"), "a duration in seconds"),
+        ("inf", "a duration in seconds"),
+        (float("inf"), "a duration in seconds"),
+        ("1e309", "a duration in seconds"),
+        ("soon", "a duration in seconds"),
+        (True, "not a boolean"),
+    ],
+)
+def test_bad_durations(value, message):
+    with pytest.raises(ValueError, match=message):
+        settings.parse_duration(value)
+
+
+@pytest.mark.parametrize(("value", "days"), [("0", 0), ("14", 14), ("2.5", 2.5), (1, 1)])
+def test_days(value, days):
+    assert settings.parse_days(value) == days
+
+
+@pytest.mark.parametrize("value", ["-1", -0.5, "nan", float("inf"), "two", True, None])
+def test_bad_days(value):
+    with pytest.raises(ValueError, match="a number of days, 0 or more"):
+        settings.parse_days(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("127.0.0.1", ("127.0.0.1", 53)),
+        ("127.0.0.1:5353", ("127.0.0.1", 5353)),
+        ("::1", ("::1", 53)),
+        ("[::1]:5353", ("::1", 5353)),
+        ("[2001:db8::1]", ("2001:db8::1", 53)),
+    ],
+)
+def test_resolvers(value, address):
+    assert settings.parse_resolver(value) == address
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("dns.example", "a resolver is an IP address"),
+        ("127.0.0.1:0", "bad port in resolver"),
+        ("127.0.0.1:dns", "bad port in resolver"),
+        ("[::1]x", "a resolver is an IP address"),
+        ("", "a resolver is an IP address"),
+    ],
+)
+def test_bad_resolvers(value, message):
+    with pytest.raises(ValueError, match=message):
+        settings.parse_resolver(value)
+
+
+def test_addresses_keep_the_default_port_when_none_is_given():
+    assert settings.parse_address("192.0.2.1", None) == ("192.0.2.1", None)
+    assert settings.parse_address("[2001:db8::1]:2525", 25) == ("2001:db8::1", 2525)
+
+
+@pytest.mark.parametrize(
+    "value", ["example.de", "example.de.", "mx1.Example.DE", "bücher.example", "_25._tcp.x.example"]
+)
+def test_names(value):
+    assert settings.parse_domain_name(f" {value} ") == value
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "a domain or host name such as example.de"),
+        (".", "not the root"),
+        ("not a name", "it contains ' '"),
+        ("*.example", "it contains '*'"),
+        ("a..example", "an empty label"),
+        ("x" * 64 + ".example", "longer than 63 octets"),
+        (".".join(["abcdefgh"] * 30), "longer than 253 octets"),
+    ],
+)
+def test_bad_names(value, message):
+    with pytest.raises(ValueError, match=message):
+        settings.parse_domain_name(value)
+
+
+def test_ehlo_names():
+    assert settings.parse_ehlo_name("monitor.example.net") == "monitor.example.net"
+    for bad in ("two words", "tab\there", "bücher"):
+        with pytest.raises(ValueError, match="cannot be sent in EHLO"):
+            settings.parse_ehlo_name(bad)
+    with pytest.raises(ValueError, match="a host name to send in EHLO"):
+        settings.parse_ehlo_name("")
+
+
+def test_record_types():
+    assert settings.parse_rrtype("tlsa") == "TLSA"
+    assert settings.parse_rrtype("TYPE52") == "TLSA"
+    with pytest.raises(ValueError, match="a DNS record type"):
+        settings.parse_rrtype("FOO")
+
+
+def test_thresholds():
+    th = Thresholds()
+    assert (th.rrsig_warning_days, th.rrsig_critical_days, th.cert_warning_days) == (3, 1, 14)
+    assert Thresholds(1, 1, 0).options() == {
+        "rrsig_warn_days": 1,
+        "rrsig_error_days": 1,
+        "cert_warn_days": 0,
+    }
+    assert Thresholds("7", "2", "30") == Thresholds(7, 2, 30)  # as typed, converted
+    with pytest.raises(ValueError, match=r"critical window .* \(2 days\) must be at most .*1 day"):
+        Thresholds(1, 2)
+    with pytest.raises(ValueError, match="a number of days"):
+        Thresholds(cert_warning_days=float("nan"))
