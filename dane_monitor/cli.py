@@ -438,7 +438,10 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
         help="connect to this TCP port instead, keeping _PORT._tcp TLSA names (for tests)",
     )
     group.add_argument(
-        "--ehlo-name", type=EHLO_NAME, help="name to send in EHLO (default: this host's name)"
+        "--ehlo-name",
+        type=EHLO_NAME,
+        metavar="NAME",
+        help="name to send in EHLO (default: this host's name)",
     )
     group.add_argument(
         "--timeout",
@@ -717,7 +720,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Looks up the MX hosts of DOMAIN (or takes --mx HOST), validates DNSSEC "
         "in-process, probes every address with STARTTLS and matches the presented chains "
         "against the TLSA records (RFC 7672). Exit codes: 0 OK, 1 WARNING, 2 CRITICAL "
-        "(DANE senders defer mail), 3 UNKNOWN.",
+        "(DANE senders defer mail), 3 UNKNOWN (could not decide from here, or bad usage); "
+        "130 after Ctrl-C.",
     )
     check.add_argument("domain", nargs="?", type=NAME, help="the mail domain")
     check.add_argument(
