@@ -60,7 +60,9 @@ def headline(result: DomainResult, code: int) -> str:
     text = f"{result.domain.rstrip('.') or result.domain}: {result.verdict.value}"
     action = worst_action(h.sender_action for h in result.hosts if h.sender_action)
     driving = _driving(result, code)
-    if action is not None:
+    if result.headline:  # the decision table's sentence, naming who is hurt
+        text += f", {result.headline}"
+    elif action is not None:
         text += f", {ACTION_SENTENCE[action]}"
         if action == SenderAction.DEFER and len(result.hosts) > 1:
             text += " (at least one MX endpoint)"

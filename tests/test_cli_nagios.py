@@ -80,6 +80,15 @@ def test_status_line_state_and_perfdata(capsys, dns_args, scenario, state, words
         assert re.match(r"^(ERROR|WARNING) [a-z0-9-]+ ", line), line
 
 
+def test_a_partial_failure_names_the_senders_that_defer(capsys, dns_args):
+    code, out = check(capsys, "dual-key-ecdsa-only.example", dns_args, "--format", "nagios")
+    status, headline, perf = parse_status(out.splitlines()[0])
+    assert (code, status) == (2, "CRITICAL")
+    assert "DANE senders that negotiate RSA DEFER mail" in headline
+    assert perf["endpoints_authenticated"].group("value") == "1"
+    assert perf["endpoints_failed"].group("value") == "1"
+
+
 def test_perfdata_values_agree_with_the_json_output(capsys, dns_args):
     _, out = check(capsys, "tlsa-mismatch.example", dns_args, "--json")
     doc = json.loads(out)
