@@ -11,12 +11,13 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from dane_monitor import __version__, settings
 from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
+from dane_monitor.settings import arg_type
 
 #: Exit code of a usage error: UNKNOWN, as the monitoring-plugin guidelines want (never
 #: argparse's 2, which a monitoring system would read as CRITICAL).
@@ -42,20 +43,6 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(self.prog, message + hint)
 
 
-def value(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
-    """An argparse ``type`` from a :mod:`dane_monitor.settings` parser: its ValueError
-    message becomes argparse's ("argument --timeout: a duration must be more than 0 ...")."""
-
-    def convert(text: str) -> Any:
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = name
-    return convert
-
-
 def _resolver_text(text: str) -> str:
     settings.parse_resolver(text)
     return text.strip()
@@ -76,13 +63,13 @@ def _ip_address(text: str) -> str:
         raise ValueError(f"an IP address (like 127.0.0.1 or ::1), not {text!r}") from None
 
 
-PORT = value(settings.parse_port, "port")
-SECONDS = value(settings.parse_duration, "seconds")
-DAYS = value(settings.parse_days, "days")
-NAME = value(settings.parse_domain_name, "name")
-RESOLVER = value(_resolver_text, "resolver")
-EHLO_NAME = value(settings.parse_ehlo_name, "ehlo name")
-RRTYPE = value(settings.parse_rrtype, "record type")
+PORT = arg_type(settings.parse_port, "port")
+SECONDS = arg_type(settings.parse_duration, "seconds")
+DAYS = arg_type(settings.parse_days, "days")
+NAME = arg_type(settings.parse_domain_name, "name")
+RESOLVER = arg_type(_resolver_text, "resolver")
+EHLO_NAME = arg_type(settings.parse_ehlo_name, "ehlo name")
+RRTYPE = arg_type(settings.parse_rrtype, "record type")
 
 
 def _world(args: argparse.Namespace) -> int:
@@ -659,7 +646,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     world.add_argument(
         "--dns-host",
-        type=value(_ip_address, "address"),
+        type=arg_type(_ip_address, "address"),
         default="127.0.0.1",
         help="DNS server address",
     )
@@ -669,7 +656,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     world.add_argument(
         "--copies",
-        type=value(_positive_int, "count"),
+        type=arg_type(_positive_int, "count"),
         default=1,
         metavar="N",
         help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",
@@ -783,7 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tlsa.add_argument(
         "--connect",
-        type=value(lambda text: settings.parse_address(text, None), "address"),
+        type=arg_type(lambda text: settings.parse_address(text, None), "address"),
         metavar="ADDR[:PORT]",
         help="connect here for --server",
     )

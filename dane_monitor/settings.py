@@ -19,10 +19,11 @@ this module in every test run.
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_RRSIG_CRITICAL_DAYS",
     "DEFAULT_RRSIG_WARNING_DAYS",
     "Thresholds",
+    "arg_type",
     "parse_address",
     "parse_days",
     "parse_domain_name",
@@ -266,3 +268,17 @@ class Thresholds:
             "rrsig_error_days": self.rrsig_critical_days,
             "cert_warn_days": self.cert_warning_days,
         }
+
+
+def arg_type(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
+    """An argparse ``type`` from one of these parsers: its ValueError message becomes
+    argparse's ("argument --timeout: a duration must be more than 0 seconds, not '0'")."""
+
+    def convert(text: str) -> Any:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name
+    return convert

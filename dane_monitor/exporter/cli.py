@@ -12,22 +12,10 @@ import time
 from pathlib import Path
 
 from dane_monitor import __version__, settings
+from dane_monitor.settings import arg_type
 
 #: Exit code of a usage error or an unusable configuration (as every dane-monitor command).
 USAGE = 3
-
-
-def _value(parse, name: str):
-    """An argparse ``type`` whose error is the :mod:`dane_monitor.settings` parser's."""
-
-    def convert(text: str):
-        try:
-            return parse(text)
-        except ValueError as exc:
-            raise argparse.ArgumentTypeError(str(exc)) from None
-
-    convert.__name__ = name
-    return convert
 
 
 def _listen(text: str) -> str:
@@ -37,9 +25,9 @@ def _listen(text: str) -> str:
     return text
 
 
-LISTEN = _value(_listen, "listen")
-DAYS = _value(settings.parse_days, "days")
-DURATION = _value(settings.parse_duration, "duration")
+LISTEN = arg_type(_listen, "listen")
+DAYS = arg_type(settings.parse_days, "days")
+DURATION = arg_type(settings.parse_duration, "duration")
 
 
 def add_parsers(sub) -> None:
@@ -79,11 +67,11 @@ def add_parsers(sub) -> None:
         "--scenario", action="append", metavar="NAME", help="only this scenario (repeatable)"
     )
     demo.add_argument(
-        "--interval", default="30s", type=_value(_duration_text, "duration"),
+        "--interval", default="30s", type=arg_type(_duration_text, "duration"),
         help="check interval of every target",
     )  # fmt: skip
     demo.add_argument(
-        "--timeout", default="10s", type=_value(_duration_text, "duration"),
+        "--timeout", default="10s", type=arg_type(_duration_text, "duration"),
         help="check timeout of every target",
     )  # fmt: skip
     demo.add_argument("--dir", metavar="DIR", help="where to write the demo's configuration")
