@@ -649,8 +649,8 @@ V6 = "2001:0db8:0000:0000:0000:0000:0000:0001"  # in item ids
 
 def test_an_address_this_host_cannot_reach_is_not_checked():
     """Probe error ``no-route`` (no IPv6 here, say) is about us, not the server: its items
-    are not checked, and the host's other rules judge the addresses we can reach. (The local
-    world cannot make loopback unroutable.)"""
+    are not checked, and the host's other rules judge the addresses we can reach. (On a
+    result made by hand; tests/test_pytest_plugin_no_route.py runs it end to end.)"""
     result = dual_stack_host()
     assert {kind for kind, _ in judged(result).values()} == {"passed"}
 
