@@ -21,12 +21,12 @@ from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.conclusion import conclude
-from dane_monitor.findings import Thresholds
 from dane_monitor.judge import HostJudgement, judge_host
 from dane_monitor.lookup.answer import Answer, Status
 from dane_monitor.lookup.validator import ResolverValidator, Validator
 from dane_monitor.probe import ProbeResult, Timeouts, probe, probe_all
 from dane_monitor.report import DomainResult
+from dane_monitor.settings import Thresholds
 
 DAY = 86400
 
@@ -40,17 +40,15 @@ class Options:
     timeouts: Timeouts = field(default_factory=Timeouts)
     # Bound on probes in flight across every check that shares this Checker (per event loop).
     concurrency: int = 50
+    # Expiry windows in days (settings.Thresholds validates them: critical <= warning).
     rrsig_warn_days: float = 3.0
     rrsig_error_days: float = 1.0
     cert_warn_days: float = 14.0
-    tlsa_ttl_info: int = DAY
     both_key_types: bool = True
 
     @property
     def thresholds(self) -> Thresholds:
-        return Thresholds(
-            self.rrsig_warn_days, self.rrsig_error_days, self.cert_warn_days, self.tlsa_ttl_info
-        )
+        return Thresholds(self.rrsig_warn_days, self.rrsig_error_days, self.cert_warn_days)
 
 
 @dataclass(frozen=True)

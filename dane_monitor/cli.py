@@ -610,7 +610,7 @@ def _preflight(args: argparse.Namespace) -> int:
         chain = _read_chain(args.cert)
         port = _ports(args.port)[0]
     except (OSError, ValueError) as exc:
-        print(f"{prog}: cannot read {args.cert}: {exc}", file=sys.stderr)
+        print(f"{prog}: {exc}", file=sys.stderr)
         return 3
     validator = make_validator(args, prog)
     if isinstance(validator, str):

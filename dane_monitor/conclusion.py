@@ -25,6 +25,7 @@ from dane_monitor.report import (
     HostResult,
     TLSAMatchInfo,
 )
+from dane_monitor.settings import Thresholds
 
 
 def dns_info(answer: Answer) -> DNSInfo:
@@ -46,8 +47,8 @@ def dns_info(answer: Answer) -> DNSInfo:
     )
 
 
-def conclude(d: ev.Domain, thresholds: F.Thresholds | None = None) -> DomainResult:
-    th = thresholds or F.Thresholds()
+def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult:
+    th = thresholds or Thresholds()
     j = judge(d)
     result = DomainResult(
         d.target,
@@ -74,7 +75,7 @@ def conclude(d: ev.Domain, thresholds: F.Thresholds | None = None) -> DomainResu
     return result
 
 
-def _host(d: ev.Domain, hj: HostJudgement, th: F.Thresholds) -> HostResult:
+def _host(d: ev.Domain, hj: HostJudgement, th: Thresholds) -> HostResult:
     h = hj.host
     out = HostResult(h.name, h.port, h.preference)
     out.case = hj.case

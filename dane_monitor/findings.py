@@ -18,6 +18,7 @@ from dane_monitor import tlsa as T
 from dane_monitor.judge import HostJudgement, Judgement
 from dane_monitor.lookup.answer import Answer, Status
 from dane_monitor.report import Finding, Severity
+from dane_monitor.settings import Thresholds
 
 DAY = 86400
 E, W, I = Severity.ERROR, Severity.WARNING, Severity.INFO  # noqa: E741
@@ -82,8 +83,8 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "warning / critical window"),
     Code("resolver-not-loopback", (W,), "warnings", "resolver mode with a resolver not on this "
          "host"),
-    Code("check-timeout", (E,), None, "(exporter) the check did not finish within the target's "
-         "timeout"),
+    Code("check-timeout", (E,), None, "the check did not finish within its deadline (the "
+         "exporter's target timeout, check --deadline)"),
     Code("check-crashed", (E,), None, "(exporter) the check raised an unexpected error; the "
          "exporter logs it"),
 )}  # fmt: skip
@@ -100,12 +101,8 @@ PROBE_FINDING = {
 }
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    rrsig_warn_days: float = 3.0
-    rrsig_error_days: float = 1.0
-    cert_warn_days: float = 14.0
-    tlsa_ttl_info: int = DAY
+# A TLSA TTL above this slows every rollover enough to say so (two TTLs per step).
+TLSA_TTL_INFO = DAY
 
 
 def finding(code: str, severity: Severity, message: str, **where) -> Finding:
@@ -260,9 +257,9 @@ def _rrsig_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds, where, labe
     if expiration is None:
         return []
     left = expiration - d.now
-    if left >= th.rrsig_warn_days * DAY:
+    if left >= th.rrsig_warning_days * DAY:
         return []
-    severity = E if left < th.rrsig_error_days * DAY else W
+    severity = E if left < th.rrsig_critical_days * DAY else W
     return [
         finding(
             "rrsig-expiring",
@@ -293,7 +290,7 @@ def _record_findings(hj: HostJudgement, th: Thresholds, label, where) -> list[Fi
                            "SMTP: senders insist on TLS but cannot authenticate; publish a "
                            "3 1 1 or 2 1 1 record", **where))  # fmt: skip
     ttl = hj.tlsa.answer.ttl if hj.tlsa is not None else None
-    if ttl is not None and ttl > th.tlsa_ttl_info:
+    if ttl is not None and ttl > TLSA_TTL_INFO:
         out.append(finding("tlsa-ttl-long", I, f"{label} has a TTL of {ttl}s: every key "
                            "rollover must wait two TTLs between publishing the new record and "
                            "switching keys", **where))  # fmt: skip
@@ -367,7 +364,7 @@ def _cert_expiry(e: ev.Endpoint, match, th: Thresholds, now: float, at) -> list:
     if not_after is None:
         return []
     left = not_after - now
-    if left >= th.cert_warn_days * DAY:
+    if left >= th.cert_warning_days * DAY:
         return []
     when = "expired" if left < 0 else f"expires in {left / DAY:.1f} days"
     ee = match.match is not None and match.match.record.usage == 3

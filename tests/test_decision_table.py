@@ -25,10 +25,11 @@ from dane_monitor import evidence as ev
 from dane_monitor import judge as J
 from dane_monitor import tlsa as T
 from dane_monitor.conclusion import conclude
-from dane_monitor.findings import CATALOGUE, Thresholds
+from dane_monitor.findings import CATALOGUE
 from dane_monitor.lookup.answer import Answer, CNAMEStep, Kind, Status
 from dane_monitor.probe import ProbeResult
 from dane_monitor.render import exit_code
+from dane_monitor.settings import Thresholds
 
 NOW = 1_800_000_000.0
 DAY = 86400
@@ -551,7 +552,7 @@ def test_rrsig_expiry_windows_follow_the_thresholds_and_the_evidence_clock(hours
     assert got == ([severity] if severity else [])
     assert exit_code(result) == code
     # A wider window (a setting) turns the 100-hour case into a warning too.
-    wide = conclude(d, Thresholds(rrsig_warn_days=5, rrsig_error_days=1))
+    wide = conclude(d, Thresholds(rrsig_warning_days=5, rrsig_critical_days=1))
     assert any(f.code == "rrsig-expiring" for f in wide.all_findings())
     # Judged a week later, the same evidence is past every window.
     later = conclude(replace(d, now=NOW + 7 * DAY))
@@ -565,7 +566,7 @@ def test_cert_expiry_uses_the_evidence_clock():
     d = domain(host(tlsa=tlsa_ok(record(short)), probes=(probe("192.0.2.1", [short]),)))
     assert "cert-expiring" in {f.code for f in conclude(d).all_findings()}
     assert "cert-expiring" not in {
-        f.code for f in conclude(d, Thresholds(cert_warn_days=2)).all_findings()
+        f.code for f in conclude(d, Thresholds(cert_warning_days=2)).all_findings()
     }
 
 

@@ -288,3 +288,24 @@ def test_a_check_that_crashes_is_reported_not_fatal(dane_world, dane_trust_ancho
     assert value(samples, "dane_findings", target="good-ee.example", code="check-crashed") == 1
     assert value(samples, "dane_verdict", target="good-ee.example", verdict="error") == 1
     assert "check of good-ee.example crashed" in caplog.text
+
+
+def test_the_exporter_checks_with_its_configured_expiry_windows(dane_world, dane_trust_anchor):
+    """thresholds: in the exporter's config reach the checker: the world's signatures last
+    two weeks, so a 20-day warning window reports them and the default 3-day one does not."""
+    from dataclasses import replace
+
+    from dane_monitor.settings import Thresholds
+
+    def expiring(config) -> list[tuple[str, ...]]:
+        outcome = asyncio.run(Runner(config).run("good-ee.example", "domain", (25,), 10.0,
+                                                 slim=False))  # fmt: skip
+        samples = parse(_render(families([outcome])).decode())
+        return [s[1]["severity"] for s in samples
+                if s[0] == "dane_findings" and s[1].get("code") == "rrsig-expiring"]  # fmt: skip
+
+    config = world_config(dane_world, dane_trust_anchor)
+    assert expiring(config) == []
+    wide = replace(config, thresholds=Thresholds(rrsig_warning_days=20, rrsig_critical_days=1))
+    assert expiring(wide) == ["warning"]
+    assert not Runner(config).same_settings(wide)  # a reload rebuilds the checkers

@@ -61,7 +61,7 @@ class Runner:
 
     def same_settings(self, config: Config) -> bool:
         """Whether ``config`` would make an identical runner (so its caches can be kept)."""
-        keys = ("dns", "ehlo_name", "connect_port", "concurrency")
+        keys = ("dns", "ehlo_name", "connect_port", "concurrency", "thresholds")
         return all(getattr(self.config, k) == getattr(config, k) for k in keys)
 
     def checker(self, ports: tuple[int, ...], timeout: float) -> Checker:
@@ -74,6 +74,7 @@ class Runner:
                 ehlo_name=self.config.ehlo_name,
                 timeouts=_timeouts(timeout),
                 concurrency=self.config.concurrency,
+                **self.config.thresholds.options(),
             )
             checker = self._checkers[key] = Checker(self.validator, options)
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
