@@ -693,6 +693,27 @@ def test_signatures_a_resolver_did_not_return_are_not_checked():
     assert got["strict rrsig-expiry[mx1.example.de-25]"][0] == "failed"
 
 
+def test_an_error_no_rule_owns_fails_the_warnings_item():
+    """A finding code the checker gains later (or one only the exporter makes) is not dropped
+    because no rule knows it: the warnings item of its place fails on it."""
+    from dane_monitor.report import Finding, Severity
+
+    result = dual_stack_host()
+    new = Finding("brand-new-error", Severity.ERROR, "something a rule does not know yet")
+    result.hosts[0].findings.append(new)
+    result.findings.append(Finding("check-timeout", Severity.ERROR, "too slow"))
+    got = judged(result)
+    assert {name for name, (kind, _) in got.items() if kind != "passed"} == {
+        f"{strict}warnings[{place}]"
+        for strict in ("", "strict ")
+        for place in ("mx1.example.de-25", "mx1.example.de")
+    }
+    kind, text = got["warnings[mx1.example.de-25]"]
+    assert kind == "failed" and text.startswith("warnings: errors no other rule judges")
+    assert "brand-new-error" in text and "something a rule does not know yet" in text
+    assert "check-timeout" in got["warnings[mx1.example.de]"][1]
+
+
 @pytest.mark.skipif(
     shutil.which("unbound", path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None,
     reason="Unbound is not installed",
