@@ -61,7 +61,7 @@ def text(result: DomainResult) -> str:
         if host.base_domain and host.base_domain != host.name:
             lines.append(f"    TLSA base domain: {host.base_domain}")
         if host.tlsa_name:
-            tlsa_dns = next((d for d in host.dns if d.rrtype == "TLSA"), None)
+            tlsa_dns = host.tlsa_dns
             state = f"{tlsa_dns.status} {tlsa_dns.kind}" if tlsa_dns else "not looked up"
             ttl = f", TTL {host.tlsa_ttl}s" if host.tlsa_ttl is not None else ""
             lines.append(f"    TLSA {host.tlsa_name} ({state}{ttl})")

@@ -215,6 +215,12 @@ class HostResult:
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
     impact: str | None = None  # who defers when only some endpoints fail
 
+    @property
+    def tlsa_dns(self) -> DNSInfo | None:
+        """The TLSA lookup that decided: the last one made (RFC 7672 §2.2.3 looks at the
+        original name after a secure denial at the expanded one)."""
+        return next((d for d in reversed(self.dns) if d.rrtype == "TLSA"), None)
+
     def to_dict(self, debug: bool = False) -> dict[str, Any]:
         return {
             "name": self.name,

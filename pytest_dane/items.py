@@ -57,6 +57,7 @@ from typing import Literal, NoReturn
 import pytest
 
 from dane_monitor import tlsa as T
+from dane_monitor.findings import CATALOGUE
 from dane_monitor.report import (
     ACTION_SENTENCE,
     DNSInfo,
@@ -72,19 +73,19 @@ from pytest_dane.errors import DaneCheckFailed, DaneWarning
 
 WORKERINPUT_KEY = "dane_results"
 
-# The finding codes each rule owns; the ``warnings`` rule takes every other warning.
-_DNSSEC = {"dnssec-bogus", "dns-error", "resolver-failed", "domain-not-found", "bad-name",
-           "mx-insecure", "mx-no-address", "address-insecure", "tlsa-insecure"}  # fmt: skip
-_TLSA = {"no-tlsa", "tlsa-no-usable"}
-_STARTTLS = {"starttls-missing", "starttls-refused", "tls-failed", "connect-failed", "smtp-error",
-             "address-unreachable-here"}  # fmt: skip
-_MATCH = {"tlsa-mismatch", "ta-name-mismatch", "ta-chain-invalid", "cert-unparsable"}
-_WARNING_RULES = {
-    "rrsig-expiry": {"rrsig-expiring"},
-    "cert-expiry": {"cert-expiring"},
-    "rollover": {"tlsa-no-rollover"},
-    "stale-records": {"tlsa-stale-record"},
-}
+
+# The finding codes each rule owns come from the catalogue (dane_monitor.findings); the
+# ``warnings`` rule takes every other warning.
+def _owned_by(rule: str) -> frozenset[str]:
+    return frozenset(c.code for c in CATALOGUE.values() if c.rule == rule)
+
+
+_DNSSEC = _owned_by("dnssec")
+_TLSA = _owned_by("tlsa-usable")
+_STARTTLS = _owned_by("starttls")
+_MATCH = _owned_by("tlsa-match")
+_WARNING_RULES = {r: _owned_by(r) for r in ("rrsig-expiry", "cert-expiry", "rollover",
+                                            "stale-records")}  # fmt: skip
 _OWNED = _DNSSEC | _TLSA | _STARTTLS | _MATCH | set().union(*_WARNING_RULES.values())
 # Probe errors that are about this host, not the server (our host has no route to that
 # address family): the endpoint was not checked, and that is not the server's fault.
@@ -278,7 +279,7 @@ def _findings(result: DomainResult, host: HostResult | None, codes=None, endpoin
 
 
 def _tlsa_lookup(host: HostResult) -> DNSInfo | None:
-    return next((d for d in host.dns if d.rrtype == "TLSA"), None)
+    return host.tlsa_dns
 
 
 def _where(host: HostResult, address: str, key_type: str | None = None) -> str:
@@ -390,7 +391,10 @@ def _judge_dnssec(rule: Rule, result: DomainResult, host: HostResult | None) -> 
         return _fail(lines, bad)
     lookups = list(host.dns)
     bad = [f for f in host.findings if f.code in _DNSSEC]
-    insecure = [d for d in lookups if d.status != "secure" and d.kind == "positive"]
+    # Where a secure TLSA RRset decided (the decision table's "dane" row), insecure address
+    # records reached through a secure first CNAME are RFC 7672 §2.2.3's business as usual.
+    insecure = [] if host.case == "dane" else [
+        d for d in lookups if d.status != "secure" and d.kind == "positive"]  # fmt: skip
     failing = [d for d in lookups if d.status in ("bogus", "indeterminate")]
     tlsa = _tlsa_lookup(host)
     proven = tlsa is not None and tlsa.status == "secure"

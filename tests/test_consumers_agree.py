@@ -20,6 +20,7 @@ from dane_monitor.exporter.metrics import samples
 from dane_monitor.lookup import make_validator
 from dane_monitor.probe import Timeouts
 from dane_monitor.world import CATALOGUE, World
+from dane_monitor.world.scenarios import CNAME_MATRIX
 from pytest_dane import items as I
 from pytest_dane.errors import DaneCheckFailed
 
@@ -27,21 +28,31 @@ STATE = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 CRITICAL_ALERTS = {"DANEDNSSECBogus", "DANESendersDefer", "DANETLSAMismatch"}
 
 
-@pytest.fixture(scope="module")
-def results(dane_world: World, tmp_path_factory):
-    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
-    host, port = dane_world.dns_address
+def check_all(world: World, scenarios, tmp_path_factory) -> dict:
+    anchor = world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
+    host, port = world.dns_address
 
     async def run():
         validator = make_validator(f"{host}:{port}", trust_anchor=str(anchor))
         step = Timeouts(connect=5, banner=5, command=5, tls=5, quit=2, total=20)
-        checker = Checker(validator, Options(connect_port=dane_world.smtp_port, timeouts=step))
-        names = [sc.name for sc in CATALOGUE]
-        done = await asyncio.gather(*(checker.check_domain(dane_world.domains[n].name)
+        checker = Checker(validator, Options(connect_port=world.smtp_port, timeouts=step))
+        names = [sc.name for sc in scenarios]
+        done = await asyncio.gather(*(checker.check_domain(world.domains[n].name)
                                       for n in names))  # fmt: skip
         return dict(zip(names, done, strict=True))
 
     return asyncio.run(run())
+
+
+@pytest.fixture(scope="module")
+def results(dane_world: World, tmp_path_factory):
+    return check_all(dane_world, CATALOGUE, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def matrix_results(dane_world_factory, tmp_path_factory):
+    world = dane_world_factory(CNAME_MATRIX, smtp_network="127.0.8.0/24")
+    return check_all(world, CNAME_MATRIX, tmp_path_factory)
 
 
 def alerts_firing(points) -> set[str]:
@@ -105,7 +116,16 @@ class _quiet:
 
 @pytest.mark.parametrize("scenario", CATALOGUE, ids=[sc.name for sc in CATALOGUE])
 def test_every_consumer_reads_the_decision(results, scenario):
-    result = results[scenario.name]
+    consumers_agree(results[scenario.name], scenario)
+
+
+@pytest.mark.parametrize("scenario", CNAME_MATRIX, ids=[sc.name for sc in CNAME_MATRIX])
+def test_every_consumer_reads_the_decision_through_cnames(matrix_results, scenario):
+    """RFC 7672 §2.2.3's CNAME matrix (as Postfix decides it, tests/interop)."""
+    consumers_agree(matrix_results[scenario.name], scenario)
+
+
+def consumers_agree(result, scenario) -> None:
     data = result.to_dict()
     # JSON: the verdict and the rows that decided it.
     assert data["verdict"] == result.verdict == scenario.expect.verdict

@@ -170,7 +170,7 @@ def samples(
         action = host.sender_action.value if host.sender_action else None
         for a in ACTIONS:
             add(("dane_sender_action", (t, mx, port, a), 1.0 if action == a else 0.0))
-        tlsa = next((d for d in host.dns if d.rrtype == "TLSA"), None)
+        tlsa = host.tlsa_dns
         if tlsa is not None and tlsa.status == "secure":
             usable = host.tlsa_usable
             add(("dane_tlsa_records", (t, mx, port, "true"), float(usable)))
