@@ -185,8 +185,11 @@ def test_prometheus_scrapes_the_demo(prometheus_bin, tmp_path):
         assert "good-ee.example" not in defer
         ok = prom.query('dane_tlsa_match{target="good-ee.example"}')
         assert ok and all(v == 1 for _, v in ok)
+        # A server that hangs or breaks the dialogue is a decided outage (senders defer), not
+        # an undecided check: every catalogue target is decided.
         undecided = {m["target"] for m, _ in prom.query("dane_check_success == 0")}
-        assert undecided == {"hang.example", "huge-line.example", "close-after-ehlo.example"}
+        assert undecided == set()
+        assert {"hang.example", "huge-line.example", "close-after-ehlo.example"} <= defer
         # the shipped alerts (grafana/) fire for the broken targets (pending: `for` not passed)
         alerts = prom.wait(
             'ALERTS{alertname="DANETLSAMismatch"}',
