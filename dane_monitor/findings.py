@@ -253,9 +253,14 @@ def rrsig_expiration(hj: HostJudgement) -> int | None:
 def _rrsig_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds, where, label) -> list:
     if hj.tlsa is None:
         return []
-    expiration = rrsig_expiration(hj)
-    if expiration is None:
+    # The MX RRset is on every host's path: when its signature lapses, the domain is bogus.
+    times = [rrsig_expiration(hj)]
+    if d.mx is not None and d.mx.status == Status.SECURE:
+        times.append(d.mx.expiration)
+    present = [t for t in times if t is not None]
+    if not present:
         return []
+    expiration = min(present)
     left = expiration - d.now
     if left >= th.rrsig_warning_days * DAY:
         return []

@@ -588,3 +588,13 @@ def test_secure_cname_to_insecure_addresses_keeps_the_original_name_as_base():
     insecure_first = answer("mx1.example.", "A", I, ["192.0.2.1"],
                             cnames=[CNAMEStep(alias, target, I)])  # fmt: skip
     assert policy.tlsa_bases("mx1.example.", insecure_first, aaaa) == ()
+
+
+def test_an_expiring_mx_signature_is_on_every_hosts_path():
+    soon = int(NOW + 12 * 3600)
+    mx = answer("example.", "MX", S, ["10 mx1.example."], expiration=soon)
+    result = conclude(domain(good_host(), mx=mx))
+    got = [(f.code, f.severity.value) for f in result.all_findings() if f.code == "rrsig-expiring"]
+    assert got == [("rrsig-expiring", "error")]
+    assert result.rrsig_expiration == soon
+    assert exit_code(result) == 2
