@@ -106,15 +106,18 @@ class Checker:
 
     async def domain_evidence(self, target: str, *, mx_only: bool = False) -> ev.Domain:
         started, t0 = self.clock(), time.monotonic()
-        warnings = ()
+        warnings: tuple[tuple[str, str], ...] = ()
         if isinstance(self.validator, ResolverValidator):
             warnings = tuple(self.validator.warnings())
-        base = {"mx_only": mx_only, "validation": self.mode, "started": started,
-                "resolver_warnings": warnings}  # fmt: skip
+
+        def evidence(name: str, **kw) -> ev.Domain:
+            return ev.Domain(name, mx_only, self.mode, started, self.clock(),
+                             resolver_warnings=warnings, **kw)  # fmt: skip
+
         try:
             name = policy.idna(target)
         except ValueError as exc:
-            return ev.Domain(target, now=self.clock(), bad_name=str(exc), **base)
+            return evidence(target, bad_name=str(exc))
         mx: Answer | None = None
         if mx_only:
             targets: tuple[tuple[str, int | None], ...] = ((name, None),)
@@ -125,8 +128,9 @@ class Checker:
         hosts = await asyncio.gather(
             *(self.host_evidence(h, pref, port) for h, pref in targets for port in ports)
         )
-        domain = ev.Domain(name, mx=mx, hosts=tuple(hosts), now=0.0, **base)
+        domain = evidence(name, mx=mx, hosts=tuple(hosts))
         resolver_ok = await self._resolver_ok() if domain.indeterminate() else None
+        # Judged at the moment the evidence is complete (expiry windows).
         return _replace(domain, resolver_ok=resolver_ok, now=self.clock(),
                         duration=time.monotonic() - t0)  # fmt: skip
 

@@ -32,7 +32,7 @@ def dns_info(answer: Answer) -> DNSInfo:
     t = policy.text
     return DNSInfo(
         name=t(answer.qname),
-        rrtype=dns.rdatatype.to_text(answer.qtype),
+        rrtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype)),
         status=answer.status.value,
         kind=answer.kind.value,
         reason=answer.reason,

@@ -404,8 +404,8 @@ def _rollover_findings(hj: HostJudgement, label, where) -> list[Finding]:
         used = {h.record.to_text() for h in m.hits}
         if m.authenticated and m.match is not None:
             used.add(m.match.record.to_text())  # a 2 x 0 anchor carried in DNS is no "hit"
-        for r in used:
-            hits[r] = hits.get(r, 0) + 1
+        for text in used:
+            hits[text] = hits.get(text, 0) + 1
     usable = hj.usable
     out = []
     stale = [r for r in usable if hits.get(r.to_text(), 0) == 0]

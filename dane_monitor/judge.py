@@ -190,7 +190,8 @@ def judge(domain: ev.Domain) -> Judgement:
 
 def _domain(case: str) -> Judgement:
     row = TABLE[case]
-    return Judgement(case, row.verdict, (), _ACTION_SENTENCE.get(row.action, ""))
+    headline = _ACTION_SENTENCE[row.action] if row.action is not None else ""
+    return Judgement(case, row.verdict, (), headline)
 
 
 def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
@@ -203,13 +204,13 @@ def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
         return _host(host, "address-insecure", opportunistic=True)
     decided = host.tlsa[-1]
     answer = decided.answer
-    common = {"base": decided.base, "tlsa": decided}
     if answer.status in (Status.BOGUS, Status.INDETERMINATE):
-        return _host(host, _failure_case([answer], "tlsa", resolver_ok), **common)
+        case = _failure_case([answer], "tlsa", resolver_ok)
+        return _host(host, case, tlsa=decided)
     if answer.status == Status.INSECURE:
-        return _host(host, "tlsa-insecure", opportunistic=True, **common)
+        return _host(host, "tlsa-insecure", opportunistic=True, tlsa=decided)
     if answer.kind != Kind.POSITIVE or answer.rrset is None:
-        return _host(host, "no-tlsa", opportunistic=True, **common)
+        return _host(host, "no-tlsa", opportunistic=True, tlsa=decided)
 
     records = tuple(T.TLSARecord.from_rdata(r) for r in answer.rrset)
     usable = [r for r in records if r.usable]
@@ -223,15 +224,17 @@ def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
     )
 
 
-def _host(host: ev.Host, case: str, *, opportunistic: bool = False, **kw) -> HostJudgement:
+def _host(
+    host: ev.Host, case: str, *, opportunistic: bool = False, tlsa: ev.TLSALookup | None = None
+) -> HostJudgement:
     row = TABLE[case]
     eps: tuple[EndpointJudgement, ...] = ()
     if opportunistic:
         # DANE does not apply: every endpoint gets the host's outcome, whatever its TLS does.
         eps = tuple(EndpointJudgement(e, "opportunistic", row.verdict, row.action)
                     for e in host.endpoints)  # fmt: skip
-    base = kw.pop("base", None) or (host.bases[0] if host.bases else None)
-    return HostJudgement(host, case, row.verdict, row.action, eps, base, **kw)
+    base = tlsa.base if tlsa is not None else (host.bases[0] if host.bases else None)
+    return HostJudgement(host, case, row.verdict, row.action, eps, base, tlsa)
 
 
 def _judge_endpoint(
