@@ -54,9 +54,12 @@ def text(result: DomainResult) -> str:
     for host in result.hosts:
         lines.append("")
         pref = f"{host.preference} " if host.preference is not None else ""
+        action = ACTION_SENTENCE[host.sender_action] if host.sender_action else ""
+        if host.impact:  # only some endpoints fail: say whose mail waits
+            action = f"DANE senders {host.impact} DEFER mail here"
         lines.append(
             f"  {pref}{host.name} port {host.port}: {host.verdict.value.upper()}"
-            + (f" — {ACTION_SENTENCE[host.sender_action]}" if host.sender_action else "")
+            + (f" — {action}" if action else "")
         )
         if host.base_domain and host.base_domain != host.name:
             lines.append(f"    TLSA base domain: {host.base_domain}")

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from dane_monitor import evidence as ev
 from dane_monitor import judge as J
+from dane_monitor import render
 from dane_monitor import tlsa as T
 from dane_monitor.conclusion import conclude
 from dane_monitor.findings import CATALOGUE
@@ -524,6 +525,9 @@ def test_rsa_failing_beside_authenticated_ecdsa_names_the_rsa_senders():
     mismatch = [f for f in h.findings if f.code == "tlsa-mismatch"]
     assert record(RSA_LEAF) in mismatch[0].message
     assert h.impact == "that negotiate RSA"
+    assert "port 25: FAILED — DANE senders that negotiate RSA DEFER mail here" in render.text(
+        result
+    )
 
 
 def test_ipv6_failing_beside_authenticated_ipv4_names_the_family():
