@@ -45,6 +45,8 @@ def test_check_reaches_the_catalogued_verdict(dane_world: World, base, capsys, s
     assert out["verdict"] == expect.verdict, json.dumps(out, indent=1)[:4000]
     assert expect.findings <= codes, codes
     assert code in EXIT[expect.verdict]
+    if expect.exit_code is not None:
+        assert code == expect.exit_code, json.dumps(out, indent=1)[:4000]
     hosts = {h["name"]: h for h in out["hosts"]}
     for built, sc_host in zip(domain.hosts, scenario.hosts, strict=True):
         he = expect.hosts.get(sc_host.name)
