@@ -21,25 +21,17 @@ EXIT = {"valid": {0, 1}, "no-mail": {0}, "no-dane": {1}, "insecure": {1}, "faile
         "bogus": {2}, "error": {3}}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def base(dane_world: World, tmp_path_factory) -> list[str]:
-    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
-    host, port = dane_world.dns_address
-    return [
-        "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
-        "--connect-port", str(dane_world.smtp_port), "--timeout", "5",
-    ]  # fmt: skip
-
-
 def run_check(capsys, *args: str) -> tuple[int, dict]:
     code = main(["check", "--json", *args])
     return code, json.loads(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("scenario", CATALOGUE, ids=[sc.name for sc in CATALOGUE])
-def test_check_reaches_the_catalogued_verdict(dane_world: World, base, capsys, scenario):
+def test_check_reaches_the_catalogued_verdict(
+    dane_world: World, world_check_args, capsys, scenario
+):
     domain = dane_world.domains[scenario.name]
-    code, out = run_check(capsys, domain.name, *base)
+    code, out = run_check(capsys, domain.name, *world_check_args)
     expect = scenario.expect
     codes = {f["code"] for f in out["findings"]}
     assert out["verdict"] == expect.verdict, json.dumps(out, indent=1)[:4000]
@@ -63,9 +55,9 @@ def test_check_reaches_the_catalogued_verdict(dane_world: World, base, capsys, s
             assert probed == served
 
 
-def test_check_one_mx_host(dane_world: World, base, capsys):
+def test_check_one_mx_host(dane_world: World, world_check_args, capsys):
     host = dane_world.domains["good-ta"].hosts[0]
-    code, out = run_check(capsys, "--mx", host.name, *base)
+    code, out = run_check(capsys, "--mx", host.name, *world_check_args)
     assert code == 0
     assert out["kind"] == "mx-host"
     (h,) = out["hosts"]
@@ -74,9 +66,11 @@ def test_check_one_mx_host(dane_world: World, base, capsys):
     assert ep["match"]["depth"] == 1
 
 
-def test_text_output_says_what_senders_do_and_what_to_publish(dane_world: World, base, capsys):
+def test_text_output_says_what_senders_do_and_what_to_publish(
+    dane_world: World, world_check_args, capsys
+):
     domain = dane_world.domains["tlsa-mismatch"]
-    assert main(["check", domain.name, *base]) == 2
+    assert main(["check", domain.name, *world_check_args]) == 2
     out = capsys.readouterr().out
     assert "FAILED (CRITICAL)" in out
     assert "DANE senders DEFER mail here" in out
@@ -84,25 +78,25 @@ def test_text_output_says_what_senders_do_and_what_to_publish(dane_world: World,
     assert f"IN TLSA {served}" in out  # the fix, ready to paste
 
 
-def test_the_tlsa_name_uses_the_logical_port(dane_world: World, base, capsys):
+def test_the_tlsa_name_uses_the_logical_port(dane_world: World, world_check_args, capsys):
     # Port 587: the world publishes only _25._tcp records, so _587._tcp has none.
     host = dane_world.domains["good-ee"].hosts[0]
-    code, out = run_check(capsys, "--mx", host.name, "--port", "587", *base)
+    code, out = run_check(capsys, "--mx", host.name, "--port", "587", *world_check_args)
     (h,) = out["hosts"]
     assert h["tlsa_name"] == f"_587._tcp.{host.name}"
     assert out["verdict"] == "no-dane"
     assert code == 1
 
 
-def test_internationalized_names_are_converted_not_rejected(base, capsys):
-    code, out = run_check(capsys, "bücher.example", *base)
+def test_internationalized_names_are_converted_not_rejected(world_check_args, capsys):
+    code, out = run_check(capsys, "bücher.example", *world_check_args)
     assert out["target"] == "xn--bcher-kva.example."
     assert (code, out["verdict"]) == (0, "valid")
 
 
 @pytest.mark.parametrize("bad", ["exa mple..com", "a" * 70 + ".example", "mail..example"])
-def test_a_name_that_cannot_be_a_domain_is_a_clear_error(base, capsys, bad):
-    code = main(["check", "--json", bad, *base])
+def test_a_name_that_cannot_be_a_domain_is_a_clear_error(world_check_args, capsys, bad):
+    code = main(["check", "--json", bad, *world_check_args])
     captured = capsys.readouterr()
     assert code == 3
     if captured.out:  # the library's verdict, in JSON
@@ -125,14 +119,16 @@ def test_the_library_judges_a_bad_name_without_asking_dns(bad):
     assert [f.code for f in result.all_findings()] == ["bad-name"]
 
 
-def test_no_target_is_a_usage_error(base, capsys):
-    assert main(["check", *base]) == 3
+def test_no_target_is_a_usage_error(world_check_args, capsys):
+    assert main(["check", *world_check_args]) == 3
     assert "give a DOMAIN" in capsys.readouterr().err
 
 
-def test_each_failing_endpoint_gets_the_record_its_own_key_needs(dane_world: World, base, capsys):
+def test_each_failing_endpoint_gets_the_record_its_own_key_needs(
+    dane_world: World, world_check_args, capsys
+):
     domain = dane_world.domains["dual-key-ecdsa-only"]
-    code, out = run_check(capsys, domain.name, *base)
+    code, out = run_check(capsys, domain.name, *world_check_args)
     assert code == 2
     rsa_chain = next(c for c in domain.hosts[0].endpoints[0].chains if c.key_type == "rsa")
     (mismatch,) = [f for f in out["findings"] if f["code"] == "tlsa-mismatch"]

@@ -24,13 +24,6 @@ DNS_FAILURE = {"address-bogus", "address-dns-failure", "address-unknown", "no-ad
                "tlsa-bogus", "tlsa-dns-failure", "tlsa-unknown"}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def dns_args(dane_world: World, tmp_path_factory) -> list[str]:
-    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
-    host, port = dane_world.dns_address
-    return ["--resolver", f"{host}:{port}", "--trust-anchor", str(anchor)]
-
-
 def expected(host: dict, address: str, key_type: str) -> int | None:
     case = host["decision"]
     if case in NO_DANE:
@@ -58,11 +51,11 @@ def unrelated(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("scenario", WITH_HOSTS, ids=[sc.name for sc in WITH_HOSTS])
 def test_preflight_agrees_with_check(
-    dane_world: World, dns_args, capsys, tmp_path, unrelated, scenario
+    dane_world: World, world_dns_args, capsys, tmp_path, unrelated, scenario
 ):
     domain = dane_world.domains[scenario.name]
     connect = ["--connect-port", str(dane_world.smtp_port), "--timeout", "5"]
-    main(["check", "--json", domain.name, *dns_args, *connect])
+    main(["check", "--json", domain.name, *world_dns_args, *connect])
     out = json.loads(capsys.readouterr().out)
     hosts = {h["name"]: h for h in out["hosts"]}
     compared = 0
@@ -76,7 +69,7 @@ def test_preflight_agrees_with_check(
                 continue
             pem = tmp_path / f"{chain.key_type}.pem"
             pem.write_bytes(b"".join(c.public_bytes(Encoding.PEM) for c in chain.certs))
-            code = main(["preflight", "--cert", str(pem), "--mx", built.mx_name, *dns_args])
+            code = main(["preflight", "--cert", str(pem), "--mx", built.mx_name, *world_dns_args])
             said = capsys.readouterr().out
             assert code == want, (built.mx_name, hosts[built.mx_name]["decision"], said)
             compared += 1
@@ -84,7 +77,7 @@ def test_preflight_agrees_with_check(
             # A key nobody published: CRITICAL wherever DANE applies, CNAME'd MX names
             # included (where the TLSA records sit at the expanded name).
             code = main(["preflight", "--cert", str(unrelated), "--mx", built.mx_name,
-                         *dns_args])  # fmt: skip
+                         *world_dns_args])  # fmt: skip
             said = capsys.readouterr().out
             assert code == 2 and said.startswith("CRITICAL"), (built.mx_name, said)
     if out["verdict"] not in ("bogus", "error") and out.get("decision") == "hosts":

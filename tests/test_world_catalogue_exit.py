@@ -24,16 +24,6 @@ HOSTILE = {Behaviour.HANG_AFTER_CONNECT, Behaviour.HUGE_LINE, Behaviour.CLOSE_AF
            Behaviour.STARTTLS_GARBAGE}  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def base(dane_world: World, tmp_path_factory) -> list[str]:
-    anchor = dane_world.write_trust_anchor(tmp_path_factory.mktemp("ta") / "anchor.ds")
-    host, port = dane_world.dns_address
-    return [
-        "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
-        "--connect-port", str(dane_world.smtp_port), "--timeout", "5",
-    ]  # fmt: skip
-
-
 def test_every_hostile_scenario_has_an_exit_code_and_the_new_behaviours_are_catalogued():
     hostile = [
         sc for sc in CATALOGUE if any(s.behaviours & HOSTILE for h in sc.hosts for s in h.servers)
@@ -48,8 +38,10 @@ def test_every_hostile_scenario_has_an_exit_code_and_the_new_behaviours_are_cata
 
 
 @pytest.mark.parametrize("scenario", WITH_EXIT, ids=[sc.name for sc in WITH_EXIT])
-def test_the_text_output_exits_with_the_same_code(dane_world: World, base, capsys, scenario):
+def test_the_text_output_exits_with_the_same_code(
+    dane_world: World, world_check_args, capsys, scenario
+):
     """The exit code is the decision's, not the output format's."""
     domain = dane_world.domains[scenario.name]
-    assert main(["check", domain.name, *base]) == scenario.expect.exit_code
+    assert main(["check", domain.name, *world_check_args]) == scenario.expect.exit_code
     capsys.readouterr()
