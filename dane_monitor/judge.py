@@ -20,7 +20,13 @@ from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.lookup.answer import Answer, Kind, Status
-from dane_monitor.report import SenderAction, Verdict, worst_action, worst_verdict
+from dane_monitor.report import (
+    ACTION_SENTENCE,
+    SenderAction,
+    Verdict,
+    worst_action,
+    worst_verdict,
+)
 
 OK, WARNING, CRITICAL, UNKNOWN = 0, 1, 2, 3
 
@@ -190,7 +196,7 @@ def judge(domain: ev.Domain) -> Judgement:
 
 def _domain(case: str) -> Judgement:
     row = TABLE[case]
-    headline = _ACTION_SENTENCE[row.action] if row.action is not None else ""
+    headline = ACTION_SENTENCE[row.action] if row.action is not None else ""
     return Judgement(case, row.verdict, (), headline)
 
 
@@ -254,14 +260,6 @@ def _judge_endpoint(
     return EndpointJudgement(e, case, row.verdict, row.action, match)
 
 
-_ACTION_SENTENCE = {
-    SenderAction.DELIVER_AUTHENTICATED: "DANE senders deliver here, authenticated",
-    SenderAction.DELIVER_UNAUTHENTICATED_TLS: "DANE senders deliver over TLS, unauthenticated",
-    SenderAction.DELIVER_OPPORTUNISTIC: "senders deliver without DANE (opportunistic TLS)",
-    SenderAction.DEFER: "DANE senders DEFER mail here",
-}
-
-
 def _family(address: str) -> str:
     return "IPv6" if ":" in address else "IPv4"
 
@@ -294,11 +292,11 @@ def _headline(hosts: tuple[HostJudgement, ...]) -> str:
     if action is None:
         return ""
     if action != SenderAction.DEFER:
-        return _ACTION_SENTENCE[action]
+        return ACTION_SENTENCE[action]
     deferring = [h for h in hosts if h.action == SenderAction.DEFER]
     partial = [h for h in deferring if h.impact]
     if not partial:
-        sentence = _ACTION_SENTENCE[action]
+        sentence = ACTION_SENTENCE[action]
         if len(hosts) > 1 and len(deferring) < len(hosts):
             sentence += " (at least one MX endpoint)"
         return sentence

@@ -13,12 +13,12 @@ from typing import Any
 
 class Verdict(StrEnum):
     VALID = "valid"  # every endpoint a DANE sender may use authenticates
-    FAILED = "failed"  # TLSA published and secure, but an endpoint does not authenticate
+    FAILED = "failed"  # the domain's servers make DANE senders defer (mismatch, hang, SERVFAIL)
     BOGUS = "bogus"  # DNSSEC validation fails: senders defer
     NO_DANE = "no-dane"  # secure, but no usable TLSA: no authentication
     INSECURE = "insecure"  # not signed: DANE cannot apply
     NO_MAIL = "no-mail"  # null MX (RFC 7505)
-    ERROR = "error"  # could not decide: timeout, resolver down, unreachable
+    ERROR = "error"  # could not decide from here: our resolver, no route, bad name
 
 
 # Worst wins. Known outages (bogus, failed) rank above "could not decide", which ranks
