@@ -13,6 +13,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import sys
 
 import pytest
 
@@ -94,7 +95,7 @@ def test_resolver_mode_warns_when_the_resolver_is_not_on_loopback():
 
 def resolver_check(resolver: str, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["dane-monitor", "resolver-check", "--resolver", resolver,
+        [sys.executable, "-m", "dane_monitor", "resolver-check", "--resolver", resolver,
          "--signed-name", "mx1.good-ee.example.", "--bogus-name", "mx1.bogus-expired.example.",
          "--timeout", "1", *extra],
         capture_output=True, text=True, timeout=60,
@@ -170,7 +171,8 @@ def test_lookup_in_resolver_mode_names_the_bogus_reason_and_the_expiry(
 
     def lookup(name: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            ["dane-monitor", "lookup", name, "TLSA", "--json", "--validation", "resolver",
+            [sys.executable, "-m", "dane_monitor", "lookup", name, "TLSA", "--json",
+             "--validation", "resolver",
              "--resolver", f"{unbound.host}:{unbound.port}",
              "--trust-anchor", str(dane_trust_anchor)],
             capture_output=True, text=True, timeout=60,
