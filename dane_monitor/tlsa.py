@@ -93,7 +93,7 @@ FAILURES = {
     "ta-name-mismatch": "a DANE-TA chain verifies, but the leaf's names match no reference name",
 }
 
-_DIGEST_LENGTHS = {MatchingType.SHA256: 32, MatchingType.SHA512: 64}
+_DIGEST_LENGTHS: dict[int, int] = {MatchingType.SHA256: 32, MatchingType.SHA512: 64}
 #: Digest agility ordinals, OpenSSL's defaults (``dane_ctx_enable``): the higher is preferred.
 #: Full(0) has none: Full records are always used.
 _AGILITY_ORDINAL = {MatchingType.SHA256: 1, MatchingType.SHA512: 2}
@@ -431,9 +431,10 @@ def _signed_by(cert: x509.Certificate, key: Any) -> bool:
         signature, tbs = cert.signature, cert.tbs_certificate_bytes
         params = cert.signature_algorithm_parameters
         if isinstance(key, rsa.RSAPublicKey):
-            if not isinstance(params, padding.PKCS1v15 | padding.PSS):
+            hash_algorithm = cert.signature_hash_algorithm
+            if not isinstance(params, padding.PKCS1v15 | padding.PSS) or hash_algorithm is None:
                 return False
-            key.verify(signature, tbs, params, cert.signature_hash_algorithm)
+            key.verify(signature, tbs, params, hash_algorithm)
         elif isinstance(key, ec.EllipticCurvePublicKey):
             if not isinstance(params, ec.ECDSA):
                 return False
@@ -698,7 +699,9 @@ def authenticate(
         if node.matches(record)
     ]
 
-    def result(authenticated: bool, failure: str | None, detail: str, match=None) -> MatchResult:
+    def result(
+        authenticated: bool, failure: str | None, detail: str, match: Match | None = None
+    ) -> MatchResult:
         return MatchResult(authenticated, failure, detail, match, hits, unusable, ignored)
 
     if not usable:
@@ -744,7 +747,7 @@ def authenticate(
     for r in ta_records:
         if r.selector == Selector.CERT and r.mtype == MatchingType.FULL:
             carried = r._full_object
-            if all(carried.der != n.der for n in (leaf, *nodes)):
+            if isinstance(carried, _Node) and all(carried.der != n.der for n in (leaf, *nodes)):
                 nodes.append(carried)
 
     when = _as_utc(now) if now is not None else dt.datetime.now(dt.UTC)
@@ -795,11 +798,13 @@ def authenticate(
     ta_hits = [h for h in hits if h.record.usage == Usage.DANE_TA and h.record in used]
     if ta_hits:
         hit = ta_hits[0]
+        hit_node = parsed[hit.depth]  # a hit's certificate parsed, so never None here
+        hit_label = hit_node.label if hit_node is not None else "?"
         where = (
             "the leaf certificate itself; a trust anchor must be an issuer (publish a 3 x x "
             "record for the leaf instead)"
             if hit.depth == 0
-            else f"the presented certificate #{hit.depth} ({parsed[hit.depth].label}), "
+            else f"the presented certificate #{hit.depth} ({hit_label}), "
             "but no chain from the leaf up to it can be built (missing intermediate or "
             "unrelated certificate)"
         )

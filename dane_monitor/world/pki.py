@@ -48,10 +48,13 @@ _EXPIRED_AGO = dt.timedelta(days=2)
 _EXPIRED_LIFETIME = dt.timedelta(days=90)
 
 
-def _check_key_type(key_type: str) -> KeyType:
-    if key_type not in _TRUSTME_KEY_TYPES:
-        raise ValueError(f"key_type must be 'ecdsa' or 'rsa', not {key_type!r}")
-    return key_type  # type: ignore[return-value]
+def check_key_type(key_type: str) -> KeyType:
+    """``key_type`` as a :data:`KeyType`; ValueError unless it is ``ecdsa`` or ``rsa``."""
+    if key_type == "ecdsa":
+        return "ecdsa"
+    if key_type == "rsa":
+        return "rsa"
+    raise ValueError(f"key_type must be 'ecdsa' or 'rsa', not {key_type!r}")
 
 
 def _dns_names(names: Sequence[str]) -> list[str]:
@@ -257,7 +260,7 @@ class PKI:
     """
 
     def __init__(self, key_type: KeyType = "ecdsa", name: str = "dane-monitor test") -> None:
-        self.key_type: KeyType = _check_key_type(key_type)
+        self.key_type: KeyType = check_key_type(key_type)
         self.name = name
         self._root_ca = trustme.CA(
             organization_name=name,
@@ -280,7 +283,7 @@ class PKI:
         return _load_cert(self._intermediate(key_type).cert_pem.bytes())
 
     def _intermediate(self, key_type: KeyType | None) -> trustme.CA:
-        key_type = _check_key_type(key_type or self.key_type)
+        key_type = check_key_type(key_type or self.key_type)
         ca = self._intermediates.get(key_type)
         if ca is None:
             ca = trustme.CA(
@@ -315,7 +318,7 @@ class PKI:
         ``issue(["other.example"])``.
         """
         dns_names = _dns_names(names)
-        leaf_key_type = _check_key_type(key_type or self.key_type)
+        leaf_key_type = check_key_type(key_type or self.key_type)
         if compressed and leaf_key_type != "ecdsa":
             raise ValueError("compressed=True needs an ECDSA leaf")
         not_before, not_after = _validity(not_before, not_after, expired)
@@ -370,7 +373,7 @@ def self_signed(
     dns_names = _dns_names(names)
     if compressed and key_type != "ecdsa":
         raise ValueError("compressed=True needs an ECDSA key")
-    key = _private_key(_check_key_type(key_type))
+    key = _private_key(check_key_type(key_type))
     not_before, not_after = _validity(not_before, not_after, expired)
     now = _utcnow()
     not_before = not_before or now - dt.timedelta(days=1)

@@ -18,13 +18,15 @@ import ipaddress
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import dns.name
+from cryptography import x509
 
 from dane_monitor import tlsa
 from dane_monitor.world.background import BackgroundLoop
 from dane_monitor.world.dnsserver import DNSServer
-from dane_monitor.world.pki import PKI, Chain, self_signed
+from dane_monitor.world.pki import PKI, Chain, check_key_type, self_signed
 from dane_monitor.world.scenarios import CATALOGUE, Cert, HostExpect, Record, Scenario, Server
 from dane_monitor.world.smtp import Behaviour, SMTPServer
 from dane_monitor.world.unbound import Unbound
@@ -108,7 +110,7 @@ class World:
 
     def pki(self, key_type: str) -> PKI:
         if key_type not in self._pkis:
-            self._pkis[key_type] = PKI(key_type=key_type)
+            self._pkis[key_type] = PKI(key_type=check_key_type(key_type))
         return self._pkis[key_type]
 
     def _build(self, sc: Scenario) -> Domain:
@@ -227,6 +229,7 @@ class World:
     def _tlsa_rdata(self, record: Record, first: Server, chains: dict[Cert, Chain]) -> str:
         if record.rdata is not None:
             return record.rdata
+        cert: x509.Certificate | None
         if record.target == "unrelated":
             cert = self.pki("ecdsa").issue(["unrelated.invalid"]).leaf
         else:
@@ -242,11 +245,11 @@ class World:
 
     # -- trust anchor -----------------------------------------------------------------------
 
-    def trust_anchor(self, kind: str = "ds") -> str:
+    def trust_anchor(self, kind: Literal["ds", "dnskey"] = "ds") -> str:
         """The world's trust anchor as zone-file lines (Unbound ``trust-anchor-file``)."""
         return self.hierarchy.trust_anchor(kind)
 
-    def write_trust_anchor(self, path: Path, kind: str = "ds") -> Path:
+    def write_trust_anchor(self, path: Path, kind: Literal["ds", "dnskey"] = "ds") -> Path:
         path.write_text(self.trust_anchor(kind))
         return path
 
@@ -255,10 +258,25 @@ class World:
         path.write_text(self.hierarchy.bind_trust_anchors())
         return path
 
-    def unbound(self, **kwargs: object) -> Unbound:
+    def unbound(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        binary: str | None = None,
+        cache: bool = False,
+    ) -> Unbound:
         """A validating Unbound for this (started) world: ``with world.unbound() as u: ...``"""
         zones = [name.to_text() for name in self.hierarchy.zones]
-        return Unbound(self.dns_address, self.trust_anchor(), zones=zones, **kwargs)  # type: ignore[arg-type]
+        return Unbound(
+            self.dns_address,
+            self.trust_anchor(),
+            zones=zones,
+            host=host,
+            port=port,
+            binary=binary,
+            cache=cache,
+        )
 
     # -- serving ----------------------------------------------------------------------------
 

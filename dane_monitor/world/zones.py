@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import bisect
-import hashlib
 import io
 import os
 import time
@@ -39,13 +38,15 @@ import dns.rdataclass
 import dns.rdataset
 import dns.rdatatype
 import dns.rdtypes.ANY.DNSKEY
+import dns.rdtypes.ANY.DS
 import dns.rdtypes.ANY.NSEC
 import dns.rdtypes.ANY.NSEC3
 import dns.rdtypes.ANY.NSEC3PARAM
 import dns.rdtypes.ANY.RRSIG
 import dns.rrset
 from dns.dnssecalgs import get_algorithm_cls
-from dns.dnssectypes import Algorithm
+from dns.dnssecalgs.base import GenericPrivateKey
+from dns.dnssectypes import Algorithm, DSDigest
 from dns.rdatatype import RdataType
 
 from dane_monitor.lookup.anchors import Anchor, TrustAnchors, bind_format
@@ -188,8 +189,8 @@ _RSA_ALGORITHMS = frozenset(
 class KeyPair:
     """A DNSSEC key: the private key object (dnspython's wrapper) and its DNSKEY rdata."""
 
-    private: object
-    dnskey: dns.rdata.Rdata
+    private: GenericPrivateKey
+    dnskey: dns.rdtypes.ANY.DNSKEY.DNSKEY
 
     @property
     def key_tag(self) -> int:
@@ -199,7 +200,8 @@ class KeyPair:
     def generate(cls, algorithm: Algorithm, *, ksk: bool) -> KeyPair:
         kcls = get_algorithm_cls(algorithm)
         size = {"key_size": 2048} if algorithm in _RSA_ALGORITHMS else {}
-        private = kcls.generate(**size)  # type: ignore[call-arg]
+        # generate() is defined by each algorithm's class (RSA's takes key_size), not the base
+        private = kcls.generate(**size)  # type: ignore[attr-defined]
         flags = 257 if ksk else 256
         return cls(private=private, dnskey=private.public_key().to_dnskey(flags=flags))
 
@@ -217,11 +219,12 @@ def _seconds(value: int | float | timedelta) -> int:
 
 
 def nsec3_hash_raw(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
-    """RFC 5155 section 5 hash of ``name`` (raw 20 bytes)."""
-    digest = hashlib.sha1(name.canonicalize().to_wire() + salt).digest()
-    for _ in range(iterations):
-        digest = hashlib.sha1(digest + salt).digest()
-    return digest
+    """RFC 5155 section 5 hash of ``name`` (raw 20 bytes, SHA-1).
+
+    dnspython's ``nsec3_hash``, not the checker's (``lookup.denial.nsec3_hash``): the world
+    is the checker's test oracle, so a bug in one hash cannot hide by being on both sides.
+    """
+    return base64.b32hexdecode(dns.dnssec.nsec3_hash(name, salt, iterations, 1))
 
 
 def b32hex(raw: bytes) -> str:
@@ -409,11 +412,11 @@ class Zone:
             for rt, rds in node.items():
                 yield name, rt, rds
 
-    def ds(self, digest: int = 2) -> list[dns.rdata.Rdata]:
+    def ds(self, digest: int = 2) -> list[dns.rdtypes.ANY.DS.DS]:
         """The DS record(s) a parent should publish for this zone (from the KSK)."""
         if self.ksk is None:
             return []
-        return [dns.dnssec.make_ds(self.origin, self.ksk.dnskey, digest)]
+        return [dns.dnssec.make_ds(self.origin, self.ksk.dnskey, DSDigest(digest))]
 
 
 # --------------------------------------------------------------------------- signed result
@@ -671,8 +674,8 @@ def _published_ds(child: Zone) -> list[dns.rdata.Rdata]:
         return []
     ds = child.ds()
     if child.has_fault(Fault.DS_MISMATCH):
-        ds = [d.replace(digest=bytes(b ^ 0x5A for b in d.digest)) for d in ds]
-    return ds
+        return [d.replace(digest=bytes(b ^ 0x5A for b in d.digest)) for d in ds]
+    return list(ds)
 
 
 def _check_dnames(origin: dns.name.Name, authoritative: Mapping[dns.name.Name, Mapping]) -> None:
@@ -834,7 +837,7 @@ def _sign_zone(
         )
         if _wire_size(apex[RdataType.DNSKEY]) > FLOOD_BUDGET:
             raise ValueError(f"{origin}: the DNSKEY RRset would not fit in a TCP response")
-        flooded = {RdataType.make(t) for t in trap.types} if trap is not None else set()
+        flooded: set[int] = {RdataType.make(t) for t in trap.types} if trap is not None else set()
         trap_stats = {"keytrap_keys": len(colliders), "keytrap_rrsigs": 0}
         if isinstance(denial, NSEC3):
             apex[RdataType.NSEC3PARAM] = dns.rrset.from_rdata_list(
@@ -864,7 +867,7 @@ def _sign_zone(
                 inception, expiration = int(now) + FAULT_OFFSET, int(now) + 30 * DAY
             key = zone.ksk if rt == RdataType.DNSKEY else zone.zsk
             assert key is not None
-            rrsig = dns.dnssec.sign(
+            signed = dns.dnssec.sign(
                 rrset,
                 key.private,
                 origin,
@@ -872,17 +875,19 @@ def _sign_zone(
                 inception=inception,
                 expiration=expiration,
             )
+            signature = signed.signature
             if Fault.BAD_SIGNATURE in active:
-                rrsig = rrsig.replace(signature=_corrupt(rrsig.signature))
+                signature = _corrupt(signature)
+            rrsig = signed.replace(signature=signature)
             n_sigs += 1
             expirations.append(expiration)
             fakes = [
-                rrsig.replace(signature=_fake_signature(len(rrsig.signature)))
+                rrsig.replace(signature=_fake_signature(len(signature)))
                 for _ in range(_flood_count(trap, rrset, rrsig, flooded))
             ]
             if fakes:
-                key = "keytrap_dnskey_rrsigs" if rt == RdataType.DNSKEY else "keytrap_rrsigs"
-                trap_stats[key] = max(trap_stats.get(key, 0), len(fakes))
+                stat = "keytrap_dnskey_rrsigs" if rt == RdataType.DNSKEY else "keytrap_rrsigs"
+                trap_stats[stat] = max(trap_stats.get(stat, 0), len(fakes))
             # the real signature last: a validator trying signatures in order meets every fake
             return dns.rrset.from_rdata_list(name, rrset.ttl, [*fakes, rrsig])
 
@@ -917,7 +922,9 @@ def _sign_zone(
                     denial.iterations,
                     denial.salt,
                     nxt,
-                    dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(sorted(types)),
+                    dns.rdtypes.ANY.NSEC3.Bitmap.from_rdtypes(
+                        [RdataType.make(t) for t in sorted(types)]
+                    ),
                 )
                 owner = dns.name.Name((b32hex(h), *origin.labels))
                 rr = dns.rrset.from_rdata_list(owner, neg_ttl, [rd])
@@ -937,14 +944,15 @@ def _sign_zone(
             nsec_names = tuple(sorted(rrsets))
             for i, name in enumerate(nsec_names):
                 types = set(rrsets[name]) | {RdataType.NSEC, RdataType.RRSIG}
-                nxt = nsec_names[(i + 1) % len(nsec_names)]
-                rd = dns.rdtypes.ANY.NSEC.NSEC(
+                nsec = dns.rdtypes.ANY.NSEC.NSEC(
                     IN,
                     RdataType.NSEC,
-                    nxt,
-                    dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(sorted(types)),
+                    nsec_names[(i + 1) % len(nsec_names)],
+                    dns.rdtypes.ANY.NSEC.Bitmap.from_rdtypes(
+                        [RdataType.make(t) for t in sorted(types)]
+                    ),
                 )
-                rrsets[name][RdataType.NSEC] = dns.rrset.from_rdata_list(name, neg_ttl, [rd])
+                rrsets[name][RdataType.NSEC] = dns.rrset.from_rdata_list(name, neg_ttl, [nsec])
             for name in rrsets:
                 sign_node(name)
 
@@ -985,6 +993,6 @@ def _flood_count(
         wanted = trap.rrsigs
     else:
         return 0
-    one = 12 + len(rrsig.to_wire())  # a compressed owner, type, class, TTL, length, RDATA
+    one = 12 + len(rrsig.to_digestable())  # a compressed owner, type, class, TTL, length, RDATA
     fit = (FLOOD_BUDGET - _wire_size(rrset)) // one - 1
     return max(0, fit if wanted is None else min(wanted, fit))
