@@ -19,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import dns.dnssec
 import dns.flags
@@ -29,6 +30,7 @@ import dns.rcode
 import dns.rdataset
 import dns.rdatatype
 import dns.rrset
+from dns.rdtypes.ANY.RRSIG import RRSIG as RRSIGData
 
 from dane_monitor.lookup import answer as A
 from dane_monitor.lookup.anchors import Anchor, TrustAnchors
@@ -109,7 +111,7 @@ class _Budget:
 class ZoneKeys:
     zone: dns.name.Name
     status: Status
-    keys: list = None  # type: ignore[assignment]
+    keys: list[Any] = field(default_factory=list)  # DNSKEY rdatas
     reason: str | None = None
     detail: str = ""
     expiration: int | None = None
@@ -122,7 +124,7 @@ class ZoneKeys:
             self._by_tag = {}
             # In a fixed order: the RRset's order is not signed and servers rotate it, and
             # with more keys per tag than we try, the verdict must not flap with it.
-            for k in sorted(self.keys or (), key=lambda k: (k.flags, k.key)):
+            for k in sorted(self.keys, key=lambda k: (k.flags, k.key)):
                 self._by_tag.setdefault((k.algorithm, dns.dnssec.key_id(k)), []).append(k)
         return self._by_tag.get((algorithm, tag), [])
 
@@ -133,7 +135,7 @@ class _Verified:
     reason: str | None = None
     detail: str = ""
     expiration: int | None = None
-    sig: object | None = None
+    sig: RRSIGData | None = None  # the signature that verified, when ok
     rank: int = 0
 
 
@@ -366,11 +368,12 @@ class Validator:
             return _bogus(qname, qtype, v.reason, v.detail, signer=signer)
         expiration = earliest(v.expiration, keys.expiration)
         sig = v.sig
+        assert sig is not None  # _verify sets it whenever ok
         # RFC 4035 §5.3.3: never trust a TTL above the one the signer signed.
-        ttl = min(rrset.ttl, sig.original_ttl)  # type: ignore[attr-defined]
-        if sig.labels < _label_count(rrset.name):  # type: ignore[attr-defined]
+        ttl = min(rrset.ttl, sig.original_ttl)
+        if sig.labels < _label_count(rrset.name):
             # Expanded from a wildcard: prove the name itself does not exist.
-            source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))  # type: ignore[attr-defined]
+            source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))
             proof, w_exp = self._wildcard_proof(msg, rrset.name, source, keys, budget)
             expiration = earliest(expiration, w_exp)
             if proof.result == Denied.OPT_OUT or proof.too_many_iterations:
@@ -611,7 +614,11 @@ class Validator:
         if task is None:
             task = asyncio.ensure_future(self._fetch_and_cache_keys(zone, deadline))
             self._pending[zone] = task
-            task.add_done_callback(lambda _, zone=zone: self._pending.pop(zone, None))
+
+            def forget(_: object) -> None:
+                self._pending.pop(zone, None)
+
+            task.add_done_callback(forget)
         return await asyncio.shield(task)
 
     async def _fetch_and_cache_keys(self, zone: dns.name.Name, deadline: float | None) -> ZoneKeys:
@@ -702,6 +709,7 @@ class Validator:
         if error is not None:
             return _keys_from_answer(zone, error)
         msg = reply.response
+        assert msg is not None  # _reply_error answers every reply without a response
         rrset = _find(msg.answer, zone, DNSKEY)
         if rrset is None and anchor is not None:
             # The trust anchor's own keys missing says nothing about the domain checked: the
@@ -1070,6 +1078,7 @@ class ResolverValidator:
                 return await self._servfail(qname, qtype, error, deadline)
             return error
         msg = reply.response
+        assert msg is not None  # _reply_error answers every reply without a response
         status = Status.SECURE if msg.flags & dns.flags.AD else Status.INSECURE
         reason = None if status == Status.SECURE else A.RESOLVER_SAYS_INSECURE
         steps: list[CNAMEStep] = []
@@ -1276,6 +1285,10 @@ def _label_count(name: dns.name.Name) -> int:
     return len(name) - 1 - (len(name) > 1 and name.labels[0] == b"*")
 
 
+def _type_text(rdtype: int) -> str:
+    return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
+
+
 def _labels_error(sig, owner_labels: int, zone: dns.name.Name, rdtype: int) -> str | None:
     """RFC 4035 §5.3.1's rules on the Labels field, and what a wildcard may prove."""
     if sig.labels > owner_labels:
@@ -1284,7 +1297,7 @@ def _labels_error(sig, owner_labels: int, zone: dns.name.Name, rdtype: int) -> s
         if rdtype in NO_EXPANSION:
             return (
                 f"synthesised from a wildcard (Labels {sig.labels} < {owner_labels}): "
-                f"a {dns.rdatatype.to_text(rdtype)} record proves nothing for another name"
+                f"a {_type_text(rdtype)} record proves nothing for another name"
             )
         if sig.labels < _label_count(zone):
             return f"the wildcard source (Labels {sig.labels}) lies above the zone {zone}"
@@ -1292,14 +1305,15 @@ def _labels_error(sig, owner_labels: int, zone: dns.name.Name, rdtype: int) -> s
 
 
 def _unvalidatable(qname: dns.name.Name, qtype: int) -> Answer | None:
-    if qtype in UNVALIDATABLE or dns.rdatatype.is_metatype(qtype):
+    rdtype = dns.rdatatype.RdataType.make(qtype)
+    if qtype in UNVALIDATABLE or dns.rdatatype.is_metatype(rdtype):
         return Answer(
             qname,
             qtype,
             Status.INDETERMINATE,
             Kind.ERROR,
             reason=A.UNSUPPORTED_QTYPE,
-            detail=f"{dns.rdatatype.to_text(qtype)} names no single RRset, so it cannot be "
+            detail=f"{dns.rdatatype.to_text(rdtype)} names no single RRset, so it cannot be "
             "validated: ask for each type on its own",
         )
     return None
@@ -1315,8 +1329,8 @@ def _sig_index(section) -> dict[tuple[dns.name.Name, int], list]:
     return index
 
 
-def _sigs(section, name: dns.name.Name, covered: int) -> list:
-    out = []
+def _sigs(section, name: dns.name.Name, covered: int) -> list[RRSIGData]:
+    out: list[RRSIGData] = []
     for rrset in section:
         if rrset.name == name and rrset.rdtype == RRSIG:
             out.extend(sig for sig in rrset if sig.type_covered == covered)
