@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import secrets
 import shutil
 import socket
 import subprocess
@@ -21,6 +22,8 @@ from pathlib import Path
 import dns.message
 import dns.query
 import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
 
 CONFIG = """\
 server:
@@ -34,6 +37,8 @@ server:
     logfile: ""
     use-syslog: no
     verbosity: 0
+    identity: "{identity}"
+    hide-identity: no
     do-ip6: no
     do-not-query-localhost: no
     trust-anchor-file: "{dir}/anchor.ds"
@@ -60,6 +65,17 @@ stub-zone:
     name: "{zone}"
     stub-addr: {upstream_host}@{upstream_port}
 """
+
+
+def identity_of(host: str, port: int, timeout: float = 0.3) -> str | None:
+    """What the server at ``host``:``port`` calls itself (``id.server. CH TXT``), or None."""
+    query = dns.message.make_query("id.server.", dns.rdatatype.TXT, dns.rdataclass.CH)
+    with contextlib.suppress(Exception):
+        r = dns.query.udp(query, host, port=port, timeout=timeout)
+        for rrset in r.answer:
+            for rdata in rrset:
+                return b"".join(rdata.strings).decode(errors="replace")
+    return None
 
 
 def _free_port(host: str) -> int:
@@ -93,6 +109,7 @@ class Unbound:
         self.port = port
         self.binary = binary or shutil.which("unbound") or "/usr/sbin/unbound"
         self._dir: tempfile.TemporaryDirectory[str] | None = None
+        self.identity = ""  # what this instance answers to id.server. CH TXT
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -101,17 +118,30 @@ class Unbound:
         return (self.host, self.port)
 
     def start(self, timeout: float = 15.0) -> None:
-        self._dir = tempfile.TemporaryDirectory(prefix="dane-unbound-")
-        directory = Path(self._dir.name)
-        (directory / "anchor.ds").write_text(self.trust_anchor)
-        for _ in range(5):
+        """Start Unbound and wait until *this* process answers (its own ``id.server``): an
+        address whose port another server already holds makes ours exit, and that other
+        server's answers must not pass for ours (two xdist workers racing for one
+        127.0.153.x:53 once had one worker's tests resolve through the other's Unbound and
+        keys). With ``port`` fixed there is one attempt (RuntimeError if it is taken);
+        without, up to five free ports are tried."""
+        attempts = 1 if self.port is not None else 5
+        for _ in range(attempts):
+            self._dir = tempfile.TemporaryDirectory(prefix="dane-unbound-")
+            directory = Path(self._dir.name)
+            (directory / "anchor.ds").write_text(self.trust_anchor)
             port = self.port or _free_port(self.host)
+            self.identity = f"dane-unbound-{secrets.token_hex(8)}"
             up = {"upstream_host": self.upstream[0], "upstream_port": self.upstream[1]}
             conf = CONFIG.format(
-                host=self.host, port=port, dir=directory, cache="" if self.cache else NO_CACHE
+                host=self.host,
+                port=port,
+                dir=directory,
+                identity=self.identity,
+                cache="" if self.cache else NO_CACHE,
             )
             conf += "".join(STUB.format(zone=zone, **up) for zone in self.zones)
             (directory / "unbound.conf").write_text(conf)
+            fixed = self.port
             self.process = subprocess.Popen(
                 [self.binary, "-d", "-c", str(directory / "unbound.conf")],
                 stdout=subprocess.DEVNULL,
@@ -121,22 +151,19 @@ class Unbound:
             if self._wait_ready(timeout):
                 return
             self.stop()
-            self._dir = tempfile.TemporaryDirectory(prefix="dane-unbound-")
-            directory = Path(self._dir.name)
-            (directory / "anchor.ds").write_text(self.trust_anchor)
-            self.port = None
-        raise RuntimeError("unbound did not start")
+            self.port = fixed
+        raise RuntimeError(f"unbound did not start on {self.host}:{self.port or 'a free port'}")
 
     def _wait_ready(self, timeout: float) -> bool:
+        """True once the server at our address answers with our identity, and our process
+        still runs (False as soon as it exits: e.g. the address was taken)."""
+        assert self.port is not None
         deadline = time.monotonic() + timeout
-        query = dns.message.make_query(".", "SOA")
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
-            with contextlib.suppress(Exception):
-                r = dns.query.udp(query, self.host, port=self.port, timeout=0.3)
-                if r.rcode() in (dns.rcode.NOERROR, dns.rcode.SERVFAIL):
-                    return True
+            if identity_of(self.host, self.port) == self.identity:
+                return self.process.poll() is None
             time.sleep(0.05)
         return False
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import secrets
 import subprocess
 import tempfile
 import time
@@ -49,7 +50,7 @@ from mta import Postfix, which
 
 from dane_monitor.world import World, by_name, self_signed
 from dane_monitor.world.background import BackgroundLoop
-from dane_monitor.world.unbound import Unbound, port53_free
+from dane_monitor.world.unbound import Unbound, identity_of, port53_free
 
 TOOLS = (
     "nsd", "ldns-signzone", "ldns-keygen", "ldns-key2ds",
@@ -95,6 +96,8 @@ server:
     server-count: 1
     verbosity: 1
     hide-version: yes
+    identity: "{identity}"
+    hide-identity: no
 remote-control:
     control-enable: no
 """
@@ -179,13 +182,19 @@ def _free_nsd_address() -> str:
     raise RuntimeError("no 127.0.154.x with a free port 53")
 
 
-def _nsd_ready(address: str, origin: str, timeout: float = 15.0) -> bool:
+def _nsd_ready(
+    proc: subprocess.Popen[bytes], address: str, identity: str, origin: str, timeout: float = 15.0
+) -> bool:
+    """Our NSD answers on ``address`` with ``origin`` loaded: its own identity, as the
+    world's Unbound proves its own, since another run's NSD that took the address first
+    must not pass for ours."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            r = dns.query.udp(dns.message.make_query(origin, "SOA"), address, timeout=0.5)
-            if r.answer:
-                return True
+    query = dns.message.make_query(origin, "SOA")
+    while time.monotonic() < deadline and proc.poll() is None:
+        if identity_of(address, 53, timeout=0.5) == identity:
+            with contextlib.suppress(Exception):
+                if dns.query.udp(query, address, timeout=0.5).answer:
+                    return proc.poll() is None
         time.sleep(0.05)
     return False
 
@@ -208,7 +217,8 @@ def nsd(interop_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         assert port is not None
         d = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="dane-nsd-")))
         os.chmod(d, 0o755)
-        conf = NSD_CONF.format(address=nsd_address, dir=d)
+        identity = f"dane-nsd-{secrets.token_hex(8)}"
+        conf = NSD_CONF.format(address=nsd_address, dir=d, identity=identity)
         cases: dict[str, tuple[Case, list[str], list[str]]] = {}
         servers: list[Postfix] = []
         for i, case in enumerate(CASES):
@@ -253,7 +263,7 @@ def nsd(interop_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         )
         stack.callback(lambda: (proc.terminate(), proc.wait(10)))
         log = d / "nsd.log"
-        assert _nsd_ready(nsd_address, CASES[0].name + ".example."), (
+        assert _nsd_ready(proc, nsd_address, identity, CASES[0].name + ".example."), (
             log.read_text() if log.exists() else "no nsd.log"
         )
         for pf in servers:
