@@ -17,6 +17,8 @@ import dns.rdata
 import dns.rdataclass
 import dns.rdatatype
 import dns.zonefile
+from dns.rdtypes.ANY.DNSKEY import DNSKEY
+from dns.rdtypes.ANY.DS import DS
 
 # https://data.iana.org/root-anchors/root-anchors.xml: KSK-2017 and KSK-2024.
 IANA_ROOT_ANCHORS = """\
@@ -32,8 +34,8 @@ class TrustAnchorError(ValueError):
 @dataclass
 class Anchor:
     zone: dns.name.Name
-    ds: list[dns.rdata.Rdata] = field(default_factory=list)
-    dnskeys: list[dns.rdata.Rdata] = field(default_factory=list)
+    ds: list[DS] = field(default_factory=list)
+    dnskeys: list[DNSKEY] = field(default_factory=list)
 
 
 @dataclass
@@ -139,10 +141,8 @@ def parse(text: str, source: str = "trust anchors") -> TrustAnchors:
                 f"only DS and DNSKEY records can be trust anchors; {EXPECTED}"
             )
         anchor = anchors.setdefault(rrset.name, Anchor(rrset.name))
-        if rrset.rdtype == dns.rdatatype.DS:
-            anchor.ds.extend(rrset)
-        else:
-            anchor.dnskeys.extend(rrset)
+        anchor.ds.extend(r for r in rrset if isinstance(r, DS))
+        anchor.dnskeys.extend(r for r in rrset if isinstance(r, DNSKEY))
     if not anchors:
         what = "the file is empty" if not text.strip() else "only comments"
         raise TrustAnchorError(f"{source}: no DS or DNSKEY records ({what}); {EXPECTED}")

@@ -119,7 +119,8 @@ class Answer:
         return self.cnames[-1].target if self.cnames else self.qname
 
     def __str__(self) -> str:
-        what = f"{self.qname} {dns.rdatatype.to_text(self.qtype)}: {self.status} {self.kind}"
+        qtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(self.qtype))
+        what = f"{self.qname} {qtype}: {self.status} {self.kind}"
         return f"{what} ({self.reason}: {self.detail})" if self.reason else what
 
 

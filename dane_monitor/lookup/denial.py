@@ -154,7 +154,7 @@ def _encloser(qname: dns.name.Name, owner: dns.name.Name, nxt: dns.name.Name, zo
 
 def nsec3_hash(name: dns.name.Name, salt: bytes, iterations: int) -> bytes:
     """RFC 5155 §5: iterated SHA-1 over the canonical wire form."""
-    digest = hashlib.sha1(name.canonicalize().to_wire() + salt).digest()
+    digest = hashlib.sha1(name.to_digestable() + salt).digest()
     for _ in range(iterations):
         digest = hashlib.sha1(digest + salt).digest()
     return digest

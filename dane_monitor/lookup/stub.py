@@ -234,7 +234,11 @@ class StubClient:
             self.cache.misses += 1
             task = asyncio.ensure_future(self._resolve_and_cache(key, qname, qtype, deadline))
             self._inflight[key] = task
-            task.add_done_callback(lambda _, key=key: self._inflight.pop(key, None))
+
+            def forget(_: object) -> None:
+                self._inflight.pop(key, None)
+
+            task.add_done_callback(forget)
         return await asyncio.shield(task)
 
     async def _resolve_and_cache(
@@ -250,7 +254,13 @@ class StubClient:
         return reply
 
     def _make_query(self, qname: dns.name.Name, qtype: int) -> dns.message.Message:
-        q = dns.message.make_query(qname, qtype, use_edns=0, want_dnssec=True, payload=self.payload)
+        q = dns.message.make_query(
+            qname,
+            dns.rdatatype.RdataType.make(qtype),
+            use_edns=0,
+            want_dnssec=True,
+            payload=self.payload,
+        )
         q.flags |= dns.flags.RD
         if self.checking_disabled:
             q.flags |= dns.flags.CD
