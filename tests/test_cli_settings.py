@@ -3,6 +3,10 @@ line, exporter configuration, pytest plugin), and the sentence that refuses it."
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
+
 import pytest
 
 from dane_monitor import settings
@@ -155,3 +159,62 @@ def test_thresholds():
         Thresholds(1, 2)
     with pytest.raises(ValueError, match="a number of days"):
         Thresholds(cert_warning_days=float("nan"))
+
+
+# -- what importing the settings costs, and where dnspython's TLSA check is relaxed -----------
+
+
+def _run(code: str) -> str:
+    """``code`` in a fresh interpreter (nothing imported yet); its stdout."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def test_importing_the_settings_imports_no_dns_library_and_nothing_from_pypi():
+    """The pytest plugin imports the settings in every test run: standard library only."""
+    code = (
+        "import sys; before = set(sys.modules); import dane_monitor.settings; "
+        "print(sorted(set(sys.modules) - before))"
+    )
+    new = set(ast.literal_eval(_run(code)))
+    ours = {m for m in new if m.split(".")[0] in ("dane_monitor", "pytest_dane")}
+    assert ours == {"dane_monitor", "dane_monitor.settings"}
+    assert {m.split(".")[0] for m in new - ours} <= sys.stdlib_module_names, new - ours
+
+
+# A TLSA RRset with a truncated SHA-256 record beside a good one.
+_TLSA_RRSET = ["3 1 1 abcdef", "3 1 1 " + "ab" * 32]
+
+
+@pytest.mark.parametrize(
+    ("module", "parse"),
+    [
+        # The stub resolver's replies (dane_monitor.lookup.stub parses them with from_wire).
+        ("dane_monitor.lookup", "dns.message.from_wire(bytes.fromhex(WIRE)).answer[0]"),
+        # The local world's zones (its records are written as text).
+        ("dane_monitor.world", "[dns.rdata.from_text('IN', 'TLSA', t) for t in TEXTS]"),
+    ],
+)
+def test_a_malformed_tlsa_record_is_parsed_wherever_dns_data_is(module, parse):
+    """dnspython refuses a TLSA record whose digest has the wrong length, which would make a
+    whole reply unparsable; each part of the product that parses DNS data relaxes that on
+    import, so the record is seen (and judged unusable: ``bad-digest-length``)."""
+    import dns.message
+    import dns.rrset
+
+    import dane_monitor.lookup  # noqa: F401  (here too: this process writes the reply)
+    from dane_monitor import tlsa
+
+    texts = _TLSA_RRSET
+    reply = dns.message.make_response(dns.message.make_query("_25._tcp.mx.example.", "TLSA"))
+    reply.answer.append(dns.rrset.from_text_list("_25._tcp.mx.example.", 300, "IN", "TLSA", texts))
+    code = (
+        f"import sys, dns.message, dns.rdata; import {module}; "
+        f"WIRE = {reply.to_wire().hex()!r}; TEXTS = {texts!r}; "
+        f"print(sorted(r.to_text() for r in {parse}))"
+    )
+    seen = ast.literal_eval(_run(code))
+    assert seen == sorted(texts)
+    records = [tlsa.TLSARecord.from_text(text) for text in seen]
+    assert sorted(r.unusable_reason or "" for r in records) == ["", "bad-digest-length"]

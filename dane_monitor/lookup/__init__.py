@@ -14,6 +14,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+# Imported first, before any reply is parsed: a TLSA record of the wrong length is unusable, not
+# unparsable (see dane_monitor._compat).
+import dane_monitor._compat  # noqa: F401
 from dane_monitor.lookup.anchors import TrustAnchorError, TrustAnchors
 from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.lookup.stub import Cache, Server, StubClient, system_resolver

@@ -11,6 +11,9 @@ the ``pytest_dane`` fixtures wrap it. The pieces, from the bottom up:
 - :mod:`.world`: all of it built from scenarios and served.
 """
 
+# Imported first, before any zone is built: a TLSA record of the wrong length is unusable, not
+# unparsable (see dane_monitor._compat).
+import dane_monitor._compat  # noqa: F401
 from dane_monitor.world.dnsserver import DNSServer
 from dane_monitor.world.pki import PKI, Chain, self_signed
 from dane_monitor.world.scenarios import (
