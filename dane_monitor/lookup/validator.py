@@ -1100,8 +1100,17 @@ class ResolverValidator:
             kind = Kind.NXDOMAIN if msg.rcode() == dns.rcode.NXDOMAIN else Kind.NODATA
         ttl = rrset.ttl if rrset is not None else None
         expiration = signer = None
+        detail = ""
         if status == Status.SECURE:
             expiration, signer = await self._expiry(msg, kind, rrset, current, deadline)
+            if expiration is not None and expiration < self.now():
+                # AD over a signature that has expired: a resolver that forgives clock skew
+                # (Unbound: up to a day) vouches for it, senders whose validator forgives
+                # less defer. Never valid: bogus, as in local mode (issue 13).
+                status, reason = Status.BOGUS, A.SIGNATURE_EXPIRED
+                detail = (
+                    f"the resolver set AD, but a signature on the path expired {_when(expiration)}"
+                )
         return Answer(
             qname,
             qtype,
@@ -1109,6 +1118,7 @@ class ResolverValidator:
             kind,
             rrset=rrset,
             reason=reason,
+            detail=detail,
             ttl=ttl,
             cnames=steps,
             expiration=expiration,
