@@ -165,9 +165,5 @@ def describe(der: bytes) -> dict[str, Any]:
         out["not_after"] = int(cert.not_valid_after_utc.timestamp())
     except Exception:
         out["not_after"] = None
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        out["dns_names"] = san.value.get_values_for_type(x509.DNSName)
-    except Exception:
-        out["dns_names"] = []
+    out["dns_names"] = T.certificate_names(cert)[0]
     return out

@@ -54,7 +54,9 @@ __all__ = [
     "Usage",
     "association_data",
     "authenticate",
+    "certificate_names",
     "digest",
+    "dns_names",
     "rdata_text",
     "selected_bytes",
     "spki_der",
@@ -484,17 +486,37 @@ def _name_matches(pattern: str, reference: str) -> bool:
     return bool(label and dot) and reference_rest == rest
 
 
-def _leaf_names(node: _Node) -> tuple[list[str], str]:
-    """The names to check and where they came from: SAN dNSNames, else the subject CNs."""
-    san = node.extension(x509.SubjectAlternativeName)
-    dns_names = san.get_values_for_type(x509.DNSName) if san is not None else []
-    if dns_names:
-        return list(dns_names), "subjectAltName"
+def certificate_names(cert: x509.Certificate) -> tuple[list[str], str]:
+    """The DNS names a certificate is for, and where they came from.
+
+    The one place of the rule "SAN dNSNames, else CN" (RFC 6125 §6.4.4, as OpenSSL's host
+    check applies it): the subjectAltName's dNSNames (``"subjectAltName"``); when it has
+    none (no SAN, or one with only other kinds of names), the subject's common names
+    (``"subject CN"``). When the extensions do not parse (a malformed or duplicated
+    extension, which may be the SAN), no name is returned (``"unreadable extensions"``): a
+    name check that cannot be made fails rather than falling back to the CN.
+    """
     try:
-        attributes = node.cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        extensions = cert.extensions
+    except Exception:  # cryptography parses them lazily: ValueError, DuplicateExtension
+        return [], "unreadable extensions"
+    try:
+        san = extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        san = None
+    names = san.get_values_for_type(x509.DNSName) if san is not None else []
+    if names:
+        return list(names), "subjectAltName"
+    try:
+        attributes = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     except Exception:
         attributes = []
     return [a.value for a in attributes if isinstance(a.value, str)], "subject CN"
+
+
+def _leaf_names(node: _Node) -> tuple[list[str], str]:
+    """The names to check and where they came from (see :func:`certificate_names`)."""
+    return certificate_names(node.cert)
 
 
 # -- chain building -----------------------------------------------------------------------
@@ -892,19 +914,9 @@ def suggest_records(
 
 
 def dns_names(der: bytes) -> list[str]:
-    """The DNS names a certificate is for: SAN dNSNames, else the subject CN; [] on garbage."""
+    """The DNS names a DER certificate is for (:func:`certificate_names`); [] on garbage."""
     try:
         cert = x509.load_der_x509_certificate(der)
     except ValueError:
         return []
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-        names = san.value.get_values_for_type(x509.DNSName)
-        if names:
-            return list(names)
-    except (x509.ExtensionNotFound, ValueError):
-        pass
-    try:
-        return [str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)]
-    except ValueError:
-        return []
+    return certificate_names(cert)[0]

@@ -16,19 +16,24 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dane_monitor.conclusion import describe
 from dane_monitor.tlsa import (
     FAILURES,
     MAX_CHAIN,
     TLSARecord,
     association_data,
     authenticate,
+    certificate_names,
     rdata_text,
     spki_sha256,
     suggest_records,
+)
+from dane_monitor.tlsa import (
+    dns_names as names_of_der,
 )
 from dane_monitor.world.pki import PKI, Chain, self_signed
 
@@ -74,6 +79,7 @@ def make(
     ca: bool | None = False,
     path_length: int | None = None,
     san: list[x509.GeneralName] | None = None,
+    raw_san: bytes | None = None,
     not_before: dt.datetime = NOW - 30 * DAY,
     not_after: dt.datetime = NOW + 30 * DAY,
     key_usage: x509.KeyUsage | None = None,
@@ -97,6 +103,9 @@ def make(
         builder = builder.add_extension(x509.BasicConstraints(ca, path_length), critical=True)
     if san is not None:
         builder = builder.add_extension(x509.SubjectAlternativeName(san), critical=False)
+    if raw_san is not None:  # the extension's DER as given, parsable or not
+        raw = x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, raw_san)
+        builder = builder.add_extension(raw, critical=False)
     if key_usage is not None:
         builder = builder.add_extension(key_usage, critical=True)
     if eku is not None:
@@ -403,6 +412,46 @@ def test_san_takes_precedence_over_cn(
     leaf = make(cn, intermediate, san=san)
     result = authenticate([rec(intermediate.cert, 2)], [leaf.der, intermediate.der], [MX])
     assert result.failure == (None if matches else "ta-name-mismatch"), result.detail
+
+
+# A subjectAltName whose DER does not parse (a GeneralNames SEQUENCE cut short).
+MALFORMED_SAN = b"\x30\x03\x82\x01"
+
+
+@pytest.mark.parametrize(
+    ("san", "raw_san", "names", "source"),
+    [
+        (dns_names("a.example", "b.example"), None, ["a.example", "b.example"], "subjectAltName"),
+        (None, None, [MX], "subject CN"),  # no SAN
+        ([x509.RFC822Name("postmaster@example.com")], None, [MX], "subject CN"),  # no dNSName
+        (None, MALFORMED_SAN, [], "unreadable extensions"),  # never the CN instead
+    ],
+    ids=["san", "no-san", "san-without-dnsname", "malformed-san"],
+)
+def test_certificate_names_san_else_cn(
+    ca: tuple[Issued, Issued],
+    san: list[x509.GeneralName] | None,
+    raw_san: bytes | None,
+    names: list[str],
+    source: str,
+) -> None:
+    """One rule, seen alike by the matcher, ``tlsa --cert`` (dns_names) and the report."""
+    _, intermediate = ca
+    leaf = make(MX, intermediate, san=san, raw_san=raw_san)
+    assert certificate_names(leaf.cert) == (names, source)
+    assert names_of_der(leaf.der) == names
+    assert describe(leaf.der)["dns_names"] == names
+
+
+def test_malformed_san_is_not_authenticated_by_its_cn(ca: tuple[Issued, Issued]) -> None:
+    """OpenSSL rejects such a leaf outright ("invalid certificate"); its CN, which names the
+    MX host, must not authenticate it."""
+    _, intermediate = ca
+    leaf = make(MX, intermediate, raw_san=MALFORMED_SAN)
+    result = authenticate([rec(intermediate.cert, 2)], [leaf.der, intermediate.der], [MX])
+    assert not result.authenticated
+    assert result.failure == "ta-chain-invalid", result.detail
+    assert "(CN=mx.example.com) has malformed extensions" in result.detail
 
 
 # -- DANE-TA chain validity -------------------------------------------------------------------
