@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dns.dnssec
 import dns.name
 import dns.rdatatype
 import dns.rrset
@@ -21,6 +22,23 @@ ZONE = N("example.")
 )
 def test_nsec3_hash_rfc5155_appendix_a(name, hashed):
     assert b32hex(nsec3_hash(N(name), SALT, ITERATIONS)) == hashed
+
+
+@pytest.mark.parametrize(
+    ("name", "salt", "iterations"),
+    [
+        (".", b"", 0),  # the root, no salt, the single hash RFC 9276 recommends
+        ("example.", b"", 0),
+        ("Mail.Example.", b"\x00", 1),  # case folded; a zero byte of salt still counts
+        ("f1.keytrap.example.", bytes(range(255)), 50),  # the longest salt, keytrap's count
+        ("*.w.example.", b"\xaa\xbb\xcc\xdd", 150),  # RFC 5155's old upper bound for 1024-bit
+    ],
+)
+def test_nsec3_hash_edges_agree_with_dnspython(name: str, salt: bytes, iterations: int) -> None:
+    """The validator's own hash (the world uses dnspython's, so neither checks itself)."""
+    expected = dns.dnssec.nsec3_hash(N(name), salt, iterations, 1).lower()
+    assert b32hex(nsec3_hash(N(name), salt, iterations)) == expected
+    assert len(nsec3_hash(N(name), salt, iterations)) == 20
 
 
 def nsec(owner: str, nxt: str, types: str) -> dns.rrset.RRset:
