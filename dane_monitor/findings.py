@@ -8,7 +8,7 @@ emits only catalogued codes, ``docs/json.md`` prints the catalogue and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 
@@ -105,25 +105,59 @@ PROBE_FINDING = {
 TLSA_TTL_INFO = DAY
 
 
-def finding(code: str, severity: Severity, message: str, **where) -> Finding:
+@dataclass(frozen=True)
+class Place:
+    """Where a finding is: the fields of :class:`Finding` that locate it (None: not set)."""
+
+    domain: str | None = None
+    mx: str | None = None
+    address: str | None = None
+    port: int | None = None
+
+    def at(self, address: str) -> Place:
+        return replace(self, address=address)
+
+
+NOWHERE = Place()
+
+
+def finding(
+    code: str,
+    severity: Severity,
+    message: str,
+    *,
+    where: Place = NOWHERE,
+    record: str | None = None,
+) -> Finding:
     entry = CATALOGUE[code]  # KeyError: an uncatalogued code is a bug
     if severity not in entry.severities:
         raise ValueError(f"{code} is never {severity}")
-    return Finding(code, severity, message, **where)
+    return Finding(
+        code,
+        severity,
+        message,
+        domain=where.domain,
+        mx=where.mx,
+        address=where.address,
+        port=where.port,
+        record=record,
+    )
 
 
 def _name(answer: Answer) -> str:
     return policy.text(answer.qname)
 
 
-def dns_failure(answer: Answer, what: str, resolver_ok: bool | None, **where) -> Finding:
+def dns_failure(
+    answer: Answer, what: str, resolver_ok: bool | None, where: Place = NOWHERE
+) -> Finding:
     if answer.status == Status.BOGUS:
         return finding(
             "dnssec-bogus",
             E,
             f"{what} ({_name(answer)}) fails DNSSEC validation: {answer.reason}: "
             f"{answer.detail}. DANE senders defer mail",
-            **where,
+            where=where,
         )
     if resolver_ok:
         return finding(
@@ -132,7 +166,7 @@ def dns_failure(answer: Answer, what: str, resolver_ok: bool | None, **where) ->
             f"{what} ({_name(answer)}) cannot be resolved ({answer.reason}: {answer.detail}) "
             "while our resolver answers a known-good name: the domain's name servers fail, "
             "and DANE senders defer mail",
-            **where,
+            where=where,
         )
     why = (
         "our resolver fails a known-good name too"
@@ -144,7 +178,7 @@ def dns_failure(answer: Answer, what: str, resolver_ok: bool | None, **where) ->
         E,
         f"{what} ({_name(answer)}) could not be resolved ({answer.reason}: {answer.detail}) "
         f"and {why}: nothing can be decided from here; fix the resolver",
-        **where,
+        where=where,
     )
 
 
@@ -152,28 +186,29 @@ def domain_findings(d: ev.Domain, j: Judgement) -> list[Finding]:
     out = [finding(code, W, message) for code, message in d.resolver_warnings]
     target = d.target
     if d.bad_name is not None:
-        where = {"mx": target} if d.mx_only else {"domain": target}
-        return [*out, finding("bad-name", E, d.bad_name, **where)]
+        where = Place(mx=target) if d.mx_only else Place(domain=target)
+        return [*out, finding("bad-name", E, d.bad_name, where=where)]
     if d.mx is None:
         return out
     mx = d.mx
     plan = policy.mx_plan(mx, target)
     if plan.mode == "failed":
-        out.append(dns_failure(mx, "the MX RRset", d.resolver_ok, domain=target))
+        out.append(dns_failure(mx, "the MX RRset", d.resolver_ok, Place(domain=target)))
     elif plan.mode == "nxdomain":
         out.append(finding("domain-not-found", E,
                            f"{target} does not exist (NXDOMAIN): mail to it bounces",
-                           domain=target))  # fmt: skip
+                           where=Place(domain=target)))  # fmt: skip
     elif plan.mode == "null":
         out.append(finding("null-mx", I, f"{target} publishes a null MX (RFC 7505): it takes "
-                           "no mail, so DANE does not apply", domain=target))  # fmt: skip
+                           "no mail, so DANE does not apply",
+                           where=Place(domain=target)))  # fmt: skip
     elif plan.mode == "implicit":
         out.append(finding("implicit-mx", I, f"{target} has no MX records: senders use the "
                            "domain itself (RFC 5321 §5.1), and its own TLSA records at _25._tcp",
-                           domain=target))  # fmt: skip
+                           where=Place(domain=target)))  # fmt: skip
     if plan.null_mixed:
         out.append(finding("mx-null-mixed", W, 'a null MX (".") stands beside other MX '
-                           "records: remove it", domain=target))  # fmt: skip
+                           "records: remove it", where=Place(domain=target)))  # fmt: skip
     if mx.status == Status.INSECURE and plan.hosts:
         out.append(
             finding(
@@ -182,7 +217,7 @@ def domain_findings(d: ev.Domain, j: Judgement) -> list[Finding]:
                 f"the MX RRset of {target} is not DNSSEC-signed: by RFC 7672 §2.2.1 DANE does "
                 "not apply; senders that enforce a secure host TLSA anyway (Postfix's default "
                 "since 3.6) still do, and the host results below are theirs",
-                domain=target,
+                where=Place(domain=target),
             )
         )
     return out
@@ -191,25 +226,25 @@ def domain_findings(d: ev.Domain, j: Judgement) -> list[Finding]:
 def host_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds) -> list[Finding]:
     host = hj.host
     name = host.name
-    where = {"domain": None if d.mx_only else d.target, "mx": name, "port": host.port}
+    where = Place(domain=None if d.mx_only else d.target, mx=name, port=host.port)
     case = hj.case
     out: list[Finding] = []
     if case in ("address-bogus", "address-dns-failure", "address-unknown"):
         for x in policy.address_failures(host.a, host.aaaa):
-            out.append(dns_failure(x, f"the address of {name}", d.resolver_ok, **where))
+            out.append(dns_failure(x, f"the address of {name}", d.resolver_ok, where))
         return out
     if case == "no-address":
         return [finding("mx-no-address", E, f"{name} has no A or AAAA record: senders cannot "
-                        "reach it; fix the MX record or add the address", **where)]  # fmt: skip
+                        "reach it; fix the MX record or add the address", where=where)]  # fmt: skip
     label = policy.tlsa_owner(host.port, hj.base) if hj.base else None
     if case == "address-insecure":
         out.append(finding("address-insecure", W, f"the address records of {name} are not "
                            "DNSSEC-signed (and no secure CNAME leads to them): senders do not "
                            "look for TLSA records (RFC 7672 §2.2.3), so DANE does not apply",
-                           **where))  # fmt: skip
+                           where=where))  # fmt: skip
     elif case in ("tlsa-bogus", "tlsa-dns-failure", "tlsa-unknown"):
         assert hj.tlsa is not None
-        out.append(dns_failure(hj.tlsa.answer, "the TLSA RRset", d.resolver_ok, **where))
+        out.append(dns_failure(hj.tlsa.answer, "the TLSA RRset", d.resolver_ok, where))
     elif case == "tlsa-insecure":
         assert hj.tlsa is not None
         answer = hj.tlsa.answer
@@ -225,12 +260,12 @@ def host_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds) -> list[Findi
                 f"{label} is not DNSSEC-signed ({answer.reason or 'insecure'}): senders ignore "
                 "it; sign the zone and publish the DS"
             )
-        out.append(finding("tlsa-insecure", W, message, **where))
+        out.append(finding("tlsa-insecure", W, message, where=where))
     elif case == "no-tlsa":
         looked = ", ".join(t.owner for t in host.tlsa)
         out.append(finding("no-tlsa", W, f"no TLSA record at {looked} (proven by DNSSEC): "
                            "senders deliver without authentication; publish one, e.g. the "
-                           "record suggested below", **where))  # fmt: skip
+                           "record suggested below", where=where))  # fmt: skip
     out += _rrsig_findings(d, hj, th, where, label)
     if hj.dane_applies:
         out += _record_findings(hj, th, label, where)
@@ -250,7 +285,9 @@ def rrsig_expiration(hj: HostJudgement) -> int | None:
     return min(times) if times else None
 
 
-def _rrsig_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds, where, label) -> list:
+def _rrsig_findings(
+    d: ev.Domain, hj: HostJudgement, th: Thresholds, where: Place, label: str | None
+) -> list[Finding]:
     if hj.tlsa is None:
         return []
     # The MX RRset is on every host's path: when its signature lapses, the domain is bogus.
@@ -271,13 +308,15 @@ def _rrsig_findings(d: ev.Domain, hj: HostJudgement, th: Thresholds, where, labe
             severity,
             f"a DNSSEC signature on the path to {label} expires in {left / 3600:.1f} hours: "
             "when it does, the answer turns bogus and senders defer; check the signer",
-            **where,
+            where=where,
         )
     ]
 
 
-def _record_findings(hj: HostJudgement, th: Thresholds, label, where) -> list[Finding]:
-    out = []
+def _record_findings(
+    hj: HostJudgement, th: Thresholds, label: str | None, where: Place
+) -> list[Finding]:
+    out: list[Finding] = []
     records = hj.records
     pkix = [r for r in records if r.unusable_reason == "pkix-usage"]
     other = [r for r in records if r.unusable_reason not in (None, "pkix-usage")]
@@ -285,31 +324,31 @@ def _record_findings(hj: HostJudgement, th: Thresholds, label, where) -> list[Fi
         out.append(finding("tlsa-usage-pkix", W, f"{label} has PKIX-TA/PKIX-EE (usage 0/1) "
                            "records, which SMTP senders ignore (RFC 7672 §3.1.3): use DANE-EE "
                            "(3) or DANE-TA (2)", record=", ".join(r.to_text() for r in pkix),
-                           **where))  # fmt: skip
+                           where=where))  # fmt: skip
     for r in other:
         out.append(finding("tlsa-unusable", W, f"{label}: record unusable "
                            f"({r.unusable_reason}); senders ignore it", record=r.to_text(),
-                           **where))  # fmt: skip
+                           where=where))  # fmt: skip
     if not hj.usable:
         out.append(finding("tlsa-no-usable", W, f"{label} has TLSA records but none usable for "
                            "SMTP: senders insist on TLS but cannot authenticate; publish a "
-                           "3 1 1 or 2 1 1 record", **where))  # fmt: skip
+                           "3 1 1 or 2 1 1 record", where=where))  # fmt: skip
     ttl = hj.tlsa.answer.ttl if hj.tlsa is not None else None
     if ttl is not None and ttl > TLSA_TTL_INFO:
         out.append(finding("tlsa-ttl-long", I, f"{label} has a TTL of {ttl}s: every key "
                            "rollover must wait two TTLs between publishing the new record and "
-                           "switching keys", **where))  # fmt: skip
+                           "switching keys", where=where))  # fmt: skip
     return out
 
 
 def _endpoint_findings(
-    hj: HostJudgement, th: Thresholds, label, where, now: float
+    hj: HostJudgement, th: Thresholds, label: str | None, where: Place, now: float
 ) -> list[Finding]:
-    out = []
+    out: list[Finding] = []
     tls_mandatory = hj.dane_applies
     for e in hj.endpoints:
         p = e.endpoint.probe
-        at = {**where, "address": e.endpoint.address}
+        at = where.at(e.endpoint.address)
         if p.error is not None:
             out.append(_probe_failure(e.endpoint, tls_mandatory, at))
         elif e.case == "mismatch" and e.match is not None:
@@ -319,14 +358,14 @@ def _endpoint_findings(
     return out
 
 
-def _probe_failure(e: ev.Endpoint, tls_mandatory: bool, at) -> Finding:
+def _probe_failure(e: ev.Endpoint, tls_mandatory: bool, at: Place) -> Finding:
     p = e.probe
     code = PROBE_FINDING.get(p.error or "", "smtp-error")
     detail = p.detail or ""
     if code == "address-unreachable-here":
         return finding(code, I, f"{e.address} port {e.port} is not reachable from here "
                        f"({detail}): this host has no route to it; check it from a host that "
-                       "has one", **at)  # fmt: skip
+                       "has one", where=at)  # fmt: skip
     severity = E if tls_mandatory else W
     what = {
         "connect-failed": f"does not accept a connection on port {e.port}",
@@ -342,10 +381,12 @@ def _probe_failure(e: ev.Endpoint, tls_mandatory: bool, at) -> Finding:
     hint = ""
     if p.error == "connect-timeout":
         hint = " (if this host cannot reach port 25 anywhere, its provider may block outbound SMTP)"
-    return finding(code, severity, f"{e.address} {what}: {detail}; {consequence}{hint}", **at)
+    return finding(code, severity, f"{e.address} {what}: {detail}; {consequence}{hint}", where=at)
 
 
-def _mismatch(hj: HostJudgement, e: ev.Endpoint, match, label, at) -> Finding:
+def _mismatch(
+    hj: HostJudgement, e: ev.Endpoint, match: T.MatchResult, label: str | None, at: Place
+) -> Finding:
     code = match.failure or "tlsa-mismatch"
     if code not in CATALOGUE:
         code = "tlsa-mismatch"
@@ -361,10 +402,12 @@ def _mismatch(hj: HostJudgement, e: ev.Endpoint, match, label, at) -> Finding:
     key = e.probe.leaf_key_type or "?"
     return finding(code, E, f"{e.address} ({key} key) does not authenticate: {match.detail} "
                    f"Published: {published}; served leaf SPKI SHA-256 {served or '?'}{fix}",
-                   **at)  # fmt: skip
+                   where=at)  # fmt: skip
 
 
-def _cert_expiry(e: ev.Endpoint, match, th: Thresholds, now: float, at) -> list:
+def _cert_expiry(
+    e: ev.Endpoint, match: T.MatchResult, th: Thresholds, now: float, at: Place
+) -> list[Finding]:
     not_after = leaf_not_after(e.probe.chain)
     if not_after is None:
         return []
@@ -379,7 +422,7 @@ def _cert_expiry(e: ev.Endpoint, match, th: Thresholds, now: float, at) -> list:
         else ""
     )
     return [finding("cert-expiring", W, f"the certificate at {e.address} {when}.{note} Renew "
-                    "it, and publish the new key's TLSA record first", **at)]  # fmt: skip
+                    "it, and publish the new key's TLSA record first", where=at)]  # fmt: skip
 
 
 def leaf_not_after(chain: list[bytes]) -> int | None:
@@ -392,7 +435,7 @@ def leaf_not_after(chain: list[bytes]) -> int | None:
         return None
 
 
-def _rollover_findings(hj: HostJudgement, label, where) -> list[Finding]:
+def _rollover_findings(hj: HostJudgement, label: str | None, where: Place) -> list[Finding]:
     eps = hj.endpoints
     if not any(e.case == "authenticated" for e in eps):
         return []  # the mismatch findings say it all
@@ -413,18 +456,18 @@ def _rollover_findings(hj: HostJudgement, label, where) -> list[Finding]:
         out.append(finding("tlsa-stale-record", I, f"{label} {r.to_text()[:60]}… matches "
                            "nothing any endpoint serves: the next key's pre-published record "
                            "(keep it) or a stale one (remove it)", record=r.to_text(),
-                           **where))  # fmt: skip
+                           where=where))  # fmt: skip
     ta = any(r.usage == 2 for r in usable if hits.get(r.to_text()))
     chained = [e for e in eps if e.endpoint.probe.chain]
     if not stale and not ta and all(e.case == "authenticated" for e in chained):
         out.append(finding("tlsa-no-rollover", I, f"every record at {label} matches the "
                            "current key: publish the next key's record (3 1 1) or a 2 1 1 for "
                            "the issuing CA at least two TTLs before the next certificate "
-                           "renewal (RFC 7671 §8)", **where))  # fmt: skip
+                           "renewal (RFC 7671 §8)", where=where))  # fmt: skip
     return out
 
 
-def _disagreement(hj: HostJudgement, where) -> list[Finding]:
+def _disagreement(hj: HostJudgement, where: Place) -> list[Finding]:
     by_type: dict[str | None, set[str]] = {}
     chained = [e for e in hj.endpoints if e.endpoint.probe.chain]
     for e in chained:
@@ -442,7 +485,7 @@ def _disagreement(hj: HostJudgement, where) -> list[Finding]:
     )
     return [finding("endpoints-disagree", W, f"the endpoints of {hj.host.name} present "
                     f"different keys or results ({detail}): a sender's outcome depends on "
-                    "which address or key type it gets", **where)]  # fmt: skip
+                    "which address or key type it gets", where=where)]  # fmt: skip
 
 
 def catalogue_markdown() -> str:
