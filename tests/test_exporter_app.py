@@ -20,8 +20,11 @@ import trustme
 from prometheus_client.parser import text_string_to_metric_families
 from test_exporter_client import request
 
-from dane_monitor.exporter.app import Exporter
+from dane_monitor.exporter.app import Exporter, probe_deadline, wants_gzip
+from dane_monitor.exporter.config import ProbeSettings
 from dane_monitor.world import World
+
+HANG_GUARD = 30.0  # seconds: a deadline for a stuck exporter, not a speed requirement
 
 
 def samples(text: str) -> list[tuple[str, dict[str, str], float]]:
@@ -111,7 +114,14 @@ async def test_background_cycle_serves_metrics_and_a_landing_page(
     assert value(text, "dane_exporter_targets", kind="domain") == 4
     assert value(text, "dane_exporter_targets", kind="mx") == 1
     assert value(text, "dane_exporter_checks_total") == 5
-    assert value(text, "dane_exporter_cycle_duration_seconds") < 10
+    # A cycle lasts at least as long as its slowest check: the worst-case age of a result.
+    durations = [v for n, _, v in samples(text) if n == "dane_check_duration_seconds"]
+    assert len(durations) == 5
+    assert value(text, "dane_exporter_cycle_duration_seconds") >= max(durations)
+    # the reasons every exporter has are there before the first of them happens
+    assert value(text, "dane_exporter_check_failures_total", reason="exception") == 0
+    assert value(text, "dane_exporter_checks_in_flight") is not None
+    assert not [n for n, _, _ in samples(text) if n.endswith("_created")]  # as documented
     assert value(text, "dane_exporter_build_info")
     assert value(text, "process_resident_memory_bytes") > 0
     assert value(text, "dane_exporter_dns_cache_entries") > 0
@@ -119,6 +129,10 @@ async def test_background_cycle_serves_metrics_and_a_landing_page(
     zipped = await request(exporter.url + "metrics", headers={"Accept-Encoding": "gzip"})
     assert zipped.headers["content-encoding"] == "gzip"
     assert "dane_verdict{" in zipped.text
+    refused = await request(exporter.url + "metrics", headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers
+    assert "dane_verdict{" in refused.text
+    assert value(refused.text, "dane_exporter_http_requests_total", handler="/metrics", code="200")
     page = await request(exporter.url)
     assert page.status == 200 and page.headers["content-type"].startswith("text/html")
     assert '<tr class="failed"><td><a href="/probe?target=tlsa-mismatch.example' in page.text
@@ -204,23 +218,65 @@ async def test_probe(dane_world, dane_trust_anchor, start):
     assert value(text, "dane_exporter_http_requests_total", handler="/probe", code="403") == 1
 
 
+@pytest.mark.parametrize(
+    ("accept_encoding", "gzip"),
+    [
+        ("gzip", True),
+        ("GZip", True),  # codings are case-insensitive
+        ("deflate, gzip;q=0.5", True),
+        ("gzip;q=1.0, identity", True),
+        ("gzip;q=0", False),  # refused
+        ("gzip ; Q=0.000", False),
+        ("br, gzip;q=0, deflate", False),
+        ("*", False),  # any coding will do: identity it is
+        ("", False),
+        (None, False),  # no header: a client that does not know content codings
+        ("identity", False),
+    ],
+)
+def test_gzip_only_where_the_client_accepts_it(accept_encoding, gzip):
+    assert wants_gzip(accept_encoding) is gzip
+
+
+def debug_metrics(reply_text: str) -> str:
+    """The metrics part of a ``/probe?debug=true`` answer."""
+    return reply_text.split("Metrics that would have been returned:\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    ("header", "deadline"),
+    [(None, 30.0), ("2", 1.5), ("10.5", 10.0), ("100", 30.0), ("0.3", 0.05), ("0.5", 0.05)],
+)
+def test_the_probe_deadline_leaves_the_margin_before_the_scrape_timeout(header, deadline):
+    # Prometheus gives up at the scrape timeout; the check is cut timeout_margin (0.5 s)
+    # earlier so that its answer still arrives, and never runs past probe.timeout (30 s).
+    assert probe_deadline(header, ProbeSettings()) == deadline
+
+
+@pytest.mark.parametrize("header", ["soon", "0", "-1", "nan", "inf", ""])
+def test_a_bad_scrape_timeout_header_is_refused(header):
+    with pytest.raises(ValueError, match="not a positive number"):
+        probe_deadline(header, ProbeSettings())
+
+
 async def test_probe_honours_the_scrape_timeout_of_a_hanging_server(
     dane_world, dane_trust_anchor, start
 ):
     exporter = await start(config_text(dane_world, dane_trust_anchor, []))
     header = {"X-Prometheus-Scrape-Timeout-Seconds": "2"}  # margin 0.5: 1.5 s for the check
     for scenario in ("hang", "huge-line"):
-        t = time.monotonic()
-        reply = await request(exporter.url + f"probe?target={scenario}.example", headers=header)
-        elapsed = time.monotonic() - t
+        url = exporter.url + f"probe?target={scenario}.example&debug=true"
+        reply = await request(url, headers=header, timeout=HANG_GUARD)
         assert reply.status == 200
-        assert elapsed < 2, (scenario, elapsed)  # within the scrape timeout
-        # The probe's step deadlines fit the scrape's: the server's hang is seen and judged
-        # (senders defer), not mistaken for a check that could not finish.
-        target = f"{scenario}.example"
-        assert value(reply.text, "dane_probe_success") == 1
-        assert value(reply.text, "dane_verdict", target=target, verdict="failed") == 1
-        assert value(reply.text, "dane_findings", target=target, code="smtp-error") == 1
+        assert "with a deadline of 1.50s" in reply.text, reply.text
+        # The probe's step deadlines fit inside the check's: the server's hang is seen and
+        # judged (senders defer) before the deadline would cut the check, not mistaken for a
+        # check that could not finish (check-timeout).
+        target, text = f"{scenario}.example", debug_metrics(reply.text)
+        assert value(text, "dane_probe_success") == 1
+        assert value(text, "dane_verdict", target=target, verdict="failed") == 1
+        assert value(text, "dane_findings", target=target, code="smtp-error") == 1
+        assert value(text, "dane_findings", target=target, code="check-timeout") is None
 
 
 @pytest.fixture
@@ -236,14 +292,19 @@ async def test_probe_deadline_cuts_a_check_stuck_in_dns(
     dane_world, dane_trust_anchor, start, blackhole
 ):
     exporter = await start(config_text(dane_world, dane_trust_anchor, [], resolver=blackhole))
-    t = time.monotonic()
     reply = await request(
-        exporter.url + "probe?target=good-ee.example",
+        exporter.url + "probe?target=good-ee.example&debug=true",
         headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.2"},
+        timeout=HANG_GUARD,
     )
-    assert time.monotonic() - t < 1.2
-    assert value(reply.text, "dane_probe_success") == 0
-    assert value(reply.text, "dane_findings", code="check-timeout") == 1
+    # margin 0.5: the check gets 0.7 s, where a resolver that never answers would hold it
+    # for tries of 1 s each and end in dns-error: it is cut at its deadline instead.
+    assert "with a deadline of 0.70s" in reply.text, reply.text
+    text = debug_metrics(reply.text)
+    assert value(text, "dane_probe_success") == 0
+    assert value(text, "dane_findings", code="check-timeout") == 1
+    assert value(text, "dane_findings", code="dns-error") is None
+    assert value(text, "dane_probe_duration_seconds") >= 0.7  # at the deadline, not before
 
 
 async def test_a_thousand_broken_targets_never_block_a_scrape(
@@ -255,21 +316,19 @@ async def test_a_thousand_broken_targets_never_block_a_scrape(
         dane_world, dane_trust_anchor, targets, resolver=blackhole, concurrency="100"
     ).replace("timeout: 5s", "timeout: 4s")
     exporter = await start(text)
-    worst = 0.0
-    deadline = time.monotonic() + 6
+    # Scrapes are answered while checks are in flight (a scrape never waits for a check),
+    # until the first of them have failed; how long a scrape takes is benchmarks/exporter.py's.
+    deadline = time.monotonic() + 120
     while True:
-        t = time.monotonic()
-        assert (await request(exporter.url + "-/healthy")).status == 200
-        reply = await request(exporter.url + "metrics")
-        worst = max(worst, time.monotonic() - t)
-        if time.monotonic() > deadline:
+        assert (await request(exporter.url + "-/healthy", timeout=HANG_GUARD)).status == 200
+        text = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
+        assert 1 <= value(text, "dane_exporter_checks_in_flight") <= 100
+        failures = [v for n, _, v in samples(text) if n == "dane_exporter_check_failures_total"]
+        if sum(failures) >= 100 or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
-    assert worst < 3.0, worst  # a scrape never waits for a check (those take 4 s)
-    text = reply.text
-    assert value(text, "dane_exporter_checks_in_flight") <= 100
-    failures = [v for n, _, v in samples(text) if n == "dane_exporter_check_failures_total"]
     assert sum(failures) >= 100  # dns-error (3 tries of 1 s) or timeout, both undecided
+    assert value(text, "dane_exporter_checks_total") < 1000  # answered mid-cycle
     assert value(text, "dane_check_success", target="broken-0.example") == 0
 
 

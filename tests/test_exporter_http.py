@@ -7,6 +7,7 @@ server keeps serving good requests afterwards.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 import pytest
@@ -15,6 +16,9 @@ from hypothesis import strategies as st
 from test_exporter_client import parse_reply, raw
 
 from dane_monitor.exporter.http import HTTPServer, Request, Response
+
+HANG_GUARD = 30.0  # seconds: a deadline for a stuck server, not a speed requirement
+CLOCK = 0.01  # timer granularity: a timeout may fire this much before its nominal time
 
 
 async def echo(request: Request) -> Response:
@@ -98,15 +102,33 @@ async def test_bad_requests_get_an_error_and_the_server_stays_up(server, data, c
 
 async def test_a_slow_request_head_times_out(server):
     t = time.monotonic()
-    out = await send(server, b"GET / HTTP/1.1\r\nHost: h\r\n")  # never finished
-    assert status(out) == 408
-    assert time.monotonic() - t < 3
+    out = await send(server, b"GET / HTTP/1.1\r\nHost: h\r\n", timeout=HANG_GUARD)  # unfinished
+    assert status(out) == 408  # an answer, not a connection held open
+    assert time.monotonic() - t >= server.head_timeout - CLOCK  # after the head timeout
 
 
 async def test_an_idle_connection_is_closed_without_an_answer(server):
     t = time.monotonic()
-    assert await send(server, b"") == b""
-    assert 0.9 < time.monotonic() - t < 3
+    assert await send(server, b"", timeout=HANG_GUARD) == b""  # closed: raw() read until EOF
+    assert time.monotonic() - t >= server.idle_timeout - CLOCK  # not before its idle timeout
+
+
+async def test_a_connection_busy_past_the_idle_timeout_is_kept(server):
+    # The idle timeout is per request: a client that keeps asking stays connected longer.
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        t = time.monotonic()
+        for _ in range(8):  # 8 pauses of a quarter idle timeout: twice the idle timeout
+            writer.write(b"GET /again HTTP/1.1\r\nHost: h\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            length = re.search(rb"Content-Length: (\d+)", head)
+            assert length is not None
+            await reader.readexactly(int(length[1]))
+            await asyncio.sleep(server.idle_timeout / 4)
+        assert time.monotonic() - t >= 2 * server.idle_timeout - CLOCK
+    finally:
+        writer.close()
 
 
 async def test_a_body_that_never_comes_is_cut(server):
@@ -115,15 +137,23 @@ async def test_a_body_that_never_comes_is_cut(server):
     assert status(out) == 408
 
 
+async def until(condition, what: str) -> None:
+    """Poll ``condition`` until it holds (a hang guard, not a speed requirement)."""
+    deadline = time.monotonic() + HANG_GUARD
+    while not condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.01)
+
+
 async def test_connections_beyond_the_limit_get_503(server):
     held = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(4)]
     try:
-        await asyncio.sleep(0.05)
+        await until(lambda: server.open_connections == 4, "the 4 connections accepted")
         assert status(await send(server, GOOD)) == 503
     finally:
         for _, w in held:
             w.close()
-    await asyncio.sleep(0.1)
+    await until(lambda: server.open_connections == 0, "the held connections closed")
     assert status(await send(server, GOOD)) == 200
 
 

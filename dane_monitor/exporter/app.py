@@ -15,20 +15,24 @@ import asyncio
 import gzip
 import html
 import logging
+import re
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import Metric
+from prometheus_client.exposition import gzip_accepted
+from prometheus_client.registry import Collector
 
 from dane_monitor import __version__, render
 from dane_monitor.exporter import webconfig
-from dane_monitor.exporter.config import Config, ConfigError, _target_name, load
+from dane_monitor.exporter.config import Config, ConfigError, ProbeSettings, _target_name, load
 from dane_monitor.exporter.http import HTTPServer, Request, Response
 from dane_monitor.exporter.metrics import (
     Outcome,
-    SelfCollector,
+    SelfRegistry,
     Stats,
     families,
     probe_families,
@@ -43,36 +47,52 @@ SCRAPE_TIMEOUT_HEADER = "x-prometheus-scrape-timeout-seconds"
 MAX_PROBE_PORTS = 8
 
 
-class _Families:
+class _Families(Collector):
     """A collector over a fixed list of families (one /probe response)."""
 
     def __init__(self, metrics: list[Metric]) -> None:
         self.metrics = metrics
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
         return iter(self.metrics)
 
 
 def _render(metrics: list[Metric]) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Families(metrics))  # type: ignore[arg-type]
+    registry.register(_Families(metrics))
     return generate_latest(registry)
+
+
+_REFUSED = re.compile(r";\s*q\s*=\s*0(?:\.0{0,3})?\s*$", re.IGNORECASE)
+
+
+def wants_gzip(accept_encoding: str | None) -> bool:
+    """Whether a client with this ``Accept-Encoding`` header gets a gzip body.
+
+    prometheus_client's ``gzip_accepted`` decides (a ``gzip`` coding listed, in any case);
+    codings the client refuses with ``q=0`` (RFC 9110, 12.5.3), which it does not read, are
+    taken out first. ``*`` and an absent header get the plain body: identity is always
+    acceptable, and Prometheus asks for gzip by name.
+    """
+    codings = (accept_encoding or "").split(",")
+    return gzip_accepted(",".join(c for c in codings if not _REFUSED.search(c)))
 
 
 class Exporter:
     def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
         self.config = config
         self.config_path = str(config_path) if config_path is not None else None
-        self.stats = Stats(reload_ok_at=time.time())
         self.web = webconfig.load(config.web_config)
         self.runner = Runner(config)
+        self._self_registry = SelfRegistry()
+        self.stats = Stats(
+            self._self_registry,
+            targets=lambda: self.scheduler.counts(),
+            cache=lambda: self.runner.cache_stats(),
+        )
         self.scheduler = Scheduler(self.stats)
         self.server = HTTPServer(self._handle)
         self._probe_slots = asyncio.Semaphore(config.concurrency)
-        self._self_registry = CollectorRegistry(auto_describe=False)
-        self._self_registry.register(
-            SelfCollector(self.stats, self.scheduler.counts, self._cache_stats)
-        )
         ProcessCollector(registry=self._self_registry)
         self._reload_lock = asyncio.Lock()
         self.started = time.time()
@@ -92,9 +112,6 @@ class Exporter:
         host = self.server.host
         host = f"[{host}]" if ":" in host else host
         return f"{scheme}://{host}:{self.server.port}/"
-
-    def _cache_stats(self):
-        return self.runner.cache_stats()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -125,8 +142,7 @@ class Exporter:
                 web = webconfig.load(config.web_config)
                 runner = self.runner if self.runner.same_settings(config) else Runner(config)
             except (ConfigError, ValueError, OSError) as exc:
-                self.stats.reload_ok = False
-                self.stats.reloads_failed += 1
+                self.stats.reloaded(ok=False)
                 log.error("reload failed; keeping the running configuration",
                           extra={"error": str(exc)})  # fmt: skip
                 return str(exc)
@@ -140,8 +156,7 @@ class Exporter:
                 self._probe_slots = asyncio.Semaphore(config.concurrency)
             self.config, self.web, self.runner = config, web, runner
             self.scheduler.apply(config, runner)
-            self.stats.reload_ok = True
-            self.stats.reload_ok_at = time.time()
+            self.stats.reloaded(ok=True)
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return None
 
@@ -200,7 +215,7 @@ class Exporter:
     async def _metrics(self, request: Request) -> Response:
         outcomes = [self.scheduler.outcomes[n] for n in list(self.scheduler.outcomes)]
         own = generate_latest(self._self_registry)
-        gz = "gzip" in request.headers.get("accept-encoding", "")
+        gz = wants_gzip(request.headers.get("accept-encoding"))
         body = await asyncio.to_thread(_render_results, outcomes, own, gz)
         headers = [("Content-Encoding", "gzip")] if gz else []
         return Response(200, body, CONTENT_TYPE, headers)
@@ -221,10 +236,10 @@ class Exporter:
         except ValueError as exc:
             return Response(400, f"bad port: {exc}\n")
         if not self.config.probe.allows(target):
-            self.stats.probes_denied += 1
+            self.stats.probe_denied()
             return Response(403, f"target {target!r} is not in probe.allow\n")
         try:
-            timeout = self._probe_timeout(request)
+            timeout = probe_deadline(request.headers.get(SCRAPE_TIMEOUT_HEADER), self.config.probe)
         except ValueError as exc:
             return Response(400, f"bad {SCRAPE_TIMEOUT_HEADER} header: {exc}\n")
         debug = request.arg("debug") in ("true", "1")
@@ -242,7 +257,7 @@ class Exporter:
                 outcome = await self.runner.run(target, kind, ports, left, slim=False)
             finally:
                 slots.release()
-        self.stats.probes += 1
+        self.stats.probe_done()
         duration = time.monotonic() - t0
         log.debug(
             "probe",
@@ -263,16 +278,6 @@ class Exporter:
                 200, text + "\nMetrics that would have been returned:\n" + body.decode()
             )
         return Response(200, body, CONTENT_TYPE)
-
-    def _probe_timeout(self, request: Request) -> float:
-        settings = self.config.probe
-        header = request.headers.get(SCRAPE_TIMEOUT_HEADER)
-        if header is None:
-            return settings.timeout
-        seconds = float(header)
-        if not seconds > 0 or seconds != seconds or seconds == float("inf"):
-            raise ValueError(f"not a positive number: {header!r}")
-        return max(0.05, min(settings.timeout, seconds - settings.timeout_margin))
 
     async def _landing(self, request: Request) -> Response:
         return Response(200, self.landing_page(), "text/html; charset=utf-8")
@@ -315,6 +320,26 @@ class Exporter:
             rows=body,
             cycles=self.stats.cycles,
         )
+
+
+def probe_deadline(scrape_timeout: str | None, settings: ProbeSettings) -> float:
+    """Seconds a /probe check may take, from Prometheus's scrape-timeout header.
+
+    ``timeout_margin`` before Prometheus gives up, so the answer (the check cut at this
+    deadline, with ``check-timeout``) still reaches it; never more than ``probe.timeout``,
+    which also applies without the header; at least 50 ms.
+
+    :raises ValueError: the header is not a positive finite number.
+    """
+    if scrape_timeout is None:
+        return settings.timeout
+    try:
+        seconds = float(scrape_timeout)
+    except ValueError:
+        seconds = float("nan")
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"not a positive number: {scrape_timeout!r}")
+    return max(0.05, min(settings.timeout, seconds - settings.timeout_margin))
 
 
 def _render_results(outcomes: list[Outcome], own: bytes, gz: bool) -> bytes:

@@ -111,6 +111,11 @@ class HTTPServer:
         self.host = ""
         self.port = 0
 
+    @property
+    def open_connections(self) -> int:
+        """Connections accepted and not yet closed."""
+        return len(self._connections)
+
     async def start(self, host: str, port: int, *, ssl: _ssl.SSLContext | None = None) -> None:
         self._server = await asyncio.start_server(
             self._serve,

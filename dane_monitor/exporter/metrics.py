@@ -13,20 +13,21 @@ value)`` triples. Two renderers read them, and a test holds them equal:
 
 Label values are names, ports, addresses, codes and statuses: never free text, and never a
 digest except on ``dane_cert_info``. The table in ``docs/exporter.md`` is the reference.
+
+The exporter's own metrics (:class:`Stats`) are prometheus_client ``Counter``, ``Gauge`` and
+``Histogram`` objects on the exporter's :class:`SelfRegistry`.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -157,9 +158,9 @@ def samples(
     if not result.hosts and result.sender_action is not None:
         # A failure before any MX host (a bogus or unanswered MX RRset): senders defer for
         # the whole domain, and the defer alert must see it (mx="" and port="").
-        action = result.sender_action.value
+        domain_action = result.sender_action.value
         for a in ACTIONS:
-            add(("dane_sender_action", (t, "", "", a), 1.0 if action == a else 0.0))
+            add(("dane_sender_action", (t, "", "", a), 1.0 if domain_action == a else 0.0))
     for host in result.hosts:
         mx, port = _name(host.name), str(host.port)
         expiry = [e for e in (mx_expiry, host.rrsig_expiration) if e is not None]
@@ -257,140 +258,234 @@ class ResultCollector(Collector):
 
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 
+# Failure reasons every exporter has: exposed at 0 from the start, so that rate() and
+# absent-series alerts work before the first failure.
+FAILURE_REASONS = ("exception", "timeout")
 
-@dataclass
-class Stats:
-    """Counters of the exporter itself; rendered by :class:`SelfCollector`."""
-
-    checks: int = 0
-    failures: dict[str, int] = field(default_factory=dict)
-    in_flight: int = 0
-    duration_buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
-    duration_sum: float = 0.0
-    cycles: int = 0
-    last_cycle_seconds: float | None = None
-    probes: int = 0
-    probes_denied: int = 0
-    http: dict[tuple[str, str], int] = field(default_factory=dict)
-    reload_ok: bool = True
-    reload_ok_at: float = 0.0
-    reloads_failed: int = 0
-
-    def check_done(self, outcome: Outcome) -> None:
-        self.checks += 1
-        if outcome.failure is not None:
-            self.failures[outcome.failure] = self.failures.get(outcome.failure, 0) + 1
-        self.duration_sum += outcome.duration
-        for i, bound in enumerate(DURATION_BUCKETS):
-            if outcome.duration <= bound:
-                self.duration_buckets[i] += 1
-
-    def request(self, handler: str, code: int) -> None:
-        key = (handler, str(code))
-        self.http[key] = self.http.get(key, 0) + 1
+CacheStats = Callable[[], tuple[int, int, int]]  # (entries, hits, misses) of the DNS cache
 
 
-class SelfCollector(Collector):
-    def __init__(
-        self,
-        stats: Stats,
-        targets: Callable[[], Mapping[str, int]],
-        cache: Callable[[], tuple[int, int, int] | None] = lambda: None,
-    ) -> None:
-        self.stats = stats
-        self._targets = targets
+class SelfRegistry(CollectorRegistry):
+    """The registry of the exporter's own metrics, without prometheus_client's ``_created``.
+
+    prometheus_client adds a ``<name>_created`` sample to every counter and histogram. The
+    exporter's self-metrics never had them (docs/exporter.md lists its series), and the
+    library's switch, ``disable_created_metrics()``, is process-wide: it would change every
+    other registry in the process too. This registry leaves them out of its own output only.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(auto_describe=False)
+
+    def collect(self) -> Iterator[Metric]:
+        for metric in super().collect():
+            if metric.type in ("counter", "histogram"):
+                created = metric.name + "_created"
+                metric.samples = [s for s in metric.samples if s.name != created]
+            yield metric
+
+
+class _CacheCounters(Collector):
+    """The DNS cache's hit and miss counts, read from the cache at scrape time.
+
+    They are counted by the cache, not by the exporter, and a prometheus_client ``Counter``
+    can only be incremented, not read from elsewhere: a collector is the library's way to
+    expose a count another object keeps.
+    """
+
+    def __init__(self, cache: CacheStats) -> None:
         self._cache = cache
 
     def collect(self) -> Iterator[Metric]:
-        s = self.stats
-        info = GaugeMetricFamily(
+        _, hits, misses = self._cache()
+        yield CounterMetricFamily("dane_exporter_dns_cache_hits", "DNS cache hits", value=hits)
+        yield CounterMetricFamily("dane_exporter_dns_cache_misses", "DNS cache misses",
+                                  value=misses)  # fmt: skip
+
+
+def _value(metric: MetricWrapperBase, sample: str) -> float:
+    """The current value of the unlabelled sample ``sample`` of ``metric``."""
+    for family in metric.collect():
+        for s in family.samples:
+            if s.name == sample and not s.labels:
+                return s.value
+    return 0.0
+
+
+def _count(targets: Callable[[], Mapping[str, int]], kind: str) -> Callable[[], float]:
+    return lambda: targets().get(kind, 0)
+
+
+class Stats:
+    """The exporter's own metrics: prometheus_client metrics on ``registry`` (``/metrics``).
+
+    :param targets: configured targets by kind, read at each scrape.
+    :param cache: the shared DNS cache's (entries, hits, misses), read at each scrape.
+
+    What the exporter does is recorded with :meth:`check_done`, :meth:`checking`,
+    :meth:`cycle_done`, :meth:`probe_done`, :meth:`probe_denied`, :meth:`request` and
+    :meth:`reloaded`; :attr:`checks`, :attr:`cycles`, :attr:`failures` and
+    :attr:`last_cycle_seconds` read the values back (landing page, benchmarks).
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        targets: Callable[[], Mapping[str, int]] = dict,
+        cache: CacheStats | None = None,
+    ) -> None:
+        self.registry = registry
+        build = Gauge(
             "dane_exporter_build_info",
             "dane-monitor version and Python version of the exporter",
-            labels=("version", "python_version"),
+            ("version", "python_version"),
+            registry=registry,
         )
-        info.add_metric((__version__, ".".join(map(str, sys.version_info[:3]))), 1)
-        yield info
-        targets = GaugeMetricFamily(
-            "dane_exporter_targets", "Configured targets, by kind", labels=("kind",)
-        )
-        counts = self._targets()
+        build.labels(__version__, ".".join(map(str, sys.version_info[:3]))).set(1)
+        by_kind = Gauge("dane_exporter_targets", "Configured targets, by kind", ("kind",),
+                        registry=registry)  # fmt: skip
         for kind in ("domain", "mx"):
-            targets.add_metric((kind,), counts.get(kind, 0))
-        yield targets
-        yield CounterMetricFamily("dane_exporter_checks", "Background checks run", value=s.checks)
-        failures = CounterMetricFamily(
+            by_kind.labels(kind).set_function(_count(targets, kind))
+        self._checks = Counter("dane_exporter_checks", "Background checks run", registry=registry)
+        self._failures = Counter(
             "dane_exporter_check_failures",
             "Background checks that reached no verdict (dane_check_success 0), by reason: "
             "timeout, exception, or the code of the first error finding",
-            labels=("reason",),
+            ("reason",),
+            registry=registry,
         )
-        # The reasons every exporter has are exposed from the start (0), so that rate()
-        # and absent-series alerts work before the first failure.
-        counts = {"exception": 0, "timeout": 0, **s.failures}
-        for reason, n in sorted(counts.items()):
-            failures.add_metric((reason,), n)
-        yield failures
-        yield GaugeMetricFamily(
-            "dane_exporter_checks_in_flight", "Checks running now", value=s.in_flight
+        for reason in FAILURE_REASONS:
+            self._failures.labels(reason)
+        self._in_flight = Gauge("dane_exporter_checks_in_flight", "Checks running now",
+                                registry=registry)  # fmt: skip
+        self._duration = Histogram(
+            "dane_exporter_check_duration_seconds",
+            "Duration of background checks",
+            buckets=DURATION_BUCKETS,
+            registry=registry,
         )
-        hist = HistogramMetricFamily(
-            "dane_exporter_check_duration_seconds", "Duration of background checks"
-        )
-        hist.add_metric(
-            [],
-            [(str(b), n) for b, n in zip(DURATION_BUCKETS, s.duration_buckets, strict=True)]
-            + [("+Inf", s.checks)],
-            s.duration_sum,
-        )
-        yield hist
-        yield CounterMetricFamily(
+        self._cycles = Counter(
             "dane_exporter_cycles",
             "Completed cycles: passes in which every configured target was checked once",
-            value=s.cycles,
+            registry=registry,
         )
-        if s.last_cycle_seconds is not None:
-            yield GaugeMetricFamily(
-                "dane_exporter_cycle_duration_seconds",
-                "How long the last cycle took, from its start until every target had been "
-                "checked: the worst-case age of a result",
-                value=s.last_cycle_seconds,
-            )
-        yield CounterMetricFamily("dane_exporter_probes", "/probe checks run", value=s.probes)
-        yield CounterMetricFamily(
+        # Registered when the first cycle completes: before that there is no such duration.
+        self._cycle_seconds = Gauge(
+            "dane_exporter_cycle_duration_seconds",
+            "How long the last cycle took, from its start until every target had been "
+            "checked: the worst-case age of a result",
+            registry=None,
+        )
+        self._cycle_seen = False
+        self._probes = Counter("dane_exporter_probes", "/probe checks run", registry=registry)
+        self._denied = Counter(
             "dane_exporter_probes_denied",
             "/probe requests refused because the target is not allowed",
-            value=s.probes_denied,
+            registry=registry,
         )
-        http = CounterMetricFamily(
+        self._http = Counter(
             "dane_exporter_http_requests",
             "HTTP requests served, by handler and status code",
-            labels=("handler", "code"),
+            ("handler", "code"),
+            registry=registry,
         )
-        for (handler, code), n in sorted(s.http.items()):
-            http.add_metric((handler, code), n)
-        yield http
-        yield GaugeMetricFamily(
+        self._reload_ok = Gauge(
             "dane_exporter_config_last_reload_successful",
             "1 when the last configuration (re)load succeeded",
-            value=1 if s.reload_ok else 0,
+            registry=registry,
         )
-        yield GaugeMetricFamily(
+        self._reload_at = Gauge(
             "dane_exporter_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (Unix time)",
-            value=s.reload_ok_at,
+            registry=registry,
         )
-        cache = self._cache()
+        self.reloaded(ok=True)
         if cache is not None:
-            entries, hits, misses = cache
-            yield GaugeMetricFamily(
-                "dane_exporter_dns_cache_entries",
-                "Responses in the shared DNS cache",
-                value=entries,
-            )
-            yield CounterMetricFamily("dane_exporter_dns_cache_hits", "DNS cache hits", value=hits)
-            yield CounterMetricFamily(
-                "dane_exporter_dns_cache_misses", "DNS cache misses", value=misses
-            )
+            entries = Gauge("dane_exporter_dns_cache_entries", "Responses in the shared DNS cache",
+                            registry=registry)  # fmt: skip
+            entries.set_function(lambda: cache()[0])
+            registry.register(_CacheCounters(cache))
+
+    # -- recording -------------------------------------------------------------------------
+
+    def check_done(self, outcome: Outcome) -> None:
+        self._checks.inc()
+        if outcome.failure is not None:
+            self._failures.labels(outcome.failure).inc()
+        self._duration.observe(outcome.duration)
+
+    def checking(self) -> AbstractContextManager[object]:
+        """``with stats.checking(): …`` counts a check in flight for the block's duration."""
+        return self._in_flight.track_inprogress()
+
+    def cycle_done(self, seconds: float) -> None:
+        self._cycles.inc()
+        self.last_cycle_seconds = seconds
+
+    def probe_done(self) -> None:
+        self._probes.inc()
+
+    def probe_denied(self) -> None:
+        self._denied.inc()
+
+    def request(self, handler: str, code: int) -> None:
+        self._http.labels(handler, str(code)).inc()
+
+    def reloaded(self, *, ok: bool) -> None:
+        self._reload_ok.set(1 if ok else 0)
+        if ok:
+            self._reload_at.set_to_current_time()
+
+    # -- reading back ------------------------------------------------------------------------
+
+    @property
+    def checks(self) -> int:
+        return int(_value(self._checks, "dane_exporter_checks_total"))
+
+    @property
+    def failures(self) -> dict[str, int]:
+        """Failed checks by reason (the reasons every exporter has included, at 0)."""
+        return {
+            s.labels["reason"]: int(s.value)
+            for family in self._failures.collect()
+            for s in family.samples
+            if s.name == "dane_exporter_check_failures_total"
+        }
+
+    @property
+    def cycles(self) -> int:
+        return int(_value(self._cycles, "dane_exporter_cycles_total"))
+
+    @cycles.setter
+    def cycles(self, value: int) -> None:
+        # For ``stats.cycles += 1`` (the scheduler); :meth:`cycle_done` is the way.
+        if value < self.cycles:
+            raise ValueError("a counter only goes up")
+        self._cycles.inc(value - self.cycles)
+
+    @property
+    def last_cycle_seconds(self) -> float | None:
+        if not self._cycle_seen:
+            return None
+        return _value(self._cycle_seconds, "dane_exporter_cycle_duration_seconds")
+
+    @last_cycle_seconds.setter
+    def last_cycle_seconds(self, seconds: float) -> None:
+        # For the scheduler's ``stats.last_cycle_seconds = …`` after ``stats.cycles += 1``.
+        self._cycle_seconds.set(seconds)
+        if not self._cycle_seen:
+            self._cycle_seen = True
+            self.registry.register(self._cycle_seconds)
+
+    @property
+    def in_flight(self) -> int:
+        return int(_value(self._in_flight, "dane_exporter_checks_in_flight"))
+
+    @in_flight.setter
+    def in_flight(self, value: int) -> None:
+        # For the scheduler's ``stats.in_flight += 1`` / ``-= 1``; :meth:`checking` is the way.
+        self._in_flight.set(value)
 
 
 def probe_families(success: bool, duration: float) -> list[Metric]:
