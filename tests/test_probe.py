@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import socket
 import ssl
@@ -40,10 +41,15 @@ from dane_monitor.world.smtp import Behaviour, SMTPServer
 
 B = Behaviour
 SNI = "mail.example"
-# Short deadlines so that the failure cases are quick; budget = min(total, sum of steps).
-FAST = Timeouts(connect=1, banner=0.5, command=0.5, tls=0.5, quit=0.5, total=5)
-# Scheduling slack allowed on top of a deadline when measuring.
-SLACK = 0.25
+# Step deadlines a loopback exchange never reaches, however loaded the machine, so that only
+# the step a test makes hang (with its own short deadline) can time out; and a short QUIT,
+# whose outcome never changes the result, so that servers that hang after failing are quick.
+ROOMY = Timeouts(connect=20, banner=20, command=20, tls=20, quit=0.5, total=60)
+# How late past its deadline a loaded machine may end a probe. Tests that measure keep every
+# other deadline that could stop the probe further away than this, so "stopped at this
+# step's deadline and not at the next one" holds however slow the machine (the figures
+# themselves are in benchmarks/, not asserted).
+SLACK = 5.0
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -196,11 +202,15 @@ async def test_world_fixture_server_on_its_own_loop(dane_smtp_server, dane_pki) 
 async def test_behaviour_outcomes(
     behaviours: set[Behaviour], error: str | None, step: str | None, ecdsa: Chain
 ) -> None:
+    hang_deadline = 0.5
+    hangs = B.HANG_AFTER_CONNECT in behaviours
+    timeouts = dataclasses.replace(ROOMY, banner=hang_deadline) if hangs else ROOMY
     async with SMTPServer("127.0.4.1", chains=[ecdsa], behaviours=behaviours) as server:
-        result = await probe(server.host, server.port, sni=SNI, timeouts=FAST)
+        result = await probe(server.host, server.port, sni=SNI, timeouts=timeouts)
     assert_sane(result)
     assert (result.error, result.error_step) == (error, step), result.detail
-    assert result.elapsed < FAST.banner + SLACK  # only HANG waits, and only for the banner
+    # only HANG waits, and only for its banner deadline: no other step deadline is reached
+    assert result.elapsed < hang_deadline + SLACK < ROOMY.command
 
 
 async def test_multiline_greeting_is_read_whole(ecdsa: Chain) -> None:
@@ -236,7 +246,8 @@ async def test_hang_after_connect_ends_at_the_banner_deadline(ecdsa: Chain) -> N
         result = await probe(s.host, s.port, sni=SNI, timeouts=timeouts)
         took = time.monotonic() - start
     assert result.error == "banner-timeout" and result.connected
-    assert 0.4 <= took < 0.4 + SLACK and abs(took - result.elapsed) < 0.05
+    assert "overall deadline" not in (result.detail or ""), result.detail
+    assert 0.4 <= result.elapsed <= took < 0.4 + SLACK < timeouts.budget
 
 
 async def test_overall_cap_wins_over_longer_step_deadlines(ecdsa: Chain) -> None:
@@ -245,14 +256,14 @@ async def test_overall_cap_wins_over_longer_step_deadlines(ecdsa: Chain) -> None
     async with SMTPServer("127.0.4.1", chains=[ecdsa], behaviours={B.HANG_AFTER_CONNECT}) as s:
         result = await probe(s.host, s.port, sni=SNI, timeouts=timeouts)
     assert result.error == "banner-timeout" and "overall deadline" in (result.detail or "")
-    assert 0.3 <= result.elapsed < 0.3 + SLACK
+    assert 0.3 <= result.elapsed < 0.3 + SLACK < timeouts.banner
 
 
 async def test_huge_line_is_refused_quickly() -> None:
     async with SMTPServer("127.0.4.1", behaviours={B.HUGE_LINE}) as server:
         result = await probe(server.host, server.port, sni=SNI)
     assert result.error == "line-too-long" and result.error_step == "banner"
-    assert result.elapsed < 0.5
+    assert result.elapsed < SLACK < Timeouts().banner  # refused at once, not at a deadline
 
 
 _HUGE_SERVER = """
@@ -339,7 +350,7 @@ async def test_replies_from_a_scripted_server(script: bytes, error: str, step: s
         await asyncio.sleep(0.05)
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert_sane(result)
     assert (result.error, result.error_step) == (error, step), result.detail
 
@@ -354,7 +365,7 @@ async def test_helo_fallback_marks_the_server_not_esmtp() -> None:
         await hold(reader)
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert result.error == "not-esmtp" and result.esmtp is False and not result.starttls_offered
 
 
@@ -367,7 +378,7 @@ async def test_reset_after_the_banner_is_closed_at_ehlo() -> None:
         writer.transport.abort()  # close with linger 0: a TCP RST
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert (result.error, result.error_step) == ("closed", "ehlo"), result.detail
 
 
@@ -390,7 +401,7 @@ async def test_bare_lf_lowercase_starttls_mid_reply_and_starttls_again_inside_tl
         await send(writer, b"221 bye\n")
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert result.error is None, result.detail
     assert result.banner == ["220-mx.example", "220 ESMTP"]
     assert result.ehlo_keywords == ["SIZE 1000", "starttls", "8BITMIME"]
@@ -415,7 +426,7 @@ async def test_plaintext_after_starttls_220_fails_tls(same_segment: bool) -> Non
         await hold(reader)
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert (result.error, result.error_step) == ("tls-failed", "tls"), result.detail
     assert not result.tls_established
     if same_segment:
@@ -435,7 +446,8 @@ async def test_stalled_handshake_times_out_at_the_tls_deadline() -> None:
     async with raw_server(handler) as port:
         result = await probe("127.0.4.2", port, sni=SNI, timeouts=timeouts)
     assert (result.error, result.error_step) == ("timeout", "tls"), result.detail
-    assert 0.4 <= result.elapsed < 0.4 + SLACK
+    assert "overall deadline" not in (result.detail or ""), result.detail
+    assert 0.4 <= result.elapsed < 0.4 + SLACK < timeouts.budget
 
 
 async def test_server_closing_during_the_handshake_is_tls_failed() -> None:
@@ -449,7 +461,7 @@ async def test_server_closing_during_the_handshake_is_tls_failed() -> None:
         writer.close()
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert (result.error, result.error_step) == ("tls-failed", "tls"), result.detail
 
 
@@ -462,7 +474,8 @@ async def test_trickling_greeting_cannot_stretch_the_banner_deadline() -> None:
 
     async with raw_server(handler) as port:
         result = await probe("127.0.4.2", port, sni=SNI, timeouts=Timeouts(banner=0.3))
-    assert result.error == "banner-timeout" and 0.3 <= result.elapsed < 0.3 + SLACK
+    assert result.error == "banner-timeout" and "overall" not in (result.detail or "")
+    assert 0.3 <= result.elapsed < 0.3 + SLACK < Timeouts().total
 
 
 async def test_transcript_is_bounded() -> None:
@@ -475,7 +488,7 @@ async def test_transcript_is_bounded() -> None:
         await hold(reader)
 
     async with raw_server(handler) as port:
-        result = await probe("127.0.4.2", port, sni=SNI, timeouts=FAST)
+        result = await probe("127.0.4.2", port, sni=SNI, timeouts=ROOMY)
     assert result.error == "starttls-missing" and len(result.ehlo_keywords) == 91
     assert sum(map(len, result.transcript)) <= MAX_TRANSCRIPT + 500
     assert result.transcript[-1] == "* transcript truncated"
@@ -494,11 +507,11 @@ def _closed_port(host: str) -> int:
 async def test_closed_port_is_refused_fast(host: str) -> None:
     result = await probe(host, _closed_port(host), sni=SNI)
     assert (result.error, result.error_step) == ("connect-refused", "connect")
-    assert not result.connected and result.elapsed < 0.2
+    assert not result.connected and result.elapsed < SLACK < Timeouts().connect
 
 
 async def test_unconnectable_address_is_connect_failed() -> None:
-    result = await probe("no-such-host.invalid", 25, sni=SNI, timeouts=FAST)
+    result = await probe("no-such-host.invalid", 25, sni=SNI, timeouts=ROOMY)
     assert result.error in ("connect-failed", "connect-timeout") and not result.connected
 
 
@@ -525,7 +538,8 @@ async def test_full_backlog_is_connect_timeout() -> None:
         listener.close()
     if result.error != "connect-timeout":
         pytest.skip(f"this kernel answers a full backlog ({result.error})")
-    assert 0.3 <= result.elapsed < 0.3 + SLACK
+    assert "overall deadline" not in (result.detail or ""), result.detail
+    assert 0.3 <= result.elapsed < 0.3 + SLACK < timeouts.budget
 
 
 @pytest.mark.parametrize("host", HOSTS)
@@ -543,7 +557,7 @@ async def test_implicit_tls(host: str, rsa: Chain) -> None:
 
 async def test_implicit_tls_against_a_starttls_server_fails_tls(ecdsa: Chain) -> None:
     async with SMTPServer("127.0.4.1", chains=[ecdsa]) as server:
-        result = await probe(server.host, server.port, sni=SNI, implicit_tls=True, timeouts=FAST)
+        result = await probe(server.host, server.port, sni=SNI, implicit_tls=True, timeouts=ROOMY)
     assert (result.error, result.error_step) == ("tls-failed", "tls")
 
 
