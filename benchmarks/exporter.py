@@ -3,6 +3,8 @@ against the local world, and memory over a long soak of repeated cycles.
 
     python3 benchmarks/exporter.py scrape [--targets 10000] [--runs 10]
     python3 benchmarks/exporter.py soak [--copies 4] [--cycles 60] [--interval 2] [--timeout 10]
+    python3 benchmarks/exporter.py deadline [--runs 20] [--scrape-timeout 1.2]
+    python3 benchmarks/exporter.py busy [--targets 1000] [--seconds 20]
 
 ``scrape`` fills an exporter with synthesized results (every target a domain with two MX
 hosts, each with one address serving ECDSA and RSA chains under a secure 3 1 1 TLSA RRset:
@@ -12,6 +14,16 @@ the shape of a well-run DANE domain) and times GET /metrics over loopback, plain
 the hang / huge-line / close-after-ehlo scenarios: they measure timeouts, not speed), runs the
 exporter in this process against every domain with a short interval, and reports checks per
 second and this process's resident memory after each tenth of the cycles: it must level off.
+
+``deadline`` times ``/probe`` against a resolver that never answers, with Prometheus's
+scrape-timeout header: the check is cut at the deadline the exporter computes (scrape timeout
+minus ``probe.timeout_margin``), and the figure is how long after that deadline the answer
+arrives (it must stay below the margin, 0.5 s, or Prometheus gives up first).
+
+``busy`` starts an exporter with ``--targets`` targets whose checks all wait for such a
+resolver (100 in flight, 4 s deadline) and times ``/metrics`` and ``/-/healthy`` every 0.2 s:
+a scrape never waits for a check. (The tests assert the order of these events; the times are
+here.)
 """
 
 from __future__ import annotations
@@ -20,6 +32,7 @@ import argparse
 import asyncio
 import gc
 import resource
+import socket
 import statistics
 import sys
 import tempfile
@@ -29,7 +42,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 from dane_monitor.exporter import logs
-from dane_monitor.exporter.app import Exporter
+from dane_monitor.exporter.app import Exporter, probe_deadline
 from dane_monitor.exporter.config import Config, DNSSettings, Target, parse
 from dane_monitor.exporter.metrics import Outcome, render_chunks, render_text, samples
 from dane_monitor.report import (
@@ -200,6 +213,88 @@ async def run_soak(args) -> None:
             proc.wait(10)
 
 
+def _blackhole() -> tuple[socket.socket, str]:
+    """A UDP 'resolver' that never answers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock, f"127.0.0.1:{sock.getsockname()[1]}"
+
+
+def _summary(values: list[float]) -> str:
+    ordered = sorted(values)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return (
+        f"p50 {statistics.median(ordered) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+        f"max {ordered[-1] * 1000:.0f} ms over {len(ordered)}"
+    )
+
+
+async def run_deadline(args) -> None:
+    request = _client()
+    sock, resolver = _blackhole()
+    config = Config(listen="127.0.0.1:0", dns=DNSSettings(resolver=resolver, timeout=1.0))
+    exporter = Exporter(config)
+    await exporter.start()
+    header = {"X-Prometheus-Scrape-Timeout-Seconds": f"{args.scrape_timeout:g}"}
+    deadline = probe_deadline(header["X-Prometheus-Scrape-Timeout-Seconds"], config.probe)
+    late, durations, timeouts = [], [], 0
+    try:
+        for i in range(args.runs):
+            t = time.perf_counter()
+            reply = await request(exporter.url + f"probe?target=d{i}.example", headers=header)
+            late.append(time.perf_counter() - t - deadline)
+            text = reply.text
+            timeouts += 'code="check-timeout"' in text
+            for line in text.splitlines():
+                if line.startswith("dane_probe_duration_seconds "):
+                    durations.append(float(line.split()[1]) - deadline)
+    finally:
+        await exporter.close()
+        sock.close()
+    print(
+        f"/probe, scrape timeout {args.scrape_timeout:g}s, deadline {deadline:g}s "
+        f"(margin {config.probe.timeout_margin:g}s), resolver never answers: "
+        f"{timeouts}/{args.runs} cut with check-timeout"
+    )
+    print(f"  answer after the deadline (client): {_summary(late)}")
+    print(f"  dane_probe_duration_seconds past the deadline: {_summary(durations)}")
+
+
+async def run_busy(args) -> None:
+    request = _client()
+    sock, resolver = _blackhole()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dane.yml"
+        path.write_text(
+            f"listen: 127.0.0.1:0\ndns: {{resolver: '{resolver}', timeout: 1s}}\n"
+            "concurrency: 100\njitter: 0\ndefaults: {interval: 60s, timeout: 4s}\ntargets:\n"
+            + "".join(f"  - domain: broken-{i}.example\n" for i in range(args.targets))
+        )
+        exporter = Exporter.from_file(path)
+        await exporter.start()
+        scrapes, health = [], []
+        try:
+            end = time.monotonic() + args.seconds
+            while time.monotonic() < end:
+                t = time.perf_counter()
+                await request(exporter.url + "-/healthy")
+                health.append(time.perf_counter() - t)
+                t = time.perf_counter()
+                await request(exporter.url + "metrics")
+                scrapes.append(time.perf_counter() - t)
+                await asyncio.sleep(0.2)
+            checks = exporter.stats.checks
+        finally:
+            await exporter.close()
+            sock.close()
+    print(
+        f"{args.targets} targets whose checks wait 4 s for a silent resolver, 100 in flight, "
+        f"{args.seconds:g}s ({checks} checks done):"
+    )
+    print(f"  GET /metrics: {_summary(scrapes)}")
+    print(f"  GET /-/healthy: {_summary(health)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -212,9 +307,16 @@ def main() -> None:
     k.add_argument("--interval", type=float, default=2.0)
     k.add_argument("--timeout", type=float, default=10.0)
     k.add_argument("--concurrency", type=int, default=50)
+    d = sub.add_parser("deadline")
+    d.add_argument("--runs", type=int, default=20)
+    d.add_argument("--scrape-timeout", type=float, default=1.2)
+    b = sub.add_parser("busy")
+    b.add_argument("--targets", type=int, default=1000)
+    b.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
     logs.setup("logfmt", "error")
-    asyncio.run(run_scrape(args) if args.what == "scrape" else run_soak(args))
+    run = {"scrape": run_scrape, "soak": run_soak, "deadline": run_deadline, "busy": run_busy}
+    asyncio.run(run[args.what](args))
 
 
 if __name__ == "__main__":
