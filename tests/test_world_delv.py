@@ -376,12 +376,11 @@ def test_delv_dnskey_anchor(world, tmp_path):
     assert verdict(out) == VALID, out
 
 
-def test_world_builds_fast():
-    import time
-
-    t = time.perf_counter()
-    build()
-    assert time.perf_counter() - t < 10  # RSA keygen included; the ECDSA budget is elsewhere
+def test_world_builds():
+    """Every zone of the delv world is signed (how long that takes: benchmarks/world_build.py)."""
+    signed = build()
+    zones = [signed[z] for z in signed.zones]
+    assert zones and all(z.earliest_expiration for z in zones if z.signed)
 
 
 # A TLD anchor instead of the root: delv's +root names the anchor

@@ -375,17 +375,16 @@ def test_trust_anchor_formats(signed):
     assert f'"." static-ds {ds[0].key_tag} 13 2 "{ds[0].digest.hex().upper()}";' in bind
 
 
-def test_speed_root_tld_and_20_domains():
-    t0 = time.perf_counter()
+def test_root_tld_and_20_domains_are_all_signed():
+    """How long this takes is a figure, not an assertion: benchmarks/world_build.py."""
     h = Hierarchy()
     h.zone("example.")
     for i in range(20):
         z = h.zone(f"d{i}.example.", denial=NSEC3() if i % 2 else NSEC)
         _std(z)
     s = h.sign()
-    elapsed = time.perf_counter() - t0
     assert len(s.zones) == 22
-    assert elapsed < 1.0, f"build+sign took {elapsed:.3f}s"
+    assert all(s[z].earliest_expiration for z in s.zones)
 
 
 # ------------------------------------------------------------------------- server
