@@ -58,7 +58,7 @@ def usable_addresses(a: Answer, aaaa: Answer) -> list[Answer]:
 
 
 def addresses(a: Answer, aaaa: Answer) -> list[str]:
-    return [r.to_text() for x in usable_addresses(a, aaaa) for r in x.rrset]  # type: ignore[union-attr]
+    return [r.to_text() for x in usable_addresses(a, aaaa) if x.rrset for r in x.rrset]
 
 
 def address_failures(a: Answer, aaaa: Answer) -> list[Answer]:

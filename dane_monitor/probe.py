@@ -362,7 +362,7 @@ class _Wire(asyncio.BufferedProtocol):
     pauses while the buffer is full, so a server can never make the probe hold more."""
 
     def __init__(self) -> None:
-        self.transport: asyncio.BaseTransport | None = None
+        self.transport: asyncio.Transport | None = None
         self._buf = bytearray(MAX_LINE)
         self._len = 0
         self._paused = False
@@ -374,6 +374,7 @@ class _Wire(asyncio.BufferedProtocol):
     # protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)  # a stream connection's transport
         self.transport = transport
 
     def get_buffer(self, sizehint: int) -> memoryview:
@@ -438,29 +439,29 @@ class _Wire(asyncio.BufferedProtocol):
             finally:
                 self._waiter = None
 
-    def upgraded(self, transport: asyncio.BaseTransport) -> None:
+    def upgraded(self, transport: asyncio.Transport) -> None:
         """Now reading through ``transport`` (TLS over the old one), which is not paused."""
         self.transport = transport
         self._paused = False
 
     def abort(self) -> None:
         if self.transport is not None:
-            self.transport.abort()  # type: ignore[attr-defined]
+            self.transport.abort()
 
     def _take(self, end: int) -> bytes:
         line = bytes(self._buf[:end])
         rest = self._len - end - 1
         self._buf[:rest] = self._buf[end + 1 : self._len]
         self._len = rest
-        if self._paused and not self.closed:
+        if self._paused and not self.closed and self.transport is not None:
             self._paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.transport.resume_reading()
         return line.rstrip(b"\r")
 
     def _pause(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self._paused = True
-            self.transport.pause_reading()  # type: ignore[attr-defined]
+            self.transport.pause_reading()
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -731,7 +732,8 @@ class _Probe:
                 f"the server sent {self.wire.buffered} bytes of plaintext where the TLS "
                 "handshake should begin",
             )
-        if self.wire.closed:
+        plain = self.wire.transport
+        if self.wire.closed or plain is None:
             raise _Failure("tls-failed", "tls", f"{self.wire.reason()} before the TLS handshake")
         loop = asyncio.get_running_loop()
         ctx = _client_context(r.key_type_requested)
@@ -739,7 +741,7 @@ class _Probe:
         try:
             async with self.within("tls", self.timeouts.tls):
                 transport = await loop.start_tls(
-                    self.wire.transport,  # type: ignore[arg-type]
+                    plain,
                     self.wire,
                     ctx,
                     server_hostname=r.sni,

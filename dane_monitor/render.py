@@ -71,8 +71,9 @@ def text(result: DomainResult) -> str:
             for record in host.tlsa_records:
                 lines.append(f"      {_short(record, 48)}")
         for ep in host.endpoints:
-            if ep.authenticated:
-                outcome = f"authenticated by {_short(ep.match.record)} at depth {ep.match.depth}"  # type: ignore[union-attr]
+            if ep.authenticated and ep.match is not None:
+                match = ep.match
+                outcome = f"authenticated by {_short(match.record)} at depth {match.depth}"
             elif ep.probe_error:
                 outcome = f"{ep.probe_error}: {ep.probe_detail}"
             elif ep.match_failure:

@@ -200,8 +200,7 @@ class KeyPair:
     def generate(cls, algorithm: Algorithm, *, ksk: bool) -> KeyPair:
         kcls = get_algorithm_cls(algorithm)
         size = {"key_size": 2048} if algorithm in _RSA_ALGORITHMS else {}
-        # generate() is defined by each algorithm's class (RSA's takes key_size), not the base
-        private = kcls.generate(**size)  # type: ignore[attr-defined]
+        private = kcls.generate(**size)  # type: ignore[attr-defined]  # per class, not on the base
         flags = 257 if ksk else 256
         return cls(private=private, dnskey=private.public_key().to_dnskey(flags=flags))
 
