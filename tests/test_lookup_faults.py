@@ -24,7 +24,8 @@ def test_a_name_that_never_answers_is_indeterminate_within_the_deadline():
     signed = h.sign()
 
     async def run(port: int):
-        v = Validator(StubClient(Server("127.0.0.1", port), timeout=0.4, tries=5), parse(
+        # retries alone would go on for 100 tries of 0.4 s: the 1 s deadline must be what ends it
+        v = Validator(StubClient(Server("127.0.0.1", port), timeout=0.4, tries=100), parse(
             signed.trust_anchor()))  # fmt: skip
         started = time.monotonic()
         tlsa = await v.lookup("_25._tcp.mail.silent.example.", "TLSA",
@@ -37,7 +38,7 @@ def test_a_name_that_never_answers_is_indeterminate_within_the_deadline():
         tlsa, took, address = asyncio.run(run(server.port))
     assert (tlsa.status, tlsa.kind) == (Status.INDETERMINATE, Kind.ERROR)
     assert tlsa.reason in ("timeout", "deadline")
-    assert took < 1.6
+    assert 1.0 <= took < 20  # stopped by the deadline, long before the retries run out
     assert address.status == Status.SECURE  # the rest of the zone still answers
 
 
