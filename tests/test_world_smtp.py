@@ -8,7 +8,7 @@ import errno
 import re
 import shutil
 import ssl
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import pytest
@@ -318,18 +318,21 @@ def test_hang_and_stop_is_prompt_with_hung_clients(pki: PKI, ecdsa: Chain) -> No
     run(scenario())
 
 
+async def until(condition: Callable[[], bool], deadline: float = 30.0) -> None:
+    """Poll ``condition`` until it holds; fail after a deadline no loaded machine reaches."""
+    limit = asyncio.get_running_loop().time() + deadline
+    while not condition():
+        assert asyncio.get_running_loop().time() < limit, "condition never held"
+        await asyncio.sleep(0.01)
+
+
 def test_hung_server_handler_ends_when_client_leaves() -> None:
     async def scenario() -> None:
         async with SMTPServer("127.0.2.10", behaviours=[B.HANG_AFTER_CONNECT]) as server:
             c = await Client.connect(server)
-            await asyncio.sleep(0.05)
-            assert len(server._sessions) == 1
+            await until(lambda: len(server._sessions) == 1)
             c.writer.close()
-            for _ in range(100):
-                if not server._sessions:
-                    break
-                await asyncio.sleep(0.01)
-            assert not server._sessions
+            await until(lambda: not server._sessions)
 
     run(scenario())
 
