@@ -110,9 +110,15 @@ class Checker:
         if isinstance(self.validator, ResolverValidator):
             warnings = tuple(self.validator.warnings())
 
-        def evidence(name: str, **kw) -> ev.Domain:
-            return ev.Domain(name, mx_only, self.mode, started, self.clock(),
-                             resolver_warnings=warnings, **kw)  # fmt: skip
+        def evidence(
+            name: str,
+            *,
+            bad_name: str | None = None,
+            mx: Answer | None = None,
+            hosts: tuple[ev.Host, ...] = (),
+        ) -> ev.Domain:
+            return ev.Domain(name, mx_only, self.mode, started, self.clock(), bad_name=bad_name,
+                             mx=mx, hosts=hosts, resolver_warnings=warnings)  # fmt: skip
 
         try:
             name = policy.idna(target)
@@ -168,16 +174,17 @@ class Checker:
     async def _probe(self, addresses: list[str], port: int, sni: str) -> tuple[ev.Endpoint, ...]:
         opts = self.options
         connect = opts.connect_port or port
-        kwargs: dict = {"sni": sni, "implicit_tls": port == 465, "timeouts": opts.timeouts}
-        if opts.ehlo_name:
-            kwargs["ehlo_name"] = opts.ehlo_name
+        ehlo_name = opts.ehlo_name or None  # None: the probe's default
+        tls = port == 465
         slots = self._probe_slots()
 
         async def one(address: str) -> list[ProbeResult]:
             async with slots:
                 if not opts.both_key_types:
-                    return [await probe(address, connect, **kwargs)]
-                return await probe_all(address, connect, **kwargs)
+                    return [await probe(address, connect, sni=sni, ehlo_name=ehlo_name,
+                                        implicit_tls=tls, timeouts=opts.timeouts)]  # fmt: skip
+                return await probe_all(address, connect, sni=sni, ehlo_name=ehlo_name,
+                                       implicit_tls=tls, timeouts=opts.timeouts)  # fmt: skip
 
         results = await asyncio.gather(*(one(a) for a in addresses))
         return tuple(
