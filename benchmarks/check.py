@@ -25,8 +25,8 @@ import time
 from pathlib import Path
 
 from dane_monitor.check import Checker, Options
-from dane_monitor.cli import step_timeouts
 from dane_monitor.lookup import make_validator
+from dane_monitor.settings import probe_timeouts
 
 SLOW = {"hang", "huge-line", "close-after-ehlo", "hang-after-ehlo"}
 
@@ -100,7 +100,7 @@ def main() -> None:
             )
             validator = make_validator(dns, trust_anchor=Path(tmp) / "trust-anchor.ds")
             options = Options(
-                connect_port=smtp, timeouts=step_timeouts(5.0), concurrency=args.concurrency
+                connect_port=smtp, timeouts=probe_timeouts(5.0), concurrency=args.concurrency
             )
             checker = Checker(validator, options)
             for i in range(args.rounds):

@@ -47,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dane_monitor.check import Checker, Options
-from dane_monitor.cli import step_timeouts
 from dane_monitor.lookup import make_validator
+from dane_monitor.settings import probe_timeouts
 from dane_monitor.world.unbound import Unbound, start_on_port_53
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -194,7 +194,7 @@ def checker(world: Served, mode: str, resolver: str | None, concurrency: int) ->
     else:
         validator = make_validator(resolver, mode="resolver")
     options = Options(
-        connect_port=world.smtp_port, timeouts=step_timeouts(5.0), concurrency=concurrency
+        connect_port=world.smtp_port, timeouts=probe_timeouts(5.0), concurrency=concurrency
     )
     return Checker(validator, options)
 

@@ -13,11 +13,15 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from dane_monitor import __version__, settings
 from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
 from dane_monitor.settings import arg_type
+
+if TYPE_CHECKING:
+    from dane_monitor.check import Checker
+    from dane_monitor.lookup import ResolverValidator, Validator
 
 #: Exit code of a usage error: UNKNOWN, as the monitoring-plugin guidelines want (never
 #: argparse's 2, which a monitoring system would read as CRITICAL).
@@ -46,12 +50,6 @@ class Parser(argparse.ArgumentParser):
 def _resolver_text(text: str) -> str:
     settings.parse_resolver(text)
     return text.strip()
-
-
-def _positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise ValueError(f"a whole number of at least 1, not {text!r}")
-    return int(text)
 
 
 def _ip_address(text: str) -> str:
@@ -153,7 +151,7 @@ def _resolver_check(args: argparse.Namespace) -> int:
     from dane_monitor.lookup.stub import Server, system_resolver
 
     try:
-        server = Server.parse(args.resolver) if args.resolver else system_resolver()
+        server = Server(*settings.parse_resolver(args.resolver)) if args.resolver else None
     except ValueError as exc:
         print(
             f"dane-monitor resolver-check: bad --resolver {args.resolver!r}: {exc}", file=sys.stderr
@@ -161,7 +159,7 @@ def _resolver_check(args: argparse.Namespace) -> int:
         return 3
     report = asyncio.run(
         check_resolver(
-            server,
+            server or system_resolver(),
             signed_name=args.signed_name or DEFAULT_SIGNED,
             bogus_name=args.bogus_name or DEFAULT_BOGUS,
             rdtype=args.type,
@@ -204,19 +202,23 @@ def add_dns_options(parser: argparse.ArgumentParser) -> None:
         "resolver: trust the resolver's AD bit",
     )
     group.add_argument(
-        "--dns-timeout", type=SECONDS, default=2.0, metavar="SECONDS", help="seconds per DNS try"
+        "--dns-timeout",
+        type=SECONDS,
+        default=settings.DEFAULT_DNS_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds per DNS try",
     )
 
 
-def make_validator(args: argparse.Namespace, prog: str):
+def make_validator(args: argparse.Namespace, prog: str) -> Validator | ResolverValidator | str:
     """The validator the options ask for, or an error message for the user."""
-    from dane_monitor.lookup import TrustAnchorError, make_validator
+    from dane_monitor.lookup import TrustAnchorError
 
     try:
-        return make_validator(
+        return settings.make_validator(
             args.resolver,
             trust_anchor=args.trust_anchor,
-            mode=args.validation,
+            validation=args.validation,
             timeout=args.dns_timeout,
         )
     except TrustAnchorError as exc:
@@ -244,18 +246,16 @@ def _lookup(args: argparse.Namespace) -> int:
         print(f"dane-monitor lookup: {exc}", file=sys.stderr)
         return 3
     code = {Status.SECURE: 0, Status.INSECURE: 1, Status.BOGUS: 2}.get(answer.status, 3)
-    expires = (
-        time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(answer.expiration))
-        if answer.expiration
-        else None
-    )
+    qtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype))
+    expiration = answer.expiration
+    expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(expiration)) if expiration else None
     records = [r.to_text() for r in answer.rrset] if answer.rrset is not None else []
     if args.json:
         print(
             json.dumps(
                 {
                     "name": str(answer.qname),
-                    "type": dns.rdatatype.to_text(answer.qtype),
+                    "type": qtype,
                     "status": answer.status.value,
                     "kind": answer.kind.value,
                     "reason": answer.reason,
@@ -273,7 +273,7 @@ def _lookup(args: argparse.Namespace) -> int:
             )
         )
         return code
-    print(f"{answer.qname} {dns.rdatatype.to_text(answer.qtype)}: {answer.status} {answer.kind}")
+    print(f"{answer.qname} {qtype}: {answer.status} {answer.kind}")
     if answer.reason:
         print(f"  {answer.reason}: {answer.detail}")
     for step in answer.cnames:
@@ -281,25 +281,15 @@ def _lookup(args: argparse.Namespace) -> int:
         print(f"  CNAME {step.owner} -> {step.target}{via} ({step.status})")
     if answer.signer:
         print(f"  signed by {answer.signer}")
-    if expires:
-        days = (answer.expiration - time.time()) / 86400
+    if expiration:
+        days = (expiration - time.time()) / 86400
         print(f"  earliest signature expiry on the path: {expires} ({days:.1f} days)")
     if answer.ttl is not None:
         print(f"  TTL {answer.ttl}s")
     owner = answer.rrset.name if answer.rrset is not None else answer.qname
     for record in records:
-        print(f"  {owner} {dns.rdatatype.to_text(answer.qtype)} {record}")
+        print(f"  {owner} {qtype} {record}")
     return code
-
-
-def step_timeouts(step: float):
-    """Probe deadlines from the one --timeout an operator gives: each step gets it, the
-    whole probe four times it."""
-    from dane_monitor.probe import Timeouts
-
-    return Timeouts(
-        connect=step, banner=step, command=step, tls=step, quit=min(5.0, step), total=4 * step
-    )
 
 
 def _ports(values: Sequence[int | str] | None) -> list[int]:
@@ -307,9 +297,7 @@ def _ports(values: Sequence[int | str] | None) -> list[int]:
     return list(settings.parse_ports(values))
 
 
-def _checker(args: argparse.Namespace, prog: str):
-    from dane_monitor.check import Checker, Options
-
+def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
     validator = make_validator(args, prog)
     if isinstance(validator, str):
         return validator
@@ -317,15 +305,15 @@ def _checker(args: argparse.Namespace, prog: str):
         ports = _ports(args.port)
     except ValueError as exc:
         return f"{prog}: bad --port: {exc}"
-    options = Options(
+    return settings.make_checker(
+        validator,
         ports=ports,
         connect_port=args.connect_port,
         ehlo_name=args.ehlo_name,
-        timeouts=step_timeouts(args.timeout),
+        step_timeout=args.timeout,
+        thresholds=_thresholds(args, prog),
         both_key_types=not args.one_key_type,
-        **_thresholds(args, prog).options(),
     )
-    return Checker(validator, options)
 
 
 def _thresholds(args: argparse.Namespace, prog: str) -> settings.Thresholds:
@@ -333,13 +321,8 @@ def _thresholds(args: argparse.Namespace, prog: str) -> settings.Thresholds:
 
     :raises UsageError: critical longer than warning.
     """
-    given = {
-        "rrsig_warning_days": getattr(args, "rrsig_warning", None),
-        "rrsig_critical_days": getattr(args, "rrsig_critical", None),
-        "cert_warning_days": getattr(args, "cert_warning", None),
-    }
     try:
-        return settings.Thresholds(**{k: v for k, v in given.items() if v is not None})
+        return settings.thresholds_from_args(args)
     except ValueError as exc:
         raise UsageError(prog, f"--rrsig-critical/--rrsig-warning: {exc}") from None
 
@@ -356,9 +339,13 @@ def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
         started=started,
         verdict=Verdict.ERROR,
     )
-    where = {"mx": target} if mx_only else {"domain": target}
     message = f"check did not finish within {deadline:g} s"
-    result.findings.append(Finding("check-timeout", Severity.ERROR, message, **where))
+    finding = (
+        Finding("check-timeout", Severity.ERROR, message, mx=target)
+        if mx_only
+        else Finding("check-timeout", Severity.ERROR, message, domain=target)
+    )
+    result.findings.append(finding)
     return result
 
 
@@ -433,9 +420,10 @@ def add_probe_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--timeout",
         type=SECONDS,
-        default=10.0,
+        default=settings.DEFAULT_STEP_TIMEOUT,
         metavar="SECONDS",
-        help="deadline for each SMTP/TLS step (connect, greeting, EHLO, STARTTLS, handshake)",
+        help="deadline for each SMTP/TLS step (connect, greeting, EHLO, STARTTLS, handshake; "
+        f"default {settings.DEFAULT_STEP_TIMEOUT:g})",
     )
     group.add_argument(
         "--one-key-type",
@@ -546,10 +534,11 @@ def _tlsa(args: argparse.Namespace) -> int:
             host = names[0]
     elif args.server:
         host = args.server
-        chains = _server_chains(args, prog)
-        if isinstance(chains, str):
-            print(chains, file=sys.stderr)
+        served = _server_chains(args, prog)
+        if isinstance(served, str):
+            print(served, file=sys.stderr)
             return 3
+        chains = served
     else:
         raise UsageError(prog, "give --cert FILE or --server HOST")
     owner = f"_{port}._tcp.{host.rstrip('.')}."
@@ -590,7 +579,7 @@ def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | s
             port,
             sni=args.server.rstrip("."),
             implicit_tls=_ports(args.port)[0] == 465,
-            timeouts=step_timeouts(args.timeout),
+            timeouts=settings.probe_timeouts(args.timeout),
         )
         chains = [r.chain for r in results if r.chain]
         if not chains:
@@ -603,7 +592,6 @@ def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | s
 
 def _preflight(args: argparse.Namespace) -> int:
     from dane_monitor import preflight
-    from dane_monitor.check import Checker
 
     prog = "dane-monitor preflight"
     try:
@@ -617,7 +605,7 @@ def _preflight(args: argparse.Namespace) -> int:
         print(validator, file=sys.stderr)
         return 3
     try:
-        pre = asyncio.run(Checker(validator).preflight(args.mx, chain, port))
+        pre = asyncio.run(settings.make_checker(validator).preflight(args.mx, chain, port))
     except ValueError as exc:  # not a host name
         print(f"{prog}: bad --mx {args.mx!r}: {exc}", file=sys.stderr)
         return 3
@@ -656,7 +644,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     world.add_argument(
         "--copies",
-        type=arg_type(_positive_int, "count"),
+        type=arg_type(settings.parse_count, "count"),
         default=1,
         metavar="N",
         help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",

@@ -15,25 +15,45 @@ Every parser takes what a user typed (a string) or what YAML gave (a number), re
 value in its unit, and raises :class:`ValueError` with a one-line message that says what was
 expected. Only the standard library is imported at module level: the pytest plugin imports
 this module in every test run.
+
+The parsed values become a checker in one place, :func:`make_checker` (with
+:func:`probe_timeouts`, the one policy that turns a timeout into the probe's step deadlines,
+and :func:`make_validator`): the CLI, the exporter's scheduler and the pytest plugin all call
+it::
+
+    checker = make_checker(resolver="127.0.0.1:5353", ports=(25,), step_timeout=10.0)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import ipaddress
 import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from dane_monitor.check import Checker
+    from dane_monitor.lookup import ResolverValidator, Validator
+    from dane_monitor.probe import Timeouts
 
 __all__ = [
     "DEFAULT_CERT_WARNING_DAYS",
+    "DEFAULT_DNS_TIMEOUT",
     "DEFAULT_RRSIG_CRITICAL_DAYS",
     "DEFAULT_RRSIG_WARNING_DAYS",
+    "DEFAULT_STEP_TIMEOUT",
+    "STEP_SHARES",
     "Thresholds",
     "arg_type",
+    "make_checker",
+    "make_validator",
     "parse_address",
+    "parse_count",
     "parse_days",
     "parse_domain_name",
     "parse_duration",
@@ -42,11 +62,25 @@ __all__ = [
     "parse_ports",
     "parse_resolver",
     "parse_rrtype",
+    "parse_validation",
+    "probe_timeouts",
+    "thresholds_from_args",
 ]
 
 DEFAULT_RRSIG_WARNING_DAYS = 3.0
 DEFAULT_RRSIG_CRITICAL_DAYS = 1.0
 DEFAULT_CERT_WARNING_DAYS = 14.0
+#: Seconds for each SMTP/TLS step: ``check --timeout``, the plugin's ``dane_timeout``.
+DEFAULT_STEP_TIMEOUT = 10.0
+#: Seconds for each DNS try: ``--dns-timeout``, the exporter's ``dns: timeout``.
+DEFAULT_DNS_TIMEOUT = 2.0
+
+# How a whole check's deadline D (the exporter's target timeout) is shared among the SMTP
+# steps of one probe. The greeting gets the most: Postfix's postscreen holds the final "220 "
+# back for up to 6 s (postscreen_greet_wait) and must not look like a broken server with the
+# exporter's default D of 30 s. A probe as a whole gets 0.6 D; the check's own deadline caps
+# the rest, so a slow endpoint still leaves room for DNS and the host's other addresses.
+STEP_SHARES = {"connect": 0.1, "banner": 0.3, "command": 0.1, "tls": 0.15, "total": 0.6}
 
 _NUMBER = re.compile(r"^[+-]?(\d+(?:\.\d*)?|\.\d+)$")
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?$")
@@ -82,9 +116,19 @@ def parse_ports(values: Iterable[Any] | None, default: tuple[int, ...] = (25,)) 
     return tuple(dict.fromkeys(ports)) if ports else default
 
 
-def parse_duration(value: Any) -> float:
-    """Seconds, more than zero and finite, from a number (``30``, ``"1.5"``) or a
-    Prometheus-style duration (``90s``, ``5m``, ``1h30m``, ``500ms``)."""
+def parse_count(value: Any) -> int:
+    """A whole number of at least 1 (``concurrency``, ``--copies``), from ``3`` or ``"3"``."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"a whole number of at least 1, not {_shown(value)}")
+    return value
+
+
+def parse_duration(value: Any, *, zero: bool = False) -> float:
+    """Seconds, more than zero (or zero too, with ``zero``) and finite, from a number
+    (``30``, ``"1.5"``) or a Prometheus-style duration (``90s``, ``5m``, ``1h30m``,
+    ``500ms``)."""
     expected = "a duration in seconds (or like 30s, 5m, 1h)"
     if isinstance(value, bool):
         raise ValueError(f"{expected}, not a boolean")
@@ -101,8 +145,9 @@ def parse_duration(value: Any) -> float:
         raise ValueError(f"{expected}, not {_shown(value)}")
     if not math.isfinite(seconds):
         raise ValueError(f"{expected}, not {_shown(value)}")
-    if not seconds > 0:
-        raise ValueError(f"a duration must be more than 0 seconds, not {_shown(value)}")
+    if seconds < 0 or (seconds == 0 and not zero):
+        at_least = "0 seconds or more" if zero else "more than 0 seconds"
+        raise ValueError(f"a duration must be {at_least}, not {_shown(value)}")
     return seconds
 
 
@@ -237,6 +282,17 @@ def parse_rrtype(value: Any) -> str:
         ) from None
 
 
+def parse_validation(value: Any) -> Literal["local", "resolver"]:
+    """How DNSSEC is validated: ``local`` (here, from the trust anchors) or ``resolver``
+    (trust the resolver's AD bit)."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text == "local":
+        return "local"
+    if text == "resolver":
+        return "resolver"
+    raise ValueError(f"the validation is local or resolver, not {_shown(value)}")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The expiry windows of a check, in days.
@@ -270,6 +326,20 @@ class Thresholds:
         }
 
 
+def thresholds_from_args(args: argparse.Namespace, base: Thresholds | None = None) -> Thresholds:
+    """``base`` (a configuration's, or the defaults) with the command line's
+    ``--rrsig-warning``, ``--rrsig-critical`` and ``--cert-warning`` (days) on top.
+
+    :raises ValueError: critical longer than warning.
+    """
+    values = dataclasses.asdict(base or Thresholds())
+    for flag in ("rrsig_warning", "rrsig_critical", "cert_warning"):
+        given = getattr(args, flag, None)
+        if given is not None:
+            values[f"{flag}_days"] = given
+    return Thresholds(**values)
+
+
 def arg_type(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
     """An argparse ``type`` from one of these parsers: its ValueError message becomes
     argparse's ("argument --timeout: a duration must be more than 0 seconds, not '0'")."""
@@ -282,3 +352,112 @@ def arg_type(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
 
     convert.__name__ = name
     return convert
+
+
+# -- from settings to a checker ---------------------------------------------------------------
+
+
+def probe_timeouts(step: float | None = None, *, check: float | None = None) -> Timeouts:
+    """The probe's step deadlines (:class:`dane_monitor.probe.Timeouts`) from the timeouts a
+    user gives; the one policy of the CLI, the exporter and the pytest plugin.
+
+    ``step`` (``check --timeout``, ``tlsa --timeout``, the plugin's ``dane_timeout``) bounds
+    each SMTP/TLS step (connect, greeting, each command, the handshake); the whole probe gets
+    four times it, the polite QUIT at most 5 s. ``check`` (the exporter's target timeout)
+    bounds the whole check: each step gets at most its share of it (:data:`STEP_SHARES`,
+    never under 50 ms), the probe 0.6 of it, so that a hanging server is judged (senders
+    defer) before the check's deadline. Given both, each step gets the smaller.
+
+    :raises ValueError: neither given, or one that is not a duration.
+    """
+    from dane_monitor.probe import Timeouts
+
+    if step is None and check is None:
+        raise ValueError("probe_timeouts needs a step timeout, a check timeout or both")
+    limits: dict[str, float] = {}
+    if step is not None:
+        step = parse_duration(step)
+        limits = {"connect": step, "banner": step, "command": step, "tls": step}
+        limits |= {"quit": min(5.0, step), "total": 4 * step}
+    if check is not None:
+        check = parse_duration(check)
+        shares = {name: max(0.05, check * share) for name, share in STEP_SHARES.items()}
+        shares["quit"] = max(0.05, min(5.0, check * 0.05))
+        limits = {k: min(v, limits.get(k, v)) for k, v in shares.items()}
+    return Timeouts(**limits)
+
+
+def make_validator(
+    resolver: str | None = None,
+    *,
+    trust_anchor: str | Path | None = None,
+    validation: str = "local",
+    timeout: float = DEFAULT_DNS_TIMEOUT,
+) -> Validator | ResolverValidator:
+    """The DNSSEC validator these settings describe: ``resolver`` as :func:`parse_resolver`
+    reads it (``None``: the first nameserver of /etc/resolv.conf), ``trust_anchor`` a
+    DS/DNSKEY file (``None``: the IANA root anchors), ``timeout`` seconds per DNS try.
+
+    :raises ValueError: a bad resolver, validation mode or timeout.
+    :raises dane_monitor.lookup.TrustAnchorError: (a ValueError) an unusable trust anchor.
+    """
+    from dane_monitor import lookup
+
+    server = lookup.Server(*parse_resolver(resolver)) if resolver is not None else None
+    return lookup.make_validator(
+        server,
+        trust_anchor=trust_anchor,
+        mode=parse_validation(validation),
+        timeout=parse_duration(timeout),
+    )
+
+
+def make_checker(
+    validator: Validator | ResolverValidator | None = None,
+    *,
+    resolver: str | None = None,
+    trust_anchor: str | Path | None = None,
+    validation: str = "local",
+    dns_timeout: float = DEFAULT_DNS_TIMEOUT,
+    ports: Iterable[Any] | None = None,
+    connect_port: int | None = None,
+    ehlo_name: str | None = None,
+    step_timeout: float | None = None,
+    check_timeout: float | None = None,
+    thresholds: Thresholds | None = None,
+    concurrency: int | None = None,
+    both_key_types: bool = True,
+) -> Checker:
+    """The one place a :class:`dane_monitor.check.Checker` is made from settings.
+
+    ``validator`` shares one validator (and its DNS cache) between checkers, as the
+    exporter does; without it one is made from ``resolver``, ``trust_anchor``,
+    ``validation`` and ``dns_timeout`` (:func:`make_validator`). The probe's deadlines come
+    from ``step_timeout`` and ``check_timeout`` (:func:`probe_timeouts`;
+    :data:`DEFAULT_STEP_TIMEOUT` per step when neither is given). A checker belongs to the
+    event loop it first waits on: make one per loop.
+
+    :raises ValueError: a value the parsers here refuse (the message says which).
+    """
+    from dane_monitor.check import Checker, Options
+
+    if validator is None:
+        validator = make_validator(
+            resolver, trust_anchor=trust_anchor, validation=validation, timeout=dns_timeout
+        )
+    if step_timeout is None and check_timeout is None:
+        step_timeout = DEFAULT_STEP_TIMEOUT
+    th = thresholds or Thresholds()
+    options = Options(
+        ports=parse_ports(ports),
+        connect_port=None if connect_port is None else parse_port(connect_port),
+        ehlo_name=None if ehlo_name is None else parse_ehlo_name(ehlo_name),
+        timeouts=probe_timeouts(step_timeout, check=check_timeout),
+        both_key_types=both_key_types,
+        rrsig_warn_days=th.rrsig_warning_days,
+        rrsig_error_days=th.rrsig_critical_days,
+        cert_warn_days=th.cert_warning_days,
+    )
+    if concurrency is not None:
+        options = dataclasses.replace(options, concurrency=concurrency)
+    return Checker(validator, options)

@@ -6,27 +6,34 @@ wins. The targets (``--dane-host``/``--dane-domain``) are one setting: naming an
 the command line replaces every target of the ini file, so ``pytest --dane-host other.de``
 checks just that host in a project whose ini file lists its own.
 
-Only the standard library and pytest are imported here: the plugin must cost nothing in a
-run that checks no targets.
+Each value is parsed by :mod:`dane_monitor.settings`, as ``dane-monitor check`` and the
+exporter parse it, and refused with the same sentence, prefixed with the option's name.
+Only pytest and :mod:`dane_monitor.settings` (standard library only) are imported here: the
+plugin must cost nothing in a run that checks no targets.
 """
 
 from __future__ import annotations
 
-import ipaddress
-import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 import pytest
 
-DEFAULT_TIMEOUT = 10.0
-# The expiry windows of dane-monitor check (days): a DNSSEC signature on the path that
-# expires within the warning window is a warning, within the critical window an error; a
-# certificate that expires within its window is a warning.
-DEFAULT_RRSIG_WARNING_DAYS = 3.0
-DEFAULT_RRSIG_CRITICAL_DAYS = 1.0
-DEFAULT_CERT_WARNING_DAYS = 14.0
+from dane_monitor import settings
+from dane_monitor.settings import (
+    DEFAULT_CERT_WARNING_DAYS,
+    DEFAULT_RRSIG_CRITICAL_DAYS,
+    DEFAULT_RRSIG_WARNING_DAYS,
+    Thresholds,
+)
+
+if TYPE_CHECKING:
+    from dane_monitor.check import Checker
+
+DEFAULT_TIMEOUT = settings.DEFAULT_STEP_TIMEOUT
+_T = TypeVar("_T")
 
 # (name, help). The command-line option is --dane-<name with - for _>, the ini name dane_<name>.
 _HELP = {
@@ -112,31 +119,28 @@ class DaneConfig:
         """``(kind, name)`` in the order given: ``("host", …)`` first, then ``("domain", …)``."""
         return tuple(("host", h) for h in self.hosts) + tuple(("domain", d) for d in self.domains)
 
-    def make_checker(self):
-        """A fresh :class:`dane_monitor.check.Checker` with these settings.
+    @property
+    def thresholds(self) -> Thresholds:
+        return Thresholds(self.rrsig_warning_days, self.rrsig_critical_days, self.cert_warning_days)
+
+    def make_checker(self) -> Checker:
+        """A fresh :class:`dane_monitor.check.Checker` with these settings
+        (:func:`dane_monitor.settings.make_checker`): ``timeout`` for each SMTP/TLS step and
+        at most for each DNS try.
 
         A ``Checker`` belongs to the event loop it first waits on; make one per loop.
         """
-        from dane_monitor.check import Checker, Options
-        from dane_monitor.cli import step_timeouts
-        from dane_monitor.lookup import make_validator
-
-        validator = make_validator(
-            self.resolver,
+        return settings.make_checker(
+            resolver=self.resolver,
             trust_anchor=self.trust_anchor,
-            mode=self.validation,
-            timeout=min(self.timeout, 2.0),
-        )
-        options = Options(
+            validation=self.validation,
+            dns_timeout=min(self.timeout, settings.DEFAULT_DNS_TIMEOUT),
             ports=self.ports,
             connect_port=self.connect_port,
             ehlo_name=self.ehlo_name,
-            timeouts=step_timeouts(self.timeout),
-            rrsig_warn_days=self.rrsig_warning_days,
-            rrsig_error_days=self.rrsig_critical_days,
-            cert_warn_days=self.cert_warning_days,
+            step_timeout=self.timeout,
+            thresholds=self.thresholds,
         )
-        return Checker(validator, options)
 
     @classmethod
     def from_pytest(cls, config: pytest.Config) -> DaneConfig:
@@ -148,8 +152,10 @@ class DaneConfig:
         ini = config.getini
         if opt("dane_host") or opt("dane_domain"):
             hosts, domains = opt("dane_host") or [], opt("dane_domain") or []
+            where_hosts, where_domains = "--dane-host", "--dane-domain"
         else:
             hosts, domains = ini("dane_hosts"), ini("dane_domains")
+            where_hosts, where_domains = "dane_hosts", "dane_domains"
         ini_dir = config.inipath.parent if config.inipath else config.rootpath
 
         def pick(name: str) -> tuple[str | None, str]:
@@ -159,14 +165,18 @@ class DaneConfig:
             value = ini(f"dane_{name}")
             return (str(value).strip() or None), f"dane_{name}"
 
+        def parsed(name: str, parse: Callable[[str], _T]) -> tuple[_T | None, str]:
+            text, where = pick(name)
+            return (None if text is None else _parse(parse, text, where)), where
+
         ports_raw, where = (opt("dane_port"), "--dane-port")
         if not ports_raw:
             ports_raw, where = ini("dane_ports"), "dane_ports"
-        ports = tuple(dict.fromkeys(_port(p, where) for p in ports_raw or ["25"]))
+        ports = tuple(dict.fromkeys(_parse(settings.parse_port, p, where) for p in ports_raw))
 
-        resolver, where = pick("resolver")
-        if resolver is not None:
-            _check_resolver(resolver, where)
+        resolver_text, where = pick("resolver")
+        if resolver_text is not None:
+            _parse(settings.parse_resolver, resolver_text, where)
 
         anchor_text, where = pick("trust_anchor")
         anchor = None
@@ -177,109 +187,47 @@ class DaneConfig:
             if not anchor.is_file():
                 raise pytest.UsageError(f"{where}: no such file: {anchor}")
 
-        validation, where = pick("validation")
-        validation = validation or "local"
-        if validation not in ("local", "resolver"):
-            raise pytest.UsageError(f"{where}: {validation!r} is not local or resolver")
-
-        timeout_text, where = pick("timeout")
-        timeout = DEFAULT_TIMEOUT
-        if timeout_text is not None:
-            try:
-                timeout = float(timeout_text)
-            except ValueError:
-                timeout = -1.0
-            if not timeout > 0:
-                raise pytest.UsageError(f"{where}: {timeout_text!r} is not a positive number")
-
-        connect_text, where = pick("connect_port")
-        connect_port = _port(connect_text, where) if connect_text is not None else None
-
-        ehlo_name, where = pick("ehlo_name")
-        if ehlo_name is not None and (
-            not ehlo_name.isascii() or any(c.isspace() or not c.isprintable() for c in ehlo_name)
-        ):
-            raise pytest.UsageError(f"{where}: {ehlo_name!r} cannot be sent in EHLO")
+        validation, _ = parsed("validation", settings.parse_validation)
+        timeout, _ = parsed("timeout", settings.parse_duration)
+        connect_port, _ = parsed("connect_port", settings.parse_port)
+        ehlo_name, _ = parsed("ehlo_name", settings.parse_ehlo_name)
 
         days: dict[str, float] = {}
         where_days: dict[str, str] = {}
-        for name, default in zip(
-            _DAYS,
-            (DEFAULT_RRSIG_WARNING_DAYS, DEFAULT_RRSIG_CRITICAL_DAYS, DEFAULT_CERT_WARNING_DAYS),
-            strict=True,
-        ):
-            text, where_days[name] = pick(name)
-            days[name] = default if text is None else _days(text, where_days[name])
-        critical, warning = days["rrsig_critical_days"], days["rrsig_warning_days"]
-        if critical > warning:
-            given = opt("dane_rrsig_warning_days") or ini("dane_rrsig_warning_days").strip()
-            than = (
-                f"{where_days['rrsig_warning_days']} ({warning:g})"
-                if given
-                else f"the rrsig warning days ({warning:g}, the default)"
-            )
-            raise pytest.UsageError(
-                f"{where_days['rrsig_critical_days']} ({critical:g}) is more than {than}: a "
-                "signature can only be critical within the warning window"
-            )
+        for name in _DAYS:
+            value, where_days[name] = parsed(name, settings.parse_days)
+            if value is not None:
+                days[name] = value
+        try:
+            thresholds = Thresholds(**days)
+        except ValueError as exc:  # the critical window is longer than the warning window
+            where = "/".join(where_days[n] for n in _DAYS[:2] if n in days)
+            raise pytest.UsageError(f"{where}: {exc}") from None
 
         strict = opt("dane_strict")
         if strict is None:
             strict = ini("dane_strict")
 
         return cls(
-            hosts=tuple(_name(h, "host") for h in hosts),
-            domains=tuple(_name(d, "domain") for d in domains),
-            ports=ports,
-            resolver=resolver,
+            hosts=tuple(_parse(settings.parse_domain_name, h, where_hosts) for h in hosts),
+            domains=tuple(_parse(settings.parse_domain_name, d, where_domains) for d in domains),
+            ports=ports or (25,),
+            resolver=resolver_text.strip() if resolver_text is not None else None,
             trust_anchor=anchor,
-            validation=validation,  # type: ignore[arg-type]
-            timeout=timeout,
+            validation=validation or "local",
+            timeout=DEFAULT_TIMEOUT if timeout is None else timeout,
             connect_port=connect_port,
             ehlo_name=ehlo_name,
             strict=bool(strict),
-            **days,
+            rrsig_warning_days=thresholds.rrsig_warning_days,
+            rrsig_critical_days=thresholds.rrsig_critical_days,
+            cert_warning_days=thresholds.cert_warning_days,
         )
 
 
-def _name(text: str, what: str) -> str:
-    name = text.strip()
-    if not name or " " in name:
-        raise pytest.UsageError(f"--dane-{what}/dane_{what}s: {text!r} is not a domain name")
-    return name
-
-
-def _port(text: object, where: str) -> int:
+def _parse(parse: Callable[[str], _T], text: str, where: str) -> _T:
+    """``parse(text)``, its ValueError a usage error that names the option."""
     try:
-        port = int(str(text).strip())
-    except ValueError:
-        port = 0
-    if not 0 < port < 65536:
-        raise pytest.UsageError(f"{where}: {text!r} is not a port number (1-65535)")
-    return port
-
-
-def _days(text: str, where: str) -> float:
-    try:
-        days = float(text.strip())
-    except ValueError:
-        days = -1.0
-    if not (math.isfinite(days) and days > 0):
-        raise pytest.UsageError(f"{where}: {text!r} is not a positive number of days")
-    return days
-
-
-def _check_resolver(text: str, where: str) -> None:
-    """The checks of ``Server.parse`` without importing the DNS layer: ``ADDR``,
-    ``ADDR:PORT`` or ``[V6]:PORT``, the address a literal IP."""
-    host, port = text.strip(), "53"
-    if host.startswith("["):
-        host, _, rest = host[1:].partition("]")
-        port = rest[1:] if rest.startswith(":") else port
-    elif host.count(":") == 1:
-        host, _, port = host.partition(":")
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        raise pytest.UsageError(f"{where}: {text!r} is not an IP address[:port]") from None
-    _port(port, where)
+        return parse(text)
+    except ValueError as exc:
+        raise pytest.UsageError(f"{where}: {exc}") from None

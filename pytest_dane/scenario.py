@@ -47,13 +47,18 @@ def build_scenario(
     :param fields: any other ``Scenario`` field (``signed``, ``denial``, ``faults``, ``mx``…).
     """
     from dane_monitor.world import Cert, Host, Record, Scenario, Server, by_name
+    from dane_monitor.world.pki import check_key_type
 
     if isinstance(scenario, Scenario):
         return scenario
     if isinstance(scenario, str):
         return by_name(scenario)
     records = (Record(),) if tlsa is None else tuple(_record(r, Record) for r in tlsa)
-    served = (Cert(),) if not certs else tuple(Cert(c) if isinstance(c, str) else c for c in certs)
+    served = (
+        (Cert(),)
+        if not certs
+        else tuple(Cert(check_key_type(c)) if isinstance(c, str) else c for c in certs)
+    )
     built = []
     for i, host in enumerate(hosts):
         if isinstance(host, str):

@@ -218,3 +218,111 @@ def test_a_malformed_tlsa_record_is_parsed_wherever_dns_data_is(module, parse):
     assert seen == sorted(texts)
     records = [tlsa.TLSARecord.from_text(text) for text in seen]
     assert sorted(r.unusable_reason or "" for r in records) == ["", "bad-digest-length"]
+
+
+def test_counts_validation_and_durations_that_may_be_zero():
+    assert settings.parse_count("3") == settings.parse_count(3) == 3
+    for bad in (0, "0", -1, "many", 2.5, True):
+        with pytest.raises(ValueError, match="a whole number of at least 1"):
+            settings.parse_count(bad)
+    assert settings.parse_validation(" Resolver ") == "resolver"
+    with pytest.raises(ValueError, match="local or resolver, not 'remote'"):
+        settings.parse_validation("remote")
+    assert settings.parse_duration("0", zero=True) == 0
+    assert settings.parse_duration("500ms", zero=True) == 0.5
+    with pytest.raises(ValueError, match="0 seconds or more"):
+        settings.parse_duration("-1", zero=True)
+
+
+# -- one policy for the probe's deadlines, one place that makes a checker ----------------------
+
+
+def test_a_step_timeout_bounds_each_step_and_four_of_them_the_probe():
+    t = settings.probe_timeouts(10)
+    assert (t.connect, t.banner, t.command, t.tls, t.quit, t.total) == (10, 10, 10, 10, 5, 40)
+    assert settings.probe_timeouts(2).quit == 2
+
+
+def test_a_check_timeout_is_shared_so_a_hanging_server_is_judged_before_it():
+    t = settings.probe_timeouts(check=30)
+    # The greeting gets the most (postscreen holds "220 " back for up to 6 s).
+    assert (t.connect, t.banner, t.command, t.tls, t.quit, t.total) == (3, 9, 3, 4.5, 1.5, 18)
+    assert t.budget < 30
+    tiny = settings.probe_timeouts(check=0.01)
+    assert min(tiny.connect, tiny.quit, tiny.total) == 0.05  # never a zero deadline
+    both = settings.probe_timeouts(5, check=30)
+    assert (both.connect, both.banner, both.total) == (3, 5, 18)  # each the smaller
+    with pytest.raises(ValueError, match="more than 0 seconds"):
+        settings.probe_timeouts(0)
+    with pytest.raises(ValueError, match="a step timeout, a check timeout or both"):
+        settings.probe_timeouts()
+
+
+def test_make_checker_takes_each_setting_through_its_rule():
+    checker = settings.make_checker(
+        resolver="[::1]:5353",
+        validation="resolver",
+        ports=["465", 25, 465],
+        connect_port="2525",
+        ehlo_name="monitor.example",
+        step_timeout=7,
+        thresholds=Thresholds(5, 2, 0),
+        concurrency=3,
+        both_key_types=False,
+    )
+    o = checker.options
+    assert (tuple(o.ports), o.connect_port, o.ehlo_name, o.concurrency) == (
+        (465, 25),
+        2525,
+        "monitor.example",
+        3,
+    )
+    assert o.timeouts == settings.probe_timeouts(7)
+    assert (o.rrsig_warn_days, o.rrsig_error_days, o.cert_warn_days) == (5, 2, 0)
+    assert (o.both_key_types, checker.mode) == (False, "resolver")
+    assert str(checker.validator.client.server) == "[::1]:5353"
+    assert settings.make_checker(resolver="127.0.0.1").options.timeouts == (
+        settings.probe_timeouts(settings.DEFAULT_STEP_TIMEOUT)
+    )
+    for bad, message in (
+        ({"resolver": "dns.example"}, "a resolver is an IP address"),
+        ({"ports": [0]}, "a port is a number"),
+        ({"validation": "remote"}, "local or resolver"),
+        ({"step_timeout": 0}, "more than 0 seconds"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            settings.make_checker(**{"resolver": "127.0.0.1", **bad})
+
+
+def test_the_cli_the_exporter_and_the_plugin_make_their_checkers_by_the_same_rules(tmp_path):
+    """``check --timeout 7`` and the plugin's ``dane_timeout = 7`` give the probe the same
+    deadlines; the exporter's target timeout of 30 s shares itself among the steps."""
+    from dane_monitor import cli
+    from dane_monitor.exporter.config import parse
+    from dane_monitor.exporter.scheduler import Runner
+    from pytest_dane.config import DaneConfig
+
+    args = cli.build_parser().parse_args(
+        ["check", "x.example", "--resolver", "127.0.0.1", "--timeout", "7", "--port", "465"]
+    )
+    from_cli = cli._checker(args, "dane-monitor check")
+    assert not isinstance(from_cli, str)
+    from_plugin = DaneConfig(resolver="127.0.0.1", ports=(465,), timeout=7).make_checker()
+    assert from_cli.options == from_plugin.options
+    assert from_cli.options.timeouts == settings.probe_timeouts(7)
+
+    runner = Runner(parse("dns: {resolver: 127.0.0.1}\nconcurrency: 5\n"))
+    from_exporter = runner.checker((465,), 30.0)
+    assert from_exporter.options.timeouts == settings.probe_timeouts(check=30)
+    assert from_exporter.options.concurrency == 5
+
+
+def test_the_plugin_does_not_import_the_command_line():
+    code = (
+        "import sys; from pytest_dane.config import DaneConfig; "
+        "DaneConfig(resolver='127.0.0.1').make_checker(); "
+        "print(sorted(m for m in sys.modules if m.startswith('dane_monitor.')))"
+    )
+    modules = ast.literal_eval(_run(code))
+    assert "dane_monitor.check" in modules
+    assert not [m for m in modules if m.startswith(("dane_monitor.cli", "dane_monitor.exporter"))]

@@ -95,9 +95,12 @@ def test_without_targets_the_plugin_adds_no_items_and_imports_nothing_heavy(pyte
         import sys
 
         def test_nothing_heavy_was_imported():
-            heavy = [m for m in ("dane_monitor", "dns", "cryptography", "trustme",
-                                 "pytest_dane.items") if m in sys.modules]
+            heavy = [m for m in ("dns", "cryptography", "trustme", "pytest_dane.items")
+                     if m in sys.modules]
             assert heavy == []
+            # The rules of the settings (standard library only), nothing else of the checker.
+            ours = {m for m in sys.modules if m.startswith("dane_monitor")}
+            assert ours == {"dane_monitor", "dane_monitor.settings"}
         """
     )
     result = pytester.runpytest_subprocess(*INNER, "-v")
@@ -112,12 +115,15 @@ def test_importing_the_plugin_imports_only_its_small_modules():
         "print(sorted(set(sys.modules) - before))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    new = eval(out.stdout)
-    assert set(new) <= {
+    new = set(eval(out.stdout))
+    stdlib = {m for m in new if m.split(".")[0] in sys.stdlib_module_names}
+    assert new - stdlib <= {
         "pytest_dane",
         "pytest_dane.plugin",
         "pytest_dane.config",
         "pytest_dane.errors",
+        "dane_monitor",
+        "dane_monitor.settings",  # the one set of rules for every value (standard library only)
     }, new
 
 
@@ -405,15 +411,22 @@ def test_ini_options_give_the_same_outcomes(pytester, dane_world, world_args, da
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dane-port", "0"], "--dane-port: '0' is not a port number"),
+        # The sentences of dane_monitor.settings, as check and the exporter refuse the values.
+        (["--dane-port", "0"], "--dane-port: a port is a number from 1 to 65535, not '0'"),
         (
             ["--dane-resolver", "resolver.example"],
-            "--dane-resolver: 'resolver.example' is not an IP",
+            "--dane-resolver: a resolver is an IP address with an optional port",
         ),
+        (["--dane-resolver", "127.0.0.1:0"], "--dane-resolver: bad port in resolver"),
         (["--dane-trust-anchor", "missing.ds"], "--dane-trust-anchor: no such file"),
-        (["--dane-timeout", "soon"], "--dane-timeout: 'soon' is not a positive number"),
-        (["--dane-connect-port", "70000"], "--dane-connect-port: '70000' is not a port number"),
+        (["--dane-timeout", "soon"], "--dane-timeout: a duration in seconds (or like 30s"),
+        (["--dane-timeout", "0"], "--dane-timeout: a duration must be more than 0 seconds"),
+        (
+            ["--dane-connect-port", "70000"],
+            "--dane-connect-port: a port is a number from 1 to 65535, not '70000'",
+        ),
         (["--dane-ehlo-name", "two words"], "--dane-ehlo-name: 'two words' cannot be sent"),
+        (["--dane-host", "a..example"], "--dane-host: not a domain or host name: 'a..example'"),
     ],
 )
 def test_unusable_values_are_usage_errors(pytester, args, message):
@@ -597,11 +610,12 @@ def test_xdist_workers_skip_and_fail_the_same_items(pytester, dane_world, world_
     assert outcome == strictly(expected)
 
 
-def test_a_host_that_is_not_a_name_fails_instead_of_passing(pytester):
-    result, outcome = run(pytester, "--dane-host", "a" * 64 + ".example.", "--dane-timeout", "1")
-    assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert outcome == {f"dane::check[{'a' * 64}.example]": "failed"}
-    assert "bad-name" in result.stdout.str()
+def test_a_host_that_is_not_a_name_stops_the_run_instead_of_passing(pytester):
+    """Refused as ``dane-monitor check --mx`` refuses it: by the settings' name rule."""
+    result = pytester.runpytest(*INNER, "--dane-host", "a" * 64 + ".example.")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--dane-host: not a domain or host name" in result.stderr.str()
+    assert "a label is longer than 63 octets" in result.stderr.str()
 
 
 def judged(result) -> dict[str, tuple[str, str]]:
@@ -814,39 +828,42 @@ def test_the_expiry_thresholds_decide_the_expiry_items(pytester, dane_world, wor
     ("args", "ini", "message"),
     [
         (
-            ["--dane-rrsig-warning-days", "0"],
-            "",
-            "--dane-rrsig-warning-days: '0' is not a positive number of days",
-        ),
-        (
             ["--dane-cert-warning-days", "-5"],
             "",
-            "--dane-cert-warning-days: '-5' is not a positive number of days",
+            "--dane-cert-warning-days: a number of days, 0 or more, not '-5'",
         ),
         (
             ["--dane-rrsig-critical-days", "soon"],
             "",
-            "--dane-rrsig-critical-days: 'soon' is not a positive number of days",
+            "--dane-rrsig-critical-days: a number of days, 0 or more, not 'soon'",
         ),
         (
             [],
             "dane_cert_warning_days = nan",
-            "dane_cert_warning_days: 'nan' is not a positive number of days",
+            "dane_cert_warning_days: a number of days, 0 or more, not 'nan'",
         ),
         (
             [],
             "dane_rrsig_warning_days = inf",
-            "dane_rrsig_warning_days: 'inf' is not a positive number of days",
+            "dane_rrsig_warning_days: a number of days, 0 or more, not 'inf'",
         ),
         (
             ["--dane-rrsig-critical-days", "5"],
             "",
-            "--dane-rrsig-critical-days (5) is more than the rrsig warning days (3, the default)",
+            "--dane-rrsig-critical-days: the critical window for signature expiry (5 days) "
+            "must be at most the warning window (3 days)",
+        ),
+        (
+            ["--dane-rrsig-warning-days", "0"],
+            "",
+            "--dane-rrsig-warning-days: the critical window for signature expiry (1 day) "
+            "must be at most the warning window (0 days)",
         ),
         (
             ["--dane-rrsig-warning-days", "2"],
             "dane_rrsig_critical_days = 2.5",
-            "dane_rrsig_critical_days (2.5) is more than --dane-rrsig-warning-days (2)",
+            "--dane-rrsig-warning-days/dane_rrsig_critical_days: the critical window for "
+            "signature expiry (2.5 days) must be at most the warning window (2 days)",
         ),
     ],
 )
@@ -857,6 +874,30 @@ def test_unusable_thresholds_are_usage_errors(pytester, args, ini, message):
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
+
+
+def test_zero_days_and_durations_mean_what_they_mean_to_check_and_the_exporter(pytester):
+    """One rule per value: 0 days turns an expiry warning off (as ``check --cert-warning 0``
+    and the exporter's ``thresholds``), a timeout may be written ``7s`` (as in dane.yml),
+    and the probe's deadlines follow ``check --timeout``'s policy."""
+    pytester.makepyfile(
+        """
+        from dane_monitor import settings
+
+        def test_config(dane_checker):
+            o = dane_checker.options
+            assert (o.rrsig_warn_days, o.rrsig_error_days, o.cert_warn_days) == (0, 0, 0)
+            assert o.timeouts == settings.probe_timeouts(7.0)
+        """
+    )
+    result = pytester.runpytest(
+        *INNER,
+        "--dane-rrsig-warning-days=0",
+        "--dane-rrsig-critical-days=0",
+        "--dane-cert-warning-days=0",
+        "--dane-timeout=7s",
+    )
+    result.assert_outcomes(passed=1)
 
 
 def test_the_thresholds_reach_the_checker(pytester):

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from dane_monitor import __version__, settings
-from dane_monitor.settings import arg_type
+from dane_monitor.settings import arg_type, thresholds_from_args
 
 #: Exit code of a usage error or an unusable configuration (as every dane-monitor command).
 USAGE = 3
@@ -110,23 +110,6 @@ def _threshold_options(parser: argparse.ArgumentParser, what: str) -> None:
         help=f"a leaf certificate expiring within DAYS is a warning "
         f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
     )
-
-
-def thresholds_from_args(
-    args: argparse.Namespace, base: settings.Thresholds | None = None
-) -> settings.Thresholds:
-    """``base`` (the configuration's, or the defaults) with the flags given on top.
-
-    :raises ValueError: critical longer than warning.
-    """
-    from dataclasses import asdict
-
-    values = asdict(base or settings.Thresholds())
-    for flag in ("rrsig_warning", "rrsig_critical", "cert_warning"):
-        given = getattr(args, flag, None)
-        if given is not None:
-            values[f"{flag}_days"] = given
-    return settings.Thresholds(**values)
 
 
 def _log_options(parser: argparse.ArgumentParser, default_level: str = "info") -> None:

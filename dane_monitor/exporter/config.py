@@ -96,10 +96,15 @@ class Config:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address must be HOST:PORT, not {text!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    """``(host, port)`` from ``HOST:PORT``; port 0 listens on any free port."""
+    host, sep, port_text = text.rpartition(":")
+    try:
+        if not sep:
+            raise ValueError
+        port = 0 if port_text.strip() == "0" else settings.parse_port(port_text)
+    except ValueError:
+        raise ValueError(f"listen address must be HOST:PORT, not {text!r}") from None
+    return host.strip("[]") or "0.0.0.0", port
 
 
 # -- reading YAML with marks -----------------------------------------------------------------
@@ -170,16 +175,6 @@ class _Reader:
         return list(node.value)
 
 
-def _port(value: Any) -> int:
-    return settings.parse_port(value)
-
-
-def _positive_int(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"a whole number of at least 1, not {value!r}")
-    return value
-
-
 def _fraction(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
         raise ValueError(f"a fraction from 0 up to (not including) 1, not {value!r}")
@@ -190,12 +185,6 @@ def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"a non-empty string, not {value!r}")
     return value.strip()
-
-
-def _nonnegative_seconds(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise ValueError(f"seconds, zero or more, not {value!r}")
-    return float(value)
 
 
 def _target_name(value: Any) -> str:
@@ -228,11 +217,11 @@ def parse(text: str, path: str = "<config>") -> Config:
     if "web_config" in top:
         kwargs["web_config"] = _relative(r.value(top["web_config"], "web_config", _text), path)
     if "concurrency" in top:
-        kwargs["concurrency"] = r.value(top["concurrency"], "concurrency", _positive_int)
+        kwargs["concurrency"] = r.value(top["concurrency"], "concurrency", settings.parse_count)
     if "ehlo_name" in top:
         kwargs["ehlo_name"] = r.value(top["ehlo_name"], "ehlo_name", settings.parse_ehlo_name)
     if "connect_port" in top:
-        kwargs["connect_port"] = r.value(top["connect_port"], "connect_port", _port)
+        kwargs["connect_port"] = r.value(top["connect_port"], "connect_port", settings.parse_port)
     if "jitter" in top:
         kwargs["jitter"] = r.value(top["jitter"], "jitter", _fraction)
 
@@ -246,19 +235,15 @@ def parse(text: str, path: str = "<config>") -> Config:
             raise r.error(dns_map["trust_anchor"][1], f"trust_anchor: no such file: {anchor}")
         dns_kwargs["trust_anchor"] = anchor
     if "validation" in dns_map:
-        dns_kwargs["validation"] = r.value(dns_map["validation"], "validation", _validation)
+        dns_kwargs["validation"] = r.value(
+            dns_map["validation"], "validation", settings.parse_validation
+        )
     if "timeout" in dns_map:
         dns_kwargs["timeout"] = r.value(dns_map["timeout"], "timeout", parse_duration)
     kwargs["dns"] = DNSSettings(**dns_kwargs)
 
     defaults = r.mapping(top["defaults"][1], _DEFAULTS, "defaults") if "defaults" in top else {}
-    base: dict[str, Any] = {}
-    if "ports" in defaults:
-        base["ports"] = _ports(r, defaults["ports"][1])
-    if "interval" in defaults:
-        base["interval"] = r.value(defaults["interval"], "interval", parse_duration)
-    if "timeout" in defaults:
-        base["timeout"] = r.value(defaults["timeout"], "timeout", parse_duration)
+    base = _check_values(r, defaults, {})
 
     targets: list[Target] = []
     seen: dict[str, int] = {}
@@ -286,7 +271,7 @@ def parse(text: str, path: str = "<config>") -> Config:
         probe_kwargs["timeout"] = r.value(probe["timeout"], "timeout", parse_duration)
     if "timeout_margin" in probe:
         probe_kwargs["timeout_margin"] = r.value(
-            probe["timeout_margin"], "timeout_margin", _nonnegative_seconds
+            probe["timeout_margin"], "timeout_margin", lambda v: parse_duration(v, zero=True)
         )
     if "ports" in probe:
         probe_kwargs["default_ports"] = _ports(r, probe["ports"][1])
@@ -325,22 +310,31 @@ def _target(r: _Reader, node: yaml.Node, base: dict[str, Any]) -> Target:
     if len(kinds) != 1:
         raise r.error(node, "a target is either 'domain: NAME' or 'mx: HOST' (exactly one)")
     kind = kinds[0]
-    values: dict[str, Any] = dict(base)
-    values["name"] = r.value(entry[kind], kind, _target_name)
+    values = _check_values(r, entry, base)
+    name = r.value(entry[kind], kind, _target_name)
+    return Target(name=name, kind=kind, line=node.start_mark.line + 1, **values)
+
+
+def _check_values(
+    r: _Reader, entry: dict[str, tuple[yaml.Node, yaml.Node]], base: dict[str, Any]
+) -> dict[str, Any]:
+    """``base`` with the ``ports``, ``interval`` and ``timeout`` of ``entry`` (the
+    ``defaults``, or a target) on top."""
+    values = dict(base)
     if "ports" in entry:
         values["ports"] = _ports(r, entry["ports"][1])
-    if "interval" in entry:
-        values["interval"] = r.value(entry["interval"], "interval", parse_duration)
-    if "timeout" in entry:
-        values["timeout"] = r.value(entry["timeout"], "timeout", parse_duration)
-    return Target(kind=kind, line=node.start_mark.line + 1, **values)
+    for key in ("interval", "timeout"):
+        if key in entry:
+            values[key] = r.value(entry[key], key, parse_duration)
+    return values
 
 
 def _ports(r: _Reader, node: yaml.Node) -> tuple[int, ...]:
+    port = settings.parse_port
     if isinstance(node, yaml.ScalarNode):
-        ports = [r.value((node, node), "ports", _port)]
+        ports = [r.value((node, node), "ports", port)]
     else:
-        ports = [r.value((item, item), "ports", _port) for item in r.sequence(node, "ports")]
+        ports = [r.value((item, item), "ports", port) for item in r.sequence(node, "ports")]
     if not ports:
         raise r.error(node, "ports: give at least one port")
     return tuple(dict.fromkeys(ports))
@@ -355,12 +349,6 @@ def _resolver(value: Any) -> str:
     text = _text(value)
     settings.parse_resolver(text)
     return text
-
-
-def _validation(value: Any) -> str:
-    if value not in ("local", "resolver"):
-        raise ValueError(f"local or resolver, not {value!r}")
-    return value
 
 
 def _relative(name: str, config_path: str) -> str:

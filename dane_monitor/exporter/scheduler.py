@@ -16,7 +16,8 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from dane_monitor.check import Checker, Options
+from dane_monitor import settings
+from dane_monitor.check import Checker
 from dane_monitor.exporter.config import Config, Target
 from dane_monitor.exporter.metrics import (
     Outcome,
@@ -26,36 +27,26 @@ from dane_monitor.exporter.metrics import (
     samples,
 )
 from dane_monitor.findings import finding
-from dane_monitor.lookup import make_validator
-from dane_monitor.probe import Timeouts
 from dane_monitor.report import DomainResult, Severity, Verdict
 
 log = logging.getLogger("dane_monitor.exporter")
-
-# How a target's timeout T is shared among the SMTP steps of one probe. The greeting gets
-# the most: Postfix's postscreen holds the final "220 " back for up to 6 s
-# (postscreen_greet_wait) and must not look like a broken server with the default T of
-# 30 s. A probe as a whole gets 0.6 T; the check's own deadline (T) caps the rest, so a
-# slow endpoint still leaves room for DNS and the host's other addresses.
-STEP_SHARES = {"connect": 0.1, "banner": 0.3, "command": 0.1, "tls": 0.15, "total": 0.6}
-
-
-def _timeouts(timeout: float) -> Timeouts:
-    steps = {name: max(0.05, timeout * share) for name, share in STEP_SHARES.items()}
-    return Timeouts(**steps, quit=max(0.05, min(5.0, timeout * 0.05)))
 
 
 class Runner:
     """Runs checks for the exporter; one per configuration's DNS and SMTP settings.
 
-    :raises ValueError, TrustAnchorError: from :func:`make_validator` on bad DNS settings.
+    A target's timeout bounds its whole check; :func:`dane_monitor.settings.probe_timeouts`
+    shares it among the steps of each probe.
+
+    :raises ValueError, TrustAnchorError: from :func:`settings.make_validator` on bad DNS
+        settings.
     """
 
     def __init__(self, config: Config) -> None:
         self.config = config
         d = config.dns
-        self.validator = make_validator(
-            d.resolver, trust_anchor=d.trust_anchor, mode=d.validation, timeout=d.timeout
+        self.validator = settings.make_validator(
+            d.resolver, trust_anchor=d.trust_anchor, validation=d.validation, timeout=d.timeout
         )
         self._checkers: OrderedDict[tuple[tuple[int, ...], float], Checker] = OrderedDict()
 
@@ -68,15 +59,15 @@ class Runner:
         key = (ports, round(timeout, 3))
         checker = self._checkers.get(key)
         if checker is None:
-            options = Options(
+            checker = self._checkers[key] = settings.make_checker(
+                self.validator,
                 ports=ports,
                 connect_port=self.config.connect_port,
                 ehlo_name=self.config.ehlo_name,
-                timeouts=_timeouts(timeout),
+                check_timeout=timeout,
+                thresholds=self.config.thresholds,
                 concurrency=self.config.concurrency,
-                **self.config.thresholds.options(),
             )
-            checker = self._checkers[key] = Checker(self.validator, options)
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
                 self._checkers.popitem(last=False)
         else:
