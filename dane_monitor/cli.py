@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, NoReturn
 
 from dane_monitor import __version__, settings
 from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
+from dane_monitor.extras import MissingExtra
 from dane_monitor.settings import arg_type
 
 if TYPE_CHECKING:
@@ -832,6 +833,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.func(args)
     except UsageError as exc:
         print(exc, file=sys.stderr)
+        return USAGE
+    except MissingExtra as exc:  # e.g. demo without trustme: say what to install
+        command = getattr(args, "command", None)
+        print(f"dane-monitor {command}: {exc}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED

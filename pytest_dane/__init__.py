@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from dane_monitor.extras import missing
+
+try:  # pytest is an optional dependency of dane-monitor: the 'pytest' extra
+    import pytest  # noqa: F401
+except ModuleNotFoundError as exc:
+    raise missing("pytest", "pytest", "pytest_dane (the pytest plugin)") from exc
+
 from pytest_dane.errors import DaneCheckFailed, DaneWarning
 
 _LAZY = {

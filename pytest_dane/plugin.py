@@ -42,10 +42,10 @@ import pytest
 from pytest_dane.config import DaneConfig, addoption
 
 if TYPE_CHECKING:
+    from dane_monitor.background import BackgroundLoop
     from dane_monitor.check import Checker
     from dane_monitor.report import DomainResult
     from dane_monitor.world import PKI, Scenario, SMTPServer, World
-    from dane_monitor.world.background import BackgroundLoop
     from pytest_dane.items import TargetResult
     from pytest_dane.scenario import DaneScenario
 
@@ -208,7 +208,7 @@ def dane_scenario(
 
 @pytest.fixture(scope="session")
 def _dane_loop() -> Iterator[BackgroundLoop]:
-    from dane_monitor.world.background import BackgroundLoop
+    from dane_monitor.background import BackgroundLoop
 
     with BackgroundLoop() as loop:
         yield loop

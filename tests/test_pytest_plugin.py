@@ -100,7 +100,7 @@ def test_without_targets_the_plugin_adds_no_items_and_imports_nothing_heavy(pyte
             assert heavy == []
             # The rules of the settings (standard library only), nothing else of the checker.
             ours = {m for m in sys.modules if m.startswith("dane_monitor")}
-            assert ours == {"dane_monitor", "dane_monitor.settings"}
+            assert ours == {"dane_monitor", "dane_monitor.extras", "dane_monitor.settings"}
         """
     )
     result = pytester.runpytest_subprocess(*INNER, "-v")
@@ -123,6 +123,7 @@ def test_importing_the_plugin_imports_only_its_small_modules():
         "pytest_dane.config",
         "pytest_dane.errors",
         "dane_monitor",
+        "dane_monitor.extras",  # the error that names the 'pytest' extra
         "dane_monitor.settings",  # the one set of rules for every value (standard library only)
     }, new
 

@@ -14,6 +14,14 @@ the ``pytest_dane`` fixtures wrap it. The pieces, from the bottom up:
 # Imported first, before any zone is built: a TLSA record of the wrong length is unusable, not
 # unparsable (see dane_monitor._compat).
 import dane_monitor._compat  # noqa: F401
+from dane_monitor.extras import missing
+
+try:  # the world's certificates come from trustme, an optional dependency
+    import trustme  # noqa: F401
+except ModuleNotFoundError as exc:
+    what = "the local world (dane-monitor world and demo, the pytest_dane world fixtures)"
+    raise missing("trustme", "world", what) from exc
+
 from dane_monitor.world.dnsserver import DNSServer
 from dane_monitor.world.pki import PKI, Chain, self_signed
 from dane_monitor.world.scenarios import (
