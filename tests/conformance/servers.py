@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import shutil
 import subprocess
 import time
@@ -59,6 +60,7 @@ from dane_monitor.lookup.answer import Answer
 from dane_monitor.lookup.stub import Server, StubClient
 from dane_monitor.lookup.validator import Validator
 from dane_monitor.world.unbound import _free_port as free_port
+from dane_monitor.world.unbound import identity_of
 from dane_monitor.world.zones import _bind_anchor_text
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -323,6 +325,9 @@ class AuthServer:
         self.process: subprocess.Popen[bytes] | None = None
         self.zones = tuple(z for z in ZONES if z.server == self.name)
         self._log: IO[bytes] | None = None
+        # what this process answers to id.server. CH TXT: readiness is our process serving,
+        # never another run's server that took the port first (issue 13)
+        self.identity = f"dane-{self.name}-{secrets.token_hex(6)}"
 
     # subclasses
     def prepare(self) -> None:
@@ -357,6 +362,7 @@ class AuthServer:
         self.prepare()
         for _ in range(5):
             port = free_port(HOST)
+            self.identity = f"dane-{self.name}-{secrets.token_hex(6)}"
             log = self.dir / f"{self.name}.log"
             self._log = log.open("wb")  # this try only: a clash of an earlier one is over
             self.process = subprocess.Popen(
@@ -377,8 +383,10 @@ class AuthServer:
             if self.process is None or self.process.poll() is not None:
                 return False
             with contextlib.suppress(Exception):
-                if all(self.zone_ready(z) for z in self.zones):
-                    return True
+                if identity_of(HOST, self.port, timeout=1) == self.identity and all(
+                    self.zone_ready(z) for z in self.zones
+                ):
+                    return self.process.poll() is None
             if self._port_clash():  # taken between free_port() and the server's bind()
                 return False
             time.sleep(0.1)
@@ -429,6 +437,7 @@ KNOT_CONF = """\
 server:
     rundir: "{dir}"
     listen: {host}@{port}
+    identity: "{identity}"
     udp-workers: 1
     tcp-workers: 1
     background-workers: 1
@@ -490,7 +499,9 @@ class Knot(AuthServer):
 
     def command(self, port: int) -> list[str]:
         conf = self.dir / "knot.conf"
-        conf.write_text(KNOT_CONF.format(dir=self.dir, host=HOST, port=port))
+        conf.write_text(
+            KNOT_CONF.format(dir=self.dir, host=HOST, port=port, identity=self.identity)
+        )
         return [which("knotd") or "knotd", "-c", str(conf)]
 
     def version(self) -> str:
@@ -525,6 +536,7 @@ loglevel=4
 default-ksk-algorithm=ecdsa256
 # DNAME synthesis is off by default in 4.7 (names below a DNAME then get NXDOMAIN)
 dname-processing=yes
+server-id={identity}
 """
 
 
@@ -534,7 +546,8 @@ class PowerDNS(AuthServer):
     binaries = ("pdns_server", "pdnsutil")
 
     def _conf(self, port: int) -> None:
-        (self.dir / "pdns.conf").write_text(PDNS_CONF.format(dir=self.dir, host=HOST, port=port))
+        text = PDNS_CONF.format(dir=self.dir, host=HOST, port=port, identity=self.identity)
+        (self.dir / "pdns.conf").write_text(text)
 
     def prepare(self) -> None:
         self._conf(0)
@@ -578,6 +591,7 @@ options {{
     listen-on port {port} {{ {host}; }};
     listen-on-v6 {{ none; }};
     recursion no;
+    server-id "{identity}";
     dnssec-validation no;
     notify no;
 }};
@@ -643,7 +657,9 @@ class Bind(AuthServer):
 
     def command(self, port: int) -> list[str]:
         conf = self.dir / "named.conf"
-        conf.write_text(NAMED_CONF.format(dir=self.dir, host=HOST, port=port))
+        conf.write_text(
+            NAMED_CONF.format(dir=self.dir, host=HOST, port=port, identity=self.identity)
+        )
         return [which("named") or "named", "-g", "-4", "-c", str(conf)]
 
     def version(self) -> str:
@@ -658,7 +674,8 @@ class PowerDNSWithoutDNAME(PowerDNS):
 
     def _conf(self, port: int) -> None:
         text = PDNS_CONF.replace("dname-processing=yes", "dname-processing=no")
-        (self.dir / "pdns.conf").write_text(text.format(dir=self.dir, host=HOST, port=port))
+        text = text.format(dir=self.dir, host=HOST, port=port, identity=self.identity)
+        (self.dir / "pdns.conf").write_text(text)
 
 
 SERVERS: tuple[type[AuthServer], ...] = (Knot, PowerDNS, PowerDNSWithoutDNAME, Bind)
