@@ -33,10 +33,11 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dane_monitor.check import Checker
     from dane_monitor.lookup import ResolverValidator, Validator
     from dane_monitor.probe import Timeouts
