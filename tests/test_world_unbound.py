@@ -16,11 +16,14 @@ import shutil
 import stat
 from pathlib import Path
 
+import dns.message
+import dns.query
+import dns.rcode
 import pytest
 from dnsutil import served
 
 from dane_monitor.world.unbound import Unbound, identity_of
-from dane_monitor.world.zones import Hierarchy
+from dane_monitor.world.zones import Fault, Hierarchy
 
 UNBOUND = shutil.which("unbound") or shutil.which("unbound", path="/usr/sbin:/sbin")
 pytestmark = pytest.mark.skipif(UNBOUND is None, reason="Unbound is not installed")
@@ -73,3 +76,25 @@ def test_each_unbound_has_its_own_identity():
             assert identity_of(*a.address, timeout=2) == a.identity
             assert identity_of(*b.address, timeout=2) == b.identity
             assert a.identity != b.identity
+
+
+def test_unbound_keeps_answering_after_many_validation_failures():
+    """Unbound logs every validation failure (val-log-level 2). Its stderr was a pipe nobody
+    read: after ~190 bogus lookups 64 KiB of log filled it, Unbound blocked on the write, and
+    every later query of that (session-long) resolver timed out."""
+    h = Hierarchy(".")
+    h.zone("example.")
+    z = h.zone("expired.example.")
+    z.add("*", "A", "127.0.0.1")
+    z.fault(Fault.EXPIRED_RRSIG)
+    signed = h.sign()
+    zones = [str(z) for z in signed.zones]
+    with (
+        served(signed) as server,
+        Unbound(("127.0.0.1", server.port), signed.trust_anchor(), zones=zones) as u,
+    ):
+        for i in range(400):  # about 90 KiB of log
+            query = dns.message.make_query(f"x{i}.expired.example.", "A")
+            reply = dns.query.udp(query, u.host, port=u.port, timeout=10)
+            assert reply.rcode() == dns.rcode.SERVFAIL
+        assert "expired" in u.log().lower()

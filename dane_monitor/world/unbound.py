@@ -34,7 +34,7 @@ server:
     chroot: ""
     directory: "{dir}"
     pidfile: "{dir}/unbound.pid"
-    logfile: ""
+    logfile: "{dir}/unbound.log"
     use-syslog: no
     verbosity: 0
     identity: "{identity}"
@@ -110,6 +110,7 @@ class Unbound:
         self.binary = binary or shutil.which("unbound") or "/usr/sbin/unbound"
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self.identity = ""  # what this instance answers to id.server. CH TXT
+        self._last_log = ""
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -145,14 +146,19 @@ class Unbound:
             self.process = subprocess.Popen(
                 [self.binary, "-d", "-c", str(directory / "unbound.conf")],
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
+                # never a pipe nobody reads: Unbound logs every validation failure
+                # (val-log-level 2), and once 64 KiB of them filled an unread pipe it
+                # blocked on the write and stopped answering (after ~190 bogus lookups)
+                stderr=subprocess.DEVNULL,
             )
             self.port = port
             if self._wait_ready(timeout):
                 return
             self.stop()
             self.port = fixed
-        raise RuntimeError(f"unbound did not start on {self.host}:{self.port or 'a free port'}")
+        raise RuntimeError(
+            f"unbound did not start on {self.host}:{self.port or 'a free port'}: {self.log()}"
+        )
 
     def _wait_ready(self, timeout: float) -> bool:
         """True once the server at our address answers with our identity, and our process
@@ -167,6 +173,13 @@ class Unbound:
             time.sleep(0.05)
         return False
 
+    def log(self, limit: int = 2000) -> str:
+        """The end of this instance's log (validation failures, bind errors)."""
+        if self._dir is None:
+            return self._last_log
+        path = Path(self._dir.name) / "unbound.log"
+        return path.read_text(errors="replace")[-limit:] if path.exists() else ""
+
     def stop(self) -> None:
         if self.process is not None:
             self.process.terminate()
@@ -175,10 +188,9 @@ class Unbound:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
-            if self.process.stderr is not None:
-                self.process.stderr.close()
             self.process = None
         if self._dir is not None:
+            self._last_log = self.log()
             self._dir.cleanup()
             self._dir = None
 
