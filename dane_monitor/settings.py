@@ -96,6 +96,20 @@ def _shown(value: Any) -> str:
     return repr(value) if isinstance(value, str) else repr(str(value))
 
 
+def _number(value: Any, expected: str) -> float | None:
+    """``value`` as a float when it is a number or a number's text, else ``None``.
+
+    :raises ValueError: a boolean (YAML's ``yes``), ``expected, not a boolean``.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"{expected}, not a boolean")
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value.strip())
+    return None
+
+
 def parse_port(value: Any) -> int:
     """A TCP port, 1 to 65535, from ``25``, ``"25"`` or ``" 25 "``."""
     if isinstance(value, bool):
@@ -131,12 +145,9 @@ def parse_duration(value: Any, *, zero: bool = False) -> float:
     (``30``, ``"1.5"``) or a Prometheus-style duration (``90s``, ``5m``, ``1h30m``,
     ``500ms``)."""
     expected = "a duration in seconds (or like 30s, 5m, 1h)"
-    if isinstance(value, bool):
-        raise ValueError(f"{expected}, not a boolean")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    elif isinstance(value, str) and _NUMBER.match(value.strip()):
-        seconds = float(value.strip())
+    number = _number(value, expected)
+    if number is not None:
+        seconds = number
     elif isinstance(value, str) and (m := _MS.match(value.strip())):
         seconds = float(m.group(1)) / 1000
     elif isinstance(value, str) and (m := _DURATION.match(value.strip())) and any(m.groups()):
@@ -156,13 +167,8 @@ def parse_days(value: Any) -> float:
     """A number of days, zero or more and finite (``14``, ``"2.5"``): an expiry window.
     Zero turns the warning off (only what has already expired is reported)."""
     expected = "a number of days, 0 or more"
-    if isinstance(value, bool):
-        raise ValueError(f"{expected}, not a boolean")
-    if isinstance(value, int | float):
-        days = float(value)
-    elif isinstance(value, str) and _NUMBER.match(value.strip()):
-        days = float(value.strip())
-    else:
+    days = _number(value, expected)
+    if days is None:
         raise ValueError(f"{expected}, not {_shown(value)}")
     if not math.isfinite(days) or days < 0:
         raise ValueError(f"{expected}, not {_shown(value)}")

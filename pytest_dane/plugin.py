@@ -35,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import pytest
 
@@ -186,24 +186,47 @@ def dane_scenario(
     from dane_monitor.world import World
     from pytest_dane.scenario import DaneScenario, build_scenario
 
-    started: list[World] = []
+    servers = _Servers(_dane_loop)
 
     def factory(scenario: Scenario | str | None = None, **kwargs: Any) -> DaneScenario:
         built = build_scenario(scenario, **kwargs)
-        world = World([built])
-        _dane_loop.run(world.start())
-        started.append(world)
+        world = servers.start(World([built]))
         anchor = world.write_trust_anchor(tmp_path_factory.mktemp("dane") / "trust-anchor.ds")
         return DaneScenario(
             world, world.domains[built.name], anchor, lambda c: _dane_loop.run(c, timeout=None)
         )
 
     yield factory
-    for world in started:
-        _dane_loop.run(world.stop())
+    servers.stop_all()
 
 
 # -- the local world ----------------------------------------------------------------------------
+
+
+class _Serving(Protocol):
+    async def start(self) -> Any: ...
+    async def stop(self) -> Any: ...
+
+
+_S = TypeVar("_S", bound=_Serving)
+
+
+class _Servers:
+    """What a fixture's factory started on the background loop (worlds, SMTP servers), to
+    stop at the fixture's teardown, in the order they were started."""
+
+    def __init__(self, loop: BackgroundLoop) -> None:
+        self.loop = loop
+        self.started: list[_Serving] = []
+
+    def start(self, server: _S) -> _S:
+        self.loop.run(server.start())
+        self.started.append(server)
+        return server
+
+    def stop_all(self) -> None:
+        for server in self.started:
+            self.loop.run(server.stop())
 
 
 @pytest.fixture(scope="session")
@@ -218,17 +241,13 @@ def _dane_loop() -> Iterator[BackgroundLoop]:
 def dane_world_factory(_dane_loop: BackgroundLoop) -> Iterator[Callable[..., World]]:
     from dane_monitor.world import World
 
-    started: list[World] = []
+    servers = _Servers(_dane_loop)
 
     def factory(scenarios: Iterable[Scenario], **kwargs: Any) -> World:
-        world = World(scenarios, **kwargs)
-        _dane_loop.run(world.start())
-        started.append(world)
-        return world
+        return servers.start(World(scenarios, **kwargs))
 
     yield factory
-    for world in started:
-        _dane_loop.run(world.stop())
+    servers.stop_all()
 
 
 @pytest.fixture(scope="session")
@@ -254,14 +273,10 @@ def dane_pki() -> PKI:
 def dane_smtp_server(_dane_loop: BackgroundLoop) -> Iterator[Callable[..., SMTPServer]]:
     from dane_monitor.world import SMTPServer
 
-    started: list[SMTPServer] = []
+    servers = _Servers(_dane_loop)
 
     def factory(host: str = "127.0.0.1", port: int = 0, **kwargs: Any) -> SMTPServer:
-        server = SMTPServer(host, port, **kwargs)
-        _dane_loop.run(server.start())
-        started.append(server)
-        return server
+        return servers.start(SMTPServer(host, port, **kwargs))
 
     yield factory
-    for server in started:
-        _dane_loop.run(server.stop())
+    servers.stop_all()
