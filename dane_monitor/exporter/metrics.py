@@ -457,13 +457,6 @@ class Stats:
     def cycles(self) -> int:
         return int(_value(self._cycles, "dane_exporter_cycles_total"))
 
-    @cycles.setter
-    def cycles(self, value: int) -> None:
-        # For ``stats.cycles += 1`` (the scheduler); :meth:`cycle_done` is the way.
-        if value < self.cycles:
-            raise ValueError("a counter only goes up")
-        self._cycles.inc(value - self.cycles)
-
     @property
     def last_cycle_seconds(self) -> float | None:
         if not self._cycle_seen:
@@ -472,7 +465,6 @@ class Stats:
 
     @last_cycle_seconds.setter
     def last_cycle_seconds(self, seconds: float) -> None:
-        # For the scheduler's ``stats.last_cycle_seconds = …`` after ``stats.cycles += 1``.
         self._cycle_seconds.set(seconds)
         if not self._cycle_seen:
             self._cycle_seen = True
@@ -481,11 +473,6 @@ class Stats:
     @property
     def in_flight(self) -> int:
         return int(_value(self._in_flight, "dane_exporter_checks_in_flight"))
-
-    @in_flight.setter
-    def in_flight(self, value: int) -> None:
-        # For the scheduler's ``stats.in_flight += 1`` / ``-= 1``; :meth:`checking` is the way.
-        self._in_flight.set(value)
 
 
 def probe_families(success: bool, duration: float) -> list[Metric]:

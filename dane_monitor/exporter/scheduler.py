@@ -206,8 +206,7 @@ class Scheduler:
     def _progress(self, name: str) -> None:
         self._pass_pending.discard(name)
         if not self._pass_pending and self.targets:
-            self.stats.cycles += 1
-            self.stats.last_cycle_seconds = time.monotonic() - self._pass_started
+            self.stats.cycle_done(time.monotonic() - self._pass_started)
             self._new_pass()
 
     async def _loop(self, target: Target) -> None:
@@ -218,13 +217,10 @@ class Scheduler:
         while True:
             started = loop.time()
             async with slots:
-                self.stats.in_flight += 1
-                try:
+                with self.stats.checking():
                     outcome = await runner.run(
                         target.name, target.kind, target.ports, target.timeout
                     )
-                finally:
-                    self.stats.in_flight -= 1
             if self.targets.get(target.name) != target:
                 return  # reconfigured while checking
             self.outcomes[target.name] = outcome
