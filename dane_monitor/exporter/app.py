@@ -26,7 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 
-from dane_monitor import __version__, render
+from dane_monitor import __version__, render, settings
 from dane_monitor.exporter import webconfig
 from dane_monitor.exporter.config import Config, ConfigError, ProbeSettings, _target_name, load
 from dane_monitor.exporter.http import HTTPServer, Request, Response
@@ -350,15 +350,10 @@ def _render_results(outcomes: list[Outcome], own: bytes, gz: bool) -> bytes:
 def _probe_ports(values: list[str] | None, default: tuple[int, ...]) -> tuple[int, ...]:
     if not values:
         return default
-    ports: list[int] = []
-    for value in values:
-        for part in value.split(","):
-            if not part.strip().isdigit() or not 0 < int(part) < 65536:
-                raise ValueError(f"{part!r} is not a port number")
-            ports.append(int(part))
-    if len(set(ports)) > MAX_PROBE_PORTS:
+    ports = settings.parse_ports(part for value in values for part in value.split(","))
+    if len(ports) > MAX_PROBE_PORTS:
         raise ValueError(f"at most {MAX_PROBE_PORTS} ports")
-    return tuple(dict.fromkeys(ports))
+    return ports
 
 
 def _debug_text(
