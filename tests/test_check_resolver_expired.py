@@ -16,6 +16,8 @@ The resolver here is the worst case: it sets AD on every answer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import Iterator
 
 import dns.flags
@@ -25,9 +27,21 @@ import pytest
 from dane_monitor.check import Checker, Options
 from dane_monitor.lookup import make_validator
 from dane_monitor.probe import Timeouts
-from dane_monitor.world import World
+from dane_monitor.world import World, by_name
 from dane_monitor.world.background import BackgroundLoop
 from dane_monitor.world.dnsserver import DNSServer, Responder
+from dane_monitor.world.zones import Fault
+
+
+@contextlib.contextmanager
+def lying_resolver(world: World) -> Iterator[tuple[str, int]]:
+    with BackgroundLoop(name="ad-liar") as loop:
+        server = DNSServer(responder=SaysADToEverything(world))
+        loop.run(server.start())
+        try:
+            yield server.address
+        finally:
+            loop.run(server.stop())
 
 
 class SaysADToEverything:
@@ -49,13 +63,8 @@ class SaysADToEverything:
 
 @pytest.fixture(scope="module")
 def liar(dane_world: World) -> Iterator[tuple[str, int]]:
-    with BackgroundLoop(name="ad-liar") as loop:
-        server = DNSServer(responder=SaysADToEverything(dane_world))
-        loop.run(server.start())
-        try:
-            yield server.address
-        finally:
-            loop.run(server.stop())
+    with lying_resolver(dane_world) as address:
+        yield address
 
 
 def check(dane_world: World, resolver: tuple[str, int], anchor: str, scenario: str):
@@ -78,3 +87,19 @@ def test_ad_over_expired_signatures_is_bogus_not_valid(dane_world: World, liar, 
 def test_the_same_resolver_still_makes_a_good_zone_valid(dane_world: World, liar, tmp_path):
     anchor = str(dane_world.write_trust_anchor(tmp_path / "anchor.ds"))
     assert check(dane_world, liar, anchor, "good-ee").verdict == "valid"
+
+
+def test_ad_over_not_yet_valid_signatures_is_bogus_not_valid(tmp_path):
+    """The other side of the skew allowance: signatures whose inception lies ahead."""
+    early = dataclasses.replace(
+        by_name("bogus-expired"),
+        name="bogus-not-yet-valid",
+        faults=((Fault.NOT_YET_VALID_RRSIG, None, None),),
+    )
+    world = World([early], smtp_network="127.0.13.0/24")
+    anchor = str(world.write_trust_anchor(tmp_path / "anchor.ds"))
+    with world.running(), lying_resolver(world) as resolver:
+        result = check(world, resolver, anchor, "bogus-not-yet-valid")
+    assert result.verdict == "bogus", result.verdict
+    assert result.mx_dns is not None
+    assert (result.mx_dns.status, result.mx_dns.reason) == ("bogus", "signature-not-yet-valid")

@@ -972,6 +972,21 @@ def _signed_rrsets(
         yield rrset, signer, [s for s in sigs if s.signer == signer]
 
 
+def _outside_validity(msg: dns.message.Message, now: float) -> tuple[str, str] | None:
+    """(reason, detail) for the first signed RRset of a reply with no signature valid at
+    ``now`` (expired, or not yet valid), else None."""
+    for section in (msg.answer, msg.authority):
+        for rrset, _, sigs in _signed_rrsets(section):
+            if any(s.inception <= now <= s.expiration for s in sigs):
+                continue
+            what = f"the RRSIG over {rrset.name} {dns.rdatatype.to_text(rrset.rdtype)}"
+            if all(s.inception > now for s in sigs):
+                since = min(s.inception for s in sigs)
+                return A.SIGNATURE_NOT_YET_VALID, f"{what} is valid only from {_when(since)}"
+            return A.SIGNATURE_EXPIRED, f"{what} expired {_when(max(s.expiration for s in sigs))}"
+    return None
+
+
 def _validated_rrset(
     reply: Reply, zone: dns.name.Name, rdtype: int
 ) -> tuple[dns.rrset.RRset, dns.name.Name, list] | None:
@@ -1103,14 +1118,19 @@ class ResolverValidator:
         detail = ""
         if status == Status.SECURE:
             expiration, signer = await self._expiry(msg, kind, rrset, current, deadline)
-            if expiration is not None and expiration < self.now():
-                # AD over a signature that has expired: a resolver that forgives clock skew
-                # (Unbound: up to a day) vouches for it, senders whose validator forgives
-                # less defer. Never valid: bogus, as in local mode (issue 13).
-                status, reason = Status.BOGUS, A.SIGNATURE_EXPIRED
-                detail = (
-                    f"the resolver set AD, but a signature on the path expired {_when(expiration)}"
+            # AD over a signature outside its validity: a resolver that forgives clock skew
+            # (Unbound: up to a day either way) vouches for it, senders whose validator
+            # forgives less defer. Never valid: bogus, as in local mode (issue 13).
+            now = self.now()
+            stale = _outside_validity(msg, now)
+            if stale is None and expiration is not None and expiration < now:
+                stale = (
+                    A.SIGNATURE_EXPIRED,
+                    f"a signature on the path expired {_when(expiration)}",
                 )
+            if stale is not None:
+                status, reason = Status.BOGUS, stale[0]
+                detail = f"the resolver set AD, but {stale[1]}"
         return Answer(
             qname,
             qtype,
