@@ -303,9 +303,9 @@ class Responder:
         if wnode is not None:
             if qtype in wnode or RdataType.CNAME in wnode:
                 rt = qtype if qtype in wnode else RdataType.CNAME
-                rrset, sig = self._pair(zone, wild, rt)
+                rrset, wsig = self._pair(zone, wild, rt)
                 synth = _renamed(rrset, qname)
-                ans.add("answer", (synth, None if sig is None else _renamed(sig, qname)))
+                ans.add("answer", (synth, None if wsig is None else _renamed(wsig, qname)))
                 if ans.do:
                     for pair in self._wildcard_answer_proof(zone, qname, ce):
                         ans.add("authority", pair)
@@ -464,7 +464,11 @@ class Responder:
         wild = dns.name.Name((b"*", *ce.labels))
         if isinstance(zone.denial, NSEC3):
             nc = self._next_closer(qname, ce)
-            proof = [zone.nsec3_hash(ce), zone.nsec3_cover(nc), zone.nsec3_cover(wild)]
+            proof: list[bytes | dns.name.Name] = [
+                zone.nsec3_hash(ce),
+                zone.nsec3_cover(nc),
+                zone.nsec3_cover(wild),
+            ]
             if zone.nsec3_match(ce) is None:  # ce not in chain: fall back to the provable one
                 proof = [*self._nsec3_cpe_proof(zone, qname), zone.nsec3_cover(wild)]
         else:
