@@ -56,6 +56,16 @@ class Prometheus:
             [PROMTOOL, "check", "config", str(self.config_path)], capture_output=True, text=True
         )
         assert check.returncode == 0, check.stdout + check.stderr
+        self.directory = directory
+        for _attempt in range(5):
+            if self._start(binary):
+                return
+        raise AssertionError("prometheus found no free port: " + self._log_text())
+
+    def _start(self, binary: str) -> bool:
+        """Start on a free port; False when another process took the port first (the port is
+        chosen, then bound: another test's server may win the race)."""
+        directory = self.directory
         self.port = free_port()
         self.log = open(directory / "prometheus.log", "w")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -74,15 +84,31 @@ class Prometheus:
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 30
         while True:
-            try:
-                with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert self.proc.poll() is None, (directory / "prometheus.log").read_text()
+            # Ready, and ours: another test's Prometheus on the same port would answer
+            # /-/ready too, and every later query would read its data.
+            if self._is_ours():
+                return True
+            if self.proc.poll() is not None:
+                self.log.close()
+                if "address already in use" in self._log_text():
+                    return False
+                raise AssertionError(self._log_text())
             assert time.monotonic() < deadline, "prometheus did not become ready"
             time.sleep(0.2)
+
+    def _is_ours(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "/-/ready", timeout=2) as r:
+                if r.status != 200:
+                    return False
+            with urllib.request.urlopen(self.url + "/api/v1/status/flags", timeout=2) as r:
+                flags = json.load(r)["data"]
+        except OSError:
+            return False
+        return flags.get("config.file") == str(self.config_path) and self.proc.poll() is None
+
+    def _log_text(self) -> str:
+        return (self.directory / "prometheus.log").read_text()
 
     def query(self, expr: str) -> list[tuple[dict[str, str], float]]:
         url = self.url + "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -270,3 +296,31 @@ def test_probe_targets_sharded_with_hashmod_are_each_scraped_once(
             prom.stop()
         for proc, out, _ in exporters:
             stop_process(proc, out)
+
+
+def test_a_port_taken_by_another_prometheus_is_not_mistaken_for_ours(
+    prometheus_bin, tmp_path, monkeypatch
+):
+    """The port is chosen, then bound: when another test's Prometheus holds it, its /-/ready
+    must not pass for ours (every query would read the other one's data)."""
+    config = "global: {scrape_interval: 1m}\n"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = Prometheus(prometheus_bin, tmp_path / "a", config)
+    try:
+        ports = iter([first.port])
+        monkeypatch.setattr(sys.modules[__name__], "free_port",
+                            lambda: next(ports, None) or _real_free_port())  # fmt: skip
+        second = Prometheus(prometheus_bin, tmp_path / "b", config)
+        try:
+            # It tried first.port (taken), saw the server there was not its own, moved on.
+            assert next(ports, "used") == "used"
+            assert second.port != first.port
+            assert second._is_ours() and first._is_ours()
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+
+
+_real_free_port = free_port
