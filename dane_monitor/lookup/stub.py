@@ -64,20 +64,11 @@ class Server:
 
     @classmethod
     def parse(cls, text: str) -> Server:
-        """``127.0.0.1``, ``127.0.0.1:5353``, ``::1``, ``[::1]:5353``."""
-        text = text.strip()
-        if text.startswith("["):
-            host, _, rest = text[1:].partition("]")
-            port = int(rest[1:]) if rest.startswith(":") else 53
-        elif text.count(":") == 1:
-            host, _, p = text.partition(":")
-            port = int(p)
-        else:
-            host, port = text, 53
-        ipaddress.ip_address(host)  # a resolver is named by address: no lookup to find it
-        if not 0 < port < 65536:
-            raise ValueError(f"port out of range: {port}")
-        return cls(host, port)
+        """``127.0.0.1``, ``127.0.0.1:5353``, ``::1``, ``[::1]:5353`` (the one rule:
+        :func:`dane_monitor.settings.parse_resolver`)."""
+        from dane_monitor.settings import parse_resolver
+
+        return cls(*parse_resolver(text))
 
     @property
     def is_loopback(self) -> bool:
