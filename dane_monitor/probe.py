@@ -55,6 +55,8 @@ from typing import Any, Literal
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from dane_monitor import threads
+
 __all__ = [
     "ERRORS",
     "MAX_LINE",
@@ -341,7 +343,7 @@ async def _resolve_ehlo_name(limit: float) -> str:
         return _ehlo_name
     try:
         async with asyncio.timeout(limit):
-            return await asyncio.to_thread(default_ehlo_name)
+            return await threads.to_thread(default_ehlo_name)
     except TimeoutError:
         return FALLBACK_EHLO_NAME
 

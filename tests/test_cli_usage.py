@@ -146,16 +146,37 @@ def hanging_mx(
         yield args, listener
 
 
+def _signal_masks(pid: int) -> dict[str, int]:
+    """SigBlk/SigIgn/SigPnd/ShdPnd of a process's main thread, from /proc."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("SigBlk", "SigIgn", "SigPnd", "ShdPnd"):
+            fields[key] = int(value.strip(), 16)
+    return fields
+
+
 def test_ctrl_c_ends_quietly_with_130(hanging_mx):
     args, listener = hanging_mx
-    proc = subprocess.Popen([sys.executable, "-m", "dane_monitor", *args],
+    # -X faulthandler: if it ever hangs again, SIGABRT below shows every thread's stack.
+    proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dane_monitor", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     try:
         listener.settimeout(60)
         conn, _ = listener.accept()  # the check now waits for a greeting that never comes
         with conn:
+            masks = _signal_masks(proc.pid)
+            sigint = 1 << (signal.SIGINT - 1)
+            # Inherited from the test process, a blocked or ignored SIGINT would make the
+            # check deaf to Ctrl-C: that is the harness's fault, and must say so.
+            assert not masks["SigBlk"] & sigint and not masks["SigIgn"] & sigint, masks
             proc.send_signal(signal.SIGINT)
-            out, err = proc.communicate(timeout=60)
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGABRT)
+                out, err = proc.communicate(timeout=30)
+                pytest.fail(f"no exit 60 s after SIGINT; masks then {masks}; stacks:\n{err}")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -26,7 +26,7 @@ from prometheus_client.core import Metric
 from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 
-from dane_monitor import __version__, render, settings
+from dane_monitor import __version__, render, settings, threads
 from dane_monitor.exporter import webconfig
 from dane_monitor.exporter.config import Config, ConfigError, ProbeSettings, _target_name, load
 from dane_monitor.exporter.http import HTTPServer, Request, Response
@@ -216,7 +216,7 @@ class Exporter:
         outcomes = [self.scheduler.outcomes[n] for n in list(self.scheduler.outcomes)]
         own = generate_latest(self._self_registry)
         gz = wants_gzip(request.headers.get("accept-encoding"))
-        body = await asyncio.to_thread(_render_results, outcomes, own, gz)
+        body = await threads.to_thread(_render_results, outcomes, own, gz)
         headers = [("Content-Encoding", "gzip")] if gz else []
         return Response(200, body, CONTENT_TYPE, headers)
 
@@ -271,7 +271,7 @@ class Exporter:
         metrics = probe_families(outcome is not None and outcome.success, duration)
         if outcome is not None:
             metrics = families([outcome]) + metrics
-        body = await asyncio.to_thread(_render, metrics)
+        body = await threads.to_thread(_render, metrics)
         if debug:
             text = _debug_text(target, kind, ports, timeout, outcome, duration)
             return Response(

@@ -17,7 +17,6 @@ its line.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -28,6 +27,7 @@ from pathlib import Path
 import bcrypt
 import yaml
 
+from dane_monitor import threads
 from dane_monitor.exporter.config import ConfigError, _Reader, _relative, _text
 
 _TOP = ("tls_server_config", "basic_auth_users", "http_server_config")
@@ -87,7 +87,7 @@ class WebConfig:
         hashed = self.users.get(user.decode("utf-8", "replace"))
         # Unknown users cost a bcrypt too, so timing does not tell which names exist.
         check = hashed if hashed is not None else _DUMMY
-        ok = await asyncio.to_thread(_checkpw, password, check)
+        ok = await threads.to_thread(_checkpw, password, check)
         ok = ok and hashed is not None
         if len(self._cache) > 1000:
             self._cache.clear()

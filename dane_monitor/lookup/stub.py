@@ -28,6 +28,8 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from dane_monitor.threads import leave_signals_to_main_thread
+
 DEFAULT_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation on common paths
 MAX_TCP_MESSAGE = 65535
 
@@ -45,16 +47,22 @@ PARSE_INLINE_BELOW = 4096
 _parser: concurrent.futures.ThreadPoolExecutor | None = None
 
 
-async def _parse(wire: bytes, q: dns.message.Message) -> dns.message.Message:
+def _parse_pool() -> concurrent.futures.ThreadPoolExecutor:
     global _parser
+    if _parser is None:
+        _parser = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="dns-parse", initializer=leave_signals_to_main_thread
+        )
+    return _parser
+
+
+async def _parse(wire: bytes, q: dns.message.Message) -> dns.message.Message:
     if len(wire) < PARSE_INLINE_BELOW:
         return dns.message.from_wire(wire, keyring=q.keyring, request_mac=q.request_mac)
-    if _parser is None:
-        _parser = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="dns-parse")
     parse = functools.partial(
         dns.message.from_wire, wire, keyring=q.keyring, request_mac=q.request_mac
     )
-    return await asyncio.get_running_loop().run_in_executor(_parser, parse)
+    return await asyncio.get_running_loop().run_in_executor(_parse_pool(), parse)
 
 
 @dataclass(frozen=True)
