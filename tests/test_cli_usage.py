@@ -156,19 +156,28 @@ def _signal_masks(pid: int) -> dict[str, int]:
     return fields
 
 
+def _foreground_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
+
+
 def test_ctrl_c_ends_quietly_with_130(hanging_mx):
     args, listener = hanging_mx
-    # -X faulthandler: if it ever hangs again, SIGABRT below shows every thread's stack.
+    # Ctrl-C reaches a foreground process, whose SIGINT is at its default. A test run started
+    # in the background of a non-interactive shell (`… &`, as a CI wrapper may do) ignores
+    # SIGINT and SIGQUIT, and SIG_IGN survives exec: the child would rightly ignore Ctrl-C.
+    # -X faulthandler: should it hang anyway, SIGABRT below shows every thread's stack.
     proc = subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "dane_monitor", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_foreground_signals)  # fmt: skip
     try:
         listener.settimeout(60)
         conn, _ = listener.accept()  # the check now waits for a greeting that never comes
         with conn:
             masks = _signal_masks(proc.pid)
             sigint = 1 << (signal.SIGINT - 1)
-            # Inherited from the test process, a blocked or ignored SIGINT would make the
-            # check deaf to Ctrl-C: that is the harness's fault, and must say so.
+            # A blocked or ignored SIGINT would make the check deaf to Ctrl-C: the harness's
+            # fault, and the failure must say so.
             assert not masks["SigBlk"] & sigint and not masks["SigIgn"] & sigint, masks
             proc.send_signal(signal.SIGINT)
             try:
