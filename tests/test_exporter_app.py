@@ -211,6 +211,9 @@ async def test_probe(dane_world, dane_trust_anchor, start):
     assert (await request(exporter.url + "probe?target=a%20b.example")).status == 400
     assert (await request(exporter.url + "probe?target=good-ee.example&port=0")).status == 400
     assert (await request(exporter.url + "probe?target=good-ee.example&kind=x")).status == 400
+    # A scrape config copied from blackbox_exporter names a module: refused, not ignored.
+    reply = await request(exporter.url + "probe?target=good-ee.example&module=smtp_starttls")
+    assert (reply.status, "unknown module 'smtp_starttls'" in reply.text) == (400, True)
     bad = {"X-Prometheus-Scrape-Timeout-Seconds": "soon"}
     assert (await request(exporter.url + "probe?target=good-ee.example", headers=bad)).status == 400
     text = (await request(exporter.url + "metrics")).text

@@ -187,6 +187,12 @@ WEB_BAD = [
     ("basic_auth_users:\n  u: $2y$10$short\n", 2, "malformed"),
     ("basic_auth_users: [u]\n", 1, "map user names"),
     ('http_server_config:\n  headers: {X-A: "a\\nb"}\n', 2, "one line"),
+    (
+        "tls_server_config:\n  cert_file: x.pem\n  key_file: y.pem\n"
+        "  client_allowed_sans: [scraper.example]\n",
+        4,
+        "client_allowed_sans is not supported",
+    ),
 ]
 
 

@@ -228,6 +228,11 @@ class Exporter:
             target = _target_name(target)
         except ValueError as exc:
             return Response(400, f"bad target: {exc}\n")
+        if "module" in request.query:
+            # blackbox_exporter's modules do not exist here: a copied scrape config must fail
+            # loudly (400, as blackbox answers an unknown module), not probe something else.
+            module = request.arg("module")
+            return Response(400, f"unknown module {module!r}: dane-monitor has no modules\n")
         kind = request.arg("kind") or "domain"
         if kind not in ("domain", "mx"):
             return Response(400, "kind must be domain or mx\n")

@@ -157,6 +157,15 @@ def load(path: str | Path | None) -> WebConfig:
 
 
 def _context(r: _Reader, tls, path: str) -> ssl.SSLContext:
+    if "client_allowed_sans" in tls:
+        # Python's ssl cannot check a client certificate's SANs during the handshake, and a
+        # setting that is read but not enforced would let in clients the operator meant to
+        # keep out: refuse it until it is enforced.
+        raise r.error(
+            tls["client_allowed_sans"][0],
+            "client_allowed_sans is not supported (it would not be enforced): restrict "
+            "clients with client_ca_file, a CA that issues only the allowed clients",
+        )
     if "cert_file" not in tls or "key_file" not in tls:
         raise r.error(
             next(iter(tls.values()))[0] if tls else None,
