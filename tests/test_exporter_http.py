@@ -28,7 +28,13 @@ async def echo(request: Request) -> Response:
 @pytest.fixture
 async def server():
     s = HTTPServer(
-        echo, max_head=2048, max_body=100, head_timeout=0.5, idle_timeout=1.0, max_connections=4
+        echo,
+        max_head=2048,
+        max_body=100,
+        head_timeout=0.5,
+        idle_timeout=1.0,
+        max_connections=4,
+        max_connections_per_client=4,
     )
     await s.start("127.0.0.1", 0)
     yield s
@@ -107,10 +113,29 @@ async def test_a_slow_request_head_times_out(server):
     assert time.monotonic() - t >= server.head_timeout - CLOCK  # after the head timeout
 
 
-async def test_an_idle_connection_is_closed_without_an_answer(server):
+async def test_a_connection_that_sends_nothing_is_closed_at_the_head_timeout(server):
+    # The idle timeout (kept-alive connections) is far beyond the hang guard: only the head
+    # timeout can have closed it, so 500 silent connections cannot hold every slot for long.
+    server.idle_timeout = 10 * HANG_GUARD
     t = time.monotonic()
     assert await send(server, b"", timeout=HANG_GUARD) == b""  # closed: raw() read until EOF
-    assert time.monotonic() - t >= server.idle_timeout - CLOCK  # not before its idle timeout
+    assert time.monotonic() - t >= server.head_timeout - CLOCK  # not before its head timeout
+
+
+async def test_a_kept_alive_connection_waits_its_idle_timeout_not_the_head_timeout(server):
+    server.head_timeout, server.idle_timeout = 0.2, HANG_GUARD
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    try:
+        for path in (b"/first", b"/second"):
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HANG_GUARD)
+            assert head.startswith(b"HTTP/1.1 200 "), head
+            length = re.search(rb"Content-Length: (\d+)", head)
+            assert length is not None
+            await reader.readexactly(int(length[1]))
+            await asyncio.sleep(5 * server.head_timeout)  # idle, well past the head timeout
+    finally:
+        writer.close()
 
 
 async def test_a_connection_busy_past_the_idle_timeout_is_kept(server):
@@ -157,6 +182,27 @@ async def test_connections_beyond_the_limit_get_503(server):
             w.close()
     await until(lambda: server.open_connections == 0, "the held connections closed")
     assert status(await send(server, GOOD)) == 200
+
+
+async def test_one_client_cannot_take_every_slot():
+    s = HTTPServer(echo, head_timeout=HANG_GUARD, max_connections=8, max_connections_per_client=2)
+    await s.start("127.0.0.1", 0)
+    held = [await asyncio.open_connection("127.0.0.1", s.port) for _ in range(2)]
+    try:
+        await until(lambda: s.open_connections == 2, "the 2 connections accepted")
+        reply = parse_reply(await raw("127.0.0.1", s.port, GOOD))
+        assert (reply.status, reply.text) == (503, "too many connections from this address\n")
+        # Another client address (loopback has them all) is still served.
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", s.port, local_addr=("127.0.0.2", 0)
+        )
+        writer.write(GOOD)
+        assert status(await asyncio.wait_for(reader.read(), HANG_GUARD)) == 200
+        writer.close()
+    finally:
+        for _, w in held:
+            w.close()
+        await s.close()
 
 
 async def test_a_failing_handler_is_a_500_not_a_dead_server():

@@ -77,9 +77,13 @@ class HTTPServer:
 
     :param max_head: bytes allowed for the request line and headers together.
     :param max_body: bytes allowed in a request body.
-    :param head_timeout: seconds to receive a whole request head once a request began.
+    :param head_timeout: seconds to receive a whole request head once a request began, and
+        for the first byte of a new connection's first request (a connection that sends
+        nothing holds a slot no longer than that).
     :param idle_timeout: seconds a kept-alive connection may wait for its next request.
     :param max_connections: connections beyond this get a 503 and are closed.
+    :param max_connections_per_client: the same, per client address, so that one client
+        cannot take every slot (default: an eighth of ``max_connections``).
     """
 
     def __init__(
@@ -94,6 +98,7 @@ class HTTPServer:
         body_timeout: float = 10.0,
         write_timeout: float = 30.0,
         max_connections: int = 512,
+        max_connections_per_client: int | None = None,
         max_requests_per_connection: int = 10000,
     ) -> None:
         self.handler = handler
@@ -105,6 +110,8 @@ class HTTPServer:
         self.body_timeout = body_timeout
         self.write_timeout = write_timeout
         self.max_connections = max_connections
+        self.max_per_client = max_connections_per_client or max(1, max_connections // 8)
+        self._per_client: dict[str, int] = {}
         self.max_requests = max_requests_per_connection
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -152,9 +159,16 @@ class HTTPServer:
         self._connections.add(task)
         peer = writer.get_extra_info("peername")
         peer_text = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        client = str(peer[0]) if isinstance(peer, tuple) else peer_text
+        self._per_client[client] = self._per_client.get(client, 0) + 1
         try:
             if len(self._connections) > self.max_connections:
                 await self._send(writer, Response(503, "too many connections\n"), close=True)
+                return
+            if self._per_client[client] > self.max_per_client:
+                await self._send(
+                    writer, Response(503, "too many connections from this address\n"), close=True
+                )
                 return
             for n in range(self.max_requests):
                 try:
@@ -178,14 +192,21 @@ class HTTPServer:
             return
         finally:
             self._connections.discard(task)
+            left = self._per_client[client] - 1
+            if left:
+                self._per_client[client] = left
+            else:
+                del self._per_client[client]
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _read(self, reader: asyncio.StreamReader, *, first: bool) -> Request:
-        # The first byte may take the idle timeout; the rest of the head, the head timeout.
+        # A kept-alive connection may wait the idle timeout for its next request; a new one
+        # gets the head timeout for its first byte too: sending nothing must not hold a slot.
         try:
-            start = await asyncio.wait_for(reader.read(1), self.idle_timeout)
+            wait = self.head_timeout if first else self.idle_timeout
+            start = await asyncio.wait_for(reader.read(1), wait)
         except TimeoutError:
             raise _Closed() from None
         if not start:
