@@ -78,7 +78,10 @@ USAGE = [
     (["world", "--scenario", "no-such-thing"], "no scenario named 'no-such-thing'"),
     (["world", "--dns-host", "localhost"], "--dns-host: an IP address"),
     (["serve"], "required: --config"),
-    (["serve", "--config", "CONFIG", "--listen", "9925"], "--listen: listen address must be"),
+    (
+        ["serve", "--config", "CONFIG", "--listen", "9925"],
+        "--listen/--web.listen-address: listen address must be",
+    ),
     (["serve", "--config", "CONFIG", "--check-config", "--rrsig-critical", "9"], "at most"),
     (["serve", "--config", "/nonexistent/dane.yml", "--check-config"], "cannot read"),
     (["demo", "--interval", "0"], "--interval: a duration must be more than 0"),

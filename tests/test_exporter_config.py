@@ -180,6 +180,22 @@ def test_check_config_reads_the_web_config(tmp_path, capsys):
     assert f"{web}:2: the password of 'prometheus' must be a bcrypt hash" in capsys.readouterr().err
 
 
+def test_prometheus_style_flags(tmp_path, capsys):
+    """--config.file, --web.listen-address, --web.config.file, --log.level, --log.format, as
+    Prometheus users expect of every exporter (the short names stay)."""
+    cfg = tmp_path / "dane.yml"
+    cfg.write_text("targets:\n  - domain: a.example\n")
+    args = ["serve", "--config.file", str(cfg), "--web.listen-address", "127.0.0.1:9999",
+            "--log.level", "debug", "--log.format", "json", "--check-config"]  # fmt: skip
+    assert main(args) == 0
+    assert "listen 127.0.0.1:9999" in capsys.readouterr().out
+    web = tmp_path / "web.yml"
+    web.write_text("basic_auth_users:\n  prometheus: plaintext\n")
+    args = ["serve", "--config.file", str(cfg), "--web.config.file", str(web), "--check-config"]
+    assert main(args) == 3
+    assert f"{web}:2: the password of 'prometheus' must be a bcrypt hash" in capsys.readouterr().err
+
+
 WEB_BAD = [
     ("tls_server_config:\n  cert_file: x.pem\n", 2, "needs both cert_file and key_file"),
     ("tls_server_config:\n  cert_file: x.pem\n  key_file: y.pem\n", 2, "cannot load"),

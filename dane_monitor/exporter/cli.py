@@ -40,16 +40,20 @@ def add_parsers(sub) -> None:
         "sharding over several exporters). SIGHUP or POST /-/reload re-reads the "
         "configuration. Reference and a full example configuration: docs/exporter.md.",
     )
-    serve.add_argument("--config", required=True, metavar="FILE", help="YAML configuration")
+    # Prometheus-style names (--config.file, --web.listen-address, …) as every exporter has
+    # them, beside the short ones.
+    serve.add_argument("--config", "--config.file", dest="config", required=True,
+                       metavar="FILE", help="YAML configuration")  # fmt: skip
     serve.add_argument(
         "--check-config",
         action="store_true",
         help="check the configuration (and its web configuration and trust anchor) and exit: "
         "0 when usable, 3 with the error",
     )
-    serve.add_argument(
-        "--listen", type=LISTEN, metavar="HOST:PORT", help="override the configured listen"
-    )
+    serve.add_argument("--listen", "--web.listen-address", dest="listen", type=LISTEN,
+                       metavar="HOST:PORT", help="override the configured listen")  # fmt: skip
+    serve.add_argument("--web-config", "--web.config.file", dest="web_config", metavar="FILE",
+                       help="override the configured web_config (TLS, basic auth)")  # fmt: skip
     _threshold_options(serve, "override the configuration's thresholds")
     _log_options(serve)
     serve.set_defaults(func=_serve)
@@ -113,10 +117,11 @@ def _threshold_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 
 def _log_options(parser: argparse.ArgumentParser, default_level: str = "info") -> None:
-    parser.add_argument("--log-format", choices=("logfmt", "json"), default="logfmt")
-    parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"), default=default_level
-    )
+    parser.add_argument("--log-format", "--log.format", dest="log_format",
+                        choices=("logfmt", "json"), default="logfmt")  # fmt: skip
+    parser.add_argument("--log-level", "--log.level", dest="log_level",
+                        choices=("debug", "info", "warning", "error"),
+                        default=default_level)  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -132,6 +137,8 @@ def _serve(args: argparse.Namespace) -> int:
         if args.listen:
             parse_listen(args.listen)
             config = replace(config, listen=args.listen)
+        if args.web_config:
+            config = replace(config, web_config=args.web_config)
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE
