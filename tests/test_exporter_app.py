@@ -463,3 +463,48 @@ def test_demo_serves_the_world_in_one_command(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sigterm_during_a_probe_answers_it_and_exits_0_without_a_traceback(
+    dane_world, dane_trust_anchor, tmp_path
+):
+    """SIGTERM while a /probe waits on a server that never greets: after the grace period the
+    client gets a 503 (not a dropped connection), and the exporter exits 0, logging no
+    traceback (a cancelled connection task made asyncio log one)."""
+    import threading
+
+    hang = dane_world.domains["hang"].hosts[0].endpoints[0].server
+    assert hang is not None
+    path = tmp_path / "dane.yml"
+    path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dane_monitor", "serve", "--config", str(path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = _read_url(proc, r"msg=listening url=(\S+)")
+        before = hang.connections
+        replies: list[object] = []
+
+        def probe() -> None:
+            try:
+                replies.append(asyncio.run(request(url + "probe?target=hang.example")).status)
+            except Exception as exc:  # reported by the assertion below
+                replies.append(exc)
+
+        client = threading.Thread(target=probe)
+        client.start()
+        deadline = time.monotonic() + 30
+        while hang.connections == before:  # the probe is now waiting for a greeting
+            assert time.monotonic() < deadline, "the probe never reached the server"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        client.join(60)
+        assert replies == [503]
+        assert proc.wait(30) == 0
+        err = proc.stderr.read() if proc.stderr else ""
+        assert "Traceback" not in err and "CancelledError" not in err, err[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -112,6 +112,7 @@ class HTTPServer:
         self.max_connections = max_connections
         self.max_per_client = max_connections_per_client or max(1, max_connections // 8)
         self._per_client: dict[str, int] = {}
+        self._closing = False  # past close()'s grace period: cut connections end quietly
         self.max_requests = max_requests_per_connection
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -141,6 +142,7 @@ class HTTPServer:
             self._server.close()
         if self._connections:
             _, pending = await asyncio.wait(list(self._connections), timeout=grace)
+            self._closing = True
             for task in pending:
                 task.cancel()
             for task in pending:
@@ -182,6 +184,12 @@ class HTTPServer:
                 close = _wants_close(request) or n == self.max_requests - 1
                 try:
                     response = await self.handler(request)
+                except asyncio.CancelledError:
+                    if not self._closing:
+                        raise
+                    # Shutting down past the grace period: the client gets an answer.
+                    task.uncancel()
+                    response, close = Response(503, "shutting down\n"), True
                 except Exception:
                     log.exception("handler failed", extra={"path": request.path})
                     response = Response(500, "internal error\n")
@@ -189,6 +197,13 @@ class HTTPServer:
                 if close:
                     return
         except (ConnectionError, TimeoutError, _ssl.SSLError, asyncio.IncompleteReadError):
+            return
+        except asyncio.CancelledError:
+            if not self._closing:
+                raise
+            # Cut while reading or writing at shutdown: end normally, as a cancelled
+            # connection task would make asyncio's stream callback log a traceback.
+            task.uncancel()
             return
         finally:
             self._connections.discard(task)
