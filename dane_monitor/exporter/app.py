@@ -189,7 +189,8 @@ class Exporter:
             "/-/reload": self._reload,
         }.get(request.path)
         name = request.path if handler is not None else "other"
-        if not await self.web.authorized(request.headers.get("authorization")):
+        client = request.peer.rpartition(":")[0] if request.peer else None
+        if not await self.web.authorized(request.headers.get("authorization"), client):
             response = Response(401, "Unauthorized\n")
             response.headers.append(("WWW-Authenticate", 'Basic realm="dane-monitor"'))
         elif handler is None:

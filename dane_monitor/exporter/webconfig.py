@@ -17,10 +17,14 @@ its line.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import concurrent.futures
 import hashlib
 import ssl
+import time
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,17 +60,25 @@ class WebConfig:
     users: dict[str, bytes] = field(default_factory=dict)  # name → bcrypt hash
     headers: list[tuple[str, str]] = field(default_factory=list)
     path: str | None = None
-    _cache: dict[bytes, bool] = field(default_factory=dict, repr=False)
+    # SHA-256 of verified user:password pairs, most recent last (successes only: a flood of
+    # wrong passwords cannot evict an authorised scraper's entry).
+    _verified: OrderedDict[bytes, None] = field(default_factory=OrderedDict, repr=False)
+    # Client address → times of its recent failed attempts.
+    _failures: dict[str, deque[float]] = field(default_factory=dict, repr=False)
+    _bcrypt_pending: int = field(default=0, repr=False)
 
     @property
     def auth_required(self) -> bool:
         return bool(self.users)
 
-    async def authorized(self, header: str | None) -> bool:
+    async def authorized(self, header: str | None, client: str | None = None) -> bool:
         """Whether an ``Authorization`` header carries a configured user's password.
 
-        bcrypt runs in a thread (it is slow on purpose); a verified pair is remembered by
-        its SHA-256, so Prometheus's scrapes do not pay for bcrypt each time.
+        bcrypt runs on its own small pool (it is slow on purpose, and must not starve the
+        metrics rendering); a verified pair is remembered by its SHA-256, so Prometheus's
+        scrapes pay for bcrypt once. A client address with FAILURES_PER_MINUTE failed
+        attempts in the last minute, or more than BCRYPT_QUEUE checks waiting, is refused
+        without running bcrypt.
         """
         if not self.users:
             return True
@@ -81,21 +93,60 @@ class WebConfig:
         if not sep:
             return False
         key = hashlib.sha256(user + b"\0" + password).digest()
-        known = self._cache.get(key)
-        if known is not None:
-            return known
+        if key in self._verified:
+            self._verified.move_to_end(key)
+            return True
+        now = time.monotonic()
+        recent = self._failures.get(client or "")
+        if recent is not None:
+            while recent and recent[0] < now - 60:
+                recent.popleft()
+        if (recent and len(recent) >= FAILURES_PER_MINUTE) or (
+            self._bcrypt_pending >= BCRYPT_QUEUE
+        ):
+            return False
         hashed = self.users.get(user.decode("utf-8", "replace"))
         # Unknown users cost a bcrypt too, so timing does not tell which names exist.
         check = hashed if hashed is not None else _DUMMY
-        ok = await threads.to_thread(_checkpw, password, check)
+        self._bcrypt_pending += 1
+        try:
+            loop = asyncio.get_running_loop()
+            ok = await loop.run_in_executor(_bcrypt_pool(), _checkpw, password, check)
+        finally:
+            self._bcrypt_pending -= 1
         ok = ok and hashed is not None
-        if len(self._cache) > 1000:
-            self._cache.clear()
-        self._cache[key] = ok
+        if ok:
+            self._verified[key] = None
+            while len(self._verified) > VERIFIED_KEPT:
+                self._verified.popitem(last=False)
+        else:
+            if len(self._failures) > 10_000:  # bounded: forget the oldest addresses
+                self._failures.pop(next(iter(self._failures)))
+            self._failures.setdefault(client or "", deque()).append(now)
         return ok
 
 
 _DUMMY = bcrypt.hashpw(b"dummy", bcrypt.gensalt(10))
+
+#: Failed attempts per client address and minute past which it is refused without bcrypt.
+FAILURES_PER_MINUTE = 10
+#: bcrypt checks waiting at most; beyond, a request is refused at once (a flood from many
+#: addresses cannot queue unbounded CPU work).
+BCRYPT_QUEUE = 16
+#: Verified user:password pairs remembered.
+VERIFIED_KEPT = 100
+_BCRYPT: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _bcrypt_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """bcrypt's own two threads: a password flood cannot take the threads that render
+    /metrics (the default executor)."""
+    global _BCRYPT
+    if _BCRYPT is None:
+        _BCRYPT = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="bcrypt", initializer=threads.leave_signals_to_main_thread
+        )
+    return _BCRYPT
 
 
 def _checkpw(password: bytes, hashed: bytes) -> bool:
