@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import dns.name
 
 from dane_monitor.lookup.answer import Answer, Kind, Status
+from dane_monitor.settings import parse_domain_name
 
 
 def text(name: dns.name.Name | str) -> str:
@@ -20,8 +21,6 @@ def text(name: dns.name.Name | str) -> str:
 def idna(name: str) -> str:
     """A name as the DNS wants it: IDNA A-labels, fully qualified; ValueError if not a name
     (by :func:`dane_monitor.settings.parse_domain_name`, the one rule for names)."""
-    from dane_monitor.settings import parse_domain_name
-
     name = parse_domain_name(name)
     try:
         return dns.name.from_unicode(name.rstrip(".") + ".").to_text()

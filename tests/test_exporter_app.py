@@ -5,6 +5,7 @@ the serve and demo commands as processes (signals, logs)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import bcrypt
@@ -397,17 +399,27 @@ def _read_url(proc: subprocess.Popen, pattern: str, timeout: float = 60) -> str:
     raise AssertionError(f"no {pattern!r} from {proc.args}")
 
 
-def test_serve_reloads_on_sighup_logs_logfmt_and_stops_on_sigterm(
-    dane_world, dane_trust_anchor, tmp_path
-):
-    path = tmp_path / "dane.yml"
-    path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+@contextlib.contextmanager
+def serving(path: Path) -> Iterator[tuple[subprocess.Popen, str]]:
+    """A ``dane-monitor serve`` process on ``path`` and its URL; killed if still running."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dane_monitor", "serve", "--config", str(path)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        url = _read_url(proc, r"msg=listening url=(\S+)")
+        yield proc, _read_url(proc, r"msg=listening url=(\S+)")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_reloads_on_sighup_logs_logfmt_and_stops_on_sigterm(
+    dane_world, dane_trust_anchor, tmp_path
+):
+    path = tmp_path / "dane.yml"
+    path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+    with serving(path) as (proc, url):
 
         def get(p: str):
             return asyncio.run(request(url + p))
@@ -430,10 +442,6 @@ def test_serve_reloads_on_sighup_logs_logfmt_and_stops_on_sigterm(
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(15) == 0
         assert "msg=stopped" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_demo_serves_the_world_in_one_command(tmp_path):
@@ -477,12 +485,7 @@ def test_sigterm_during_a_probe_answers_it_and_exits_0_without_a_traceback(
     assert hang is not None
     path = tmp_path / "dane.yml"
     path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "dane_monitor", "serve", "--config", str(path)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    try:
-        url = _read_url(proc, r"msg=listening url=(\S+)")
+    with serving(path) as (proc, url):
         before = hang.connections
         replies: list[object] = []
 
@@ -504,7 +507,3 @@ def test_sigterm_during_a_probe_answers_it_and_exits_0_without_a_traceback(
         assert proc.wait(30) == 0
         err = proc.stderr.read() if proc.stderr else ""
         assert "Traceback" not in err and "CancelledError" not in err, err[-2000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

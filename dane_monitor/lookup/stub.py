@@ -28,6 +28,7 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rrset
 
+from dane_monitor.settings import parse_resolver
 from dane_monitor.threads import leave_signals_to_main_thread
 
 DEFAULT_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation on common paths
@@ -74,8 +75,6 @@ class Server:
     def parse(cls, text: str) -> Server:
         """``127.0.0.1``, ``127.0.0.1:5353``, ``::1``, ``[::1]:5353`` (the one rule:
         :func:`dane_monitor.settings.parse_resolver`)."""
-        from dane_monitor.settings import parse_resolver
-
         return cls(*parse_resolver(text))
 
     @property
