@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from dane_monitor.exporter import logs
 from dane_monitor.exporter.app import Exporter, probe_deadline
-from dane_monitor.exporter.config import Config, DNSSettings, Target, parse
+from dane_monitor.exporter.config import Config, DNSSettings, ProbeSettings, Target, parse
 from dane_monitor.exporter.metrics import Outcome, render_chunks, render_text, samples
 from dane_monitor.report import (
     DNSInfo,
@@ -232,7 +232,11 @@ def _summary(values: list[float]) -> str:
 async def run_deadline(args) -> None:
     request = _client()
     sock, resolver = _blackhole()
-    config = Config(listen="127.0.0.1:0", dns=DNSSettings(resolver=resolver, timeout=1.0))
+    config = Config(
+        listen="127.0.0.1:0",
+        dns=DNSSettings(resolver=resolver, timeout=1.0),
+        probe=ProbeSettings(allow=("*.example",)),
+    )
     exporter = Exporter(config)
     await exporter.start()
     header = {"X-Prometheus-Scrape-Timeout-Seconds": f"{args.scrape_timeout:g}"}

@@ -47,6 +47,9 @@ def value(text: str, name: str, **labels: str) -> float | None:
     return found[0] if found else None
 
 
+ANY_EXAMPLE = "{allow: ['*.example']}"
+
+
 def config_text(world: World, anchor: Path, targets: list[str], **extra: str) -> str:
     host, port = world.dns_address
     lines = [
@@ -182,9 +185,7 @@ async def test_reload_removes_and_adds_targets_and_keeps_the_old_config_on_error
 
 
 async def test_probe(dane_world, dane_trust_anchor, start):
-    exporter = await start(
-        config_text(dane_world, dane_trust_anchor, [], probe="{allow: ['*.example']}")
-    )
+    exporter = await start(config_text(dane_world, dane_trust_anchor, [], probe=ANY_EXAMPLE))
     reply = await request(exporter.url + "probe?target=good-ee.example")
     assert reply.status == 200
     assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
@@ -267,7 +268,7 @@ def test_a_bad_scrape_timeout_header_is_refused(header):
 async def test_probe_honours_the_scrape_timeout_of_a_hanging_server(
     dane_world, dane_trust_anchor, start
 ):
-    exporter = await start(config_text(dane_world, dane_trust_anchor, []))
+    exporter = await start(config_text(dane_world, dane_trust_anchor, [], probe=ANY_EXAMPLE))
     header = {"X-Prometheus-Scrape-Timeout-Seconds": "2"}  # margin 0.5: 1.5 s for the check
     for scenario in ("hang", "huge-line"):
         url = exporter.url + f"probe?target={scenario}.example&debug=true"
@@ -296,7 +297,9 @@ def blackhole():
 async def test_probe_deadline_cuts_a_check_stuck_in_dns(
     dane_world, dane_trust_anchor, start, blackhole
 ):
-    exporter = await start(config_text(dane_world, dane_trust_anchor, [], resolver=blackhole))
+    exporter = await start(
+        config_text(dane_world, dane_trust_anchor, [], resolver=blackhole, probe=ANY_EXAMPLE)
+    )
     reply = await request(
         exporter.url + "probe?target=good-ee.example&debug=true",
         headers={"X-Prometheus-Scrape-Timeout-Seconds": "1.2"},
@@ -484,7 +487,9 @@ def test_sigterm_during_a_probe_answers_it_and_exits_0_without_a_traceback(
     hang = dane_world.domains["hang"].hosts[0].endpoints[0].server
     assert hang is not None
     path = tmp_path / "dane.yml"
-    path.write_text(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+    path.write_text(
+        config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"], probe=ANY_EXAMPLE)
+    )
     with serving(path) as (proc, url):
         before = hang.connections
         replies: list[object] = []
@@ -507,3 +512,93 @@ def test_sigterm_during_a_probe_answers_it_and_exits_0_without_a_traceback(
         assert proc.wait(30) == 0
         err = proc.stderr.read() if proc.stderr else ""
         assert "Traceback" not in err and "CancelledError" not in err, err[-2000:]
+
+
+@pytest.fixture
+def banner_service(dane_world):
+    """A non-mail service on a port outside the probe list, on the address of one of the
+    world's MX hosts: what an open /probe would let a client scan and read."""
+    host = dane_world.domains["good-ee"].hosts[0]
+    address = host.endpoints[0].address
+    accepted: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(1)
+        writer.write(b"SECRET-BANNER internal admin console\r\n")
+        with contextlib.suppress(Exception):
+            await writer.drain()
+            await asyncio.wait_for(reader.read(100), 5)
+        writer.close()
+
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(asyncio.start_server(serve, address, 0))
+    port = server.sockets[0].getsockname()[1]
+    import threading
+
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield host.name.rstrip("."), port, accepted
+    loop.call_soon_threadsafe(server.close)
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(10)
+
+
+def open_config(world: World, anchor: Path, probe: str, targets: list[str]) -> str:
+    """Like config_text without connect_port: probes connect where the request says."""
+    return (
+        "\n".join(
+            line
+            for line in config_text(world, anchor, targets, probe=probe).splitlines()
+            if not line.startswith("connect_port:")
+        )
+        + "\n"
+    )
+
+
+async def test_probe_is_deny_by_default(dane_world, dane_trust_anchor, start):
+    """Without probe.allow only configured targets may be probed: a client cannot make the
+    exporter check (connect to) any other name, the exporter's own host included."""
+    exporter = await start(
+        config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"], probe="{}")
+    )
+    assert (await request(exporter.url + "probe?target=good-ee.example")).status == 200
+    for target in ("no-tlsa.example", "localhost", "good-ee.example.evil.net"):
+        reply = await request(exporter.url + f"probe?target={target}&debug=true")
+        assert reply.status == 403, target
+        assert "neither a configured target nor matched by probe.allow" in reply.text
+    reply = await request(exporter.url + "probe?target=good-ee.example&port=22")
+    assert (reply.status, "port 22 is not in probe.allowed_ports (25, 465, 587)" in reply.text) \
+        == (403, True)  # fmt: skip
+    text = (await request(exporter.url + "metrics")).text
+    assert value(text, "dane_exporter_probes_denied_total") == 4
+
+
+async def test_probe_never_reads_a_port_outside_the_list(
+    dane_world, dane_trust_anchor, start, banner_service
+):
+    """Even with allow_any, a port outside probe.allowed_ports is refused before any
+    connection; listed, the same request does reach the service (so the check can fail)."""
+    mx, port, accepted = banner_service
+    exporter = await start(open_config(dane_world, dane_trust_anchor, "{allow_any: true}", []))
+    query = f"probe?target={mx}&kind=mx&port={port}&debug=true"
+    reply = await request(exporter.url + query, timeout=HANG_GUARD)
+    assert reply.status == 403
+    assert "SECRET-BANNER" not in reply.text
+    assert accepted == []
+
+    listed = f"{{allow_any: true, allowed_ports: [25, {port}]}}"
+    exporter = await start(open_config(dane_world, dane_trust_anchor, listed, []), "open.yml")
+    reply = await request(exporter.url + query, timeout=HANG_GUARD)
+    assert reply.status == 200
+    assert "SECRET-BANNER" in reply.text
+    assert accepted
+
+
+async def test_allow_any_is_logged_as_a_warning(dane_world, dane_trust_anchor, start, caplog):
+    caplog.set_level("WARNING", logger="dane_monitor.exporter")
+    await start(config_text(dane_world, dane_trust_anchor, [], probe="{allow: ['*.example']}"))
+    assert "allow_any" not in caplog.text
+    await start(config_text(dane_world, dane_trust_anchor, [], probe="{allow_any: true}"), "b.yml")
+    assert [r.levelname for r in caplog.records if "probe.allow_any is set" in r.message] == [
+        "WARNING"
+    ]

@@ -94,6 +94,9 @@ BAD = [
     ("targets: [\n  {domain: a.example\n", 3, "not valid YAML"),
     ("targets:\n  domain: a.example\n", 2, "must be a list"),
     ("probe:\n  timeout: fast\n", 2, "duration"),
+    ("probe:\n  allow_any: yes please\n", 2, "true or false"),
+    ("probe:\n  ports: [2525]\n", 2, "port 2525 is not in probe.allowed_ports (25, 465, 587)"),
+    ("probe:\n  allowed_ports: [587]\n", 2, "port 25 is not in probe.allowed_ports (587)"),
     ("- just\n- a list\n", 1, "must be a mapping"),
     ("targets:\n  - domain: [a, b]\n", 2, "single value"),
     ("defaults:\n  timeout: 0\n", 2, "more than 0 seconds"),
@@ -113,6 +116,21 @@ def test_bad_configurations_name_the_line(text, line, message):
         parse(text, "dane.yml")
     assert str(info.value).startswith(f"dane.yml:{line}: "), str(info.value)
     assert message in str(info.value)
+
+
+def test_probe_refusals():
+    config = parse(
+        "targets:\n  - domain: Mail.Example.DE\n    ports: [25, 2525]\n"
+        "probe:\n  allow: ['*.example.org']\n"
+    )
+    assert config.probe_refusal("mail.example.de.", (2525,)) is None  # its own port
+    assert config.probe_refusal("a.example.org", (465,)) is None
+    assert "port 2525" in (config.probe_refusal("a.example.org", (25, 2525)) or "")
+    assert "neither a configured target" in (config.probe_refusal("localhost", (25,)) or "")
+    assert parse("").probe_refusal("anything.example", (25,)) is not None  # deny by default
+    anything = parse("probe: {allow_any: true}")
+    assert anything.probe_refusal("anything.example", (587,)) is None
+    assert anything.probe_refusal("anything.example", (22,)) is not None
 
 
 def test_thresholds():

@@ -241,6 +241,7 @@ def test_probe_targets_sharded_with_hashmod_are_each_scraped_once(
         "listen: 127.0.0.1:0\n"
         f"dns: {{resolver: '{host}:{port}', trust_anchor: '{dane_trust_anchor}'}}\n"
         f"connect_port: {dane_world.smtp_port}\n"
+        "probe: {allow: ['*.example']}\n"
     )
     slow = {"hang", "huge-line", "close-after-ehlo"}
     targets = sorted(d.name.rstrip(".") for n, d in dane_world.domains.items() if n not in slow)

@@ -119,6 +119,7 @@ class Exporter:
         host, port = self.config.listen_address()
         await self.server.start(host, port, ssl=self.web.ssl_context)
         self.scheduler.apply(self.config, self.runner)
+        _warn_open_probe(self.config)
         log.info(
             "listening",
             extra={"url": self.url, "targets": len(self.config.targets), "version": __version__},
@@ -154,8 +155,11 @@ class Exporter:
                 web.ssl_context = self.web.ssl_context
             if config.concurrency != self.config.concurrency:
                 self._probe_slots = asyncio.Semaphore(config.concurrency)
+            opened = config.probe.allow_any and not self.config.probe.allow_any
             self.config, self.web, self.runner = config, web, runner
             self.scheduler.apply(config, runner)
+            if opened:
+                _warn_open_probe(config)
             self.stats.reloaded(ok=True)
             log.info("configuration reloaded", extra={"targets": len(config.targets)})
             return None
@@ -241,9 +245,10 @@ class Exporter:
             ports = _probe_ports(request.query.get("port"), self.config.probe.default_ports)
         except ValueError as exc:
             return Response(400, f"bad port: {exc}\n")
-        if not self.config.probe.allows(target):
+        refusal = self.config.probe_refusal(target, ports)
+        if refusal is not None:
             self.stats.probe_denied()
-            return Response(403, f"target {target!r} is not in probe.allow\n")
+            return Response(403, refusal + "\n")
         try:
             timeout = probe_deadline(request.headers.get(SCRAPE_TIMEOUT_HEADER), self.config.probe)
         except ValueError as exc:
@@ -325,6 +330,15 @@ class Exporter:
             count=len(self.scheduler.targets),
             rows=body,
             cycles=self.stats.cycles,
+        )
+
+
+def _warn_open_probe(config: Config) -> None:
+    if config.probe.allow_any:
+        log.warning(
+            "probe.allow_any is set: any client that reaches this exporter can make it connect "
+            "to any host on the allowed ports and read back what it says",
+            extra={"allowed_ports": ",".join(map(str, config.probe.allowed_ports))},
         )
 
 

@@ -53,16 +53,29 @@ class Target:
     line: int = field(default=0, compare=False)
 
 
+PROBE_PORTS = (25, 465, 587)
+
+
 @dataclass(frozen=True)
 class ProbeSettings:
-    # fnmatch patterns a /probe target must match; None: any target may be probed.
-    allow: tuple[str, ...] | None = None
+    """Who and what ``/probe`` may check: deny by default.
+
+    /probe makes the exporter connect where a client says and (with ``debug=true``) shows
+    what it read back, so an open /probe is a port scanner and an SSRF into the exporter's
+    network. Without ``allow`` or ``allow_any`` only configured targets may be probed, and
+    only on ``allowed_ports`` (or the ports configured for that target).
+    """
+
+    allow: tuple[str, ...] = ()  # fnmatch patterns a /probe target may match
+    allow_any: bool = False  # blackbox-exporter style: any name (still only allowed_ports)
     timeout: float = 30.0  # when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds
     timeout_margin: float = 0.5  # finish this long before Prometheus gives up
     default_ports: tuple[int, ...] = (25,)
+    allowed_ports: tuple[int, ...] = PROBE_PORTS
 
     def allows(self, target: str) -> bool:
-        if self.allow is None:
+        """Whether the patterns (or ``allow_any``) let ``target`` be probed."""
+        if self.allow_any:
             return True
         name = target.rstrip(".").lower()
         return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.allow)
@@ -93,6 +106,23 @@ class Config:
 
     def listen_address(self) -> tuple[str, int]:
         return parse_listen(self.listen)
+
+    def probe_refusal(self, target: str, ports: tuple[int, ...]) -> str | None:
+        """Why ``/probe`` must not check ``target`` on ``ports``, or None when it may.
+
+        A configured target may always be probed, on the allowed ports or its own; any other
+        name only when ``probe.allow`` matches it or ``probe.allow_any`` is set.
+        """
+        name = target.rstrip(".").lower()
+        own = next((t for t in self.targets if t.name.lower() == name), None)
+        if own is None and not self.probe.allows(name):
+            return f"target {target!r} is neither a configured target nor matched by probe.allow"
+        permitted = set(self.probe.allowed_ports) | set(own.ports if own else ())
+        outside = [p for p in ports if p not in permitted]
+        if outside:
+            listed = ", ".join(map(str, sorted(permitted)))
+            return f"port {outside[0]} is not in probe.allowed_ports ({listed})"
+        return None
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -181,6 +211,12 @@ def _fraction(value: Any) -> float:
     return float(value)
 
 
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"true or false, not {value!r}")
+    return value
+
+
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"a non-empty string, not {value!r}")
@@ -200,7 +236,7 @@ _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
 _DEFAULTS = ("ports", "interval", "timeout")
 _TARGET = ("domain", "mx", "ports", "interval", "timeout")
-_PROBE = ("allow", "timeout", "timeout_margin", "ports")
+_PROBE = ("allow", "allow_any", "timeout", "timeout_margin", "ports", "allowed_ports")
 
 
 def parse(text: str, path: str = "<config>") -> Config:
@@ -273,9 +309,21 @@ def parse(text: str, path: str = "<config>") -> Config:
         probe_kwargs["timeout_margin"] = r.value(
             probe["timeout_margin"], "timeout_margin", lambda v: parse_duration(v, zero=True)
         )
+    if "allow_any" in probe:
+        probe_kwargs["allow_any"] = r.value(probe["allow_any"], "allow_any", _flag)
     if "ports" in probe:
         probe_kwargs["default_ports"] = _ports(r, probe["ports"][1])
+    if "allowed_ports" in probe:
+        probe_kwargs["allowed_ports"] = _ports(r, probe["allowed_ports"][1])
     kwargs["probe"] = ProbeSettings(**probe_kwargs)
+    refused = set(kwargs["probe"].default_ports) - set(kwargs["probe"].allowed_ports)
+    if refused:
+        node = probe["ports"][1] if "ports" in probe else probe["allowed_ports"][1]
+        raise r.error(
+            node,
+            f"probe.ports: port {min(refused)} is not in probe.allowed_ports "
+            f"({', '.join(map(str, kwargs['probe'].allowed_ports))})",
+        )
 
     if "thresholds" in top:
         node = top["thresholds"][1]
