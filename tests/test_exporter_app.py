@@ -21,6 +21,7 @@ import pytest
 import trustme
 from prometheus_client.parser import text_string_to_metric_families
 from test_exporter_client import request
+from test_exporter_http import until
 
 from dane_monitor.exporter.app import Exporter, probe_deadline, wants_gzip
 from dane_monitor.exporter.config import ProbeSettings
@@ -602,3 +603,50 @@ async def test_allow_any_is_logged_as_a_warning(dane_world, dane_trust_anchor, s
     assert [r.levelname for r in caplog.records if "probe.allow_any is set" in r.message] == [
         "WARNING"
     ]
+
+
+async def test_falling_behind_is_visible_within_the_first_minute(
+    dane_world, dane_trust_anchor, start, blackhole, caplog, monkeypatch
+):
+    """Six targets due every second, each check held 1 s by a resolver that never answers,
+    one slot: the exporter cannot keep up. It says so in metrics and in the log long before a
+    cycle would have shown it, and a target never has more than one check waiting."""
+    from dane_monitor.exporter.scheduler import Scheduler
+
+    monkeypatch.setattr(Scheduler, "WATCH_EVERY", 0.2)
+    caplog.set_level("INFO", logger="dane_monitor.exporter")
+    targets = [f"domain: slow-{i}.example" for i in range(6)]
+    text = config_text(
+        dane_world, dane_trust_anchor, targets, resolver=blackhole, concurrency="1"
+    ).replace("defaults: {interval: 60s, timeout: 5s}", "defaults: {interval: 1s, timeout: 1s}")
+    exporter = await start(text)
+    deadline = time.monotonic() + 60
+    while True:
+        metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
+        overdue = value(metrics, "dane_exporter_targets_overdue")
+        if overdue or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert overdue is not None and 1 <= overdue <= 6
+    assert (value(metrics, "dane_exporter_oldest_result_age_seconds") or 0) > 1
+    assert value(metrics, "dane_exporter_checks_in_flight") <= 1
+    await until(lambda: "falling behind" in caplog.text, "a warning that checks fall behind")
+    warning = [r for r in caplog.records if "falling behind" in r.message]
+    assert warning and warning[0].levelname == "WARNING"
+    assert warning[0].overdue >= 1 and warning[0].concurrency == 1  # type: ignore[attr-defined]
+
+    # Relieved (longer intervals), it catches up and says so.
+    Path(exporter.config_path or "").write_text(text.replace("interval: 1s", "interval: 1h"))  # noqa: ASYNC240
+    assert await exporter.reload() is None
+    await until(lambda: "checks caught up" in caplog.text, "a log line that checks caught up")
+    metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
+    assert value(metrics, "dane_exporter_targets_overdue") == 0
+
+
+async def test_a_healthy_exporter_reports_nothing_overdue(dane_world, dane_trust_anchor, start):
+    exporter = await start(config_text(dane_world, dane_trust_anchor, ["domain: good-ee.example"]))
+    await until(lambda: "good-ee.example" in exporter.scheduler.outcomes, "the first check")
+    metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
+    assert value(metrics, "dane_exporter_targets_overdue") == 0
+    age = value(metrics, "dane_exporter_oldest_result_age_seconds")
+    assert age is not None and 0 <= age < 60

@@ -89,6 +89,7 @@ class Exporter:
             self._self_registry,
             targets=lambda: self.scheduler.counts(),
             cache=lambda: self.runner.cache_stats(),
+            lag=lambda: self.scheduler.lag(),
         )
         self.scheduler = Scheduler(self.stats)
         self.server = HTTPServer(self._handle)

@@ -321,6 +321,7 @@ class Stats:
 
     :param targets: configured targets by kind, read at each scrape.
     :param cache: the shared DNS cache's (entries, hits, misses), read at each scrape.
+    :param lag: (overdue targets, age in seconds of the oldest result), read at each scrape.
 
     What the exporter does is recorded with :meth:`check_done`, :meth:`checking`,
     :meth:`cycle_done`, :meth:`probe_done`, :meth:`probe_denied`, :meth:`request` and
@@ -334,6 +335,7 @@ class Stats:
         *,
         targets: Callable[[], Mapping[str, int]] = dict,
         cache: CacheStats | None = None,
+        lag: Callable[[], tuple[int, float]] | None = None,
     ) -> None:
         self.registry = registry
         build = Gauge(
@@ -401,6 +403,21 @@ class Stats:
             registry=registry,
         )
         self.reloaded(ok=True)
+        if lag is not None:
+            overdue = Gauge(
+                "dane_exporter_targets_overdue",
+                "Targets whose check is due and still waits for a slot, past a tenth of their "
+                "interval (at least 1 s): the exporter is falling behind",
+                registry=registry,
+            )
+            overdue.set_function(lambda: lag()[0])
+            oldest = Gauge(
+                "dane_exporter_oldest_result_age_seconds",
+                "Age of the oldest result among configured targets (a target not checked yet "
+                "counts from when it was configured)",
+                registry=registry,
+            )
+            oldest.set_function(lambda: lag()[1])
         if cache is not None:
             entries = Gauge("dane_exporter_dns_cache_entries", "Responses in the shared DNS cache",
                             registry=registry)  # fmt: skip

@@ -144,7 +144,18 @@ def _slim(result: DomainResult) -> None:
 
 
 class Scheduler:
-    """One task per target; ``outcomes`` holds the latest outcome of each configured target."""
+    """One task per target; ``outcomes`` holds the latest outcome of each configured target.
+
+    When checks cannot keep up (too many targets for ``concurrency`` and their intervals), a
+    target still has at most one check waiting: its checks never overlap or queue up, so
+    memory stays one task and one result per target. Waiting checks take free slots in the
+    order they became due (the semaphore wakes waiters first come, first served), so every
+    interval stretches alike and no target starves. :meth:`lag` says how far behind it is;
+    a watchdog logs a warning while targets are overdue, and when they have caught up.
+    """
+
+    WATCH_EVERY = 5.0  # seconds between the watchdog's looks
+    WARN_EVERY = 60.0  # a warning at most this often while behind
 
     def __init__(self, stats: Stats, *, rng: random.Random | None = None) -> None:
         self.stats = stats
@@ -153,11 +164,15 @@ class Scheduler:
         self.runner: Runner | None = None
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._slots = asyncio.Semaphore(1)
+        self._concurrency = 1
         self._jitter = 0.0
         self._rng = rng or random.Random()
         self._pass_started = time.monotonic()
         self._pass_pending: set[str] = set()
         self.on_outcome: Callable[[Outcome], None] | None = None
+        self._due: dict[str, float] = {}  # loop time a waiting check became due, by target
+        self._added: dict[str, float] = {}  # when a target without a result was configured
+        self._watchdog: asyncio.Task[None] | None = None
 
     def apply(self, config: Config, runner: Runner) -> None:
         """Make the running tasks match ``config``: removed targets stop and lose their
@@ -166,6 +181,7 @@ class Scheduler:
         if restart_all:
             self.runner = runner
             self._slots = asyncio.Semaphore(config.concurrency)
+            self._concurrency = config.concurrency
             self._jitter = config.jitter
         wanted = {t.name: t for t in config.targets}
         for name in list(self._tasks):
@@ -175,6 +191,11 @@ class Scheduler:
             if name not in wanted or wanted[name] != old:
                 self.outcomes.pop(name, None)
         self.targets = wanted
+        now = time.time()
+        self._added = {n: self._added.get(n, now) for n in wanted}
+        self._due = {n: due for n, due in self._due.items() if n in wanted}
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="scheduler watchdog")
         for name, target in wanted.items():
             if name not in self._tasks:
                 self._tasks[name] = asyncio.create_task(self._loop(target), name=f"check {name}")
@@ -186,6 +207,9 @@ class Scheduler:
 
     async def close(self) -> None:
         tasks = list(self._tasks.values())
+        if self._watchdog is not None:
+            tasks.append(self._watchdog)
+            self._watchdog = None
         self._tasks.clear()
         for task in tasks:
             task.cancel()
@@ -198,6 +222,50 @@ class Scheduler:
         for t in self.targets.values():
             out[t.kind] = out.get(t.kind, 0) + 1
         return out
+
+    def lag(self) -> tuple[int, float]:
+        """(targets overdue, age in seconds of the oldest result) now.
+
+        A target is overdue when its next check became due and has waited for a slot longer
+        than a tenth of its interval (at least 1 s: a short wait for a slot is normal).
+        """
+        now = time.monotonic()  # the event loop's clock
+        overdue = 0
+        for name, due in list(self._due.items()):
+            target = self.targets.get(name)
+            if target is not None and now - due > max(1.0, 0.1 * target.interval):
+                overdue += 1
+        wall = time.time()
+        oldest = wall
+        for name in self.targets:
+            outcome = self.outcomes.get(name)
+            oldest = min(oldest, outcome.finished if outcome else self._added.get(name, wall))
+        return overdue, max(0.0, wall - oldest)
+
+    async def _watch(self) -> None:
+        behind_since: float | None = None
+        warned = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.WATCH_EVERY)
+            overdue, oldest = self.lag()
+            now = loop.time()
+            if overdue and now - warned >= self.WARN_EVERY:
+                behind_since = behind_since or now
+                warned = now
+                log.warning(
+                    "checks are falling behind their interval; raise concurrency, lengthen "
+                    "intervals or shard the targets",
+                    extra={
+                        "overdue": overdue,
+                        "targets": len(self.targets),
+                        "oldest_result_age": round(oldest, 1),
+                        "concurrency": self._concurrency,
+                    },
+                )
+            elif not overdue and behind_since is not None:
+                log.info("checks caught up", extra={"behind_for": round(now - behind_since, 1)})
+                behind_since, warned = None, 0.0
 
     def _new_pass(self) -> None:
         self._pass_started = time.monotonic()
@@ -214,13 +282,22 @@ class Scheduler:
         assert runner is not None
         slots = self._slots
         loop = asyncio.get_running_loop()
+        due = loop.time()
         while True:
+            self._due[target.name] = due
+            try:
+                await slots.acquire()
+            finally:
+                if self._due.get(target.name) == due:  # not a restarted target's entry
+                    del self._due[target.name]
             started = loop.time()
-            async with slots:
+            try:
                 with self.stats.checking():
                     outcome = await runner.run(
                         target.name, target.kind, target.ports, target.timeout
                     )
+            finally:
+                slots.release()
             if self.targets.get(target.name) != target:
                 return  # reconfigured while checking
             self.outcomes[target.name] = outcome
@@ -244,4 +321,6 @@ class Scheduler:
             if self.on_outcome is not None:
                 self.on_outcome(outcome)
             spread = 1 + self._rng.uniform(-self._jitter, self._jitter)
-            await asyncio.sleep(max(0.0, started + target.interval * spread - loop.time()))
+            due = started + target.interval * spread
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            due = min(due, loop.time())
