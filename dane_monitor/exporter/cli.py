@@ -7,12 +7,15 @@ import asyncio
 import contextlib
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dane_monitor import __version__, settings
 from dane_monitor.settings import arg_type, thresholds_from_args
+
+if TYPE_CHECKING:
+    from dane_monitor.world import World
 
 #: Exit code of a usage error or an unusable configuration (as every dane-monitor command).
 USAGE = 3
@@ -229,9 +232,9 @@ def demo_config(
 
 def _demo(args: argparse.Namespace) -> int:
     from dane_monitor.exporter import logs
-    from dane_monitor.exporter.app import Exporter
-    from dane_monitor.exporter.config import ConfigError, parse_duration, parse_listen
+    from dane_monitor.exporter.config import parse_duration, parse_listen
     from dane_monitor.world import CATALOGUE, World, by_name
+    from dane_monitor.world.scratch import scratch_dir
 
     prog = "dane-monitor demo"
     logs.setup(args.log_format, args.log_level)
@@ -249,8 +252,23 @@ def _demo(args: argparse.Namespace) -> int:
         return USAGE
     started = time.perf_counter()
     world = World(scenarios)
-    directory = Path(args.dir or tempfile.mkdtemp(prefix="dane-demo-"))
-    directory.mkdir(parents=True, exist_ok=True)
+    # Without --dir the demo's files live in a scratch folder removed however the demo
+    # ends (also when the exporter cannot start, on Ctrl-C and on SIGTERM).
+    with scratch_dir(args.dir, "dane-demo-") as directory:
+        return _run_demo(args, world, directory, thresholds, started)
+
+
+def _run_demo(
+    args: argparse.Namespace,
+    world: World,
+    directory: Path,
+    thresholds: settings.Thresholds,
+    started: float,
+) -> int:
+    from dane_monitor.exporter.app import Exporter
+    from dane_monitor.exporter.config import ConfigError
+
+    prog = "dane-monitor demo"
     anchor = world.write_trust_anchor(directory / "trust-anchor.ds")
 
     async def run() -> int:
@@ -261,11 +279,25 @@ def _demo(args: argparse.Namespace) -> int:
             )
             try:
                 exporter = Exporter.from_file(path)
-                await exporter.start()
-            except (ConfigError, OSError) as exc:
+            except ConfigError as exc:
                 print(f"{prog}: {exc}", file=sys.stderr)
                 return 1
             try:
+                await exporter.start()
+            except OSError as exc:
+                why = exc.strerror or str(exc)
+                print(f"{prog}: cannot listen on {args.listen}: {why}", file=sys.stderr)
+                return 1
+            try:
+                # Ctrl-C and SIGTERM stop the demo cleanly from the moment "Ctrl-C stops." is
+                # printed (and a little before).
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(sig, stop.set)
+                loop.add_signal_handler(
+                    signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload())
+                )
                 print(
                     f"dane-monitor {__version__} demo: local world of {len(world.domains)} "
                     f"domains up in {time.perf_counter() - started:.1f}s; the exporter checks "
@@ -277,7 +309,8 @@ def _demo(args: argparse.Namespace) -> int:
                 first = next(iter(world.domains.values())).name.rstrip(".")
                 print(f"probe          {exporter.url}probe?target={first}&debug=true")
                 print("Try:")
-                print(f"  curl -s {exporter.url}metrics | grep '^dane_verdict.* 1$'")
+                # prometheus-client writes every value as a float: a current verdict is 1.0
+                print(f"  curl -s {exporter.url}metrics | grep '^dane_verdict.*}} 1.0$'")
                 print(
                     "  prometheus: scrape_configs: [{job_name: dane, static_configs: "
                     f"[{{targets: ['{exporter.server.host}:{exporter.server.port}']}}]}}]"
@@ -286,13 +319,6 @@ def _demo(args: argparse.Namespace) -> int:
                     "Ctrl-C stops." if args.duration is None else f"Stopping in {args.duration}s."
                 )
                 sys.stdout.flush()
-                stop = asyncio.Event()
-                loop = asyncio.get_running_loop()
-                for sig in (signal.SIGINT, signal.SIGTERM):
-                    loop.add_signal_handler(sig, stop.set)
-                loop.add_signal_handler(
-                    signal.SIGHUP, lambda: asyncio.ensure_future(exporter.reload())
-                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), args.duration)
             finally:
