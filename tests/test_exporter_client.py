@@ -29,9 +29,25 @@ def parse_reply(raw: bytes) -> Reply:
     for line in lines[1:]:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
+    if headers.get("transfer-encoding") == "chunked":
+        body = dechunk(body)
     if headers.get("content-encoding") == "gzip":
         body = gzip.decompress(body)
     return Reply(status, headers, body)
+
+
+def dechunk(data: bytes) -> bytes:
+    """A chunked body (RFC 9112, 7.1), strictly: every size line, and the last chunk."""
+    out, pos = [], 0
+    while True:
+        end = data.index(b"\r\n", pos)
+        size = int(data[pos:end], 16)
+        if size == 0:
+            assert data[end:] == b"\r\n\r\n", "chunked body not terminated"
+            return b"".join(out)
+        out.append(data[end + 2 : end + 2 + size])
+        assert data[end + 2 + size : end + 4 + size] == b"\r\n", "chunk not terminated"
+        pos = end + 4 + size
 
 
 async def raw(host: str, port: int, data: bytes, *, timeout: float = 10, ssl=None) -> bytes:
@@ -67,6 +83,12 @@ async def request(
         lines.append(f"Authorization: Basic {token}")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode()
     return parse_reply(await raw(host, int(port), data, timeout=timeout, ssl=context))
+
+
+def test_parse_reply_reads_chunked_bodies():
+    raw_reply = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    raw_reply += b"3\r\nabc\r\na\r\n0123456789\r\n0\r\n\r\n"
+    assert parse_reply(raw_reply).text == "abc0123456789"
 
 
 def test_parse_reply_reads_status_headers_and_gzip_bodies():

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
 import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_exporter_client import parse_reply, raw
 
-from dane_monitor.exporter.http import HTTPServer, Request, Response
+from dane_monitor.exporter.http import HTTPServer, Request, Response, Stream
 
 HANG_GUARD = 30.0  # seconds: a deadline for a stuck server, not a speed requirement
 CLOCK = 0.01  # timer granularity: a timeout may fire this much before its nominal time
@@ -276,3 +278,58 @@ def test_logs_are_one_event_a_line_in_logfmt_or_json():
             assert " level=info logger=dane_monitor.exporter msg=checked target=a.example " in line
             assert 'detail="two words \\"quoted\\""' in line
     assert logging.getLogger("dane_monitor").propagate
+
+
+def _trickle_client(port: int, request: bytes) -> tuple[socket.socket, Callable[[], int]]:
+    """A client with a tiny receive window that reads a little at a time, as a slowloris
+    reader does; the callable reads what is there and returns bytes read so far (-1 at EOF)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(request)
+    sock.setblocking(False)
+    got = [0]
+
+    def read() -> int:
+        try:
+            data = sock.recv(1024)
+        except BlockingIOError:
+            return got[0]
+        except ConnectionError:
+            return -1
+        if not data:
+            return -1
+        got[0] += len(data)
+        return got[0]
+
+    return sock, read
+
+
+@pytest.mark.parametrize("length", [True, False], ids=["content-length", "chunked"])
+async def test_a_slow_reader_is_cut_by_the_write_deadline(length):
+    """A client that takes a kilobyte now and then (never idle for the write timeout) is still
+    cut once the whole response is overdue: write timeout plus a second per MiB."""
+    body = b"x" * (4 << 20)
+
+    async def big(request: Request) -> Response:
+        async def pieces():
+            for i in range(0, len(body), 65536):
+                yield body[i : i + 65536]
+
+        return Response(200, Stream(pieces(), len(body) if length else None))
+
+    s = HTTPServer(big, write_timeout=0.5)
+    await s.start("127.0.0.1", 0)
+    sock, read = _trickle_client(s.port, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    try:
+        await until(lambda: s.open_connections == 1, "the connection accepted")
+        deadline = time.monotonic() + HANG_GUARD
+        got = 0
+        while (got := read()) != -1 and s.open_connections:
+            assert time.monotonic() < deadline, "the slow reader was never cut"
+            await asyncio.sleep(0.05)
+        assert s.open_connections == 0
+        assert got < len(body)  # cut before the end, not served in full
+    finally:
+        sock.close()
+        await s.close()

@@ -12,13 +12,14 @@ Endpoints: ``/`` (landing page), ``/metrics`` (latest results and self-metrics),
 from __future__ import annotations
 
 import asyncio
-import gzip
 import html
+import itertools
 import logging
 import re
 import signal
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -29,14 +30,14 @@ from prometheus_client.registry import Collector
 from dane_monitor import __version__, render, settings, threads
 from dane_monitor.exporter import webconfig
 from dane_monitor.exporter.config import Config, ConfigError, ProbeSettings, _target_name, load
-from dane_monitor.exporter.http import HTTPServer, Request, Response
+from dane_monitor.exporter.http import PIECE, HTTPServer, Request, Response, Stream, batched
 from dane_monitor.exporter.metrics import (
     Outcome,
     SelfRegistry,
     Stats,
     families,
     probe_families,
-    render_text,
+    render_parts,
 )
 from dane_monitor.exporter.scheduler import Runner, Scheduler
 
@@ -219,12 +220,15 @@ class Exporter:
         return Response(200, "configuration reloaded\n")
 
     async def _metrics(self, request: Request) -> Response:
-        outcomes = [self.scheduler.outcomes[n] for n in list(self.scheduler.outcomes)]
+        # The body is streamed from the outcomes' own pre-rendered chunks (a snapshot of the
+        # list, not of the bytes): a slow reader holds one piece, never a copy of the body.
+        outcomes = list(self.scheduler.outcomes.values())
         own = generate_latest(self._self_registry)
-        gz = wants_gzip(request.headers.get("accept-encoding"))
-        body = await threads.to_thread(_render_results, outcomes, own, gz)
-        headers = [("Content-Encoding", "gzip")] if gz else []
-        return Response(200, body, CONTENT_TYPE, headers)
+        if wants_gzip(request.headers.get("accept-encoding")):
+            body = Stream(_gzip_pieces(outcomes, own))
+            return Response(200, body, CONTENT_TYPE, [("Content-Encoding", "gzip")])
+        length = len(own) + await threads.to_thread(_length, outcomes)
+        return Response(200, Stream(_plain_pieces(outcomes, own), length), CONTENT_TYPE)
 
     async def _probe(self, request: Request) -> Response:
         target = request.arg("target")
@@ -363,9 +367,25 @@ def probe_deadline(scrape_timeout: str | None, settings: ProbeSettings) -> float
     return max(0.05, min(settings.timeout, seconds - settings.timeout_margin))
 
 
-def _render_results(outcomes: list[Outcome], own: bytes, gz: bool) -> bytes:
-    body = render_text(outcomes) + own
-    return gzip.compress(body, compresslevel=1) if gz else body
+def _length(outcomes: list[Outcome]) -> int:
+    return sum(map(len, render_parts(outcomes)))
+
+
+async def _plain_pieces(outcomes: list[Outcome], own: bytes) -> AsyncIterator[bytes]:
+    for piece in batched(render_parts(outcomes)):
+        yield piece
+    yield own
+
+
+async def _gzip_pieces(outcomes: list[Outcome], own: bytes) -> AsyncIterator[bytes]:
+    # Compressed as it is sent, on worker threads (zlib releases the GIL), in pieces of
+    # 256 KiB: one compressor's state per connection, never the whole body.
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)
+    for batch in batched(itertools.chain(render_parts(outcomes), (own,)), 4 * PIECE):
+        out = await threads.to_thread(compressor.compress, batch)
+        if out:
+            yield out
+    yield compressor.flush()
 
 
 def _probe_ports(values: list[str] | None, default: tuple[int, ...]) -> tuple[int, ...]:

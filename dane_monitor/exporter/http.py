@@ -17,7 +17,8 @@ import contextlib
 import logging
 import re
 import ssl as _ssl
-from collections.abc import Awaitable, Callable
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -52,15 +53,56 @@ class Request:
         return values[-1] if values else None
 
 
+PIECE = 65536  # bytes handed to the transport at a time: what one connection buffers
+
+
+@dataclass
+class Stream:
+    """A body sent piece by piece as ``pieces`` yields it, never joined into one.
+
+    Large bodies (``/metrics`` of many targets) are made of parts that already exist (each
+    target's pre-rendered lines): a stream writes them out without a copy per connection, so a
+    slow reader holds one piece in the transport's buffer, not the whole body. ``length``
+    None: not known in advance (sent chunked to HTTP/1.1 clients, and with the connection
+    closed after it to HTTP/1.0 ones).
+    """
+
+    pieces: AsyncIterator[bytes]
+    length: int | None = None
+
+
 @dataclass
 class Response:
     status: int = 200
-    body: bytes | str = b""
+    body: bytes | str | Stream = b""
     content_type: str = "text/plain; charset=utf-8"
     headers: list[tuple[str, str]] = field(default_factory=list)
 
     def payload(self) -> bytes:
+        """The body as bytes (a stream is not readable this way)."""
+        if isinstance(self.body, Stream):
+            raise TypeError("a streamed body has no payload")
         return self.body.encode() if isinstance(self.body, str) else self.body
+
+
+def batched(parts: Iterable[bytes], size: int = PIECE) -> Iterator[bytes]:
+    """``parts`` (small byte strings) joined into pieces of about ``size`` bytes."""
+    batch: list[bytes] = []
+    held = 0
+    for part in parts:
+        batch.append(part)
+        held += len(part)
+        if held >= size:
+            yield b"".join(batch)
+            batch, held = [], 0
+    if batch:
+        yield b"".join(batch)
+
+
+async def _slices(body: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(body)
+    for start in range(0, len(view), PIECE):
+        yield view[start : start + PIECE]  # type: ignore[misc]  # a bytes-like view, no copy
 
 
 class HTTPError(Exception):
@@ -81,6 +123,8 @@ class HTTPServer:
         for the first byte of a new connection's first request (a connection that sends
         nothing holds a slot no longer than that).
     :param idle_timeout: seconds a kept-alive connection may wait for its next request.
+    :param write_timeout: seconds a client may take to accept more of a response; the whole
+        response must be sent within that plus one second per MiB.
     :param max_connections: connections beyond this get a 503 and are closed.
     :param max_connections_per_client: the same, per client address, so that one client
         cannot take every slot (default: an eighth of ``max_connections``).
@@ -113,6 +157,7 @@ class HTTPServer:
         self.max_per_client = max_connections_per_client or max(1, max_connections // 8)
         self._per_client: dict[str, int] = {}
         self._closing = False  # past close()'s grace period: cut connections end quietly
+        self.stalled = 0  # responses waiting for their client to take more data
         self.max_requests = max_requests_per_connection
         self._server: asyncio.Server | None = None
         self._connections: set[asyncio.Task[None]] = set()
@@ -168,9 +213,8 @@ class HTTPServer:
                 await self._send(writer, Response(503, "too many connections\n"), close=True)
                 return
             if self._per_client[client] > self.max_per_client:
-                await self._send(
-                    writer, Response(503, "too many connections from this address\n"), close=True
-                )
+                busy = Response(503, "too many connections from this address\n")
+                await self._send(writer, busy, close=True)
                 return
             for n in range(self.max_requests):
                 try:
@@ -193,7 +237,10 @@ class HTTPServer:
                 except Exception:
                     log.exception("handler failed", extra={"path": request.path})
                     response = Response(500, "internal error\n")
-                await self._send(writer, response, close=close, head=request.method == "HEAD")
+                close = await self._send(
+                    writer, response, close=close, head=request.method == "HEAD",
+                    version=request.version,
+                )  # fmt: skip
                 if close:
                     return
         except (ConnectionError, TimeoutError, _ssl.SSLError, asyncio.IncompleteReadError):
@@ -310,23 +357,65 @@ class HTTPServer:
             raise _Closed() from None
 
     async def _send(
-        self, writer: asyncio.StreamWriter, response: Response, *, close: bool, head: bool = False
-    ) -> None:
-        body = response.payload()
+        self,
+        writer: asyncio.StreamWriter,
+        response: Response,
+        *,
+        close: bool,
+        head: bool = False,
+        version: str = "HTTP/1.1",
+    ) -> bool:
+        """Write ``response``; returns whether the connection must close after it."""
+        if isinstance(response.body, Stream):
+            pieces, length = response.body.pieces, response.body.length
+        else:
+            payload = response.payload()
+            pieces, length = _slices(payload), len(payload)
+        chunked = length is None and version == "HTTP/1.1"
+        close = close or (length is None and not chunked)
         reason = REASONS.get(response.status, "Unknown")
         lines = [
             f"HTTP/1.1 {response.status} {reason}",
             f"Content-Type: {response.content_type}",
-            f"Content-Length: {len(body)}",
             "X-Content-Type-Options: nosniff",
         ]
+        if length is not None:
+            lines.append(f"Content-Length: {length}")
+        elif chunked:
+            lines.append("Transfer-Encoding: chunked")
         lines += [f"{k}: {v}" for k, v in response.headers]
         if close:
             lines.append("Connection: close")
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+        started, sent = time.monotonic(), 0
         if not head:
-            writer.write(body)
-        await asyncio.wait_for(writer.drain(), self.write_timeout)
+            async for piece in pieces:
+                if not piece:
+                    continue
+                if chunked:
+                    writer.write(b"%x\r\n" % len(piece))
+                    writer.write(piece)
+                    writer.write(b"\r\n")
+                else:
+                    writer.write(piece)
+                sent += len(piece)
+                await self._drain(writer, started, sent)
+            if chunked:
+                writer.write(b"0\r\n\r\n")
+        await self._drain(writer, started, sent)
+        return close
+
+    async def _drain(self, writer: asyncio.StreamWriter, started: float, sent: int) -> None:
+        # Each wait for the client is bounded, and so is the whole response (a reader taking
+        # a few bytes every 29 s must not hold its connection and its body for hours).
+        left = started + self.write_timeout + sent / 2**20 - time.monotonic()
+        transport = writer.transport
+        waiting = transport.get_write_buffer_size() > transport.get_write_buffer_limits()[1]
+        self.stalled += waiting
+        try:
+            await asyncio.wait_for(writer.drain(), min(self.write_timeout, max(0.0, left)))
+        finally:
+            self.stalled -= waiting
 
 
 class _Closed(Exception):

@@ -222,17 +222,23 @@ _HEADERS = {
 }
 
 
-def render_text(outcomes: Iterable[Outcome]) -> bytes:
-    """The result families of ``outcomes`` in the text format, from their pre-rendered chunks."""
-    outcomes = list(outcomes)
-    parts: list[bytes] = []
+_HEADER_BYTES = {name: text.encode() for name, text in _HEADERS.items()}
+
+
+def render_parts(outcomes: list[Outcome]) -> Iterator[bytes]:
+    """The result families of ``outcomes`` in the text format, as the pre-rendered chunks
+    themselves (each family's lines grouped under its header): nothing is copied."""
     for f in FAMILIES:
-        parts.append(_HEADERS[f.name].encode())
+        yield _HEADER_BYTES[f.name]
         for outcome in outcomes:
             chunk = outcome.chunks.get(f.name)
             if chunk:
-                parts.append(chunk)
-    return b"".join(parts)
+                yield chunk
+
+
+def render_text(outcomes: Iterable[Outcome]) -> bytes:
+    """The result families of ``outcomes`` in the text format, from their pre-rendered chunks."""
+    return b"".join(render_parts(list(outcomes)))
 
 
 def families(outcomes: Iterable[Outcome]) -> list[Metric]:
