@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import time
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -24,7 +26,15 @@ from dane_monitor.conclusion import conclude
 from dane_monitor.judge import HostJudgement, judge_host
 from dane_monitor.lookup.answer import Answer, Status
 from dane_monitor.lookup.validator import ResolverValidator, Validator
-from dane_monitor.probe import ProbeResult, Timeouts, probe, probe_all
+from dane_monitor.probe import (
+    ClientContexts,
+    KeyTypeRequest,
+    ProbeResult,
+    Timeouts,
+    other_key_type,
+    probe,
+    record_other_key_type,
+)
 from dane_monitor.report import DomainResult
 from dane_monitor.settings import Thresholds
 
@@ -44,7 +54,14 @@ class Options:
     rrsig_warn_days: float = 3.0
     rrsig_error_days: float = 1.0
     cert_warn_days: float = 14.0
+    # False: one handshake per endpoint, never a second one for the other key type.
     both_key_types: bool = True
+    # The second key type's handshake is made on the first check of an endpoint, when its
+    # leaf or its TLSA RRset changed, and otherwise on every Nth check (see Checker): 1 is
+    # every check (one-shot checks, and every caller that does not ask for less).
+    recheck_other_key_type: int = 1
+    # Keep each probe's SMTP transcript (--debug, /probe?debug=true); False saves the work.
+    transcripts: bool = True
 
     @property
     def thresholds(self) -> Thresholds:
@@ -60,10 +77,54 @@ class Preflight:
     match: T.MatchResult | None  # None when DANE does not apply or DNS cannot tell
 
 
+#: The most endpoints whose second-key-type outcome a Checker remembers (least recently
+#: checked forgotten first; a forgotten endpoint is probed as on first sight).
+MAX_KEY_TYPE_MEMORY = 100_000
+
+
+@dataclass
+class _OtherKeyType:
+    """What the last second handshake at one endpoint found, and what it depended on."""
+
+    leaf: bytes  # SHA-256 of the leaf the first handshake got then
+    tlsa: object  # the TLSA RRset then (_tlsa_fingerprint)
+    other: KeyTypeRequest  # the key type the second handshake offered
+    outcome: str  # "served" or "not-served" (errors are never remembered)
+    second: ProbeResult | None  # the chain of that type, when served
+    reuses_left: int  # checks that may still reuse this before the next second handshake
+    checked: int = 1  # checks since that handshake (for the transcript)
+
+
 class Checker:
     """Checks domains and MX hosts; one instance can serve many concurrent checks, from one
     event loop after another (not from threads at once: the validator's caches are not
-    locked), and shares the validator's caches between them (and an exporter's cycles)."""
+    locked), and shares the validator's caches between them (and an exporter's cycles).
+
+    **Second key type.** A server may hold an ECDSA and an RSA certificate; senders get one
+    or the other, so an endpoint is probed twice: an ordinary handshake, then one offering
+    only the other key type. With ``Options.recheck_other_key_type = N`` > 1 (a monitor that
+    checks the same endpoints every cycle), the second handshake is made only when it can
+    change the answer:
+
+    - on the first check of an endpoint (address, port, SNI) by this Checker — a one-shot
+      ``dane-monitor check`` therefore always makes it;
+    - when the first handshake's leaf certificate differs from the one seen at the last
+      second handshake (a renewal or key change, which usually touches both certificates);
+    - when the host's TLSA RRset (or its DNSSEC status) differs from the one then (the
+      answer for a chain depends on the records);
+    - when the last second handshake ended in an error rather than a clear "served" or
+      "not served" (errors are never reused);
+    - and otherwise on every Nth check of the endpoint: a server that gains (or loses) a
+      certificate of the other type without any of the above changing is seen within N
+      checks of the change, at most N intervals later (N = 4 at the exporter's 5-minute
+      default interval: 20 minutes).
+
+    In between, the endpoint's result reuses the last second handshake's outcome (and its
+    chain, judged afresh against the current records), so verdicts and metrics do not flap.
+    Why a count and not only the changes: adding an RSA certificate to a server changes
+    nothing a single ordinary handshake can see. Why not every check: it is the second of
+    two full SMTP + TLS dialogues, a third to a half of a warm check's CPU.
+    """
 
     def __init__(
         self,
@@ -78,6 +139,12 @@ class Checker:
         # An asyncio.Semaphore belongs to the loop it first waits in: one per loop.
         self._slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]
         self._slots = weakref.WeakKeyDictionary()
+        every = self.options.recheck_other_key_type
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"recheck_other_key_type must be a whole number ≥ 1, not {every!r}")
+        # One TLS client context per key type for every probe of this checker.
+        self.contexts = ClientContexts()
+        self._other: OrderedDict[tuple[str, int, str, bool], _OtherKeyType] = OrderedDict()
 
     @property
     def mode(self) -> str:
@@ -95,16 +162,22 @@ class Checker:
 
     # -- the public checks --------------------------------------------------------------------
 
-    async def check_domain(self, domain: str) -> DomainResult:
-        return conclude(await self.domain_evidence(domain), self.options.thresholds)
+    async def check_domain(self, domain: str, *, transcripts: bool | None = None) -> DomainResult:
+        """``transcripts``: keep the SMTP transcripts for this check (default: the
+        checker's ``Options.transcripts``)."""
+        evidence = await self.domain_evidence(domain, transcripts=transcripts)
+        return conclude(evidence, self.options.thresholds)
 
-    async def check_host(self, host: str) -> DomainResult:
+    async def check_host(self, host: str, *, transcripts: bool | None = None) -> DomainResult:
         """One MX host on its own (``--mx``): no MX lookup, the host as a sender would reach it."""
-        return conclude(await self.domain_evidence(host, mx_only=True), self.options.thresholds)
+        evidence = await self.domain_evidence(host, mx_only=True, transcripts=transcripts)
+        return conclude(evidence, self.options.thresholds)
 
     # -- evidence -----------------------------------------------------------------------------
 
-    async def domain_evidence(self, target: str, *, mx_only: bool = False) -> ev.Domain:
+    async def domain_evidence(
+        self, target: str, *, mx_only: bool = False, transcripts: bool | None = None
+    ) -> ev.Domain:
         started, t0 = self.clock(), time.monotonic()
         warnings: tuple[tuple[str, str], ...] = ()
         if isinstance(self.validator, ResolverValidator):
@@ -132,7 +205,11 @@ class Checker:
             targets = policy.mx_plan(mx, name).hosts
         ports = self.options.ports
         hosts = await asyncio.gather(
-            *(self.host_evidence(h, pref, port) for h, pref in targets for port in ports)
+            *(
+                self.host_evidence(h, pref, port, transcripts=transcripts)
+                for h, pref in targets
+                for port in ports
+            )
         )
         domain = evidence(name, mx=mx, hosts=tuple(hosts))
         resolver_ok = await self._resolver_ok() if domain.indeterminate() else None
@@ -152,7 +229,13 @@ class Checker:
             return False
 
     async def host_evidence(
-        self, name: str, preference: int | None, port: int, *, probe_endpoints: bool = True
+        self,
+        name: str,
+        preference: int | None,
+        port: int,
+        *,
+        probe_endpoints: bool = True,
+        transcripts: bool | None = None,
     ) -> ev.Host:
         a, aaaa = await asyncio.gather(self._lookup(name, "A"), self._lookup(name, "AAAA"))
         host = ev.Host(name, port, preference, a, aaaa)
@@ -168,10 +251,15 @@ class Checker:
             return host
         # SNI: the TLSA base domain that decided (RFC 7672 §8.1), else the host name.
         sni = (lookups[-1].base if lookups else name).rstrip(".")
-        endpoints = await self._probe(policy.addresses(a, aaaa), port, sni)
+        tlsa = _tlsa_fingerprint(lookups[-1]) if lookups else None
+        if transcripts is None:
+            transcripts = self.options.transcripts
+        endpoints = await self._probe(policy.addresses(a, aaaa), port, sni, tlsa, transcripts)
         return _replace(host, endpoints=endpoints)
 
-    async def _probe(self, addresses: list[str], port: int, sni: str) -> tuple[ev.Endpoint, ...]:
+    async def _probe(
+        self, addresses: list[str], port: int, sni: str, tlsa: object, transcripts: bool
+    ) -> tuple[ev.Endpoint, ...]:
         opts = self.options
         connect = opts.connect_port or port
         ehlo_name = opts.ehlo_name or None  # None: the probe's default
@@ -180,11 +268,22 @@ class Checker:
 
         async def one(address: str) -> list[ProbeResult]:
             async with slots:
-                if not opts.both_key_types:
-                    return [await probe(address, connect, sni=sni, ehlo_name=ehlo_name,
-                                        implicit_tls=tls, timeouts=opts.timeouts)]  # fmt: skip
-                return await probe_all(address, connect, sni=sni, ehlo_name=ehlo_name,
-                                       implicit_tls=tls, timeouts=opts.timeouts)  # fmt: skip
+                first = await probe(address, connect, sni=sni, ehlo_name=ehlo_name,
+                                    implicit_tls=tls, timeouts=opts.timeouts,
+                                    transcript=transcripts, contexts=self.contexts)  # fmt: skip
+                if not opts.both_key_types or not first.tls_established:
+                    return [first]
+                key = (address, connect, sni, tls)
+                reused = self._reuse_other(key, first, tlsa)
+                if reused is not None:
+                    return reused
+                second = await probe(address, connect, sni=sni, ehlo_name=ehlo_name,
+                                     implicit_tls=tls, timeouts=opts.timeouts,
+                                     key_type=other_key_type(first), transcript=transcripts,
+                                     contexts=self.contexts)  # fmt: skip
+                results = record_other_key_type(first, second)
+                self._remember_other(key, first, second, tlsa)
+                return results
 
         results = await asyncio.gather(*(one(a) for a in addresses))
         return tuple(
@@ -192,6 +291,56 @@ class Checker:
             for address, probes in zip(addresses, results, strict=True)
             for p in probes
         )
+
+    # -- the second key type ------------------------------------------------------------------
+
+    def _reuse_other(
+        self, key: tuple[str, int, str, bool], first: ProbeResult, tlsa: object
+    ) -> list[ProbeResult] | None:
+        """The results of this check when the last second handshake at ``key`` still holds
+        (see the class docstring), else None: make one."""
+        memo = self._other.get(key)
+        if memo is None:
+            return None
+        if (
+            memo.reuses_left < 1
+            or memo.tlsa != tlsa
+            or memo.other != other_key_type(first)
+            or memo.leaf != _leaf_digest(first)
+        ):
+            del self._other[key]
+            return None
+        memo.reuses_left -= 1
+        memo.checked += 1
+        self._other.move_to_end(key)
+        first.other_key_types[memo.other] = memo.outcome
+        if first.transcript:
+            first.transcript.append(
+                f"* {memo.other}-only handshake: not repeated ({memo.outcome} "
+                f"{memo.checked - 1} check(s) ago; the leaf and the TLSA records are "
+                f"unchanged; again within {memo.reuses_left + 1} check(s))"
+            )
+        if memo.second is None:
+            return [first]
+        return [first, dataclasses.replace(memo.second, transcript=[])]
+
+    def _remember_other(
+        self, key: tuple[str, int, str, bool], first: ProbeResult, second: ProbeResult, tlsa: object
+    ) -> None:
+        every = self.options.recheck_other_key_type
+        outcome = first.other_key_types.get(second.key_type_requested)
+        if every <= 1 or outcome not in ("served", "not-served"):
+            self._other.pop(key, None)
+            return
+        kept = None
+        if outcome == "served":  # the chain is judged again each check; the dialogue is not
+            kept = dataclasses.replace(second, transcript=[])
+        self._other[key] = _OtherKeyType(
+            _leaf_digest(first), tlsa, second.key_type_requested, outcome, kept, every - 1
+        )
+        self._other.move_to_end(key)
+        while len(self._other) > MAX_KEY_TYPE_MEMORY:
+            self._other.popitem(last=False)
 
     # -- preflight ----------------------------------------------------------------------------
 
@@ -212,3 +361,17 @@ class Checker:
 
 
 _replace = dataclasses.replace
+
+
+def _leaf_digest(p: ProbeResult) -> bytes:
+    return hashlib.sha256(p.chain[0]).digest() if p.chain else b""
+
+
+def _tlsa_fingerprint(lookup: ev.TLSALookup) -> object:
+    """What of the deciding TLSA lookup can change a chain's verdict: where it is, its
+    DNSSEC status and kind, and the records (as a set: order carries no meaning)."""
+    a = lookup.answer
+    records = frozenset(
+        (r.usage, r.selector, r.mtype, bytes(r.cert)) for r in a.rrset
+    ) if a.rrset is not None else None  # fmt: skip
+    return (lookup.owner, a.status, a.kind, records)

@@ -3,10 +3,16 @@
 Pure: :func:`conclude` calls :func:`dane_monitor.judge.judge` (verdicts and sender actions)
 and :mod:`dane_monitor.findings` (what to tell the operator), and writes both into the
 :mod:`dane_monitor.report` model once; nothing else sets a verdict.
+
+What depends only on a certificate or a chain (its description, the records to publish for
+it) and on an RRset (its records as text) is remembered for the last few thousand seen: a
+monitor concludes on the same chains and answers every cycle, and these are pure functions
+of their input. Every call still returns fresh objects.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import dns.rdatatype
@@ -27,19 +33,48 @@ from dane_monitor.report import (
 )
 from dane_monitor.settings import Thresholds
 
+#: How many certificates, chains and RRsets the memos below keep.
+_MEMO = 2048
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _name_text(name: Any) -> str:
+    return policy.text(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _rrtype_text(qtype: int) -> str:
+    return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
+
+
+# RRsets are not hashable; the validator's cache hands out the same RRset object for as long
+# as it holds an answer, so its identity (kept alive here, so the id is not reused) is the key.
+_rrset_texts: dict[int, tuple[Any, tuple[str, ...]]] = {}
+
+
+def _records_text(rrset: Any) -> list[str]:
+    hit = _rrset_texts.get(id(rrset))
+    if hit is not None and hit[0] is rrset:
+        return list(hit[1])
+    texts = tuple(r.to_text() for r in rrset)
+    if len(_rrset_texts) >= _MEMO:
+        _rrset_texts.clear()
+    _rrset_texts[id(rrset)] = (rrset, texts)
+    return list(texts)
+
 
 def dns_info(answer: Answer) -> DNSInfo:
-    t = policy.text
+    t = _name_text
     return DNSInfo(
         name=t(answer.qname),
-        rrtype=dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype)),
+        rrtype=_rrtype_text(answer.qtype),
         status=answer.status.value,
         kind=answer.kind.value,
         reason=answer.reason,
         detail=answer.detail,
         ttl=answer.ttl,
         rrsig_expiration=answer.expiration,
-        records=[r.to_text() for r in answer.rrset] if answer.rrset is not None else [],
+        records=_records_text(answer.rrset) if answer.rrset is not None else [],
         cnames=[
             (t(c.owner), t(c.target), c.status.value, t(c.dname) if c.dname else None)
             for c in answer.cnames
@@ -132,8 +167,13 @@ def _suggestion(hj: HostJudgement) -> list[str]:
     eps = [e for e in hj.endpoints if e.endpoint.probe.chain]
     failing = [e for e in eps if e.case == "mismatch"]
     for e in failing or eps:
-        return T.suggest_records(e.endpoint.probe.chain)
+        return list(_suggested(tuple(e.endpoint.probe.chain)))
     return []
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _suggested(chain: tuple[bytes, ...]) -> tuple[str, ...]:
+    return tuple(T.suggest_records(chain))
 
 
 def _subject(cert: x509.Certificate | None) -> str:
@@ -147,6 +187,21 @@ def _subject(cert: x509.Certificate | None) -> str:
 
 def describe(der: bytes) -> dict[str, Any]:
     """What a report shows of one certificate (and the metrics' digest), never raising."""
+    out = dict(_described(bytes(der)))
+    if "dns_names" in out:
+        out["dns_names"] = list(out["dns_names"])
+    return out
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _described(der: bytes) -> tuple[tuple[str, Any], ...]:
+    out = _describe(der)
+    if "dns_names" in out:
+        out["dns_names"] = tuple(out["dns_names"])
+    return tuple(out.items())
+
+
+def _describe(der: bytes) -> dict[str, Any]:
     out: dict[str, Any] = {"spki_sha256": None}
     try:
         cert = x509.load_der_x509_certificate(der)

@@ -23,7 +23,13 @@ with an :attr:`~ProbeResult.error` code from :data:`ERRORS`, the step it happene
 (:data:`STEPS`) and a sentence in :attr:`~ProbeResult.detail`. Only programming errors
 (a bad ``port`` or ``key_type``) raise. Every step has its own deadline and the whole probe
 an overall cap (:class:`Timeouts`), so a probe never takes longer than
-:attr:`Timeouts.budget`.
+:attr:`Timeouts.budget`; one timer per probe carries both (moved at each step), and a
+timeout names the step it cut.
+
+Cheap when repeated (a monitor probes the same servers every few minutes): the TLS client
+contexts are made once per key type (:class:`ClientContexts`, shared by default), the
+transcript is built only when asked for (``transcript=True``), and a leaf's key type is
+read once per certificate.
 
 How it reads: the connection is driven by a small :class:`asyncio.BufferedProtocol` over
 :meth:`asyncio.loop.create_connection`, upgraded in place with
@@ -41,14 +47,13 @@ from __future__ import annotations
 import _ssl
 import asyncio
 import base64
-import contextlib
 import errno
+import functools
 import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
@@ -62,15 +67,18 @@ __all__ = [
     "MAX_LINE",
     "MAX_REPLY_LINES",
     "STEPS",
+    "ClientContexts",
     "KeyTypeRequest",
     "ProbeResult",
     "Reply",
     "Timeouts",
     "default_ehlo_name",
     "key_type_of",
+    "other_key_type",
     "peer_chain",
     "probe",
     "probe_all",
+    "record_other_key_type",
 ]
 
 #: The longest reply line (with its CRLF) the probe reads; longer ones are "line-too-long".
@@ -280,9 +288,11 @@ def _der(cert: Any) -> bytes:
     return cert.public_bytes(_ssl.ENCODING_DER)
 
 
+@functools.lru_cache(maxsize=1024)
 def key_type_of(der: bytes) -> str | None:
     """The public key type of a DER certificate: ``"rsa"``, ``"ecdsa"``, ``"ed25519"``,
-    ``"ed448"``, ``"dsa"``, ``"unknown"``; ``None`` when the certificate does not parse."""
+    ``"ed448"``, ``"dsa"``, ``"unknown"``; ``None`` when the certificate does not parse.
+    Remembered for the last 1024 certificates (a monitor sees the same ones every cycle)."""
     try:
         key = x509.load_der_x509_certificate(der).public_key()
     except (ValueError, TypeError):
@@ -298,6 +308,29 @@ def key_type_of(der: bytes) -> str | None:
     if isinstance(key, dsa.DSAPublicKey):
         return "dsa"
     return "unknown"
+
+
+class ClientContexts:
+    """One TLS client context per key type request, made on first use and reused for every
+    probe after it (making one costs about as much CPU as the SMTP dialogue around a
+    handshake). A :class:`~dane_monitor.check.Checker` holds one; :func:`probe` without one
+    uses a module-wide instance. Contexts hold no per-connection state that could leak
+    between probes: no session is ever resumed (asyncio passes none), so every handshake is
+    a full one and the server presents its chain each time."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[str, ssl.SSLContext] = {}
+
+    def get(self, key_type: KeyTypeRequest) -> ssl.SSLContext:
+        ctx = self._contexts.get(key_type)
+        if ctx is None:
+            if key_type not in _KEY_TYPES:
+                raise ValueError(f"key_type must be one of {_KEY_TYPES}, not {key_type!r}")
+            ctx = self._contexts[key_type] = _client_context(key_type)
+        return ctx
+
+
+_DEFAULT_CONTEXTS = ClientContexts()
 
 
 def _client_context(key_type: KeyTypeRequest) -> ssl.SSLContext:
@@ -513,24 +546,39 @@ def _show(data: bytes | str) -> str:
 
 
 class _Probe:
+    """One probe's dialogue. One deadline (an :class:`asyncio.Timeout` entered by
+    :func:`probe`) is moved at each step to that step's end, or to the probe's overall end
+    when that comes first; :meth:`timed_out` then says which step it cut and which of the
+    two deadlines passed."""
+
     def __init__(
         self,
         result: ProbeResult,
         ehlo_name: str | None,
         timeouts: Timeouts,
+        contexts: ClientContexts,
+        transcript: bool,
     ) -> None:
         self.result = result
         self.ehlo_name = ehlo_name or FALLBACK_EHLO_NAME
         self._want_default_name = ehlo_name is None
         self.timeouts = timeouts
+        self.contexts = contexts
+        self.logging = transcript
         self.wire = _Wire()
         self.step = "connect"
         self._transcript_size = 0
+        # The deadline (set by probe()), the loop time at which the whole probe must end,
+        # and the current step's timeout code and length (None: the overall end binds).
+        self.deadline: asyncio.Timeout | None = None
+        self.end = 0.0
+        self._step_code = "timeout"
+        self._step_seconds: float | None = None
 
     # bookkeeping
 
     def log(self, line: str) -> None:
-        if self._transcript_size >= MAX_TRANSCRIPT:
+        if not self.logging or self._transcript_size >= MAX_TRANSCRIPT:
             return
         self._transcript_size += len(line)
         if self._transcript_size >= MAX_TRANSCRIPT:
@@ -542,52 +590,73 @@ class _Probe:
             self.result.error = failure.code
             self.result.error_step = failure.step
             self.result.detail = failure.detail
-            self.log(f"* {failure.code} at {failure.step}: {failure.detail}")
+            if self.logging:
+                self.log(f"* {failure.code} at {failure.step}: {failure.detail}")
 
-    @contextlib.asynccontextmanager
-    async def within(
-        self, step: str, seconds: float, timeout_code: str = "timeout"
-    ) -> AsyncIterator[None]:
-        """Run one step under its deadline; wire events become failures of that step."""
+    def begin(self, step: str, seconds: float, timeout_code: str = "timeout") -> None:
+        """Enter ``step``: the deadline moves to ``seconds`` from now (or the overall end)."""
         self.step = step
-        try:
-            async with asyncio.timeout(seconds):
-                yield
-        except TimeoutError:
-            raise _Failure(
-                timeout_code, step, f"no answer within {seconds:g} s ({_STEP_WORDS[step]})"
-            ) from None
-        except _Closed:
-            raise _Failure(
-                "closed",
+        self._step_code = timeout_code
+        assert self.deadline is not None
+        when = asyncio.get_running_loop().time() + seconds
+        if when < self.end:
+            self._step_seconds = seconds
+            self.deadline.reschedule(when)
+        elif self._step_seconds is not None:  # already at the overall end otherwise
+            self._step_seconds = None
+            self.deadline.reschedule(self.end)
+
+    def timed_out(self) -> _Failure:
+        """The failure of the step the deadline cut: its own deadline, or the overall one."""
+        step = self.step
+        if self._step_seconds is not None:
+            return _Failure(
+                self._step_code,
                 step,
-                f"the server ended the connection: {self.wire.reason()} while {_STEP_WORDS[step]}",
-            ) from None
-        except _Overlong:
-            raise _Failure(
+                f"no answer within {self._step_seconds:g} s ({_STEP_WORDS[step]})",
+            )
+        code = {"connect": "connect-timeout", "banner": "banner-timeout"}.get(step, "timeout")
+        return _Failure(
+            code,
+            step,
+            f"the overall deadline of {self.timeouts.budget:g} s passed while {_STEP_WORDS[step]}",
+        )
+
+    def broken(self, exc: _Closed | _Overlong) -> _Failure:
+        """A wire event (closed, overlong line) as a failure of the current step."""
+        step = self.step
+        if isinstance(exc, _Overlong):
+            return _Failure(
                 "line-too-long",
                 step,
                 f"a reply line longer than {MAX_LINE} bytes while {_STEP_WORDS[step]}",
-            ) from None
+            )
+        return _Failure(
+            "closed",
+            step,
+            f"the server ended the connection: {self.wire.reason()} while {_STEP_WORDS[step]}",
+        )
 
     # I/O
 
     def send(self, command: str) -> None:
-        self.log(f"C: {command}")
+        if self.logging:
+            self.log(f"C: {command}")
         self.wire.send(command.encode("ascii") + b"\r\n")
 
-    async def reply(self) -> tuple[Reply, list[str]]:
-        """One complete (multi-line) reply, and its lines as received."""
+    async def reply(self, raw: list[str] | None = None) -> Reply:
+        """One complete (multi-line) reply; its lines as received are added to ``raw``."""
         code: bytes | None = None
         texts: list[str] = []
-        raw: list[str] = []
         while True:
             line = await self.wire.readline()
-            shown = _show(line)
-            self.log(f"S: {shown}")
-            raw.append(line.decode("utf-8", "backslashreplace"))
+            if self.logging:
+                self.log(f"S: {_show(line)}")
+            if raw is not None:
+                raw.append(line.decode("utf-8", "backslashreplace"))
             match = _REPLY_LINE.fullmatch(line)
             if match is None:
+                shown = _show(line)
                 raise _Failure("bad-reply", self.step, f"not an SMTP reply line: '{shown[:80]}'")
             if code is None:
                 code = match[1]
@@ -599,21 +668,28 @@ class _Probe:
                 )
             texts.append((match[3] or b"").decode("utf-8", "backslashreplace").strip())
             if match[2] != b"-":
-                return Reply(int(code), tuple(texts)), raw
+                return Reply(int(code), tuple(texts))
             if len(texts) >= MAX_REPLY_LINES:
                 raise _Failure(
                     "bad-reply", self.step, f"a reply of more than {MAX_REPLY_LINES} lines"
                 )
 
     async def command(self, step: str, command: str, seconds: float) -> Reply:
-        async with self.within(step, seconds):
-            self.send(command)
-            reply, _ = await self.reply()
-        return reply
+        self.begin(step, seconds)
+        self.send(command)
+        return await self.reply()
 
     # the dialogue
 
     async def run(self) -> None:
+        """The dialogue up to TLS and EHLO inside it; every failure is a :class:`_Failure`
+        (a deadline is the caller's: :meth:`timed_out`)."""
+        try:
+            await self._dialogue()
+        except (_Closed, _Overlong) as exc:
+            raise self.broken(exc) from None
+
+    async def _dialogue(self) -> None:
         r = self.result
         await self.connect()
         if r.implicit_tls:
@@ -642,10 +718,11 @@ class _Probe:
     async def connect(self) -> None:
         r = self.result
         loop = asyncio.get_running_loop()
-        self.log(f"* connecting to {r.endpoint}")
+        if self.logging:
+            self.log(f"* connecting to {r.endpoint}")
+        self.begin("connect", self.timeouts.connect, "connect-timeout")
         try:
-            async with self.within("connect", self.timeouts.connect, "connect-timeout"):
-                await loop.create_connection(lambda: self.wire, r.address, r.port)
+            await loop.create_connection(lambda: self.wire, r.address, r.port)
         except ConnectionRefusedError:
             raise _Failure(
                 "connect-refused", "connect", f"{r.endpoint} refused the connection"
@@ -676,8 +753,9 @@ class _Probe:
         r.connected = True
 
     async def greeting(self) -> None:
-        async with self.within("banner", self.timeouts.banner, "banner-timeout"):
-            reply, raw = await self.reply()
+        self.begin("banner", self.timeouts.banner, "banner-timeout")
+        raw: list[str] = []
+        reply = await self.reply(raw)
         self.result.banner = raw
         if reply.code == 220:
             return
@@ -694,7 +772,11 @@ class _Probe:
         """EHLO; on a 5xx reply, HELO to tell "not ESMTP" from "refuses us". Keywords."""
         if self._want_default_name:  # first EHLO only, outside the command's deadline
             self._want_default_name = False
-            self.ehlo_name = await _resolve_ehlo_name(_EHLO_NAME_WAIT)
+            if _ehlo_name is not None:
+                self.ehlo_name = _ehlo_name
+            else:
+                self.begin(step, _EHLO_NAME_WAIT + self.timeouts.command)
+                self.ehlo_name = await _resolve_ehlo_name(_EHLO_NAME_WAIT)
         reply = await self.command(step, f"EHLO {self.ehlo_name}", self.timeouts.command)
         if reply.code == 250:
             self.result.esmtp = True
@@ -738,18 +820,19 @@ class _Probe:
         if self.wire.closed or plain is None:
             raise _Failure("tls-failed", "tls", f"{self.wire.reason()} before the TLS handshake")
         loop = asyncio.get_running_loop()
-        ctx = _client_context(r.key_type_requested)
-        self.log(f"* TLS handshake, SNI {r.sni}, key type {r.key_type_requested}")
+        ctx = self.contexts.get(r.key_type_requested)
+        if self.logging:
+            self.log(f"* TLS handshake, SNI {r.sni}, key type {r.key_type_requested}")
+        self.begin("tls", self.timeouts.tls)
         try:
-            async with self.within("tls", self.timeouts.tls):
-                transport = await loop.start_tls(
-                    plain,
-                    self.wire,
-                    ctx,
-                    server_hostname=r.sni,
-                    ssl_handshake_timeout=self.timeouts.tls + 1,  # ours fires first
-                    ssl_shutdown_timeout=self.timeouts.quit,
-                )
+            transport = await loop.start_tls(
+                plain,
+                self.wire,
+                ctx,
+                server_hostname=r.sni,
+                ssl_handshake_timeout=self.timeouts.tls + 1,  # ours fires first
+                ssl_shutdown_timeout=self.timeouts.quit,
+            )
         except ssl.SSLError as exc:
             raise _Failure(
                 "tls-failed", "tls", f"TLS handshake failed: {_ssl_reason(exc)}"
@@ -771,19 +854,23 @@ class _Probe:
         r.cipher = cipher[0] if cipher else None
         r.chain, r.chain_complete = peer_chain(sslobj)
         r.leaf_key_type = key_type_of(r.chain[0]) if r.chain else None
-        self.log(
-            f"* {r.tls_version} {r.cipher}, {len(r.chain)} certificate(s), "
-            f"leaf {r.leaf_key_type}" + ("" if r.chain_complete else " (leaf only)")
-        )
+        if self.logging:
+            self.log(
+                f"* {r.tls_version} {r.cipher}, {len(r.chain)} certificate(s), "
+                f"leaf {r.leaf_key_type}" + ("" if r.chain_complete else " (leaf only)")
+            )
 
     async def quit(self) -> None:
-        """QUIT and read the reply; whatever happens is only logged."""
+        """QUIT and read the reply; whatever happens is only logged (a deadline too: the
+        caller's :meth:`timed_out` while ``step`` is ``quit``)."""
         if self.wire.closed:
             return
+        self.begin("quit", self.timeouts.quit)
         try:
-            async with self.within("quit", self.timeouts.quit):
-                self.send("QUIT")
-                await self.reply()
+            self.send("QUIT")
+            await self.reply()
+        except (_Closed, _Overlong) as exc:
+            self.log(f"* QUIT: {self.broken(exc).detail}")
         except _Failure as failure:
             self.log(f"* QUIT: {failure.detail}")
         if self.wire.transport is not None:
@@ -807,6 +894,19 @@ def _ssl_reason(exc: ssl.SSLError) -> str:
 # -- public entry points ---------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=4096)
+def _sni_problem(sni: str) -> str | None:
+    """Why ``sni`` cannot be a TLS server name (None: it can). Remembered: a monitor sends
+    the same few names again and again."""
+    if not sni.strip(".") or not sni.isascii():
+        return f"sni must be an ASCII (A-label) host name, not {sni!r}"
+    try:
+        sni.rstrip(".").encode("idna")  # what ssl does with server_hostname
+    except UnicodeError:
+        return f"sni is not a valid host name: {sni!r}"
+    return None
+
+
 async def probe(
     address: str,
     port: int,
@@ -816,6 +916,8 @@ async def probe(
     implicit_tls: bool = False,
     key_type: KeyTypeRequest = "any",
     timeouts: Timeouts = Timeouts(),
+    transcript: bool = True,
+    contexts: ClientContexts | None = None,
 ) -> ProbeResult:
     """Probe one SMTP endpoint: ``address`` (IPv4 or IPv6 literal; ``[::1]`` brackets are
     accepted) and ``port``, STARTTLS unless ``implicit_tls``.
@@ -828,6 +930,9 @@ async def probe(
     key type in TLS 1.2 (the server must present a certificate the suite can use), so no
     signature-algorithm list is needed — Python's ``ssl`` has no API to set one anyway.
     A TLS 1.3-only server therefore fails a restricted probe (``tls-failed``).
+    ``transcript``: record the dialogue in :attr:`ProbeResult.transcript` (``False``
+    leaves it empty and saves the work). ``contexts``: where the TLS client contexts come
+    from (default: one module-wide :class:`ClientContexts`).
 
     Never raises for what the network or the server does; raises ValueError for a bad port,
     key type or empty ``sni``. Takes at most ``timeouts.budget`` seconds.
@@ -836,12 +941,11 @@ async def probe(
         raise ValueError(f"key_type must be one of {_KEY_TYPES}, not {key_type!r}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError(f"port must be 1..65535, not {port!r}")
-    if not isinstance(sni, str) or not sni.strip(".") or not sni.isascii():
+    if not isinstance(sni, str):
         raise ValueError(f"sni must be an ASCII (A-label) host name, not {sni!r}")
-    try:
-        sni.rstrip(".").encode("idna")  # what ssl does with server_hostname
-    except UnicodeError:
-        raise ValueError(f"sni is not a valid host name: {sni!r}") from None
+    problem = _sni_problem(sni)
+    if problem is not None:
+        raise ValueError(problem)
     if ehlo_name is not None and not _EHLO_ARG.fullmatch(ehlo_name):
         raise ValueError(f"ehlo_name must be a domain or address literal, not {ehlo_name!r}")
     address = address.strip()
@@ -854,10 +958,12 @@ async def probe(
         implicit_tls=implicit_tls,
         key_type_requested=key_type,
     )
-    runner = _Probe(result, ehlo_name, timeouts)
+    runner = _Probe(result, ehlo_name, timeouts, contexts or _DEFAULT_CONTEXTS, transcript)
     start = time.monotonic()
+    runner.end = asyncio.get_running_loop().time() + timeouts.budget
     try:
-        async with asyncio.timeout(timeouts.budget):
+        async with asyncio.timeout_at(runner.end) as deadline:
+            runner.deadline = deadline
             try:
                 await runner.run()
             except _Failure as failure:
@@ -867,19 +973,43 @@ async def probe(
             else:
                 await runner.quit()
     except TimeoutError:
-        step = runner.step
-        message = f"the overall deadline of {timeouts.budget:g} s passed while {_STEP_WORDS[step]}"
-        if step == "quit":  # the result never depends on QUIT
-            runner.log(f"* QUIT: {message}")
+        cut = runner.timed_out()
+        if runner.step == "quit":  # the result never depends on QUIT
+            runner.log(f"* QUIT: {cut.detail}")
         else:
-            code = {"connect": "connect-timeout", "banner": "banner-timeout"}.get(step, "timeout")
-            runner.fail(_Failure(code, step, message))
+            runner.fail(cut)
     except OSError as exc:  # a transport error outside a step: treat as a broken connection
         runner.fail(_Failure("closed", runner.step, f"connection error: {exc}"))
     finally:
         runner.wire.abort()
         result.elapsed = time.monotonic() - start
     return result
+
+
+def other_key_type(first: ProbeResult) -> KeyTypeRequest:
+    """The key type a second handshake offers after ``first``: RSA when the first leaf was
+    not RSA, ECDSA when it was."""
+    return "ecdsa" if first.leaf_key_type == "rsa" else "rsa"
+
+
+def record_other_key_type(first: ProbeResult, second: ProbeResult) -> list[ProbeResult]:
+    """What the second handshake (offering only :func:`other_key_type`) found, recorded in
+    ``first.other_key_types`` (and its transcript, when it has one): ``[first, second]``
+    when the server presented a chain of that type, else ``[first]``."""
+    other = second.key_type_requested
+    if first.transcript:
+        first.transcript.append(
+            f"* {other}-only handshake: {second.error or 'ok'}, leaf {second.leaf_key_type}"
+            + (f" ({second.detail})" if second.detail else "")
+        )
+    if second.tls_established and second.leaf_key_type == other:
+        first.other_key_types[other] = "served"
+        return [first, second]
+    if second.error == "tls-failed" or second.tls_established:
+        first.other_key_types[other] = "not-served"
+    else:
+        first.other_key_types[other] = second.error or "not-served"
+    return [first]
 
 
 async def probe_all(
@@ -890,6 +1020,8 @@ async def probe_all(
     ehlo_name: str | None = None,
     implicit_tls: bool = False,
     timeouts: Timeouts = Timeouts(),
+    transcript: bool = True,
+    contexts: ClientContexts | None = None,
 ) -> list[ProbeResult]:
     """Probe with a default handshake, then once more offering only the other key type
     (RSA when the first leaf was not RSA, ECDSA when it was): senders may get either chain.
@@ -898,27 +1030,19 @@ async def probe_all(
     dual-certificate server), else ``[first]``. Either way ``first.other_key_types`` says
     what the second try found. No second try when the first one did not reach TLS.
     Sequential (one connection at a time): at most ``2 * timeouts.budget`` seconds.
+    (:class:`~dane_monitor.check.Checker` decides per check whether the second try can
+    change the answer; this function always makes it.)
     """
     kwargs: dict[str, Any] = {
         "sni": sni,
         "ehlo_name": ehlo_name,
         "implicit_tls": implicit_tls,
         "timeouts": timeouts,
+        "transcript": transcript,
+        "contexts": contexts,
     }
     first = await probe(address, port, key_type="any", **kwargs)
     if not first.tls_established:
         return [first]
-    other: KeyTypeRequest = "ecdsa" if first.leaf_key_type == "rsa" else "rsa"
-    second = await probe(address, port, key_type=other, **kwargs)
-    first.transcript.append(
-        f"* {other}-only handshake: {second.error or 'ok'}, leaf {second.leaf_key_type}"
-        + (f" ({second.detail})" if second.detail else "")
-    )
-    if second.tls_established and second.leaf_key_type == other:
-        first.other_key_types[other] = "served"
-        return [first, second]
-    if second.error == "tls-failed" or second.tls_established:
-        first.other_key_types[other] = "not-served"
-    else:
-        first.other_key_types[other] = second.error or "not-served"
-    return [first]
+    second = await probe(address, port, key_type=other_key_type(first), **kwargs)
+    return record_other_key_type(first, second)

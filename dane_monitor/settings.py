@@ -434,6 +434,8 @@ def make_checker(
     thresholds: Thresholds | None = None,
     concurrency: int | None = None,
     both_key_types: bool = True,
+    recheck_other_key_type: int = 1,
+    transcripts: bool = True,
 ) -> Checker:
     """The one place a :class:`dane_monitor.check.Checker` is made from settings.
 
@@ -443,6 +445,13 @@ def make_checker(
     from ``step_timeout`` and ``check_timeout`` (:func:`probe_timeouts`;
     :data:`DEFAULT_STEP_TIMEOUT` per step when neither is given). A checker belongs to the
     event loop it first waits on: make one per loop.
+
+    ``recheck_other_key_type``: N > 1 lets a long-lived checker skip the second key type's
+    handshake when it cannot change the answer, making it at least every Nth check of an
+    endpoint (:class:`dane_monitor.check.Checker` says when); 1 (the default) makes it on
+    every check. ``transcripts``: keep each probe's SMTP transcript (the default; a
+    background monitor that never shows them passes False, and a check can still ask for
+    them with ``check_domain(..., transcripts=True)``).
 
     :raises ValueError: a value the parsers here refuse (the message says which).
     """
@@ -461,6 +470,8 @@ def make_checker(
         ehlo_name=None if ehlo_name is None else parse_ehlo_name(ehlo_name),
         timeouts=probe_timeouts(step_timeout, check=check_timeout),
         both_key_types=both_key_types,
+        recheck_other_key_type=recheck_other_key_type,
+        transcripts=bool(transcripts),
         rrsig_warn_days=th.rrsig_warning_days,
         rrsig_error_days=th.rrsig_critical_days,
         cert_warn_days=th.cert_warning_days,
