@@ -1,26 +1,29 @@
-"""The ``dane-monitor`` command."""
+"""The ``dane-monitor`` command.
+
+Start-up is part of the interface (a monitoring system runs ``check`` every few minutes): the
+module imports only :mod:`argparse` (which the installed script's own ``import re`` makes
+almost free), :mod:`sys` and :mod:`time`. ``--version`` is answered before any parser is
+built; only the parser of the command given is built in full (the others are one help line
+each), and each command imports what it uses when it runs. So ``dane-monitor --help`` imports
+neither the DNS library, cryptography, nor asyncio (``tests/test_cli_startup.py``), and
+``check`` imports what a check needs (``benchmarks/startup.py`` measures both).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import difflib
-import re
-import signal
 import sys
-import tempfile
 import time
-from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
 
-from dane_monitor import __version__, settings
-from dane_monitor.exporter.cli import add_parsers as add_exporter_parsers
+from dane_monitor import __version__
 from dane_monitor.extras import MissingExtra
-from dane_monitor.settings import arg_type
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from typing import Any, NoReturn
+
+    from dane_monitor import settings
     from dane_monitor.check import Checker
     from dane_monitor.lookup import ResolverValidator, Validator
 
@@ -29,6 +32,25 @@ if TYPE_CHECKING:
 USAGE = 3
 #: Exit code after Ctrl-C: 128 + SIGINT, as a shell reports it.
 INTERRUPTED = 130
+#: Exit code when the reader of the output went away: 128 + SIGPIPE, as a shell reports it.
+BROKEN_PIPE = 141
+
+#: The commands in the order a user needs them: check a domain, fix its records, guard a
+#: renewal, look closer at DNS, then monitor; the demo and the test world last. Each with the
+#: line ``dane-monitor --help`` shows (serve's and demo's are the ones ``exporter/cli.py``
+#: gives them: tests/test_cli_papercuts.py holds the two in step).
+COMMANDS: dict[str, str] = {
+    "check": "check a mail domain (or one MX host) the way a DANE-enforcing sender does",
+    "tlsa": "print the TLSA records a certificate or a live server needs",
+    "preflight": "does a not-yet-deployed certificate match the published TLSA records?",
+    "lookup": "one DNS lookup, validated: status, reason, signature expiry",
+    "resolver-check": "is this resolver fit for DANE? (validates, rejects bogus, EDNS0/DO, TCP)",
+    "serve": "the Prometheus exporter: background checks on /metrics, one-off checks on /probe",
+    "demo": "the exporter against the built-in local world: real metrics, no internet",
+    "world": "serve the local DNSSEC + STARTTLS world (the scenario catalogue) on loopback",
+}
+#: Commands whose parsers ``dane_monitor.exporter.cli.add_parsers`` adds (both at once).
+_EXPORTER_COMMANDS = ("serve", "demo")
 
 
 class UsageError(Exception):
@@ -39,16 +61,116 @@ class UsageError(Exception):
         self.prog = prog
 
 
+def _suggest(word: str, candidates: Sequence[str]) -> str | None:
+    """The one candidate ``word`` most likely meant: the only one it abbreviates, else the
+    closest spelling (difflib), else None."""
+    starting = [c for c in candidates if c.startswith(word)]
+    if len(starting) == 1:
+        return starting[0]
+    import difflib
+
+    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
+def _shown_default(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return f"{value:g}"
+    return str(value)
+
+
+def _columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` has it ($COLUMNS, else the
+    terminal on stdout, else 80), without importing shutil (bz2, lzma, …: 2 ms)."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]  # None: caught
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help with every default shown, ``(default: 10)``, unless the help line
+    already says it; options without a default (None, a flag's False) show none."""
+
+    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
+        if kwargs.get("width") is None and len(args) < 3:
+            kwargs["width"] = _columns() - 2  # as argparse, without importing shutil
+        super().__init__(prog, *args, **kwargs)
+
+    @staticmethod
+    def _shows_default(action: argparse.Action) -> bool:
+        default = action.default
+        if default is None or default is False or default == argparse.SUPPRESS:
+            return False
+        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            return False
+        return bool(action.option_strings) or action.nargs in ("?", "*")
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = (action.help or "").strip()
+        if self._shows_default(action) and "default" not in text:
+            shown = _shown_default(action.default).replace("%", "%%")
+            text = f"{text} (default: {shown})" if text else f"default: {shown}"
+        return text
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if isinstance(action, argparse._SubParsersAction):
+            # The commands, one line each, without a line for COMMAND itself above them.
+            return "".join(self._format_action(a) for a in action._get_subactions())
+        if not action.help and self._shows_default(action):
+            # An option without a help line still shows its default.
+            shown = _shown_default(action.default).replace("%", "%%")
+            action = argparse.Action(
+                action.option_strings, action.dest, nargs=action.nargs, default=action.default,
+                choices=action.choices, metavar=action.metavar, help=f"default: {shown}",
+            )  # fmt: skip
+        return super()._format_action(action)
+
+
 class Parser(argparse.ArgumentParser):
     """argparse without its exit 2 and multi-line usage dump: errors raise
-    :class:`UsageError`, which :func:`main` prints as one line and turns into exit 3."""
+    :class:`UsageError`, which :func:`main` prints as one line and turns into exit 3.
+
+    No abbreviated options (``--res`` is not ``--resolver``: an abbreviation breaks when an
+    option is added, and a misspelling must not be taken for another option); every default
+    in ``--help``; an invalid choice names the closest valid one."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        import re
+
+        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
+        if choice:
+            valid = re.findall(r"'([^']*)'", choice.group(2))
+            close = _suggest(choice.group(1), valid) if choice.group(1) else None
+            if close:
+                message = f"{message[: choice.start()]}invalid choice: {choice.group(1)!r} " \
+                    f"(did you mean {close}?)"  # fmt: skip
         hint = f"; see {self.prog} --help" if "--help" not in message else ""
         raise UsageError(self.prog, message + hint)
 
 
+def _arg(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
+    from dane_monitor import settings
+
+    return settings.arg_type(parse, name)
+
+
 def _resolver_text(text: str) -> str:
+    from dane_monitor import settings
+
     settings.parse_resolver(text)
     return text.strip()
 
@@ -62,16 +184,13 @@ def _ip_address(text: str) -> str:
         raise ValueError(f"an IP address (like 127.0.0.1 or ::1), not {text!r}") from None
 
 
-PORT = arg_type(settings.parse_port, "port")
-SECONDS = arg_type(settings.parse_duration, "seconds")
-DAYS = arg_type(settings.parse_days, "days")
-NAME = arg_type(settings.parse_domain_name, "name")
-RESOLVER = arg_type(_resolver_text, "resolver")
-EHLO_NAME = arg_type(settings.parse_ehlo_name, "ehlo name")
-RRTYPE = arg_type(settings.parse_rrtype, "record type")
-
-
 def _world(args: argparse.Namespace) -> int:
+    import asyncio
+    import contextlib
+    import signal
+    import tempfile
+    from pathlib import Path
+
     from dane_monitor.world import CATALOGUE, World, by_name, replicate
 
     if args.list:
@@ -146,6 +265,7 @@ _STATE = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
 
 
 def _resolver_check(args: argparse.Namespace) -> int:
+    import asyncio
     import json
 
     from dane_monitor.lookup.resolvercheck import DEFAULT_BOGUS, DEFAULT_SIGNED, check_resolver
@@ -181,38 +301,9 @@ def _resolver_check(args: argparse.Namespace) -> int:
     return code
 
 
-def add_dns_options(parser: argparse.ArgumentParser) -> None:
-    """The DNS options every command that looks things up shares."""
-    group = parser.add_argument_group("DNS")
-    group.add_argument(
-        "--resolver",
-        type=RESOLVER,
-        metavar="ADDR[:PORT]",
-        help="resolver to query (default: /etc/resolv.conf)",
-    )
-    group.add_argument(
-        "--trust-anchor",
-        metavar="FILE",
-        help="DS/DNSKEY lines in zone-file format replacing the IANA root anchors",
-    )
-    group.add_argument(
-        "--validation",
-        choices=("local", "resolver"),
-        default="local",
-        help="local: validate here from the trust anchors (default); "
-        "resolver: trust the resolver's AD bit",
-    )
-    group.add_argument(
-        "--dns-timeout",
-        type=SECONDS,
-        default=settings.DEFAULT_DNS_TIMEOUT,
-        metavar="SECONDS",
-        help="seconds per DNS try",
-    )
-
-
 def make_validator(args: argparse.Namespace, prog: str) -> Validator | ResolverValidator | str:
     """The validator the options ask for, or an error message for the user."""
+    from dane_monitor import settings
     from dane_monitor.lookup import TrustAnchorError
 
     try:
@@ -229,6 +320,7 @@ def make_validator(args: argparse.Namespace, prog: str) -> Validator | ResolverV
 
 
 def _lookup(args: argparse.Namespace) -> int:
+    import asyncio
     import json
 
     import dns.rdatatype
@@ -295,10 +387,14 @@ def _lookup(args: argparse.Namespace) -> int:
 
 def _ports(values: Sequence[int | str] | None) -> list[int]:
     """The ports given (each once, in order), or [25]; :raises ValueError: a bad port."""
+    from dane_monitor import settings
+
     return list(settings.parse_ports(values))
 
 
 def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
+    from dane_monitor import settings
+
     validator = make_validator(args, prog)
     if isinstance(validator, str):
         return validator
@@ -322,6 +418,8 @@ def _thresholds(args: argparse.Namespace, prog: str) -> settings.Thresholds:
 
     :raises UsageError: critical longer than warning.
     """
+    from dane_monitor import settings
+
     try:
         return settings.thresholds_from_args(args)
     except ValueError as exc:
@@ -351,6 +449,7 @@ def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
 
 
 def _check(args: argparse.Namespace) -> int:
+    import asyncio
     import json
 
     from dane_monitor import nagios, render
@@ -397,53 +496,20 @@ def _check(args: argparse.Namespace) -> int:
     return render.exit_code(result)
 
 
-def add_probe_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("SMTP")
-    group.add_argument(
-        "--port",
-        action="append",
-        type=PORT,
-        metavar="PORT",
-        help="port to check (repeatable; default 25; 465 is implicit TLS, others STARTTLS)",
-    )
-    group.add_argument(
-        "--connect-port",
-        type=PORT,
-        metavar="PORT",
-        help="connect to this TCP port instead, keeping _PORT._tcp TLSA names (for tests)",
-    )
-    group.add_argument(
-        "--ehlo-name",
-        type=EHLO_NAME,
-        metavar="NAME",
-        help="name to send in EHLO (default: this host's name)",
-    )
-    group.add_argument(
-        "--timeout",
-        type=SECONDS,
-        default=settings.DEFAULT_STEP_TIMEOUT,
-        metavar="SECONDS",
-        help="deadline for each SMTP/TLS step (connect, greeting, EHLO, STARTTLS, handshake; "
-        f"default {settings.DEFAULT_STEP_TIMEOUT:g})",
-    )
-    group.add_argument(
-        "--one-key-type",
-        action="store_true",
-        help="do not make a second handshake to see the other (RSA/ECDSA) certificate",
-    )
-
-
-_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----", re.S)
+_PEM_BLOCK = rb"(?s)-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----"
 _CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
 _WANT_CHAIN = "give the certificate (chain) PEM"
 
 
 def _not_a_certificate(path: str, data: bytes) -> str:
     """What a file that holds no certificate holds instead, and what was expected."""
+    import contextlib
+    import re
+
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
-    labels = [m.group(1).decode() for m in _PEM_BLOCK.finditer(data)]
+    labels = [m.group(1).decode() for m in re.finditer(_PEM_BLOCK, data)]
     if labels:
         label = labels[0]
         # "an EC PRIVATE KEY", "an RSA PRIVATE KEY", "a PUBLIC KEY": as the letters are said
@@ -488,6 +554,9 @@ def _read_chain(path: str) -> list[bytes]:
     :raises ValueError: the file cannot be read or holds no certificate; the message says
         what the file holds and what was expected.
     """
+    import re
+    from pathlib import Path
+
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -497,7 +566,7 @@ def _read_chain(path: str) -> list[bytes]:
         raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not data.strip():
         raise ValueError(f"{path} is empty: {_WANT_CHAIN}")
-    blocks = [m.group(1) for m in _PEM_BLOCK.finditer(data)]
+    blocks = [m.group(1) for m in re.finditer(_PEM_BLOCK, data)]
     if any(label in _CERT_LABELS for label in blocks):
         try:
             certs = x509.load_pem_x509_certificates(data)
@@ -556,6 +625,9 @@ def _tlsa(args: argparse.Namespace) -> int:
 
 def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | str:
     """The chains a live server presents (both key types), reached as a sender would."""
+    import asyncio
+
+    from dane_monitor import settings
     from dane_monitor.probe import probe_all
 
     async def run() -> list[list[bytes]] | str:
@@ -592,7 +664,9 @@ def _server_chains(args: argparse.Namespace, prog: str) -> list[list[bytes]] | s
 
 
 def _preflight(args: argparse.Namespace) -> int:
-    from dane_monitor import preflight
+    import asyncio
+
+    from dane_monitor import preflight, settings
 
     prog = "dane-monitor preflight"
     try:
@@ -615,93 +689,106 @@ def _preflight(args: argparse.Namespace) -> int:
     return out.code
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(
-        prog="dane-monitor",
-        description="Checks, monitors and tests DANE for SMTP (RFC 7672).",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True)
+# -- the parser: one builder per command ---------------------------------------------------------
 
-    world = sub.add_parser(
-        "world",
-        help="serve the local DNSSEC + STARTTLS world (the scenario catalogue) on loopback",
-        description="Serve the scenario catalogue: a private signed DNS hierarchy and "
-        "STARTTLS SMTP servers on 127.0.0.0/8, for trying tools against known cases.",
-    )
-    world.add_argument("--list", action="store_true", help="list the scenarios and exit")
-    world.add_argument(
-        "--scenario", action="append", metavar="NAME", help="serve only this scenario (repeatable)"
-    )
-    world.add_argument(
-        "--dns-host",
-        type=arg_type(_ip_address, "address"),
-        default="127.0.0.1",
-        help="DNS server address",
-    )
-    world.add_argument("--anchor-dir", help="where to write the trust-anchor files")
-    world.add_argument(
-        "--duration", type=SECONDS, metavar="SECONDS", help="stop after this long (default: never)"
-    )
-    world.add_argument(
-        "--copies",
-        type=arg_type(settings.parse_count, "count"),
-        default=1,
-        metavar="N",
-        help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",
-    )
-    world.set_defaults(func=_world)
 
-    rc = sub.add_parser(
-        "resolver-check",
-        help="is this resolver fit for DANE? (validates, rejects bogus, EDNS0/DO, TCP)",
-        description="Checks that a resolver sets AD on a signed name, answers SERVFAIL for a "
-        "bogus one, handles EDNS0 and DO, answers over TCP, and runs on loopback. Exit codes "
-        "follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
-    )
-    rc.add_argument(
+def add_dns_options(parser: argparse.ArgumentParser) -> None:
+    """The DNS options every command that looks things up shares."""
+    from dane_monitor import settings
+
+    group = parser.add_argument_group("DNS")
+    group.add_argument(
         "--resolver",
-        type=RESOLVER,
+        type=_arg(_resolver_text, "resolver"),
         metavar="ADDR[:PORT]",
-        help="resolver to check (default: /etc/resolv.conf)",
+        help="resolver to query (default: the first nameserver in /etc/resolv.conf)",
     )
-    # Defaults filled in when the command runs: building the parser must not import the DNS
-    # stack (every command, even --help, pays for what the parser imports).
-    rc.add_argument("--signed-name", type=NAME, help="a name that validates (default: isc.org.)")
-    rc.add_argument(
-        "--bogus-name", type=NAME, help="a name that must fail (default: dnssec-failed.org.)"
+    group.add_argument(
+        "--trust-anchor",
+        metavar="FILE",
+        help="DS/DNSKEY lines in zone-file format replacing the IANA root anchors",
     )
-    rc.add_argument("--type", type=RRTYPE, default="A", help="record type asked for both names")
-    rc.add_argument(
-        "--timeout", type=SECONDS, default=3.0, metavar="SECONDS", help="seconds per query"
+    group.add_argument(
+        "--validation",
+        choices=("local", "resolver"),
+        default="local",
+        help="local: validate here from the trust anchors (default); "
+        "resolver: trust the resolver's AD bit",
     )
-    rc.add_argument("--json", action="store_true", help="machine-readable output")
-    rc.set_defaults(func=_resolver_check)
+    group.add_argument(
+        "--dns-timeout",
+        type=_arg(settings.parse_duration, "seconds"),
+        default=settings.DEFAULT_DNS_TIMEOUT,
+        metavar="SECONDS",
+        help="seconds to wait for each DNS answer before trying again",
+    )
 
-    lookup = sub.add_parser(
-        "lookup",
-        help="one DNS lookup, validated: status, reason, signature expiry",
-        description="Looks up NAME TYPE and says whether the answer is secure, insecure, bogus "
-        "(and why) or indeterminate. Exit codes: 0 secure, 1 insecure, 2 bogus, 3 other.",
+
+def add_probe_options(parser: argparse.ArgumentParser) -> None:
+    """The SMTP options of the commands that connect to mail servers."""
+    from dane_monitor import settings
+
+    port = _arg(settings.parse_port, "port")
+    group = parser.add_argument_group("SMTP")
+    group.add_argument(
+        "--port",
+        action="append",
+        type=port,
+        metavar="PORT",
+        help="port to check (repeatable; default 25; 465 is implicit TLS, others STARTTLS)",
     )
-    lookup.add_argument("name")
-    lookup.add_argument("type", nargs="?", type=RRTYPE, default="A")
-    lookup.add_argument("--json", action="store_true", help="machine-readable output")
-    add_dns_options(lookup)
-    lookup.set_defaults(func=_lookup)
+    group.add_argument(
+        "--connect-port",
+        type=port,
+        metavar="PORT",
+        help="connect to this TCP port instead, keeping _PORT._tcp TLSA names (for tests)",
+    )
+    group.add_argument(
+        "--ehlo-name",
+        type=_arg(settings.parse_ehlo_name, "ehlo name"),
+        metavar="NAME",
+        help="name to send in EHLO (default: this host's name)",
+    )
+    group.add_argument(
+        "--timeout",
+        type=_arg(settings.parse_duration, "seconds"),
+        default=settings.DEFAULT_STEP_TIMEOUT,
+        metavar="SECONDS",
+        help="deadline for each SMTP/TLS step: connect, greeting, EHLO, STARTTLS, handshake",
+    )
+    group.add_argument(
+        "--one-key-type",
+        action="store_true",
+        help="do not make a second handshake to see the other (RSA/ECDSA) certificate",
+    )
+
+
+def _version(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--version", action="version", version=f"dane-monitor {__version__}",
+        help="print the version and exit",
+    )  # fmt: skip
+
+
+def _build_check(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
 
     check = sub.add_parser(
         "check",
-        help="check a mail domain (or one MX host) the way a DANE-enforcing sender does",
+        help=COMMANDS["check"],
         description="Looks up the MX hosts of DOMAIN (or takes --mx HOST), validates DNSSEC "
         "in-process, probes every address with STARTTLS and matches the presented chains "
         "against the TLSA records (RFC 7672). Exit codes: 0 OK, 1 WARNING, 2 CRITICAL "
         "(DANE senders defer mail), 3 UNKNOWN (could not decide from here, or bad usage); "
         "130 after Ctrl-C.",
     )
-    check.add_argument("domain", nargs="?", type=NAME, help="the mail domain")
+    name = _arg(settings.parse_domain_name, "name")
+    days = _arg(settings.parse_days, "days")
     check.add_argument(
-        "--mx", type=NAME, metavar="HOST", help="check this MX host instead of a domain"
+        "domain", nargs="?", type=name, metavar="DOMAIN", help="the mail domain to check"
+    )
+    check.add_argument(
+        "--mx", type=name, metavar="HOST", help="check this MX host instead of a domain"
     )
     check.add_argument(
         "--format",
@@ -713,29 +800,30 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--debug", action="store_true", help="include SMTP transcripts in JSON")
     check.add_argument(
         "--deadline",
-        type=SECONDS,
+        type=_arg(settings.parse_duration, "seconds"),
         metavar="SECONDS",
         help="end the whole check after this long, UNKNOWN (default: only the per-step "
         "timeouts bound it)",
     )
+    _version(check)
     expiry = check.add_argument_group("expiry windows (days)")
     expiry.add_argument(
         "--rrsig-warning",
-        type=DAYS,
+        type=days,
         metavar="DAYS",
         help=f"WARNING when a DNSSEC signature on the path expires within DAYS "
         f"(default {settings.DEFAULT_RRSIG_WARNING_DAYS:g})",
     )
     expiry.add_argument(
         "--rrsig-critical",
-        type=DAYS,
+        type=days,
         metavar="DAYS",
         help=f"CRITICAL within DAYS (default {settings.DEFAULT_RRSIG_CRITICAL_DAYS:g}; "
         "at most --rrsig-warning)",
     )
     expiry.add_argument(
         "--cert-warning",
-        type=DAYS,
+        type=days,
         metavar="DAYS",
         help=f"WARNING when a leaf certificate expires within DAYS "
         f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
@@ -744,24 +832,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_probe_options(check)
     check.set_defaults(func=_check)
 
+
+def _build_tlsa(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
     tlsa = sub.add_parser(
         "tlsa",
-        help="print the TLSA records a certificate or a live server needs",
+        help=COMMANDS["tlsa"],
         description="Prints zone-file lines such as '_25._tcp.mail.example.de. IN TLSA 3 1 1 "
         "…' for the certificate in FILE (PEM chain or DER) or for the chains a live server "
         "presents (ECDSA and RSA both, when it has both).",
     )
+    name = _arg(settings.parse_domain_name, "name")
     source = tlsa.add_mutually_exclusive_group()
-    source.add_argument("--cert", metavar="FILE", help="certificate (chain) file")
-    source.add_argument("--server", type=NAME, metavar="HOST", help="MX host to connect to")
+    source.add_argument("--cert", metavar="FILE", help="certificate (chain) file, PEM or DER")
+    source.add_argument("--server", type=name, metavar="HOST", help="MX host to connect to")
     tlsa.add_argument(
-        "--host", type=NAME, help="owner host name (default: the certificate's first name)"
+        "--host",
+        type=name,
+        metavar="HOST",
+        help="owner host name (default: the certificate's first name, or --server)",
     )
     tlsa.add_argument(
         "--connect",
-        type=arg_type(lambda text: settings.parse_address(text, None), "address"),
+        type=_arg(lambda text: settings.parse_address(text, None), "address"),
         metavar="ADDR[:PORT]",
-        help="connect here for --server",
+        help="connect here for --server (default: --server's addresses)",
     )
     tlsa.add_argument(
         "--usage",
@@ -778,57 +874,329 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         choices=(0, 1, 2),
         default=1,
-        help="0: full data; 1: SHA-256 (default); 2: SHA-512",
+        help="0: full data; 1: SHA-256; 2: SHA-512",
     )
+    _version(tlsa)
     add_dns_options(tlsa)
     add_probe_options(tlsa)
     tlsa.set_defaults(func=_tlsa)
 
+
+def _build_preflight(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
     preflight = sub.add_parser(
         "preflight",
-        help="does a not-yet-deployed certificate match the published TLSA records?",
-        description="For certificate-renewal hooks: exits 0 when NEW.pem matches the secure "
-        "TLSA RRset of the MX host (or none is published), 2 when deploying it would make DANE "
-        "senders defer, 3 when DNS cannot tell.",
+        help=COMMANDS["preflight"],
+        description="For certificate-renewal hooks: exits 0 when the certificate in FILE "
+        "matches the secure TLSA RRset of the MX host (or none is published), 2 when deploying "
+        "it would make DANE senders defer, 3 when DNS cannot tell.",
     )
-    preflight.add_argument("--cert", required=True, metavar="NEW.pem")
-    preflight.add_argument("--mx", required=True, type=NAME, metavar="HOST")
-    preflight.add_argument("--port", action="append", type=PORT, metavar="PORT", help="default 25")
+    preflight.add_argument(
+        "--cert",
+        required=True,
+        metavar="FILE",
+        help="the new certificate (chain) PEM, before the mail server loads it",
+    )
+    preflight.add_argument(
+        "--mx",
+        required=True,
+        type=_arg(settings.parse_domain_name, "name"),
+        metavar="HOST",
+        help="the MX host that will serve it",
+    )
+    preflight.add_argument(
+        "--port",
+        action="append",
+        type=_arg(settings.parse_port, "port"),
+        metavar="PORT",
+        help="the port whose TLSA records apply (_PORT._tcp; default 25)",
+    )
+    _version(preflight)
     add_dns_options(preflight)
     preflight.set_defaults(func=_preflight)
 
-    add_exporter_parsers(sub)
+
+def _build_lookup(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
+    lookup = sub.add_parser(
+        "lookup",
+        help=COMMANDS["lookup"],
+        description="Looks up NAME TYPE and says whether the answer is secure, insecure, bogus "
+        "(and why) or indeterminate. Exit codes: 0 secure, 1 insecure, 2 bogus, 3 other.",
+    )
+    lookup.add_argument("name", metavar="NAME", help="the name to look up, like example.de")
+    lookup.add_argument(
+        "type",
+        nargs="?",
+        type=_arg(settings.parse_rrtype, "record type"),
+        default="A",
+        metavar="TYPE",
+        help="the record type, like MX, TLSA or AAAA",
+    )
+    lookup.add_argument("--json", action="store_true", help="machine-readable output")
+    _version(lookup)
+    add_dns_options(lookup)
+    lookup.set_defaults(func=_lookup)
+
+
+def _build_resolver_check(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
+    rc = sub.add_parser(
+        "resolver-check",
+        help=COMMANDS["resolver-check"],
+        description="Checks that a resolver sets AD on a signed name, answers SERVFAIL for a "
+        "bogus one, handles EDNS0 and DO, answers over TCP, and runs on loopback. Exit codes "
+        "follow the monitoring-plugin convention: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.",
+    )
+    name = _arg(settings.parse_domain_name, "name")
+    rc.add_argument(
+        "--resolver",
+        type=_arg(_resolver_text, "resolver"),
+        metavar="ADDR[:PORT]",
+        help="resolver to check (default: the first nameserver in /etc/resolv.conf)",
+    )
+    # Defaults filled in when the command runs: building the parser must not import the DNS
+    # stack (every command, even --help, pays for what the parser imports).
+    rc.add_argument(
+        "--signed-name", type=name, metavar="NAME", help="a name that validates (default: isc.org.)"
+    )
+    rc.add_argument(
+        "--bogus-name",
+        type=name,
+        metavar="NAME",
+        help="a name that must fail (default: dnssec-failed.org.)",
+    )
+    rc.add_argument(
+        "--type",
+        type=_arg(settings.parse_rrtype, "record type"),
+        default="A",
+        metavar="TYPE",
+        help="record type asked for both names",
+    )
+    rc.add_argument(
+        "--timeout",
+        type=_arg(settings.parse_duration, "seconds"),
+        default=3.0,
+        metavar="SECONDS",
+        help="seconds to wait for each answer",
+    )
+    rc.add_argument("--json", action="store_true", help="machine-readable output")
+    _version(rc)
+    rc.set_defaults(func=_resolver_check)
+
+
+def _build_exporter(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor.exporter.cli import add_parsers
+
+    add_parsers(sub)
+    for name in _EXPORTER_COMMANDS:
+        _version(sub.choices[name])
+
+
+def _build_world(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
+    world = sub.add_parser(
+        "world",
+        help=COMMANDS["world"],
+        description="Serve the scenario catalogue: a private signed DNS hierarchy and "
+        "STARTTLS SMTP servers on 127.0.0.0/8, for trying tools against known cases.",
+    )
+    world.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    world.add_argument(
+        "--scenario", action="append", metavar="NAME", help="serve only this scenario (repeatable)"
+    )
+    world.add_argument(
+        "--dns-host",
+        type=_arg(_ip_address, "address"),
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="DNS server address",
+    )
+    world.add_argument(
+        "--anchor-dir",
+        metavar="DIR",
+        help="where to write the trust-anchor files (default: a new temporary directory)",
+    )
+    world.add_argument(
+        "--duration",
+        type=_arg(settings.parse_duration, "seconds"),
+        metavar="SECONDS",
+        help="stop after this long (default: never)",
+    )
+    world.add_argument(
+        "--copies",
+        type=_arg(settings.parse_count, "count"),
+        default=1,
+        metavar="N",
+        help="serve N copies of each scenario (<name>-<i>), for load tests and benchmarks",
+    )
+    _version(world)
+    world.set_defaults(func=_world)
+
+
+_BUILDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
+    "check": _build_check,
+    "tlsa": _build_tlsa,
+    "preflight": _build_preflight,
+    "lookup": _build_lookup,
+    "resolver-check": _build_resolver_check,
+    "serve": _build_exporter,
+    "world": _build_world,
+}
+
+
+def build_parser(command: str | None = None, *, full: bool | None = None) -> Parser:
+    """The ``dane-monitor`` parser.
+
+    With ``command``, only that command's parser is built in full and every other command
+    is its help line (what ``--help`` lists), which is what :func:`main` does: building a
+    command imports what its options need. Without it (or with ``full=True``), all of them.
+    """
+    full = command is None if full is None else full
+    parser = Parser(
+        prog="dane-monitor",
+        description="Checks, monitors and tests DANE for SMTP (RFC 7672).",
+        epilog="'dane-monitor COMMAND --help' describes a command's options.",
+    )
+    _version(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    sub.required = True
+    exporter_built = False
+    for name, summary in COMMANDS.items():
+        if name in _EXPORTER_COMMANDS:
+            if full or command in _EXPORTER_COMMANDS:
+                if not exporter_built:
+                    _build_exporter(sub)
+                    exporter_built = True
+                continue
+        elif full or name == command:
+            _BUILDERS[name](sub)
+            continue
+        sub.add_parser(name, help=summary, add_help=False)
     return parser
 
 
-def _unknown(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
-    """``prog: unknown option --jsn (did you mean --json?)`` for what argparse left over."""
-    sub = parser
-    if command is not None and parser._subparsers is not None:
-        for action in parser._subparsers._group_actions:
-            choices = getattr(action, "choices", None) or {}
-            sub = choices.get(command, sub)
-    first = extras[0]
-    if first.startswith("-") and len(first) > 1:
-        known = [o for o in sub._option_string_actions if o.startswith("--")]
-        close = difflib.get_close_matches(first.split("=", 1)[0], known, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        return f"{sub.prog}: unknown option {first}{hint}; see {sub.prog} --help"
-    return f"{sub.prog}: unexpected argument {first!r}; see {sub.prog} --help"
+def _command_of(argv: Sequence[str]) -> tuple[str | None, int]:
+    """The command a command line names (the first word that is not an option: the top
+    level has no option that takes a value) and its index, or (None, len(argv))."""
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if not word.startswith("-"):
+            return word, i
+    return None, len(argv)
+
+
+def _unknown_option(parser: argparse.ArgumentParser, words: Sequence[str]) -> str | None:
+    """The first word in ``words`` that is meant as an option but names none of ``parser``,
+    as one line with the option it most likely means; None when there is none.
+
+    Run before argparse sees the command line: argparse would take the word after an unknown
+    option for the next positional argument (``--resolvr 127.0.0.1 a.example`` made
+    127.0.0.1 the domain) and complain about that instead, or not at all."""
+    import re
+
+    negative = re.compile(r"^-\d+$|^-\d*\.\d+$")  # a value, as argparse reads it
+    known = parser._option_string_actions
+    for word in words:
+        if word == "--":
+            return None
+        if not word.startswith("-") or word == "-" or negative.match(word):
+            continue
+        option = word.split("=", 1)[0] if word.startswith("--") else word[:2]
+        if option in known:
+            continue
+        close = (
+            _suggest(option, [o for o in known if o.startswith("--")])
+            if option[1:2] == "-"
+            else None
+        )
+        hint = f" (did you mean {close}?)" if close else ""
+        return f"{parser.prog}: unknown option {option}{hint}; see {parser.prog} --help"
+    return None
+
+
+def _command_parser(
+    parser: argparse.ArgumentParser, command: str
+) -> argparse.ArgumentParser | None:
+    for action in parser._subparsers._group_actions if parser._subparsers else ():
+        choices = getattr(action, "choices", None) or {}
+        if command in choices:
+            return choices[command]
+    return None
+
+
+def _unexpected(parser: argparse.ArgumentParser, command: str | None, extras: list[str]) -> str:
+    """``prog: unexpected argument 'stray'`` for what argparse left over."""
+    sub = (_command_parser(parser, command) if command else None) or parser
+    return f"{sub.prog}: unexpected argument {extras[0]!r}; see {sub.prog} --help"
+
+
+def _asks_version(argv: Sequence[str]) -> bool:
+    """``--version`` anywhere before ``--``: answered before any parser is built."""
+    for word in argv:
+        if word == "--":
+            return False
+        if word == "--version":
+            return True
+    return False
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dane-monitor``; returns the exit code.
 
     Usage errors (an unknown option, a bad value, a missing argument) print one line on
-    stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly.
+    stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly, and so
+    does a reader that stops reading (``dane-monitor check … | head``): 141, as after SIGPIPE.
     """
-    args: argparse.Namespace | None = None
     try:
-        parser = build_parser()
-        args, extras = parser.parse_known_args(argv)
+        try:
+            return _main(argv)
+        finally:
+            sys.stdout.flush()  # here, where a closed pipe can still be told from a bug
+    except BrokenPipeError:
+        import os
+
+        # Nothing more can reach the reader; keep Python's exit-time flush from failing too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return BROKEN_PIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args: argparse.Namespace | None = None
+    words = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if _asks_version(words):
+            print(f"dane-monitor {__version__}")
+            return 0
+        command, at = _command_of(words)
+        parser = build_parser(command if command in COMMANDS else None, full=False)
+        wrong = _unknown_option(parser, words[:at])
+        sub = _command_parser(parser, command) if command in COMMANDS else None
+        if wrong is not None and sub is not None:
+            option = wrong.split("unknown option ", 1)[1].split()[0].rstrip(";")
+            if option in sub._option_string_actions:
+                wrong = (
+                    f"dane-monitor: {option} is an option of {command}: put it after the "
+                    f"command (dane-monitor {command} {option} …)"
+                )
+        if wrong is None and command is None and not {"-h", "--help"} & set(words):
+            listed = ", ".join(COMMANDS)
+            raise UsageError(
+                "dane-monitor", f"the following arguments are required: command ({listed})"
+            )
+        if wrong is None and sub is not None:
+            wrong = _unknown_option(sub, words[at + 1 :])
+        if wrong is not None:
+            print(wrong, file=sys.stderr)
+            return USAGE
+        args, extras = parser.parse_known_args(words)
         if extras:
-            print(_unknown(parser, getattr(args, "command", None), extras), file=sys.stderr)
+            print(_unexpected(parser, getattr(args, "command", None), extras), file=sys.stderr)
             return USAGE
         return args.func(args)
     except UsageError as exc:
@@ -840,6 +1208,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return USAGE
     except KeyboardInterrupt:
         return INTERRUPTED
+    except BrokenPipeError:
+        raise
     except Exception as exc:  # a bug: UNKNOWN for the monitoring system, the traceback for us
         import traceback
 
