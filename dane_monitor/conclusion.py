@@ -99,7 +99,7 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
     result.findings = F.domain_findings(d, j)
     if d.mx is not None:
         result.mx_dns = dns_info(d.mx)
-        mode = policy.mx_plan(d.mx, d.target).mode
+        mode = F.mx_plan(d.mx, d.target).mode
         result.mx_mode = mode if mode in ("null", "implicit") else "mx"
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
     result.sender_action = j.action

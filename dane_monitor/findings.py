@@ -8,7 +8,9 @@ emits only catalogued codes, ``docs/json.md`` prints the catalogue and
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, replace
+from typing import Any
 
 from cryptography import x509
 
@@ -16,7 +18,7 @@ from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.judge import HostJudgement, Judgement
-from dane_monitor.lookup.answer import Answer, Status
+from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.report import Finding, Severity
 from dane_monitor.settings import Thresholds
 
@@ -148,6 +150,31 @@ def _name(answer: Answer) -> str:
     return policy.text(answer.qname)
 
 
+# -- memos: pure functions of a certificate or an RRset, asked again every monitoring cycle --
+
+_MEMO = 2048
+_plans: dict[tuple[int, Status, Kind, str], tuple[Any, policy.MXPlan]] = {}
+
+
+def mx_plan(mx: Answer, target: str) -> policy.MXPlan:
+    """:func:`policy.mx_plan`, remembered per MX RRset (the validator's cache hands out the
+    same RRset object while it holds the answer; it is kept here so its id stays its own)."""
+    key = (id(mx.rrset), mx.status, mx.kind, target)
+    hit = _plans.get(key)
+    if hit is not None and hit[0] is mx.rrset:
+        return hit[1]
+    plan = policy.mx_plan(mx, target)
+    if len(_plans) >= _MEMO:
+        _plans.clear()
+    _plans[key] = (mx.rrset, plan)
+    return plan
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _spki_sha256(der: bytes) -> str:
+    return T.spki_sha256(der)
+
+
 def dns_failure(
     answer: Answer, what: str, resolver_ok: bool | None, where: Place = NOWHERE
 ) -> Finding:
@@ -191,7 +218,7 @@ def domain_findings(d: ev.Domain, j: Judgement) -> list[Finding]:
     if d.mx is None:
         return out
     mx = d.mx
-    plan = policy.mx_plan(mx, target)
+    plan = mx_plan(mx, target)
     if plan.mode == "failed":
         out.append(dns_failure(mx, "the MX RRset", d.resolver_ok, Place(domain=target)))
     elif plan.mode == "nxdomain":
@@ -428,8 +455,13 @@ def _cert_expiry(
 def leaf_not_after(chain: list[bytes]) -> int | None:
     if not chain:
         return None
+    return _not_after(bytes(chain[0]))
+
+
+@functools.lru_cache(maxsize=_MEMO)
+def _not_after(der: bytes) -> int | None:
     try:
-        cert = x509.load_der_x509_certificate(chain[0])
+        cert = x509.load_der_x509_certificate(der)
         return int(cert.not_valid_after_utc.timestamp())
     except Exception:
         return None
@@ -471,7 +503,7 @@ def _disagreement(hj: HostJudgement, where: Place) -> list[Finding]:
     by_type: dict[str | None, set[str]] = {}
     chained = [e for e in hj.endpoints if e.endpoint.probe.chain]
     for e in chained:
-        spki = T.spki_sha256(e.endpoint.probe.chain[0])
+        spki = _spki_sha256(bytes(e.endpoint.probe.chain[0]))
         if spki:
             by_type.setdefault(e.endpoint.probe.leaf_key_type, set()).add(spki)
     mixed = any(len(v) > 1 for v in by_type.values())
