@@ -79,9 +79,10 @@ def addoption(parser: pytest.Parser) -> None:
         option = f"--dane-{name.replace('_', '-')}"
         group.addoption(option, metavar="DAYS", help=_HELP[name])
     group.addoption("--dane-strict", action="store_true", default=None, help=_HELP["strict"])
-    parser.addini("dane_hosts", _HELP["hosts"], type="linelist", default=[])
-    parser.addini("dane_domains", _HELP["domains"], type="linelist", default=[])
-    parser.addini("dane_ports", _HELP["ports"], type="linelist", default=[])
+    for name, alias in _LISTS.items():
+        # Both spellings: the option's (dane_host, as --dane-host) and the plural one.
+        parser.addini(f"dane_{name}", _HELP[name], type="linelist", default=[])
+        parser.addini(alias, f"the same as dane_{name}", type="linelist", default=[])
     parser.addini("dane_resolver", _HELP["resolver"], default="")
     parser.addini("dane_trust_anchor", _HELP["trust_anchor"], default="")
     parser.addini("dane_validation", _HELP["validation"], default="")
@@ -94,6 +95,44 @@ def addoption(parser: pytest.Parser) -> None:
 
 
 _DAYS = ("rrsig_warning_days", "rrsig_critical_days", "cert_warning_days")
+
+#: The list settings: ini name (as the repeatable option, ``--dane-host``) → its other
+#: accepted spelling. Giving both in one ini file is an error.
+_LISTS = {"hosts": "dane_host", "domains": "dane_domain", "ports": "dane_port"}
+
+
+def ini_names() -> list[str]:
+    """Every ini name the plugin knows (``dane_hosts`` and its alias ``dane_host``, …)."""
+    return sorted({f"dane_{name}" for name in _HELP} | set(_LISTS.values()))
+
+
+def check_ini_names(config: pytest.Config) -> None:
+    """An unknown ``dane_*`` key in the ini file is an error naming the key meant.
+
+    pytest only warns about an unknown key, at the end of the run: a misspelt
+    ``dane_domian`` would silently check nothing.
+
+    :raises pytest.UsageError: ``dane_domian: unknown ini option; did you mean dane_domain?``
+    """
+    import difflib
+
+    known = ini_names()
+    where = f" in {config.inipath}" if config.inipath else ""
+    for key in sorted(_ini_keys(config)):
+        if not key.startswith("dane_") or key in known:
+            continue
+        close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"the options are: {', '.join(known)}"
+        raise pytest.UsageError(f"{key}{where}: not a pytest-dane ini option; {hint}")
+
+
+def _ini_keys(config: pytest.Config) -> list[str]:
+    """The keys of the ini file (pytest 9 keeps them in ``_inicfg``; ``inicfg`` is its
+    deprecated view there, and the only one in pytest 8)."""
+    keys = getattr(config, "_inicfg", None)
+    if keys is None:
+        keys = config.inicfg
+    return list(keys)
 
 
 @dataclass(frozen=True)
@@ -148,14 +187,15 @@ class DaneConfig:
 
         :raises pytest.UsageError: a value that cannot be used, naming the option.
         """
+        check_ini_names(config)
         opt = config.getoption
         ini = config.getini
         if opt("dane_host") or opt("dane_domain"):
             hosts, domains = opt("dane_host") or [], opt("dane_domain") or []
             where_hosts, where_domains = "--dane-host", "--dane-domain"
         else:
-            hosts, domains = ini("dane_hosts"), ini("dane_domains")
-            where_hosts, where_domains = "dane_hosts", "dane_domains"
+            hosts, where_hosts = _ini_list(config, "hosts")
+            domains, where_domains = _ini_list(config, "domains")
         ini_dir = config.inipath.parent if config.inipath else config.rootpath
 
         def pick(name: str) -> tuple[str | None, str]:
@@ -171,7 +211,7 @@ class DaneConfig:
 
         ports_raw, where = (opt("dane_port"), "--dane-port")
         if not ports_raw:
-            ports_raw, where = ini("dane_ports"), "dane_ports"
+            ports_raw, where = _ini_list(config, "ports")
         ports = tuple(dict.fromkeys(_parse(settings.parse_port, p, where) for p in ports_raw))
 
         resolver_text, where = pick("resolver")
@@ -223,6 +263,19 @@ class DaneConfig:
             rrsig_critical_days=thresholds.rrsig_critical_days,
             cert_warning_days=thresholds.cert_warning_days,
         )
+
+
+def _ini_list(config: pytest.Config, name: str) -> tuple[list[str], str]:
+    """The ini list ``dane_<name>`` or its alias (``dane_hosts`` or ``dane_host``), and the
+    name it was given under.
+
+    :raises pytest.UsageError: both are given.
+    """
+    plural, alias = f"dane_{name}", _LISTS[name]
+    values, other = config.getini(plural), config.getini(alias)
+    if values and other:
+        raise pytest.UsageError(f"{plural} and {alias} are the same list: give one of them")
+    return (other, alias) if other else (values, plural)
 
 
 def _parse(parse: Callable[[str], _T], text: str, where: str) -> _T:

@@ -73,6 +73,10 @@ from pytest_dane.errors import DaneCheckFailed, DaneWarning
 
 WORKERINPUT_KEY = "dane_results"
 
+#: Between the parts of an item's place:
+#: ``tlsa-match[example.de|mx1.example.de|192.0.2.1|25|ecdsa]``.
+ID_SEPARATOR = "|"
+
 
 # The finding codes each rule owns come from the catalogue (dane_monitor.findings); the
 # ``warnings`` rule takes every other warning.
@@ -157,7 +161,8 @@ class Place:
             parts.append(str(self.port))
         if self.key_type is not None:
             parts.append(self.key_type)
-        return "-".join(parts)
+        # "|", not pytest's "-": host names contain "-" (good-ee.example|mx1.good-ee.example|25).
+        return ID_SEPARATOR.join(parts)
 
 
 def _id_address(address: str) -> str:

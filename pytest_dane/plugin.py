@@ -6,7 +6,7 @@ and uses no fixture pays for the options and nothing else.
 
 Checks as items (:mod:`pytest_dane.items`): with targets configured, the check runs once per
 session and every rule at every endpoint becomes an item under the virtual ``dane`` node,
-e.g. ``dane::tlsa-match[mx1.example.de-192.0.2.1-25-ecdsa]``.
+e.g. ``dane::tlsa-match[mx1.example.de|192.0.2.1|25|ecdsa]``.
 
 Fixtures for one's own tests:
 
@@ -33,7 +33,7 @@ The local world (the machinery lives in :mod:`dane_monitor.world`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -103,25 +103,34 @@ def pytest_configure_node(node: Any) -> None:
         node.workerinput[items.WORKERINPUT_KEY] = items.encode(_results(node.config))
 
 
-@pytest.hookimpl(tryfirst=True)  # before -k, -m and --deselect look at the items
-def pytest_collection_modifyitems(
-    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
-) -> None:
-    cfg = dane_config_of(config)
-    if not cfg.targets:
-        return
-    from pytest_dane.items import DaneCollector
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    """The ``dane`` node is collected as a child of the session, ahead of the test files.
 
-    collector = DaneCollector.from_parent(
-        session,
-        name="dane",
-        nodeid="dane",
-        # Where reports place the items ("SKIPPED [4] dane:1: not checked: …"); no such file.
-        path=session.path / "dane",
-        results=_results(config),
-        strict=cfg.strict,
-    )
-    items[:0] = list(collector.collect())
+    Collected there, not added to the item list afterwards, its items are counted as
+    collected (the header says "collected 11 items", not "collected 0 items" before running
+    eleven), and ``-k``, ``-m``, ``--deselect`` and ``--collect-only`` see them as any other.
+    """
+    report = yield
+    if isinstance(collector, pytest.Session) and report.passed:
+        cfg = dane_config_of(collector.config)
+        if cfg.targets:
+            from pytest_dane.items import DaneCollector
+
+            dane = DaneCollector.from_parent(
+                collector,
+                name="dane",
+                nodeid="dane",
+                # Where reports place the items ("SKIPPED [4] dane:1: not checked: …"); no
+                # such file.
+                path=collector.path / "dane",
+                results=_results(collector.config),
+                strict=cfg.strict,
+            )
+            report.result.insert(0, dane)
+    return report
 
 
 def pytest_report_header(config: pytest.Config) -> list[str] | None:

@@ -82,7 +82,7 @@ def skipped(outcome: dict[str, str]) -> set[str]:
 
 
 def rule_names(names: set[str]) -> set[str]:
-    """``{"dane::cert-expiry[mx1…-25]"}`` → ``{"cert-expiry"}``."""
+    """``{"dane::cert-expiry[mx1…|25]"}`` → ``{"cert-expiry"}``."""
     return {name.split("::")[1].split("[")[0] for name in names}
 
 
@@ -159,15 +159,15 @@ def test_a_valid_host_is_one_passing_item_per_rule_and_endpoint(pytester, dane_w
     result = pytester.runpytest(*INNER, "--collect-only", "-q", *world_args, "--dane-host", host)
     ids = [line for line in result.stdout.lines if line.startswith("dane::")]
     assert ids == [
-        f"dane::dnssec[{h}-25]",
-        f"dane::tlsa-usable[{h}-25]",
-        f"dane::starttls[{h}-{ep.address}-25]",
-        f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]",
-        f"dane::rrsig-expiry[{h}-25]",
-        f"dane::cert-expiry[{h}-25]",
-        f"dane::rollover[{h}-25]",
-        f"dane::stale-records[{h}-25]",
-        f"dane::warnings[{h}-25]",
+        f"dane::dnssec[{h}|25]",
+        f"dane::tlsa-usable[{h}|25]",
+        f"dane::starttls[{h}|{ep.address}|25]",
+        f"dane::tlsa-match[{h}|{ep.address}|25|ecdsa]",
+        f"dane::rrsig-expiry[{h}|25]",
+        f"dane::cert-expiry[{h}|25]",
+        f"dane::rollover[{h}|25]",
+        f"dane::stale-records[{h}|25]",
+        f"dane::warnings[{h}|25]",
         f"dane::warnings[{h}]",
     ]
     result, outcome = run(pytester, *world_args, "--dane-host", host)
@@ -183,7 +183,7 @@ def test_a_tlsa_mismatch_fails_saying_what_to_publish(pytester, dane_world, worl
     result, outcome = run(pytester, *world_args, "--dane-host", built.name)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     h = built.name.rstrip(".")
-    assert failed(outcome) == {f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]"}
+    assert failed(outcome) == {f"dane::tlsa-match[{h}|{ep.address}|25|ecdsa]"}
     text = result.stdout.str()
     # expected and found side by side, then the fix from the code behind `dane-monitor tlsa`
     assert f"published at {built.tlsa_name}" in text
@@ -217,7 +217,7 @@ def test_broken_hosts_fail_exactly_the_broken_rules(pytester, dane_world, world_
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     for scenario, host in hosts.items():
         h = host.rstrip(".")
-        mine = {name for name in failed(outcome) if f"[{h}-" in name or name.endswith(f"[{h}]")}
+        mine = {name for name in failed(outcome) if f"[{h}|" in name or name.endswith(f"[{h}]")}
         assert {name.split("::")[1].split("[")[0] for name in mine} == BROKEN[scenario], scenario
 
     text = result.stdout.str()
@@ -232,8 +232,8 @@ def test_broken_hosts_fail_exactly_the_broken_rules(pytester, dane_world, world_
     built = dane_world.domains["dual-key-ecdsa-only"].hosts[0]
     (ep,) = built.endpoints
     h = built.name.rstrip(".")
-    assert outcome[f"dane::tlsa-match[{h}-{ep.address}-25-ecdsa]"] == "passed"
-    assert outcome[f"dane::tlsa-match[{h}-{ep.address}-25-rsa]"] == "failed"
+    assert outcome[f"dane::tlsa-match[{h}|{ep.address}|25|ecdsa]"] == "passed"
+    assert outcome[f"dane::tlsa-match[{h}|{ep.address}|25|rsa]"] == "failed"
     rsa = next(c for c in ep.chains if c.key_type == "rsa")
     assert f"{built.tlsa_name} IN TLSA {rsa.tlsa(3, 1, 1)}" in text
 
@@ -245,11 +245,11 @@ def test_a_domain_walks_its_mx_set(pytester, dane_world, world_args):
     _, outcome = run(pytester, *world_args, "--dane-domain", domain.name)
     assert outcome[f"dane::dnssec[{d}]"] == "passed"  # the MX RRset
     (ep1,), (ep2,) = mx1.endpoints, mx2.endpoints
-    assert outcome[f"dane::tlsa-match[{d}-{mx1.name.rstrip('.')}-{ep1.address}-25-ecdsa]"] == (
+    assert outcome[f"dane::tlsa-match[{d}|{mx1.name.rstrip('.')}|{ep1.address}|25|ecdsa]"] == (
         "passed"
     )
     assert failed(outcome) == {
-        f"dane::tlsa-match[{d}-{mx2.name.rstrip('.')}-{ep2.address}-25-ecdsa]"
+        f"dane::tlsa-match[{d}|{mx2.name.rstrip('.')}|{ep2.address}|25|ecdsa]"
     }
 
 
@@ -331,21 +331,21 @@ def test_warnings_pass_with_a_dane_warning_and_fail_when_strict(pytester, dane_w
     assert "DaneWarning: stale-records" in result.stdout.str()
 
     result, outcome = run(pytester, *world_args, "--dane-host", host, "--dane-strict")
-    assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
+    assert failed(outcome) == {f"dane::stale-records[{h}|25]"}
     assert "tlsa-stale-record" in result.stdout.str()
 
     result, outcome = run(
         pytester, *world_args, "--dane-host", host, "-W", "error::pytest_dane.DaneWarning"
     )
-    assert failed(outcome) == {f"dane::stale-records[{h}-25]"}
+    assert failed(outcome) == {f"dane::stale-records[{h}|25]"}
 
 
 def test_expiring_certificates_are_a_warning(pytester, dane_world, world_args):
     host = mx(dane_world, "ee-expired-cert")
     _, outcome = run(pytester, *world_args, "--dane-host", host, "--dane-strict")
     assert failed(outcome) == {
-        f"dane::cert-expiry[{host.rstrip('.')}-25]",
-        f"dane::rollover[{host.rstrip('.')}-25]",
+        f"dane::cert-expiry[{host.rstrip('.')}|25]",
+        f"dane::rollover[{host.rstrip('.')}|25]",
     }
 
 
@@ -464,10 +464,10 @@ def test_an_unreachable_resolver_fails_the_items_instead_of_crashing(pytester):
         "0.5",
     )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    assert outcome and outcome["dane::dnssec[mx1.example-25]"] == "failed"
+    assert outcome and outcome["dane::dnssec[mx1.example|25]"] == "failed"
     # nothing was resolved: no rule passes, and the ones that need addresses fail
     assert failed(outcome) == {
-        f"dane::{rule}[mx1.example-25]"
+        f"dane::{rule}[mx1.example|25]"
         for rule in ("dnssec", "tlsa-usable", "starttls", "tlsa-match")
     }
     passed = {name for name, kind in outcome.items() if kind == "passed"}
@@ -500,24 +500,24 @@ def unevaluable(world: World) -> tuple[list[str], dict[str, str]]:
     ha, ba = hang.endpoints[0].address, bogus.endpoints[0].address
     later = ("rrsig-expiry", "cert-expiry", "rollover", "stale-records", "warnings")
     expected = {
-        f"dane::dnssec[{h}-25]": "passed",
-        f"dane::tlsa-usable[{h}-25]": "passed",
-        f"dane::starttls[{h}-{ha}-25]": "failed",
-        f"dane::tlsa-match[{h}-{ha}-25]": "failed",
-        f"dane::rrsig-expiry[{h}-25]": "passed",  # its signatures were read
-        **{f"dane::{rule}[{h}-25]": "skipped" for rule in later[1:]},
+        f"dane::dnssec[{h}|25]": "passed",
+        f"dane::tlsa-usable[{h}|25]": "passed",
+        f"dane::starttls[{h}|{ha}|25]": "failed",
+        f"dane::tlsa-match[{h}|{ha}|25]": "failed",
+        f"dane::rrsig-expiry[{h}|25]": "passed",  # its signatures were read
+        **{f"dane::{rule}[{h}|25]": "skipped" for rule in later[1:]},
         f"dane::warnings[{h}]": "passed",
-        f"dane::dnssec[{b}-25]": "failed",
-        f"dane::tlsa-usable[{b}-25]": "failed",
-        f"dane::starttls[{b}-{ba}-25]": "failed",  # not probed: senders stop at the DNS step
-        f"dane::tlsa-match[{b}-{ba}-25]": "failed",
-        **{f"dane::{rule}[{b}-25]": "skipped" for rule in later},
+        f"dane::dnssec[{b}|25]": "failed",
+        f"dane::tlsa-usable[{b}|25]": "failed",
+        f"dane::starttls[{b}|{ba}|25]": "failed",  # not probed: senders stop at the DNS step
+        f"dane::tlsa-match[{b}|{ba}|25]": "failed",
+        **{f"dane::{rule}[{b}|25]": "skipped" for rule in later},
         f"dane::warnings[{b}]": "passed",
-        f"dane::dnssec[{n}-25]": "failed",
-        f"dane::tlsa-usable[{n}-25]": "failed",
-        f"dane::starttls[{n}-25]": "failed",  # no address: one item for the host
-        f"dane::tlsa-match[{n}-25]": "failed",
-        **{f"dane::{rule}[{n}-25]": "skipped" for rule in later},
+        f"dane::dnssec[{n}|25]": "failed",
+        f"dane::tlsa-usable[{n}|25]": "failed",
+        f"dane::starttls[{n}|25]": "failed",  # no address: one item for the host
+        f"dane::tlsa-match[{n}|25]": "failed",
+        **{f"dane::{rule}[{n}|25]": "skipped" for rule in later},
         f"dane::warnings[{n}]": "passed",
         f"dane::dnssec[{d}]": "failed",
         f"dane::warnings[{d}]": "skipped",
@@ -543,9 +543,9 @@ def test_a_rule_without_its_evidence_is_skipped_or_fails_when_strict(
     h, address = hang.name.rstrip("."), hang.endpoints[0].address
     seen = f"not checked: no certificate was seen from {h} {address}:25 (banner-timeout)"
     for rule in ("cert-expiry", "rollover", "stale-records", "warnings"):
-        assert why[f"dane::{rule}[{h}-25]"] == seen
+        assert why[f"dane::{rule}[{h}|25]"] == seen
     bogus = dane_world.domains["bogus-signature"].hosts[0]
-    assert why[f"dane::rrsig-expiry[{bogus.name.rstrip('.')}-25]"] == (
+    assert why[f"dane::rrsig-expiry[{bogus.name.rstrip('.')}|25]"] == (
         f"not checked: the TLSA RRset at {bogus.tlsa_name} could not be validated "
         "(bogus: bad-signature)"
     )
@@ -560,7 +560,7 @@ def test_a_rule_without_its_evidence_is_skipped_or_fails_when_strict(
     result, outcome = run(pytester, *args, "--dane-strict")
     assert outcome == strictly(expected)
     why = messages(pytester.path / "junit.xml")
-    assert why[f"dane::cert-expiry[{h}-25]"].startswith(seen)
+    assert why[f"dane::cert-expiry[{h}|25]"].startswith(seen)
     text = result.stdout.str()
     assert f"{seen}\n(fails because of --dane-strict / dane_strict)" in text
 
@@ -582,12 +582,12 @@ def test_an_mx_without_addresses_fails_the_rules_that_need_one(
     result, outcome = run(pytester, *args)
     assert outcome == {
         f"dane::dnssec[{d}]": "passed",
-        f"dane::dnssec[{d}-{h}-25]": "failed",
-        f"dane::tlsa-usable[{d}-{h}-25]": "failed",
-        f"dane::starttls[{d}-{h}-25]": "failed",
-        f"dane::tlsa-match[{d}-{h}-25]": "failed",
+        f"dane::dnssec[{d}|{h}|25]": "failed",
+        f"dane::tlsa-usable[{d}|{h}|25]": "failed",
+        f"dane::starttls[{d}|{h}|25]": "failed",
+        f"dane::tlsa-match[{d}|{h}|25]": "failed",
         **{
-            f"dane::{rule}[{d}-{h}-25]": "skipped"
+            f"dane::{rule}[{d}|{h}|25]": "skipped"
             for rule in ("rrsig-expiry", "cert-expiry", "rollover", "stale-records", "warnings")
         },
         f"dane::warnings[{d}]": "passed",
@@ -597,7 +597,7 @@ def test_an_mx_without_addresses_fails_the_rules_that_need_one(
     )
     # -k tlsa-match alone does not turn the domain green
     result, outcome = run(pytester, *args, "-k", "tlsa-match")
-    assert outcome == {f"dane::tlsa-match[{d}-{h}-25]": "failed"}
+    assert outcome == {f"dane::tlsa-match[{d}|{h}|25]": "failed"}
     assert "there is no server to authenticate" in result.stdout.str()
 
 
@@ -674,21 +674,21 @@ def test_an_address_this_host_cannot_reach_is_not_checked():
     v6.probe_error, v6.probe_detail = "no-route", "ENETUNREACH"
     got = judged(result)
     why = "not checked: mx1.example.de [2001:db8::1]:25 is not reachable from this host"
-    assert got[f"starttls[mx1.example.de-{V6}-25]"] == ("skipped", f"{why} (no-route: ENETUNREACH)")
-    assert got[f"tlsa-match[mx1.example.de-{V6}-25]"][0] == "skipped"
+    assert got[f"starttls[mx1.example.de|{V6}|25]"] == ("skipped", f"{why} (no-route: ENETUNREACH)")
+    assert got[f"tlsa-match[mx1.example.de|{V6}|25]"][0] == "skipped"
     assert {name for name, (kind, _) in got.items() if kind != "passed"} == {
-        f"{strict}{rule}[mx1.example.de-{V6}-25]"
+        f"{strict}{rule}[mx1.example.de|{V6}|25]"
         for strict in ("", "strict ")
         for rule in ("starttls", "tlsa-match")
     }
-    assert got[f"strict starttls[mx1.example.de-{V6}-25]"][0] == "failed"
-    assert got[f"strict starttls[mx1.example.de-{V6}-25]"][1].startswith(why)
+    assert got[f"strict starttls[mx1.example.de|{V6}|25]"][0] == "failed"
+    assert got[f"strict starttls[mx1.example.de|{V6}|25]"][1].startswith(why)
 
     v4 = result.hosts[0].endpoints[0]
     v4.chain, v4.authenticated, v4.probe_error = [], None, "no-route"  # nothing reachable
     got = judged(result)
     for rule in ("cert-expiry", "rollover", "stale-records", "warnings"):
-        assert got[f"{rule}[mx1.example.de-25]"] == (
+        assert got[f"{rule}[mx1.example.de|25]"] == (
             "skipped",
             "not checked: no address of mx1.example.de is reachable from this host "
             "(192.0.2.1, 2001:db8::1)",
@@ -699,13 +699,13 @@ def test_signatures_a_resolver_did_not_return_are_not_checked():
     result = dual_stack_host(validation="resolver")
     result.hosts[0].rrsig_expiration = None  # the resolver's answers carried no RRSIGs
     got = judged(result)
-    assert got["rrsig-expiry[mx1.example.de-25]"] == (
+    assert got["rrsig-expiry[mx1.example.de|25]"] == (
         "skipped",
         "not checked: no DNSSEC signature expiry is known on the path to "
         "_25._tcp.mx1.example.de.: the resolver's answers carried no signatures (resolver "
         "validation)",
     )
-    assert got["strict rrsig-expiry[mx1.example.de-25]"][0] == "failed"
+    assert got["strict rrsig-expiry[mx1.example.de|25]"][0] == "failed"
 
 
 def test_an_error_no_rule_owns_fails_the_warnings_item():
@@ -721,9 +721,9 @@ def test_an_error_no_rule_owns_fails_the_warnings_item():
     assert {name for name, (kind, _) in got.items() if kind != "passed"} == {
         f"{strict}warnings[{place}]"
         for strict in ("", "strict ")
-        for place in ("mx1.example.de-25", "mx1.example.de")
+        for place in ("mx1.example.de|25", "mx1.example.de")
     }
-    kind, text = got["warnings[mx1.example.de-25]"]
+    kind, text = got["warnings[mx1.example.de|25]"]
     assert kind == "failed" and text.startswith("warnings: errors no other rule judges")
     assert "brand-new-error" in text and "something a rule does not know yet" in text
     assert "check-timeout" in got["warnings[mx1.example.de]"][1]
@@ -751,8 +751,8 @@ def test_resolver_validation_never_passes_a_signature_expiry_it_did_not_read(
             host,
         )
     h, address = host.rstrip("."), dane_world.domains["good-ee"].hosts[0].endpoints[0].address
-    assert outcome[f"dane::tlsa-match[{h}-{address}-25-ecdsa]"] == "passed"  # the check worked
-    item = f"dane::rrsig-expiry[{h}-25]"
+    assert outcome[f"dane::tlsa-match[{h}|{address}|25|ecdsa]"] == "passed"  # the check worked
+    item = f"dane::rrsig-expiry[{h}|25]"
     text = result.stdout.str()
     if outcome[item] == "skipped":
         reason = messages(pytester.path / "junit.xml")[item]
@@ -802,7 +802,7 @@ def test_the_expiry_thresholds_decide_the_expiry_items(pytester, dane_world, wor
     # under the critical window the signature fails without --dane-strict; from the ini file
     pytester.makeini("[pytest]\ndane_rrsig_warning_days = 30\ndane_rrsig_critical_days = 20\n")
     result, outcome = run(pytester, *world_args, "--dane-host", host)
-    assert failed(outcome) == {f"dane::rrsig-expiry[{h}-25]"}
+    assert failed(outcome) == {f"dane::rrsig-expiry[{h}|25]"}
     assert "rrsig-expiring" in result.stdout.str()
 
     result, outcome = run(

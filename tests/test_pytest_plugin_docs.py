@@ -48,11 +48,11 @@ def test_the_operator_example(pytester: pytest.Pytester, dane_world: World, dane
     assert result.ret == pytest.ExitCode.OK
     out = result.stdout.str()
     assert (
-        f"dane::tlsa-match[{domain.rstrip('.')}-{dane_world.domains['good-ee'].hosts[0].name.rstrip('.')}-"
+        f"dane::tlsa-match[{domain.rstrip('.')}|{dane_world.domains['good-ee'].hosts[0].name.rstrip('.')}|"
         in out
     )
-    assert f"dane::tlsa-match[{backup.rstrip('.')}-" in out
-    assert "-25-rsa] PASSED" in out and "-25-ecdsa] PASSED" in out
+    assert f"dane::tlsa-match[{backup.rstrip('.')}|" in out
+    assert "|25|rsa] PASSED" in out and "|25|ecdsa] PASSED" in out
     assert (pytester.path / "dane.xml").is_file()
 
 
