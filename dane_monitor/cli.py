@@ -410,6 +410,8 @@ def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
         step_timeout=args.timeout,
         thresholds=_thresholds(args, prog),
         both_key_types=not args.one_key_type,
+        # Only --debug's JSON shows the SMTP transcripts: no other check builds them.
+        transcripts=bool(getattr(args, "debug", False)),
     )
 
 

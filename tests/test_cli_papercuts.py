@@ -5,6 +5,7 @@ Each test runs ``python -m dane_monitor`` as a user runs the command and reads i
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -193,3 +194,19 @@ def test_a_reader_that_stops_reading_ends_the_command_quietly():
         os.close(write)
     assert p.returncode == 141
     assert p.stderr == ""
+
+
+def test_debug_shows_the_smtp_transcript_and_only_debug_builds_it(dane_world, dane_trust_anchor):
+    host, port = dane_world.dns_address
+    args = ["check", "good-ee.example", "--json", "--resolver", f"{host}:{port}",
+            "--trust-anchor", str(dane_trust_anchor),
+            "--connect-port", str(dane_world.smtp_port)]  # fmt: skip
+    for debug in (True, False):
+        p = run(*args, *(["--debug"] if debug else []))
+        assert p.returncode == 0, p.stderr
+        endpoint = json.loads(p.stdout)["hosts"][0]["endpoints"][0]
+        if debug:
+            assert endpoint["transcript"][1].startswith("S: 220 "), endpoint["transcript"]
+            assert "C: STARTTLS" in endpoint["transcript"]
+        else:
+            assert "transcript" not in endpoint
