@@ -1,7 +1,7 @@
 """CPU per warm endpoint check, ours beside the floor: a minimal asyncio STARTTLS client.
 
     python3 benchmarks/probe_cpu.py [--copies 100] [--rounds 7] [--concurrency 50]
-                                    [--scenario good-ee] [--profile FILE]
+                                    [--scenario good-ee] [--recheck 4] [--profile FILE]
 
 The world runs in a separate process (``benchmarks/probe_cpu.py serve``): ``--copies`` copies
 of a scenario (good-ee: one MX host, one address, an ECDSA chain matched by a DANE-EE 3 1 1
@@ -14,8 +14,8 @@ Rows:
 
 - ``check, steady state``: :meth:`Checker.check_domain` with one Checker reused across
   rounds (DNS cached: warm), the key-type policy of a long-running monitor
-  (``recheck_other_key_type=4``: the second key type only on first sight, a changed leaf, a
-  changed TLSA RRset, or every 4th check of an endpoint), no transcripts — what the
+  (``recheck_other_key_type=--recheck``: the second key type only on first sight, a changed
+  leaf, a changed TLSA RRset, or every Nth check of an endpoint), no transcripts — what the
   exporter's background checks cost per endpoint;
 - ``check, both key types every time``: the same with a second handshake on every check
   (what ``dane-monitor check`` does, and the exporter before the policy);
@@ -148,6 +148,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--recheck", type=int, default=4, help="N of the steady-state row")
     args = parser.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -180,7 +181,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], anchor: Path) -> None:
     accepted = inspect.signature(settings.make_checker).parameters
     steady_kw: dict[str, Any] = {}
     if "recheck_other_key_type" in accepted:
-        steady_kw["recheck_other_key_type"] = 4
+        steady_kw["recheck_other_key_type"] = args.recheck
     if "transcripts" in accepted:
         steady_kw["transcripts"] = False
     steady = make_checker(info, anchor, conc, **steady_kw)
@@ -221,7 +222,7 @@ def run(args: argparse.Namespace, info: dict[str, Any], anchor: Path) -> None:
         return spent
 
     rows: dict[str, Callable[[], float]] = {
-        "check, steady state (exporter)": check_round(steady),
+        f"check, steady state (N={args.recheck})": check_round(steady),
         "check, both key types every time": check_round(both),
         "probe only (one handshake)": probe_round,
         "floor: minimal asyncio client": floor_round,

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import time
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 from dane_monitor import evidence as ev
 from dane_monitor import policy
@@ -39,6 +41,7 @@ from dane_monitor.report import DomainResult
 from dane_monitor.settings import Thresholds
 
 DAY = 86400
+T_ = TypeVar("T_")
 
 
 @dataclass
@@ -183,20 +186,11 @@ class Checker:
         if isinstance(self.validator, ResolverValidator):
             warnings = tuple(self.validator.warnings())
 
-        def evidence(
-            name: str,
-            *,
-            bad_name: str | None = None,
-            mx: Answer | None = None,
-            hosts: tuple[ev.Host, ...] = (),
-        ) -> ev.Domain:
-            return ev.Domain(name, mx_only, self.mode, started, self.clock(), bad_name=bad_name,
-                             mx=mx, hosts=hosts, resolver_warnings=warnings)  # fmt: skip
-
         try:
-            name = policy.idna(target)
+            name = _idna(target)
         except ValueError as exc:
-            return evidence(target, bad_name=str(exc))
+            return ev.Domain(target, mx_only, self.mode, started, self.clock(),
+                             bad_name=str(exc), resolver_warnings=warnings)  # fmt: skip
         mx: Answer | None = None
         if mx_only:
             targets: tuple[tuple[str, int | None], ...] = ((name, None),)
@@ -204,18 +198,19 @@ class Checker:
             mx = await self._lookup(name, "MX")
             targets = policy.mx_plan(mx, name).hosts
         ports = self.options.ports
-        hosts = await asyncio.gather(
+        hosts = await _gather(
             *(
                 self.host_evidence(h, pref, port, transcripts=transcripts)
                 for h, pref in targets
                 for port in ports
             )
         )
-        domain = evidence(name, mx=mx, hosts=tuple(hosts))
-        resolver_ok = await self._resolver_ok() if domain.indeterminate() else None
+        draft = ev.Domain(name, mx_only, self.mode, started, started, mx=mx, hosts=tuple(hosts))
+        resolver_ok = await self._resolver_ok() if draft.indeterminate() else None
         # Judged at the moment the evidence is complete (expiry windows).
-        return _replace(domain, resolver_ok=resolver_ok, now=self.clock(),
-                        duration=time.monotonic() - t0)  # fmt: skip
+        return ev.Domain(name, mx_only, self.mode, started, self.clock(),
+                         duration=time.monotonic() - t0, mx=mx, hosts=draft.hosts,
+                         resolver_ok=resolver_ok, resolver_warnings=warnings)  # fmt: skip
 
     async def _resolver_ok(self) -> bool | None:
         """Does our resolver validate a known-good name? Tells the domain's failures from
@@ -238,24 +233,24 @@ class Checker:
         transcripts: bool | None = None,
     ) -> ev.Host:
         a, aaaa = await asyncio.gather(self._lookup(name, "A"), self._lookup(name, "AAAA"))
-        host = ev.Host(name, port, preference, a, aaaa)
-        if policy.address_failures(a, aaaa) or not policy.addresses(a, aaaa):
-            return host
+        addresses = policy.addresses(a, aaaa)
+        if policy.address_failures(a, aaaa) or not addresses:
+            return ev.Host(name, port, preference, a, aaaa)
         bases = policy.tlsa_bases(name, a, aaaa)
         lookups: list[ev.TLSALookup] = []
         while (next_base := policy.next_base(bases, [t.answer for t in lookups])) is not None:
             owner = policy.tlsa_owner(port, next_base)
             lookups.append(ev.TLSALookup(next_base, owner, await self._lookup(owner, "TLSA")))
-        host = _replace(host, bases=bases, tlsa=tuple(lookups))
         if not probe_endpoints:
-            return host
+            return ev.Host(name, port, preference, a, aaaa, bases=bases, tlsa=tuple(lookups))
         # SNI: the TLSA base domain that decided (RFC 7672 §8.1), else the host name.
         sni = (lookups[-1].base if lookups else name).rstrip(".")
         tlsa = _tlsa_fingerprint(lookups[-1]) if lookups else None
         if transcripts is None:
             transcripts = self.options.transcripts
-        endpoints = await self._probe(policy.addresses(a, aaaa), port, sni, tlsa, transcripts)
-        return _replace(host, endpoints=endpoints)
+        endpoints = await self._probe(addresses, port, sni, tlsa, transcripts)
+        return ev.Host(name, port, preference, a, aaaa, bases=bases, tlsa=tuple(lookups),
+                       endpoints=endpoints)  # fmt: skip
 
     async def _probe(
         self, addresses: list[str], port: int, sni: str, tlsa: object, transcripts: bool
@@ -285,7 +280,7 @@ class Checker:
                 self._remember_other(key, first, second, tlsa)
                 return results
 
-        results = await asyncio.gather(*(one(a) for a in addresses))
+        results = await _gather(*(one(a) for a in addresses))
         return tuple(
             ev.Endpoint(address, port, p)
             for address, probes in zip(addresses, results, strict=True)
@@ -360,7 +355,16 @@ class Checker:
         return Preflight(hj, hj.tlsa.owner, match)
 
 
-_replace = dataclasses.replace
+# The same targets come back every cycle; a name that is refused raises each time.
+_idna = functools.lru_cache(maxsize=4096)(policy.idna)
+
+
+async def _gather(*aws: Coroutine[Any, Any, T_]) -> list[T_]:
+    """:func:`asyncio.gather`, without a task when there is one thing to wait for (most
+    domains have one MX host, most hosts one address: a task each is measurable CPU)."""
+    if len(aws) == 1:
+        return [await aws[0]]
+    return await asyncio.gather(*aws)
 
 
 def _leaf_digest(p: ProbeResult) -> bytes:
