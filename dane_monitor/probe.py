@@ -88,7 +88,7 @@ MAX_LINE = 4096
 MAX_REPLY_LINES = 100
 #: The transcript keeps about this many characters; each line at most _TRANSCRIPT_LINE.
 MAX_TRANSCRIPT = 8192
-_TRANSCRIPT_LINE = 400
+_TRANSCRIPT_LINE = 200  # a readable line: an SMTP reply line is rarely longer than 100
 
 #: EHLO name used when this host's name is not a dotted host name (RFC 2606 .invalid).
 FALLBACK_EHLO_NAME = "dane-monitor.invalid"
@@ -533,16 +533,30 @@ def _endpoint(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
 
 
-def _show(data: bytes | str) -> str:
-    """Printable text of a received line, each odd byte escaped once: an undecodable byte as
-    ``\\xff``, a control character as ``\\x00``/``\\r``."""
+def printable(data: bytes | str, limit: int = _TRANSCRIPT_LINE) -> str:
+    """What a server sent, as one printable line of at most ``limit`` characters: an
+    undecodable byte as ``\\xbf``, a control character as ``\\x00``/``\\x1b``/``\\r``,
+    longer text cut with ``…`` (never inside an escape).
+
+    The one place server text is escaped: the probe applies it once, where the text enters
+    the transcript or a failure's detail, and every consumer (text, JSON, nagios, the
+    exporter's debug page, pytest's failure messages) prints that as it is. Applied to its
+    own output it changes nothing, so nothing is ever escaped twice.
+    """
     if isinstance(data, bytes):
         data = data.decode("utf-8", "backslashreplace")
-    if len(data) > _TRANSCRIPT_LINE:
-        data = data[:_TRANSCRIPT_LINE] + "…"
-    if data.isprintable():
-        return data
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in data)
+    if not data.isprintable():
+        data = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in data)
+    if len(data) > limit:
+        data = _PARTIAL_ESCAPE.sub("", data[: limit - 1]) + "…"
+    return data
+
+
+# An escape cut short at the end of a cut line: \, \x, \xN, \uNNN, \UNNNNNNN.
+_PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$")
+
+#: At most this many characters of a server's reply text in a failure's detail.
+_DETAIL_TEXT = 160
 
 
 class _Probe:
@@ -651,13 +665,13 @@ class _Probe:
         while True:
             line = await self.wire.readline()
             if self.logging:
-                self.log(f"S: {_show(line)}")
+                self.log(f"S: {printable(line)}")
             if raw is not None:
                 raw.append(line.decode("utf-8", "backslashreplace"))
             match = _REPLY_LINE.fullmatch(line)
             if match is None:
-                shown = _show(line)
-                raise _Failure("bad-reply", self.step, f"not an SMTP reply line: '{shown[:80]}'")
+                shown = printable(line, 80)
+                raise _Failure("bad-reply", self.step, f"not an SMTP reply line: '{shown}'")
             if code is None:
                 code = match[1]
             elif match[1] != code:
@@ -763,7 +777,7 @@ class _Probe:
             raise _Failure(
                 "greeting-rejected",
                 "banner",
-                f"the server greets with {reply.code}: {reply.text}",
+                f"the server greets with {reply.code}: {printable(reply.text, _DETAIL_TEXT)}",
                 polite=True,
             )
         raise _Failure("bad-reply", "banner", f"the greeting is {reply.code}, not 220")
@@ -781,7 +795,7 @@ class _Probe:
         if reply.code == 250:
             self.result.esmtp = True
             return [kw for kw in reply.lines[1:] if kw]
-        refused = f"EHLO answered with {reply.code} {reply.text}"
+        refused = f"EHLO answered with {reply.code} {printable(reply.text, _DETAIL_TEXT)}"
         if step != "ehlo" or not 500 <= reply.code < 600:
             raise _Failure("ehlo-failed", step, refused, polite=True)
         helo = await self.command("helo", f"HELO {self.ehlo_name}", self.timeouts.command)
@@ -793,7 +807,10 @@ class _Probe:
                 polite=True,
             )
         raise _Failure(
-            "ehlo-failed", "helo", f"{refused}, HELO with {helo.code} {helo.text}", polite=True
+            "ehlo-failed",
+            "helo",
+            f"{refused}, HELO with {helo.code} {printable(helo.text, _DETAIL_TEXT)}",
+            polite=True,
         )
 
     async def starttls(self) -> None:
@@ -803,7 +820,7 @@ class _Probe:
             raise _Failure(
                 "starttls-refused",
                 "starttls",
-                f"STARTTLS answered with {reply.code} {reply.text}",
+                f"STARTTLS answered with {reply.code} {printable(reply.text, _DETAIL_TEXT)}",
                 polite=True,
             )
 

@@ -6,6 +6,7 @@ and what it leaves on disk (with a private ``TMPDIR``).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import re
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -189,3 +191,108 @@ def test_world_leaves_nothing_behind_when_stopped(tmpdir_private: Path, sig: int
     assert Path(anchor).parent.parent == tmpdir_private
     assert _stop(proc, sig) == 0
     assert list(tmpdir_private.iterdir()) == []
+
+
+# -- 4. garbage from a server: escaped once, cut to a readable length ----------------------
+
+#: A greeting a broken or hostile server might send: bytes that are not UTF-8, a NUL, a
+#: terminal escape sequence, and far too much text.
+GARBAGE = b"554 5.7.1 \xbf\xfe\x00\x1b[31m" + b"A" * 3000 + b"\r\n"
+SHOWN = r"\xbf\xfe\x00\x1b[31m"  # what the user reads: each odd byte escaped once
+
+
+@pytest.fixture(scope="module")
+def garbage_server(dane_world) -> Iterator[tuple[str, int]]:
+    """A server sending :data:`GARBAGE` on good-ee's MX address (another port than the
+    world's), reached with ``--connect-port``."""
+    import socketserver
+
+    address = dane_world.domains["good-ee"].hosts[0].endpoints[0].address
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(GARBAGE)
+            for line in self.rfile:
+                if line.upper().startswith(b"QUIT"):
+                    self.wfile.write(b"221 bye\r\n")
+                    return
+                self.wfile.write(GARBAGE)
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer((address, 0), Handler) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield "good-ee.example", server.server_address[1]
+        server.shutdown()
+
+
+def _assert_once_escaped(text: str, where: str) -> None:
+    assert SHOWN + "AAAA" in text, f"{where}: {text}"
+    assert "\\" + SHOWN not in text, f"{where}: escaped twice: {text}"
+    assert "\x1b" not in text and "\x00" not in text, f"{where}: raw control characters"
+    longest = max((len(m) for m in re.findall(r"A{10,}", text)), default=0)
+    assert 0 < longest <= 200, f"{where}: {longest} characters of the server's text"
+
+
+def _check(args: list[str], tmp: Path) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "dane_monitor", "check", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=_env(tmp), timeout=DEADLINE)
+
+
+def test_garbage_in_text_and_json_output_is_escaped_once_and_cut(
+    garbage_server, world_dns_args, tmpdir_private
+):
+    domain, port = garbage_server
+    args = [domain, *world_dns_args, "--connect-port", str(port), "--timeout", "5"]
+    text = _check(args, tmpdir_private)
+    assert text.returncode == 2, text.stderr
+    _assert_once_escaped(text.stdout, "text")
+    assert "the server greets with 554: 5.7.1 " + SHOWN in text.stdout
+    js = _check([*args, "--json"], tmpdir_private)
+    assert js.returncode == 2, js.stderr
+    data = json.loads(js.stdout)
+    ep = data["hosts"][0]["endpoints"][0]
+    _assert_once_escaped(ep["probe_detail"], "JSON probe_detail")
+    messages = [f["message"] for h in data["hosts"] for f in h["findings"]]
+    assert any(SHOWN in m for m in messages), messages
+    for m in messages:
+        assert "\\" + SHOWN not in m and "\x1b" not in m
+
+
+def test_garbage_in_nagios_output_is_escaped_once(garbage_server, world_dns_args, tmpdir_private):
+    domain, port = garbage_server
+    args = [domain, *world_dns_args, "--connect-port", str(port), "--format", "nagios"]
+    out = _check(args, tmpdir_private)
+    assert out.returncode == 2, out.stderr
+    _assert_once_escaped(out.stdout, "nagios")
+
+
+def test_garbage_on_the_exporters_debug_page_is_escaped_once(
+    garbage_server, dane_world, world_dns_args, tmp_path, tmpdir_private
+):
+    import urllib.request
+
+    domain, port = garbage_server
+    resolver, anchor = world_dns_args[1], world_dns_args[3]
+    config = tmp_path / "dane.yml"
+    config.write_text(
+        f"listen: 127.0.0.1:0\ndns:\n  resolver: {resolver}\n  trust_anchor: {anchor}\n"
+        f"connect_port: {port}\ndefaults: {{interval: 60s, timeout: 5s}}\n"
+        f"targets:\n  - domain: {domain}\n"
+    )
+    proc = _start(["serve", "--config", str(config)], tmpdir_private)
+    try:
+        assert proc.stderr is not None
+        url = ""
+        deadline = time.monotonic() + DEADLINE
+        while not url and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            assert line, "serve exited"
+            if m := re.search(r"msg=listening url=(\S+)", line):
+                url = m.group(1)
+        with urllib.request.urlopen(f"{url}probe?target={domain}&debug=true", timeout=30) as r:
+            page = r.read().decode()
+        _assert_once_escaped(page, "debug page")
+        assert f"S: 554 5.7.1 {SHOWN}AAAA" in page  # the transcript line
+    finally:
+        _stop(proc, signal.SIGTERM)

@@ -127,3 +127,32 @@ def test_a_run_of_the_plugin_warns_about_nothing_of_its_own(pytester, dane_world
     result.assert_outcomes(passed=12)
     assert "warnings summary" not in result.stdout.str()
     assert "Deprecat" not in result.stdout.str() + result.stderr.str()
+
+
+def test_garbage_from_a_server_is_escaped_once_in_a_failure(pytester, dane_world, world_args):
+    """A server greeting with bytes that are not UTF-8, control characters and 3,000
+    characters of text: the failure shows them escaped once and cut."""
+    import socketserver
+    import threading
+
+    garbage = b"554 5.7.1 \xbf\xfe\x00\x1b[31m" + b"A" * 3000 + b"\r\n"
+    shown = r"\xbf\xfe\x00\x1b[31m"
+    address = dane_world.domains["good-ee"].hosts[0].endpoints[0].address
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            self.wfile.write(garbage)
+            for line in self.rfile:
+                self.wfile.write(b"221 bye\r\n" if line.upper().startswith(b"QUIT") else garbage)
+
+    socketserver.ThreadingTCPServer.daemon_threads = True
+    with socketserver.ThreadingTCPServer((address, 0), Handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        args = [*world_args[:-4], "--dane-connect-port", str(server.server_address[1])]
+        result = pytester.runpytest(*INNER, *args, "--dane-domain", _name(dane_world, "good-ee"))
+        server.shutdown()
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    assert f"the server greets with 554: 5.7.1 {shown}AAAA" in out
+    assert "\\" + shown not in out and "\x1b" not in out and "\x00" not in out
+    assert max(len(m) for m in re.findall(r"A{10,}", out)) <= 200
