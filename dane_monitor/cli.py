@@ -1,17 +1,17 @@
 """The ``dane-monitor`` command.
 
-Start-up is part of the interface (a monitoring system runs ``check`` every few minutes): the
-module imports only :mod:`argparse` (which the installed script's own ``import re`` makes
-almost free), :mod:`sys` and :mod:`time`. ``--version`` is answered before any parser is
-built; only the parser of the command given is built in full (the others are one help line
-each), and each command imports what it uses when it runs. So ``dane-monitor --help`` imports
-neither the DNS library, cryptography, nor asyncio (``tests/test_cli_startup.py``), and
-``check`` imports what a check needs (``benchmarks/startup.py`` measures both).
+Start-up is part of the interface (a monitoring system runs ``check`` every few minutes, a
+user reads ``--help``): this module imports only :mod:`sys` and :mod:`time` when it is
+loaded. ``--version`` and ``--help`` are answered without argparse (:func:`top_help`); for
+a command, only that command's parser is built in full (:mod:`dane_monitor._argparse`; the
+other commands are their help line), and the command imports what it uses when it runs. So
+``--help`` imports neither argparse, the DNS library, cryptography nor asyncio
+(``tests/test_cli_startup.py``), and ``check`` what a check needs (``benchmarks/startup.py``
+measures both against ``python -c pass`` and ``posttls-finger``).
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -20,10 +20,12 @@ from dane_monitor.extras import MissingExtra
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms of start-up)
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable, Sequence
-    from typing import Any, NoReturn
+    from typing import Any
 
     from dane_monitor import settings
+    from dane_monitor._argparse import Parser
     from dane_monitor.check import Checker
     from dane_monitor.lookup import ResolverValidator, Validator
 
@@ -49,6 +51,8 @@ COMMANDS: dict[str, str] = {
     "demo": "the exporter against the built-in local world: real metrics, no internet",
     "world": "serve the local DNSSEC + STARTTLS world (the scenario catalogue) on loopback",
 }
+DESCRIPTION = "Checks, monitors and tests DANE for SMTP (RFC 7672)."
+EPILOG = "'dane-monitor COMMAND --help' describes a command's options."
 #: Commands whose parsers ``dane_monitor.exporter.cli.add_parsers`` adds (both at once).
 _EXPORTER_COMMANDS = ("serve", "demo")
 
@@ -59,107 +63,6 @@ class UsageError(Exception):
     def __init__(self, prog: str, message: str) -> None:
         super().__init__(f"{prog}: {message}")
         self.prog = prog
-
-
-def _suggest(word: str, candidates: Sequence[str]) -> str | None:
-    """The one candidate ``word`` most likely meant: the only one it abbreviates, else the
-    closest spelling (difflib), else None."""
-    starting = [c for c in candidates if c.startswith(word)]
-    if len(starting) == 1:
-        return starting[0]
-    import difflib
-
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.75)
-    return close[0] if close else None
-
-
-def _shown_default(value: object) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return f"{value:g}"
-    return str(value)
-
-
-def _columns() -> int:
-    """The terminal's width as :func:`shutil.get_terminal_size` has it ($COLUMNS, else the
-    terminal on stdout, else 80), without importing shutil (bz2, lzma, …: 2 ms)."""
-    import os
-
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns <= 0:
-        try:
-            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]  # None: caught
-        except (AttributeError, ValueError, OSError):
-            columns = 0
-    return columns or 80
-
-
-class HelpFormatter(argparse.HelpFormatter):
-    """argparse's help with every default shown, ``(default: 10)``, unless the help line
-    already says it; options without a default (None, a flag's False) show none."""
-
-    def __init__(self, prog: str, *args: Any, **kwargs: Any) -> None:
-        if kwargs.get("width") is None and len(args) < 3:
-            kwargs["width"] = _columns() - 2  # as argparse, without importing shutil
-        super().__init__(prog, *args, **kwargs)
-
-    @staticmethod
-    def _shows_default(action: argparse.Action) -> bool:
-        default = action.default
-        if default is None or default is False or default == argparse.SUPPRESS:
-            return False
-        if isinstance(action, argparse._HelpAction | argparse._VersionAction):
-            return False
-        return bool(action.option_strings) or action.nargs in ("?", "*")
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        text = (action.help or "").strip()
-        if self._shows_default(action) and "default" not in text:
-            shown = _shown_default(action.default).replace("%", "%%")
-            text = f"{text} (default: {shown})" if text else f"default: {shown}"
-        return text
-
-    def _format_action(self, action: argparse.Action) -> str:
-        if isinstance(action, argparse._SubParsersAction):
-            # The commands, one line each, without a line for COMMAND itself above them.
-            return "".join(self._format_action(a) for a in action._get_subactions())
-        if not action.help and self._shows_default(action):
-            # An option without a help line still shows its default.
-            shown = _shown_default(action.default).replace("%", "%%")
-            action = argparse.Action(
-                action.option_strings, action.dest, nargs=action.nargs, default=action.default,
-                choices=action.choices, metavar=action.metavar, help=f"default: {shown}",
-            )  # fmt: skip
-        return super()._format_action(action)
-
-
-class Parser(argparse.ArgumentParser):
-    """argparse without its exit 2 and multi-line usage dump: errors raise
-    :class:`UsageError`, which :func:`main` prints as one line and turns into exit 3.
-
-    No abbreviated options (``--res`` is not ``--resolver``: an abbreviation breaks when an
-    option is added, and a misspelling must not be taken for another option); every default
-    in ``--help``; an invalid choice names the closest valid one."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        kwargs.setdefault("formatter_class", HelpFormatter)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        import re
-
-        choice = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)$", message)
-        if choice:
-            valid = re.findall(r"'([^']*)'", choice.group(2))
-            close = _suggest(choice.group(1), valid) if choice.group(1) else None
-            if close:
-                message = f"{message[: choice.start()]}invalid choice: {choice.group(1)!r} " \
-                    f"(did you mean {close}?)"  # fmt: skip
-        hint = f"; see {self.prog} --help" if "--help" not in message else ""
-        raise UsageError(self.prog, message + hint)
 
 
 def _arg(parse: Callable[[Any], Any], name: str) -> Callable[[str], Any]:
@@ -452,9 +355,8 @@ def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
 
 def _check(args: argparse.Namespace) -> int:
     import asyncio
-    import json
 
-    from dane_monitor import nagios, render
+    from dane_monitor import render
 
     prog = "dane-monitor check"
     if args.json and args.format not in (None, "json"):
@@ -490,8 +392,12 @@ def _check(args: argparse.Namespace) -> int:
 
     result = asyncio.run(run())
     if output == "json":
+        import json
+
         print(json.dumps(result.to_dict(debug=args.debug), indent=2))
     elif output == "nagios":
+        from dane_monitor import nagios
+
         print(nagios.render_result(result, thresholds, time.time(), deadline=args.deadline))
     else:
         print(render.text(result))
@@ -1058,12 +964,10 @@ def build_parser(command: str | None = None, *, full: bool | None = None) -> Par
     is its help line (what ``--help`` lists), which is what :func:`main` does: building a
     command imports what its options need. Without it (or with ``full=True``), all of them.
     """
+    from dane_monitor._argparse import Parser
+
     full = command is None if full is None else full
-    parser = Parser(
-        prog="dane-monitor",
-        description="Checks, monitors and tests DANE for SMTP (RFC 7672).",
-        epilog="'dane-monitor COMMAND --help' describes a command's options.",
-    )
+    parser = Parser(prog="dane-monitor", description=DESCRIPTION, epilog=EPILOG)
     _version(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
     sub.required = True
@@ -1102,6 +1006,8 @@ def _unknown_option(parser: argparse.ArgumentParser, words: Sequence[str]) -> st
     127.0.0.1 the domain) and complain about that instead, or not at all."""
     import re
 
+    from dane_monitor._argparse import suggest
+
     negative = re.compile(r"^-\d+$|^-\d*\.\d+$")  # a value, as argparse reads it
     known = parser._option_string_actions
     for word in words:
@@ -1113,7 +1019,7 @@ def _unknown_option(parser: argparse.ArgumentParser, words: Sequence[str]) -> st
         if option in known:
             continue
         close = (
-            _suggest(option, [o for o in known if o.startswith("--")])
+            suggest(option, [o for o in known if o.startswith("--")])
             if option[1:2] == "-"
             else None
         )
@@ -1136,6 +1042,60 @@ def _unexpected(parser: argparse.ArgumentParser, command: str | None, extras: li
     """``prog: unexpected argument 'stray'`` for what argparse left over."""
     sub = (_command_parser(parser, command) if command else None) or parser
     return f"{sub.prog}: unexpected argument {extras[0]!r}; see {sub.prog} --help"
+
+
+def terminal_columns() -> int:
+    """The terminal's width as :func:`shutil.get_terminal_size` has it ($COLUMNS, else the
+    terminal on stdout, else 80), without importing shutil (bz2, lzma, …: 2 ms)."""
+    import os
+
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]  # None: caught
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """``text`` in lines of at most ``width`` characters (a longer word stands alone)."""
+    lines: list[str] = []
+    line = ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return [*lines, line] if line else lines
+
+
+def top_help(columns: int | None = None) -> str:
+    """``dane-monitor --help``: the commands and what each is for, in argparse's layout but
+    without argparse, which neither ``--help`` nor ``--version`` imports (start-up: each
+    costs a fifth more than Python's own)."""
+    if columns is None:
+        columns = terminal_columns()
+    width = max(columns - 2, 40)
+    rows = [("-h, --help", "show this help message and exit"),
+            ("--version", "print the version and exit"), *COMMANDS.items()]  # fmt: skip
+    at = min(max(len(left) for left, _ in rows) + 4, 24)  # where the help lines start
+    out = ["usage: dane-monitor [-h] [--version] COMMAND ...", "", *_wrap(DESCRIPTION, width)]
+    for title, section in (("options", rows[:2]), ("commands", rows[2:])):
+        out += ["", f"{title}:"]
+        for left, text in section:
+            lines = _wrap(text, width - at)
+            if len(left) + 4 > at:  # too long to share a line with its help
+                out.append(f"  {left}")
+            else:
+                out.append(f"  {left:{at - 2}}{lines.pop(0)}")
+            out += [" " * at + line for line in lines]
+    out += ["", *_wrap(EPILOG, width)]
+    return "\n".join(out) + "\n"
 
 
 def _asks_version(argv: Sequence[str]) -> bool:
@@ -1174,6 +1134,9 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         if _asks_version(words):
             print(f"dane-monitor {__version__}")
+            return 0
+        if words[:1] in (["-h"], ["--help"]):  # argparse would stop at it too
+            sys.stdout.write(top_help())
             return 0
         command, at = _command_of(words)
         parser = build_parser(command if command in COMMANDS else None, full=False)

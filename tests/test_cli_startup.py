@@ -53,13 +53,33 @@ def test_help_and_version_import_no_dns_cryptography_or_asyncio(args):
     assert p.stdout.startswith("usage: dane-monitor" if "--help" in args else "dane-monitor ")
 
 
-def test_version_builds_no_parser_and_help_only_the_command_asked_for():
-    _, modules = imported("--version")
-    assert "dane_monitor.settings" not in modules
-    _, modules = imported("--help")
-    # The top-level help lists the commands; it builds none of their options.
+@pytest.mark.parametrize("args", [["--version"], ["--help"], ["-h"], ["lookup", "--version"]])
+def test_version_and_help_build_no_parser(args):
+    p, modules = imported(*args)
+    assert p.returncode == 0
+    assert "argparse" not in modules
     assert "dane_monitor.settings" not in modules
     assert "dane_monitor.exporter.cli" not in modules
+
+
+def test_a_command_builds_only_its_own_parser():
+    p, modules = imported("check", "--help")
+    assert p.returncode == 0
+    assert "dane_monitor.settings" in modules  # check's options are parsed by settings
+    assert "dane_monitor.exporter.cli" not in modules  # serve's and demo's are not built
+
+
+def test_the_help_without_argparse_says_what_argparse_would():
+    """``dane-monitor --help`` is rendered without argparse; it lists what the full parser
+    does, serve's and demo's lines (from exporter/cli.py) included."""
+    from dane_monitor import cli
+
+    def words(text: str) -> str:
+        return "".join(text.split())  # line breaks and padding aside
+
+    assert words(cli.top_help(80)) == words(cli.build_parser(full=True).format_help())
+    for columns in (60, 80, 200):
+        assert max(map(len, cli.top_help(columns).splitlines())) <= max(columns - 2, 40)
 
 
 def test_a_usage_error_imports_nothing_a_check_needs():
