@@ -117,16 +117,20 @@ class Checker:
       answer for a chain depends on the records);
     - when the last second handshake ended in an error rather than a clear "served" or
       "not served" (errors are never reused);
-    - and otherwise on every Nth check of the endpoint: a server that gains (or loses) a
-      certificate of the other type without any of the above changing is seen within N
-      checks of the change, at most N intervals later (N = 4 at the exporter's 5-minute
-      default interval: 20 minutes).
+    - and otherwise on every Nth check of the endpoint (counting the checks whose first
+      handshake succeeds): a server that gains (or loses) a certificate of the other type
+      without any of the above changing is seen within N checks of the change, at most N
+      intervals later (N = 4, as suggested for the exporter, at its 5-minute default
+      interval: 20 minutes).
 
     In between, the endpoint's result reuses the last second handshake's outcome (and its
     chain, judged afresh against the current records), so verdicts and metrics do not flap.
-    Why a count and not only the changes: adding an RSA certificate to a server changes
-    nothing a single ordinary handshake can see. Why not every check: it is the second of
-    two full SMTP + TLS dialogues, a third to a half of a warm check's CPU.
+    The price: for up to N - 1 checks a change to the other certificate alone (a new RSA
+    certificate, the ECDSA one and the records untouched) is not yet seen. Why a count and
+    not only the changes: adding an RSA certificate to a server changes nothing a single
+    ordinary handshake can see. Why not every check: it is a second SMTP + TLS dialogue,
+    about a quarter (one certificate: the restricted handshake fails at once) to two fifths
+    (two certificates) of a warm check's CPU.
     """
 
     def __init__(
