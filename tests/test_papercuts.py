@@ -296,3 +296,98 @@ def test_garbage_on_the_exporters_debug_page_is_escaped_once(
         assert f"S: 554 5.7.1 {SHOWN}AAAA" in page  # the transcript line
     finally:
         _stop(proc, signal.SIGTERM)
+
+
+# -- 5. a file that is not a certificate chain: what it is, and what was expected ---------
+
+_NEEDS_CLI = pytest.mark.xfail(
+    reason="needs dane_monitor/cli.py to read --cert with dane_monitor.certfile.read_chain "
+    "(issue 18: cli.py is changed by its owner)",
+    strict=False,
+)
+
+
+def _files() -> dict[str, tuple[bytes | None, str]]:
+    """name → (content, or None for no file; what the error must say after the name)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    none = serialization.NoEncryption()
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mx1.example.de")]))
+        .sign(key, hashes.SHA256())
+    )
+    want = "give the certificate (chain) PEM"
+    pem, der = serialization.Encoding.PEM, serialization.Encoding.DER
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    return {
+        "privkey.pem": (key.private_bytes(pem, pkcs8, none),
+                        f" holds a PRIVATE KEY, not a certificate: {want}"),
+        "privkey.der": (key.private_bytes(der, pkcs8, none),
+                        f" holds a PRIVATE KEY (DER), not a certificate: {want}"),
+        "mx1.csr": (csr.public_bytes(pem), " holds a CERTIFICATE REQUEST (CSR), not a certificate"),
+        "empty.pem": (b"", f" is empty: {want}"),
+        "random.bin": (bytes(range(256)), " is neither a PEM nor a DER certificate"),
+    }  # fmt: skip
+
+
+def _needing_cli() -> dict[str, tuple[bytes | None, str]]:
+    want = "give the certificate (chain) PEM"
+    return {
+        "tlsa.zone": (b"_25._tcp.mx1.example.de. 300 IN TLSA 3 1 1 " + b"ab" * 32 + b"\n",
+                      f" holds TLSA records (zone-file text), not a certificate: {want}"),
+        "anchor.ds": (b". IN DS 20326 8 2 " + b"E0" * 32 + b"\n",
+                      " holds DS records (zone-file text, a trust-anchor file?), not a "
+                      f"certificate: {want}"),
+        "missing.pem": (None, f" (No such file or directory): {want}"),
+    }  # fmt: skip
+
+
+def _run_with_file(tmp: Path, command: str, name: str, content: bytes | None) -> str:
+    path = tmp / name
+    if content is not None:
+        path.write_bytes(content)
+    extra = ["--mx", "mx1.example.de"] if command == "preflight" else []
+    p = subprocess.run([sys.executable, "-m", "dane_monitor", command, "--cert", str(path),
+                        *extra], capture_output=True, text=True, env=_env(tmp))  # fmt: skip
+    assert p.returncode == 3, p.stderr
+    assert p.stdout == ""
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1, p.stderr  # one line, no traceback
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["tlsa", "preflight"])
+@pytest.mark.parametrize("name", sorted(_files()))
+def test_a_file_that_is_not_a_chain_says_what_it_is(tmp_path, command, name):
+    content, says = _files()[name]
+    line = _run_with_file(tmp_path, command, name, content)
+    assert line.startswith(f"dane-monitor {command}: {tmp_path / name}{says}"), line
+
+
+@_NEEDS_CLI
+@pytest.mark.parametrize("command", ["tlsa", "preflight"])
+@pytest.mark.parametrize("name", sorted(_needing_cli()))
+def test_records_or_no_file_given_as_a_chain_say_what_they_are(tmp_path, command, name):
+    content, says = _needing_cli()[name]
+    line = _run_with_file(tmp_path, command, name, content)
+    what = f"cannot read {tmp_path / name}" if content is None else str(tmp_path / name)
+    assert line.startswith(f"dane-monitor {command}: {what}{says}"), line
+
+
+@pytest.mark.parametrize("name", sorted(_needing_cli()))
+def test_the_loader_says_what_records_or_no_file_are(tmp_path, name):
+    """dane_monitor.certfile.read_chain, the loader cli.py is to use, already says it."""
+    from dane_monitor.certfile import read_chain
+
+    content, says = _needing_cli()[name]
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    what = f"cannot read {path}" if content is None else str(path)
+    with pytest.raises(ValueError, match="^" + re.escape(f"{what}{says}")):
+        read_chain(path)
