@@ -21,6 +21,9 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import dns.name
+import dns.rdatatype
+
 from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
@@ -165,7 +168,9 @@ class Checker:
         return slots
 
     async def _lookup(self, name: str, rdtype: str) -> Answer:
-        return await self.validator.lookup(name, rdtype)
+        # The same few names every cycle: parsed once (a Name is immutable), the type as its
+        # number; the validators accept both.
+        return await self.validator.lookup(_dns_name(name), _RDTYPES[rdtype])
 
     # -- the public checks --------------------------------------------------------------------
 
@@ -361,6 +366,8 @@ class Checker:
 
 # The same targets come back every cycle; a name that is refused raises each time.
 _idna = functools.lru_cache(maxsize=4096)(policy.idna)
+_dns_name = functools.lru_cache(maxsize=8192)(dns.name.from_text)
+_RDTYPES = {t: dns.rdatatype.RdataType.make(t) for t in ("MX", "A", "AAAA", "TLSA")}
 
 
 async def _gather(*aws: Coroutine[Any, Any, T_]) -> list[T_]:
