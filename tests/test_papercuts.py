@@ -33,8 +33,22 @@ def _env(tmpdir: Path) -> dict[str, str]:
     return env
 
 
+_STARTED: list[subprocess.Popen[str]] = []
+
+
+@pytest.fixture(autouse=True)
+def _reap() -> Iterator[None]:
+    """Whatever a test started is killed after it, also when an assertion cut it short."""
+    yield
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+
+
 def _start(args: list[str], tmpdir: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "dane_monitor", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -43,6 +57,8 @@ def _start(args: list[str], tmpdir: Path) -> subprocess.Popen[str]:
         # As from an interactive shell: SIGINT at its default, not inherited as ignored.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    _STARTED.append(proc)
+    return proc
 
 
 def _read_until(proc: subprocess.Popen[str], pattern: str) -> list[str]:
