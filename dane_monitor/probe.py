@@ -559,11 +559,48 @@ _PARTIAL_ESCAPE = re.compile(r"\\(?:x[0-9a-f]?|u[0-9a-f]{0,3}|U[0-9a-f]{0,7})?$"
 _DETAIL_TEXT = 160
 
 
+class _Deadline:
+    """One timer for a whole probe. Each step moves the deadline (:meth:`move`); the timer is
+    rescheduled only when the deadline comes earlier than it is set for, and when it goes off
+    before a deadline that moved later, it sets itself again: a step costs an assignment,
+    not a timer. When the deadline passes, the probe's task is cancelled (:attr:`expired`
+    tells that cancellation from anyone else's, as :func:`asyncio.timeout` does)."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.loop = task.get_loop()
+        self.task = task
+        self.when = 0.0
+        self.expired = False
+        self._armed = 0.0
+        self._handle: asyncio.TimerHandle | None = None
+
+    def move(self, when: float) -> None:
+        self.when = when
+        if self._handle is None or when < self._armed:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._armed = when
+            self._handle = self.loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        if self.when > self._armed:  # moved later since the timer was set: wait on
+            self._armed = self.when
+            self._handle = self.loop.call_at(self.when, self._fire)
+            return
+        self._handle = None
+        self.expired = True
+        self.task.cancel()
+
+    def cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class _Probe:
-    """One probe's dialogue. One deadline (an :class:`asyncio.Timeout` entered by
-    :func:`probe`) is moved at each step to that step's end, or to the probe's overall end
-    when that comes first; :meth:`timed_out` then says which step it cut and which of the
-    two deadlines passed."""
+    """One probe's dialogue, under one :class:`_Deadline` (made by :func:`probe`), moved at
+    each step to that step's end, or to the probe's overall end when that comes first;
+    :meth:`timed_out` then says which step it cut and which of the two deadlines passed."""
 
     def __init__(
         self,
@@ -584,7 +621,7 @@ class _Probe:
         self._transcript_size = 0
         # The deadline (set by probe()), the loop time at which the whole probe must end,
         # and the current step's timeout code and length (None: the overall end binds).
-        self.deadline: asyncio.Timeout | None = None
+        self.deadline: _Deadline | None = None
         self.end = 0.0
         self._step_code = "timeout"
         self._step_seconds: float | None = None
@@ -611,14 +648,15 @@ class _Probe:
         """Enter ``step``: the deadline moves to ``seconds`` from now (or the overall end)."""
         self.step = step
         self._step_code = timeout_code
-        assert self.deadline is not None
-        when = asyncio.get_running_loop().time() + seconds
+        deadline = self.deadline
+        assert deadline is not None
+        when = deadline.loop.time() + seconds
         if when < self.end:
             self._step_seconds = seconds
-            self.deadline.reschedule(when)
-        elif self._step_seconds is not None:  # already at the overall end otherwise
+            deadline.move(when)
+        else:
             self._step_seconds = None
-            self.deadline.reschedule(self.end)
+            deadline.move(self.end)
 
     def timed_out(self) -> _Failure:
         """The failure of the step the deadline cut: its own deadline, or the overall one."""
@@ -977,19 +1015,24 @@ async def probe(
     )
     runner = _Probe(result, ehlo_name, timeouts, contexts or _DEFAULT_CONTEXTS, transcript)
     start = time.monotonic()
-    runner.end = asyncio.get_running_loop().time() + timeouts.budget
+    task = asyncio.current_task()
+    assert task is not None, "probe() runs in a task"
+    cancelling = task.cancelling()
+    deadline = runner.deadline = _Deadline(task)
+    runner.end = deadline.loop.time() + timeouts.budget
     try:
-        async with asyncio.timeout_at(runner.end) as deadline:
-            runner.deadline = deadline
-            try:
-                await runner.run()
-            except _Failure as failure:
-                runner.fail(failure)
-                if failure.polite:
-                    await runner.quit()
-            else:
+        try:
+            await runner.run()
+        except _Failure as failure:
+            runner.fail(failure)
+            if failure.polite:
                 await runner.quit()
-    except TimeoutError:
+        else:
+            await runner.quit()
+    except asyncio.CancelledError:
+        # Ours only when the deadline went off and nobody else cancelled the task too.
+        if not deadline.expired or task.uncancel() > cancelling:
+            raise
         cut = runner.timed_out()
         if runner.step == "quit":  # the result never depends on QUIT
             runner.log(f"* QUIT: {cut.detail}")
@@ -998,6 +1041,7 @@ async def probe(
     except OSError as exc:  # a transport error outside a step: treat as a broken connection
         runner.fail(_Failure("closed", runner.step, f"connection error: {exc}"))
     finally:
+        deadline.cancel()
         runner.wire.abort()
         result.elapsed = time.monotonic() - start
     return result

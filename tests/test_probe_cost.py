@@ -240,3 +240,17 @@ async def test_each_step_gets_its_whole_deadline(ecdsa: Chain) -> None:
     assert (result.error, result.error_step) == ("starttls-missing", "ehlo"), result.detail
     assert result.transcript[-2:] == ["C: QUIT", "S: 221 2.0.0 bye"]
     assert result.elapsed >= 3 * delay
+
+
+async def test_a_deadline_around_the_probe_is_the_callers(ecdsa: Chain, tmp_path) -> None:
+    # The exporter bounds a whole check with asyncio.timeout: that deadline must end the
+    # probe as the caller's timeout (check-timeout), not be taken for one of the probe's own.
+    async with raw_server(stalling_at("starttls", server_context(ecdsa, tmp_path))) as port:
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await probe(HOST, port, sni=SNI, timeouts=ROOMY)
+        task = asyncio.create_task(probe(HOST, port, sni=SNI, timeouts=ROOMY))
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
