@@ -22,12 +22,14 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms of
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable, Sequence
+    from pathlib import Path
     from typing import Any
 
     from dane_monitor import settings
     from dane_monitor._argparse import Parser
     from dane_monitor.check import Checker
     from dane_monitor.lookup import ResolverValidator, Validator
+    from dane_monitor.world import World
 
 #: Exit code of a usage error: UNKNOWN, as the monitoring-plugin guidelines want (never
 #: argparse's 2, which a monitoring system would read as CRITICAL).
@@ -88,13 +90,8 @@ def _ip_address(text: str) -> str:
 
 
 def _world(args: argparse.Namespace) -> int:
-    import asyncio
-    import contextlib
-    import signal
-    import tempfile
-    from pathlib import Path
-
     from dane_monitor.world import CATALOGUE, World, by_name, replicate
+    from dane_monitor.world.scratch import scratch_dir
 
     if args.list:
         for sc in CATALOGUE:
@@ -112,8 +109,20 @@ def _world(args: argparse.Namespace) -> int:
     network = "127.0.2.0/24" if len(scenarios) < 100 else "127.2.0.0/16"
     world = World(scenarios, dns_host=args.dns_host, smtp_network=network)
     built = time.perf_counter()
-    anchor_dir = Path(args.anchor_dir or tempfile.mkdtemp(prefix="dane-world-"))
-    anchor_dir.mkdir(parents=True, exist_ok=True)
+    # Without --anchor-dir the trust anchors live in a scratch folder removed however the
+    # world ends (also when its servers cannot start, on Ctrl-C and on SIGTERM).
+    with scratch_dir(args.anchor_dir, "dane-world-") as anchor_dir:
+        _serve_world(args, world, anchor_dir, started, built)
+    return 0
+
+
+def _serve_world(
+    args: argparse.Namespace, world: World, anchor_dir: Path, started: float, built: float
+) -> None:
+    import asyncio
+    import contextlib
+    import signal
+
     ta = world.write_trust_anchor(anchor_dir / "trust-anchor.ds")
     bind_ta = world.write_bind_trust_anchor(anchor_dir / "trust-anchor.bind")
 
@@ -151,17 +160,17 @@ def _world(args: argparse.Namespace) -> int:
                     f"  openssl s_client -starttls smtp -connect {ep.address}:{world.smtp_port}"
                     f" -dane_tlsa_domain {mx.name[:-1]} -dane_tlsa_rrdata '{rdata}'"
                 )
-            print("Ctrl-C stops." if args.duration is None else f"Stopping in {args.duration}s.")
-            sys.stdout.flush()
+            # The handlers are in place before the line that invites Ctrl-C is printed.
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
+            print("Ctrl-C stops." if args.duration is None else f"Stopping in {args.duration}s.")
+            sys.stdout.flush()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), args.duration)
 
     asyncio.run(serve())
-    return 0
 
 
 _STATE = {0: "OK", 1: "WARNING", 2: "CRITICAL", 3: "UNKNOWN"}
@@ -404,95 +413,9 @@ def _check(args: argparse.Namespace) -> int:
     return render.exit_code(result)
 
 
-_PEM_BLOCK = rb"(?s)-----BEGIN ([A-Z0-9 #]+)-----(.*?)-----END \1-----"
-_CERT_LABELS = (b"CERTIFICATE", b"X509 CERTIFICATE", b"TRUSTED CERTIFICATE")
-_WANT_CHAIN = "give the certificate (chain) PEM"
-
-
-def _not_a_certificate(path: str, data: bytes) -> str:
-    """What a file that holds no certificate holds instead, and what was expected."""
-    import contextlib
-    import re
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import serialization
-
-    labels = [m.group(1).decode() for m in re.finditer(_PEM_BLOCK, data)]
-    if labels:
-        label = labels[0]
-        # "an EC PRIVATE KEY", "an RSA PRIVATE KEY", "a PUBLIC KEY": as the letters are said
-        article = "an" if label[0] in "AEIOURSX" else "a"
-        if "PRIVATE KEY" in label:
-            return (
-                f"{path} holds {article} {label}, not a certificate: {_WANT_CHAIN} "
-                "(the key stays with the mail server)"
-            )
-        if "CERTIFICATE REQUEST" in label:
-            return (
-                f"{path} holds a CERTIFICATE REQUEST (CSR), not a certificate: give the "
-                "certificate (chain) PEM the CA issued for it"
-            )
-        return f"{path} holds {article} {label}, not a certificate: {_WANT_CHAIN}"
-    if b"-----BEGIN " in data:
-        return f"{path} holds a PEM block without its END line: {_WANT_CHAIN}"
-    for load, what in (
-        (lambda d: serialization.load_der_private_key(d, password=None), "a PRIVATE KEY (DER)"),
-        (x509.load_der_x509_csr, "a CERTIFICATE REQUEST (CSR, DER)"),
-        (serialization.load_der_public_key, "a bare PUBLIC KEY (DER)"),
-    ):
-        with contextlib.suppress(Exception):
-            load(data)
-            return f"{path} holds {what}, not a certificate: {_WANT_CHAIN}"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return (
-            f"{path} is neither a PEM nor a DER certificate ({len(data)} bytes of binary data): "
-            f"{_WANT_CHAIN}"
-        )
-    first = text.strip().splitlines()[0][:40]
-    return f"{path} holds text that is not PEM (it starts {first!r}): {_WANT_CHAIN}"
-
-
-def _read_chain(path: str) -> list[bytes]:
-    """The certificates in ``path`` as DER, in file order (leaf first): a PEM chain, or one
-    DER certificate. A file that also holds the key (a combined PEM) is read for its
-    certificates.
-
-    :raises ValueError: the file cannot be read or holds no certificate; the message says
-        what the file holds and what was expected.
-    """
-    import re
-    from pathlib import Path
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives.serialization import Encoding
-
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not data.strip():
-        raise ValueError(f"{path} is empty: {_WANT_CHAIN}")
-    blocks = [m.group(1) for m in re.finditer(_PEM_BLOCK, data)]
-    if any(label in _CERT_LABELS for label in blocks):
-        try:
-            certs = x509.load_pem_x509_certificates(data)
-        except ValueError as exc:
-            detail = str(exc).split(".", 1)[0]
-            raise ValueError(
-                f"{path}: a CERTIFICATE block does not decode ({detail}): {_WANT_CHAIN}"
-            ) from None
-    else:
-        try:
-            certs = [x509.load_der_x509_certificate(data)]
-        except ValueError:
-            raise ValueError(_not_a_certificate(path, data)) from None
-    return [c.public_bytes(Encoding.DER) for c in certs]
-
-
 def _tlsa(args: argparse.Namespace) -> int:
     from dane_monitor import tlsa as T
+    from dane_monitor.certfile import read_chain
 
     prog = "dane-monitor tlsa"
     port = _ports(args.port)[0]
@@ -500,7 +423,7 @@ def _tlsa(args: argparse.Namespace) -> int:
     host = args.host
     if args.cert:
         try:
-            chains.append(_read_chain(args.cert))
+            chains.append(read_chain(args.cert))
         except ValueError as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return USAGE
@@ -575,10 +498,11 @@ def _preflight(args: argparse.Namespace) -> int:
     import asyncio
 
     from dane_monitor import preflight, settings
+    from dane_monitor.certfile import read_chain
 
     prog = "dane-monitor preflight"
     try:
-        chain = _read_chain(args.cert)
+        chain = read_chain(args.cert)
         port = _ports(args.port)[0]
     except (OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
@@ -927,7 +851,8 @@ def _build_world(sub: argparse._SubParsersAction) -> None:
     world.add_argument(
         "--anchor-dir",
         metavar="DIR",
-        help="where to write the trust-anchor files (default: a new temporary directory)",
+        help="where to write the trust-anchor files (default: a temporary directory, "
+        "removed when the world stops)",
     )
     world.add_argument(
         "--duration",

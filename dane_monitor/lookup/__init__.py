@@ -11,8 +11,7 @@ result model), :mod:`.resolvercheck` (is a resolver fit for DANE).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 # Imported first, before any reply is parsed: a TLSA record of the wrong length is unusable, not
 # unparsable (see dane_monitor._compat).
@@ -21,6 +20,9 @@ from dane_monitor.lookup.anchors import TrustAnchorError, TrustAnchors
 from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.lookup.stub import Cache, Server, StubClient, system_resolver
 from dane_monitor.lookup.validator import ResolverValidator, Validator
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 __all__ = [
     "Answer",

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.exception
 import dns.name
@@ -19,6 +19,9 @@ import dns.rdatatype
 import dns.zonefile
 from dns.rdtypes.ANY.DNSKEY import DNSKEY
 from dns.rdtypes.ANY.DS import DS
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # https://data.iana.org/root-anchors/root-anchors.xml: KSK-2017 and KSK-2024.
 IANA_ROOT_ANCHORS = """\
@@ -60,6 +63,8 @@ class TrustAnchors:
 
     @classmethod
     def from_file(cls, path: str | Path) -> TrustAnchors:
+        from pathlib import Path
+
         try:
             data = Path(path).read_bytes()
         except OSError as exc:

@@ -16,7 +16,7 @@ import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import dns.asyncquery
 import dns.exception
@@ -30,6 +30,9 @@ import dns.rrset
 
 from dane_monitor.settings import parse_resolver
 from dane_monitor.threads import leave_signals_to_main_thread
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 DEFAULT_PAYLOAD = 1232  # the DNS flag day 2020 size: no IP fragmentation on common paths
 MAX_TCP_MESSAGE = 65535
@@ -87,6 +90,8 @@ class Server:
 
 def system_resolver(path: str | Path = "/etc/resolv.conf") -> Server:
     """The first ``nameserver`` of resolv.conf (127.0.0.1 when there is none, as libc does)."""
+    from pathlib import Path
+
     try:
         for line in Path(path).read_text().splitlines():
             parts = line.split()
