@@ -28,6 +28,7 @@ from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.conclusion import conclude
+from dane_monitor.findings import mx_plan
 from dane_monitor.judge import HostJudgement, judge_host
 from dane_monitor.lookup.answer import Answer, Status
 from dane_monitor.lookup.validator import ResolverValidator, Validator
@@ -205,7 +206,7 @@ class Checker:
             targets: tuple[tuple[str, int | None], ...] = ((name, None),)
         else:
             mx = await self._lookup(name, "MX")
-            targets = policy.mx_plan(mx, name).hosts
+            targets = mx_plan(mx, name).hosts  # policy.mx_plan, once per MX RRset
         ports = self.options.ports
         hosts = await _gather(
             *(
