@@ -25,10 +25,10 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from dane_monitor import settings
     from dane_monitor._argparse import Parser
     from dane_monitor.check import Checker
     from dane_monitor.lookup import ResolverValidator, Validator
+    from dane_monitor.settings import Thresholds
     from dane_monitor.world import World
 
 #: Exit code of a usage error: UNKNOWN, as the monitoring-plugin guidelines want (never
@@ -180,6 +180,7 @@ def _resolver_check(args: argparse.Namespace) -> int:
     import asyncio
     import json
 
+    from dane_monitor import settings
     from dane_monitor.lookup.resolvercheck import DEFAULT_BOGUS, DEFAULT_SIGNED, check_resolver
     from dane_monitor.lookup.stub import Server, system_resolver
 
@@ -327,7 +328,7 @@ def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
     )
 
 
-def _thresholds(args: argparse.Namespace, prog: str) -> settings.Thresholds:
+def _thresholds(args: argparse.Namespace, prog: str) -> Thresholds:
     """The expiry windows of ``check`` (defaults where not given).
 
     :raises UsageError: critical longer than warning.
