@@ -15,6 +15,8 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+# Before dnspython, which decides its optional features when first imported (_compat).
+import dane_monitor._compat  # noqa: F401  # isort: skip
 import dns.rdatatype
 from cryptography import x509
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Before dnspython, which decides its optional features when first imported (_compat).
+import dane_monitor._compat  # noqa: F401  # isort: skip
 import dns.name
 
 from dane_monitor.lookup.answer import Answer, Kind, Status

@@ -36,6 +36,8 @@ from enum import IntEnum
 from functools import cached_property
 from typing import Any
 
+# Before dnspython, which decides its optional features when first imported (_compat).
+import dane_monitor._compat  # noqa: F401  # isort: skip
 import dns.name
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
