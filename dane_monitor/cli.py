@@ -42,7 +42,7 @@ BROKEN_PIPE = 141
 #: The commands in the order a user needs them: check a domain, fix its records, guard a
 #: renewal, look closer at DNS, then monitor; the demo and the test world last. Each with the
 #: line ``dane-monitor --help`` shows (serve's and demo's are the ones ``exporter/cli.py``
-#: gives them: tests/test_cli_papercuts.py holds the two in step).
+#: gives them: tests/test_cli_startup.py holds the two in step).
 COMMANDS: dict[str, str] = {
     "check": "check a mail domain (or one MX host) the way a DANE-enforcing sender does",
     "tlsa": "print the TLSA records a certificate or a live server needs",
@@ -1038,8 +1038,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run ``dane-monitor``; returns the exit code.
 
     Usage errors (an unknown option, a bad value, a missing argument) print one line on
-    stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly, and so
-    does a reader that stops reading (``dane-monitor check … | head``): 141, as after SIGPIPE.
+    stderr and return 3 (UNKNOWN), never argparse's 2; Ctrl-C returns 130 quietly; a reader
+    that stops reading (``dane-monitor check … | head``) ends it quietly with 141, as SIGPIPE
+    would.
     """
     try:
         try:
