@@ -50,8 +50,13 @@ def dechunk(data: bytes) -> bytes:
         pos = end + 4 + size
 
 
-async def raw(host: str, port: int, data: bytes, *, timeout: float = 10, ssl=None) -> bytes:
-    reader, writer = await asyncio.open_connection(host, port, ssl=ssl)
+async def raw(
+    host: str, port: int, data: bytes, *, timeout: float = 10, ssl=None, source: str | None = None
+) -> bytes:
+    local = (source, 0) if source else None
+    reader, writer = await asyncio.wait_for(
+        asyncio.open_connection(host, port, ssl=ssl, local_addr=local), timeout
+    )
     try:
         writer.write(data)
         await writer.drain()
@@ -68,13 +73,20 @@ async def request(
     auth: tuple[str, str] | None = None,
     cafile: str | None = None,
     timeout: float = 30,
+    source: str | None = None,
+    certfile: tuple[str, str] | None = None,
+    context: _ssl.SSLContext | None = None,
 ) -> Reply:
+    """One request on a new connection; ``source`` binds the client's address, ``certfile``
+    (certificate, key) presents a client certificate, ``context`` replaces the TLS context
+    made from ``cafile`` and ``certfile``."""
     scheme, _, rest = url.partition("://")
     hostport, _, path = rest.partition("/")
     host, _, port = hostport.rpartition(":")
-    context = None
-    if scheme == "https":
+    if scheme == "https" and context is None:
         context = _ssl.create_default_context(cafile=cafile)
+        if certfile:
+            context.load_cert_chain(*certfile)
     lines = [f"{method} /{path} HTTP/1.1", f"Host: {hostport}", "Connection: close"]
     for k, v in (headers or {}).items():
         lines.append(f"{k}: {v}")
@@ -82,7 +94,8 @@ async def request(
         token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
         lines.append(f"Authorization: Basic {token}")
     data = ("\r\n".join(lines) + "\r\n\r\n").encode()
-    return parse_reply(await raw(host, int(port), data, timeout=timeout, ssl=context))
+    reply = await raw(host, int(port), data, timeout=timeout, ssl=context, source=source)
+    return parse_reply(reply)
 
 
 def test_parse_reply_reads_chunked_bodies():

@@ -91,6 +91,7 @@ class Exporter:
             targets=lambda: self.scheduler.counts(),
             cache=lambda: self.runner.cache_stats(),
             lag=lambda: self.scheduler.lag(),
+            connections=lambda: self.server.open_connections,
         )
         self.scheduler = Scheduler(self.stats)
         self.server = HTTPServer(self._handle)

@@ -328,6 +328,7 @@ class Stats:
     :param targets: configured targets by kind, read at each scrape.
     :param cache: the shared DNS cache's (entries, hits, misses), read at each scrape.
     :param lag: (overdue targets, age in seconds of the oldest result), read at each scrape.
+    :param connections: HTTP connections open now, read at each scrape.
 
     What the exporter does is recorded with :meth:`check_done`, :meth:`checking`,
     :meth:`cycle_done`, :meth:`probe_done`, :meth:`probe_denied`, :meth:`request` and
@@ -342,6 +343,7 @@ class Stats:
         targets: Callable[[], Mapping[str, int]] = dict,
         cache: CacheStats | None = None,
         lag: Callable[[], tuple[int, float]] | None = None,
+        connections: Callable[[], int] | None = None,
     ) -> None:
         self.registry = registry
         build = Gauge(
@@ -424,6 +426,13 @@ class Stats:
                 registry=registry,
             )
             oldest.set_function(lambda: lag()[1])
+        if connections is not None:
+            open_now = Gauge(
+                "dane_exporter_http_connections",
+                "HTTP connections open now (idle, reading a request or being answered)",
+                registry=registry,
+            )
+            open_now.set_function(connections)
         if cache is not None:
             entries = Gauge("dane_exporter_dns_cache_entries", "Responses in the shared DNS cache",
                             registry=registry)  # fmt: skip
