@@ -21,6 +21,8 @@ from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+# Before dnspython, which decides its optional features when first imported (_compat).
+import dane_monitor._compat  # noqa: F401  # isort: skip
 import dns.name
 import dns.rdatatype
 

@@ -194,11 +194,6 @@ def test_demo_stopped_while_starting_leaves_nothing_behind(tmpdir_private: Path)
     assert list(tmpdir_private.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    reason="needs dane_monitor/cli.py's _world to use dane_monitor.world.scratch.scratch_dir "
-    "(issue 18: cli.py is changed by its owner)",
-    strict=False,
-)
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_world_leaves_nothing_behind_when_stopped(tmpdir_private: Path, sig: int):
     proc = _start(["world", "--scenario", "good-ee"], tmpdir_private)
@@ -316,12 +311,6 @@ def test_garbage_on_the_exporters_debug_page_is_escaped_once(
 
 # -- 5. a file that is not a certificate chain: what it is, and what was expected ---------
 
-_NEEDS_CLI = pytest.mark.xfail(
-    reason="needs dane_monitor/cli.py to read --cert with dane_monitor.certfile.read_chain "
-    "(issue 18: cli.py is changed by its owner)",
-    strict=False,
-)
-
 
 def _files() -> dict[str, tuple[bytes | None, str]]:
     """name → (content, or None for no file; what the error must say after the name)."""
@@ -385,7 +374,6 @@ def test_a_file_that_is_not_a_chain_says_what_it_is(tmp_path, command, name):
     assert line.startswith(f"dane-monitor {command}: {tmp_path / name}{says}"), line
 
 
-@_NEEDS_CLI
 @pytest.mark.parametrize("command", ["tlsa", "preflight"])
 @pytest.mark.parametrize("name", sorted(_needing_cli()))
 def test_records_or_no_file_given_as_a_chain_say_what_they_are(tmp_path, command, name):

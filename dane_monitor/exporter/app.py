@@ -271,7 +271,9 @@ class Exporter:
         else:
             try:
                 left = max(0.01, timeout - (time.monotonic() - t0))
-                outcome = await self.runner.run(target, kind, ports, left, slim=False)
+                outcome = await self.runner.run(
+                    target, kind, ports, timeout, slim=False, transcripts=debug, left=left
+                )
             finally:
                 slots.release()
         self.stats.probe_done()

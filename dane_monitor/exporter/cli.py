@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
-import signal
 import sys
-import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dane_monitor import __version__, settings
 from dane_monitor.settings import arg_type, thresholds_from_args
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from dane_monitor.world import World
+
+# asyncio, signal and the exporter are imported where a command runs: `serve --help` and
+# `demo --help` need none of them.
 
 #: Exit code of a usage error or an unusable configuration (as every dane-monitor command).
 USAGE = 3
@@ -75,11 +75,11 @@ def add_parsers(sub) -> None:
     )
     demo.add_argument(
         "--interval", default="30s", type=arg_type(_duration_text, "duration"),
-        help="check interval of every target",
+        metavar="DURATION", help="check interval of every target (30s, 5m, 1h30m)",
     )  # fmt: skip
     demo.add_argument(
         "--timeout", default="10s", type=arg_type(_duration_text, "duration"),
-        help="check timeout of every target",
+        metavar="DURATION", help="check timeout of every target",
     )  # fmt: skip
     demo.add_argument("--dir", metavar="DIR", help="where to write the demo's configuration")
     demo.add_argument(
@@ -121,13 +121,15 @@ def _threshold_options(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _log_options(parser: argparse.ArgumentParser, default_level: str = "info") -> None:
     parser.add_argument("--log-format", "--log.format", dest="log_format",
-                        choices=("logfmt", "json"), default="logfmt")  # fmt: skip
+                        choices=("logfmt", "json"), default="logfmt",
+                        help="one event a line on stderr: logfmt or JSON")  # fmt: skip
     parser.add_argument("--log-level", "--log.level", dest="log_level",
-                        choices=("debug", "info", "warning", "error"),
-                        default=default_level)  # fmt: skip
+                        choices=("debug", "info", "warning", "error"), default=default_level,
+                        help="the least severe events logged (debug: every check)")  # fmt: skip
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import asyncio
     from dataclasses import replace
 
     from dane_monitor.exporter import logs
@@ -231,6 +233,8 @@ def demo_config(
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import time
+
     from dane_monitor.exporter import logs
     from dane_monitor.exporter.config import parse_duration, parse_listen
     from dane_monitor.world import CATALOGUE, World, by_name
@@ -265,6 +269,11 @@ def _run_demo(
     thresholds: settings.Thresholds,
     started: float,
 ) -> int:
+    import asyncio
+    import contextlib
+    import signal
+    import time
+
     from dane_monitor.exporter.app import Exporter
     from dane_monitor.exporter.config import ConfigError
 

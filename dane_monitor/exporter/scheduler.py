@@ -31,6 +31,10 @@ from dane_monitor.report import DomainResult, Severity, Verdict
 
 log = logging.getLogger("dane_monitor.exporter")
 
+# Every 4th check: a server that gains a second certificate is seen within 20 minutes at the
+# default 5-minute interval; a changed leaf or TLSA RRset is seen at the next check.
+RECHECK_KEY_TYPE = 4
+
 
 class Runner:
     """Runs checks for the exporter; one per configuration's DNS and SMTP settings.
@@ -67,6 +71,10 @@ class Runner:
                 check_timeout=timeout,
                 thresholds=self.config.thresholds,
                 concurrency=self.config.concurrency,
+                # A long-lived checker: the other key type's handshake only when it can
+                # change the answer, at least every RECHECK_KEY_TYPE-th check of an endpoint.
+                recheck_other_key_type=RECHECK_KEY_TYPE,
+                transcripts=False,
             )
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
                 self._checkers.popitem(last=False)
@@ -79,27 +87,39 @@ class Runner:
         return len(cache._entries), cache.hits, cache.misses
 
     async def run(
-        self, name: str, kind: str, ports: tuple[int, ...], timeout: float, *, slim: bool = True
+        self,
+        name: str,
+        kind: str,
+        ports: tuple[int, ...],
+        timeout: float,
+        *,
+        slim: bool = True,
+        transcripts: bool = False,
+        left: float | None = None,
     ) -> Outcome:
         """Check ``name`` (a domain, or an MX host with ``kind="mx"``) within ``timeout``.
 
         ``slim`` (background checks) keeps only what /metrics and the landing page show: the
         rendered lines and the result without certificates, transcripts or samples.
+        ``transcripts`` keeps the SMTP dialogue (/probe?debug=true). ``left``: the time
+        actually left when less than ``timeout`` (a /probe that waited for a slot); the
+        checker, and what it remembers between checks, stays the one for ``timeout``.
         """
         checker = self.checker(ports, timeout)
+        budget = timeout if left is None else min(left, timeout)
         started = time.time()
         t0 = time.monotonic()
         failure: str | None
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(budget):
                 if kind == "mx":
-                    result = await checker.check_host(name)
+                    result = await checker.check_host(name, transcripts=transcripts)
                 else:
-                    result = await checker.check_domain(name)
+                    result = await checker.check_domain(name, transcripts=transcripts)
             failure = failure_reason(result)
         except TimeoutError:
             result = _failed(name, kind, started, "check-timeout",
-                             f"the check did not finish within {timeout:g}s")  # fmt: skip
+                             f"the check did not finish within {budget:g}s")  # fmt: skip
             failure = "timeout"
         except Exception as exc:  # a bug in the checker must not stop the exporter
             log.exception("check of %s crashed", name)
