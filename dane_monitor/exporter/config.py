@@ -21,6 +21,7 @@ from typing import Any, Literal
 import yaml
 
 from dane_monitor import settings
+from dane_monitor.exporter.shard import Shard, parse_shard
 from dane_monitor.settings import Thresholds, parse_duration
 
 __all__ = [
@@ -102,10 +103,20 @@ class Config:
     probe: ProbeSettings = ProbeSettings()
     # Expiry windows in days: rrsig-expiring (warning, then error) and cert-expiring.
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # This exporter's part of ``targets`` (Prometheus's hashmod of the name); None: all.
+    shard: Shard | None = None
     path: str = "<config>"
 
     def listen_address(self) -> tuple[str, int]:
         return parse_listen(self.listen)
+
+    def scheduled_targets(self) -> tuple[Target, ...]:
+        """The targets this exporter checks in the background: its shard of ``targets``
+        (all of them without ``shard``). The others stay configured targets for /probe."""
+        shard = self.shard
+        if shard is None:
+            return self.targets
+        return tuple(t for t in self.targets if shard.holds(t.name))
 
     def probe_refusal(self, target: str, ports: tuple[int, ...]) -> str | None:
         """Why ``/probe`` must not check ``target`` on ``ports``, or None when it may.
@@ -231,7 +242,7 @@ def _target_name(value: Any) -> str:
 
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
-        "defaults", "targets", "probe", "thresholds")  # fmt: skip
+        "defaults", "targets", "probe", "thresholds", "shard")  # fmt: skip
 _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
 _DEFAULTS = ("ports", "interval", "timeout")
@@ -260,6 +271,8 @@ def parse(text: str, path: str = "<config>") -> Config:
         kwargs["connect_port"] = r.value(top["connect_port"], "connect_port", settings.parse_port)
     if "jitter" in top:
         kwargs["jitter"] = r.value(top["jitter"], "jitter", _fraction)
+    if "shard" in top:
+        kwargs["shard"] = r.value(top["shard"], "shard", parse_shard)
 
     dns_map = r.mapping(top["dns"][1], _DNS, "dns") if "dns" in top else {}
     dns_kwargs: dict[str, Any] = {}

@@ -203,7 +203,7 @@ class Scheduler:
             self._slots = asyncio.Semaphore(config.concurrency)
             self._concurrency = config.concurrency
             self._jitter = config.jitter
-        wanted = {t.name: t for t in config.targets}
+        wanted = {t.name: t for t in config.scheduled_targets()}
         for name in list(self._tasks):
             old = self.targets.get(name)
             if name not in wanted or wanted[name] != old or restart_all:
