@@ -28,6 +28,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "DNSSettings",
+    "MetricsSettings",
     "ProbeSettings",
     "Target",
     "Thresholds",
@@ -91,6 +92,18 @@ class DNSSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """What ``/metrics`` shows of each target (``metrics: {profile: lean}``).
+
+    ``full`` (default): every series of docs/exporter.md. ``lean``: at most 10 series for a
+    healthy target, the detail only for MX hosts with a problem; every alert in grafana/
+    still fires (:func:`dane_monitor.exporter.metrics.lean_samples`).
+    """
+
+    profile: Literal["full", "lean"] = "full"
+
+
+@dataclass(frozen=True)
 class Config:
     targets: tuple[Target, ...] = ()
     listen: str = DEFAULT_LISTEN
@@ -105,6 +118,7 @@ class Config:
     thresholds: Thresholds = field(default_factory=Thresholds)
     # This exporter's part of ``targets`` (Prometheus's hashmod of the name); None: all.
     shard: Shard | None = None
+    metrics: MetricsSettings = MetricsSettings()
     path: str = "<config>"
 
     def listen_address(self) -> tuple[str, int]:
@@ -242,7 +256,8 @@ def _target_name(value: Any) -> str:
 
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
-        "defaults", "targets", "probe", "thresholds", "shard")  # fmt: skip
+        "defaults", "targets", "probe", "thresholds", "shard", "metrics")  # fmt: skip
+_METRICS = ("profile",)
 _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
 _DEFAULTS = ("ports", "interval", "timeout")
@@ -350,7 +365,18 @@ def parse(text: str, path: str = "<config>") -> Config:
             kwargs["thresholds"] = Thresholds(**days)
         except ValueError as exc:
             raise r.error(node, f"thresholds: {exc}") from None
+    if "metrics" in top:
+        entries = r.mapping(top["metrics"][1], _METRICS, "metrics")
+        if "profile" in entries:
+            profile = r.value(entries["profile"], "profile", _profile)
+            kwargs["metrics"] = MetricsSettings(profile=profile)
     return Config(**kwargs)
+
+
+def _profile(value: Any) -> str:
+    if value not in ("full", "lean"):
+        raise ValueError(f"must be full or lean, not {value!r}")
+    return value
 
 
 def load(path: str | Path) -> Config:

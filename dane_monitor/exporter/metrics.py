@@ -14,6 +14,12 @@ value)`` triples. Two renderers read them, and a test holds them equal:
 Label values are names, ports, addresses, codes and statuses: never free text, and never a
 digest except on ``dane_cert_info``. The table in ``docs/exporter.md`` is the reference.
 
+Two profiles (``metrics: {profile: ...}`` in the configuration): ``full`` (the default) is
+every sample above; ``lean``, for large fleets, keeps what the alert rules in ``grafana/``
+read and the detail of the MX hosts that have a problem. A healthy target has at most
+:data:`LEAN_HEALTHY_MAX` series in lean (see :func:`samples`), and a kept result is cut to
+what the landing page shows (:func:`lean_result`).
+
 The exporter's own metrics (:class:`Stats`) are prometheus_client ``Counter``, ``Gauge`` and
 ``Histogram`` objects on the exporter's :class:`SelfRegistry`.
 """
@@ -32,7 +38,21 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from dane_monitor import __version__
-from dane_monitor.report import DomainResult, SenderAction, Severity, Verdict
+from dane_monitor.report import (
+    DomainResult,
+    EndpointResult,
+    Finding,
+    HostResult,
+    SenderAction,
+    Severity,
+    Verdict,
+)
+
+PROFILES = ("full", "lean")
+# The most series a healthy target has in the lean profile: success, verdict, duration, last
+# check, earliest signature expiry, earliest certificate expiry and up to four findings (a
+# valid domain has at most two today: tlsa-no-rollover, cert-expiring). tests hold it.
+LEAN_HEALTHY_MAX = 10
 
 VERDICTS = tuple(v.value for v in Verdict)
 ACTIONS = tuple(a.value for a in SenderAction)
@@ -118,11 +138,27 @@ def _name(text: str | None) -> str:
     return (text or "").rstrip(".")
 
 
+Sample = tuple[str, tuple[str, ...], float]
+
+
 def samples(
-    target: str, result: DomainResult, *, success: bool, finished: float, duration: float
-) -> list[tuple[str, tuple[str, ...], float]]:
-    """Every sample one check contributes, in :data:`FAMILIES` order per family."""
-    out: list[tuple[str, tuple[str, ...], float]] = []
+    target: str,
+    result: DomainResult,
+    *,
+    success: bool,
+    finished: float,
+    duration: float,
+    profile: str = "full",
+) -> list[Sample]:
+    """Every sample one check contributes, in :data:`FAMILIES` order per family.
+
+    ``profile="lean"``: see :func:`lean_samples`.
+    """
+    if profile == "lean":
+        return lean_samples(target, result, success=success, finished=finished, duration=duration)
+    if profile != "full":
+        raise ValueError(f"unknown metrics profile {profile!r}")
+    out: list[Sample] = []
     add = out.append
     t = target
     add(("dane_check_success", (t,), 1.0 if success else 0.0))
@@ -200,6 +236,117 @@ def samples(
             if ep.leaf_spki_sha256:
                 add(("dane_cert_info", (*labels, ep.leaf_spki_sha256), 1.0))
     return out
+
+
+# -- the lean profile ---------------------------------------------------------------------
+
+_TROUBLE_VERDICTS = frozenset({Verdict.FAILED, Verdict.BOGUS, Verdict.ERROR})
+# Families lean keeps for every target as they are in full.
+_LEAN_TARGET = frozenset({"dane_check_success", "dane_check_duration_seconds",
+                          "dane_last_check_timestamp_seconds", "dane_findings",
+                          "dane_dns_failure"})  # fmt: skip
+# Families lean keeps for the hosts that need detail: labelled (target, mx, port, ...) ...
+_LEAN_HOST = frozenset({"dane_tlsa_records", "dane_tlsa_ttl_seconds"})
+# ... and (target, mx, address, port, ...).
+_LEAN_ENDPOINT = frozenset({"dane_starttls_offered", "dane_tlsa_match", "dane_cert_info"})
+
+
+def needs_detail(host: HostResult) -> bool:
+    """Whether the lean profile shows ``host`` in detail: something about it is wrong.
+
+    Senders defer there, its verdict is failed, bogus or error, an endpoint presents a chain
+    its usable TLSA records do not match, or an address answers EHLO without STARTTLS.
+    """
+    if host.sender_action == SenderAction.DEFER or host.verdict in _TROUBLE_VERDICTS:
+        return True
+    for ep in host.endpoints:
+        if ep.authenticated is False or ep.starttls_offered is False:
+            return True
+        if ep.probe_error == "starttls-missing":
+            return True
+    return False
+
+
+def _earliest_cert(host: HostResult) -> tuple[float, EndpointResult] | None:
+    best: tuple[float, EndpointResult] | None = None
+    for ep in host.endpoints:
+        if ep.leaf_not_after is None or not (ep.chain_der or ep.leaf_spki_sha256):
+            continue
+        if best is None or ep.leaf_not_after < best[0]:
+            best = (float(ep.leaf_not_after), ep)
+    return best
+
+
+def lean_samples(
+    target: str, result: DomainResult, *, success: bool, finished: float, duration: float
+) -> list[Sample]:
+    """The lean profile: what the alerts read, and detail only where something is wrong.
+
+    Every target: ``dane_check_success``, the current ``dane_verdict`` only (value 1),
+    ``dane_check_duration_seconds``, ``dane_last_check_timestamp_seconds``, its
+    ``dane_findings``, any ``dane_dns_failure``, and ONE ``dane_rrsig_expiry_timestamp_seconds``
+    and ONE ``dane_cert_not_after_timestamp_seconds``: the earliest over its hosts and
+    endpoints, labelled with the host (and endpoint) it belongs to. ``dane_dnssec_secure`` is
+    left out (the verdict and ``dane_dns_failure`` say what goes wrong).
+
+    An MX host that :func:`needs_detail` also has its current ``dane_mx_verdict`` and
+    ``dane_sender_action`` (value 1 only), ``dane_tlsa_records``, ``dane_tlsa_ttl_seconds``,
+    ``dane_starttls_offered``, ``dane_tlsa_match`` and ``dane_cert_info``: every series an
+    alert on a host or endpoint reads, with the same labels and values as in ``full``.
+    """
+    full = samples(target, result, success=success, finished=finished, duration=duration)
+    detailed = {(_name(h.name), str(h.port)) for h in result.hosts if needs_detail(h)}
+    out: list[Sample] = []
+    add = out.append
+    rrsig: Sample | None = None
+    for point in full:
+        name, labels, value = point
+        if name in _LEAN_TARGET:
+            add(point)
+        elif name == "dane_verdict":
+            if value == 1.0:
+                add(point)
+        elif name == "dane_rrsig_expiry_timestamp_seconds":
+            if rrsig is None or value < rrsig[2]:
+                rrsig = point
+        elif name == "dane_sender_action" and labels[1:3] == ("", ""):
+            if value == 1.0:  # the domain's own action (no MX host): one series
+                add(point)
+        elif name in ("dane_mx_verdict", "dane_sender_action"):
+            if value == 1.0 and labels[1:3] in detailed:
+                add(point)
+        elif name in _LEAN_HOST:
+            if (labels[1], labels[2]) in detailed:
+                add(point)
+        elif name in _LEAN_ENDPOINT and (labels[1], labels[3]) in detailed:
+            add(point)
+        # dane_dnssec_secure and per-endpoint certificate expiry: left out (see above)
+    if rrsig is not None:
+        add(rrsig)
+    cert: tuple[float, HostResult, EndpointResult] | None = None
+    for host in result.hosts:
+        found = _earliest_cert(host)
+        if found is not None and (cert is None or found[0] < cert[0]):
+            cert = (found[0], host, found[1])
+    if cert is not None:
+        value, host, ep = cert
+        labels = (target, _name(host.name), ep.address, str(host.port), ep.key_type or "unknown")
+        add(("dane_cert_not_after_timestamp_seconds", labels, value))
+    return out  # render_chunks groups by family: the order within needs no care
+
+
+def lean_result(result: DomainResult) -> DomainResult:
+    """What the lean profile keeps of a background check's result: what the landing page
+    shows (verdict, finding codes and severities; the outcome holds the times). Messages,
+    hosts, lookups and endpoints are dropped: about 1 KiB instead of 10 or more."""
+    codes: dict[str, Severity] = {}
+    for f in result.all_findings():
+        codes.setdefault(f.code, f.severity)
+    kept = DomainResult(result.domain, mx_only=result.mx_only, verdict=result.verdict,
+                        started=result.started, duration=result.duration,
+                        sender_action=result.sender_action)  # fmt: skip
+    kept.findings = [Finding(code, severity, "") for code, severity in codes.items()]
+    return kept
 
 
 def _escape_label(value: str) -> str:
