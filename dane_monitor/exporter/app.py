@@ -19,7 +19,7 @@ import re
 import signal
 import time
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -80,9 +80,18 @@ def wants_gzip(accept_encoding: str | None) -> bool:
 
 
 class Exporter:
-    def __init__(self, config: Config, *, config_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        config_path: str | Path | None = None,
+        overrides: Callable[[Config], Config] | None = None,
+    ) -> None:
+        """``overrides``: what the command line changes in a configuration, applied again
+        to the file's on every reload (``serve --listen``, ``--shard``, …)."""
         self.config = config
         self.config_path = str(config_path) if config_path is not None else None
+        self.overrides = overrides
         self.web = webconfig.load(config.web_config)
         self.runner = Runner(config)
         self._self_registry = SelfRegistry()
@@ -143,6 +152,8 @@ class Exporter:
                 return "no configuration file to reload"
             try:
                 config = load(self.config_path)
+                if self.overrides is not None:
+                    config = self.overrides(config)
                 web = webconfig.load(config.web_config)
                 runner = self.runner if self.runner.same_settings(config) else Runner(config)
             except (ConfigError, ValueError, OSError) as exc:

@@ -10,8 +10,11 @@ from dane_monitor import __version__, settings
 from dane_monitor.settings import arg_type, thresholds_from_args
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
+    from dane_monitor.exporter.config import Config
+    from dane_monitor.exporter.shard import Shard
     from dane_monitor.world import World
 
 # asyncio, signal and the exporter are imported where a command runs: `serve --help` and
@@ -28,7 +31,14 @@ def _listen(text: str) -> str:
     return text
 
 
+def _shard(text: str) -> Shard:
+    from dane_monitor.exporter.shard import parse_shard
+
+    return parse_shard(text)
+
+
 LISTEN = arg_type(_listen, "listen")
+SHARD = arg_type(_shard, "shard")
 DAYS = arg_type(settings.parse_days, "days")
 DURATION = arg_type(settings.parse_duration, "duration")
 
@@ -57,6 +67,11 @@ def add_parsers(sub) -> None:
                        metavar="HOST:PORT", help="override the configured listen")  # fmt: skip
     serve.add_argument("--web-config", "--web.config.file", dest="web_config", metavar="FILE",
                        help="override the configured web_config (TLS, basic auth)")  # fmt: skip
+    serve.add_argument("--shard", type=SHARD, metavar="I/N",
+                       help="check in the background only bucket I (from 0) of N of the targets, "
+                       "as Prometheus's hashmod of the target name splits them: N exporters "
+                       "given 0/N ... N-1/N check each target once (overrides the file's "
+                       "shard)")  # fmt: skip
     _threshold_options(serve, "override the configuration's thresholds")
     _log_options(serve)
     serve.set_defaults(func=_serve)
@@ -144,6 +159,8 @@ def _serve(args: argparse.Namespace) -> int:
             config = replace(config, listen=args.listen)
         if args.web_config:
             config = replace(config, web_config=args.web_config)
+        if args.shard:
+            config = replace(config, shard=args.shard)
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE
@@ -167,7 +184,8 @@ def _serve(args: argparse.Namespace) -> int:
         th = config.thresholds
         print(
             f"{args.config}: OK: {len(config.targets)} targets ({kinds['domain']} domains, "
-            f"{kinds['mx']} MX hosts), listen {config.listen}; expiry windows: signatures "
+            f"{kinds['mx']} MX hosts){_shard_text(config)}, listen {config.listen}; "
+            "expiry windows: signatures "
             f"{th.rrsig_warning_days:g}/{th.rrsig_critical_days:g} days (warning/critical), "
             f"certificates {th.cert_warning_days:g} days"
         )
@@ -177,7 +195,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            exporter = Exporter(config, config_path=args.config)
+            exporter = Exporter(config, config_path=args.config, overrides=_overrides(args))
         except (ConfigError, ValueError, OSError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return USAGE
@@ -188,6 +206,29 @@ def _serve(args: argparse.Namespace) -> int:
             return 1
 
     return asyncio.run(run())
+
+
+def _overrides(args: argparse.Namespace) -> Callable[[Config], Config]:
+    """What ``serve``'s options change in a configuration: applied again to the file's on
+    every reload (else SIGHUP would forget --shard, and N exporters would check everything)."""
+    from dataclasses import replace
+
+    def apply(config: Config) -> Config:
+        if args.listen:
+            config = replace(config, listen=args.listen)
+        if args.web_config:
+            config = replace(config, web_config=args.web_config)
+        if args.shard:
+            config = replace(config, shard=args.shard)
+        return replace(config, thresholds=thresholds_from_args(args, config.thresholds))
+
+    return apply
+
+
+def _shard_text(config: Config) -> str:
+    if config.shard is None:
+        return ""
+    return f", shard {config.shard}: {len(config.scheduled_targets())} checked here"
 
 
 def demo_config(
