@@ -231,9 +231,22 @@ def test_every_promql_expression_parses():
 # -- against the exporter on the local world ----------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("demo")
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(f"http://{url}/metrics", timeout=30) as r:
+        return r.read().decode()
+
+
+# Only the full profile has a state-set member at 0: none left means every target's result
+# is from a lean check.
+FULL_ONLY = re.compile(r"^dane_verdict\{.*\} 0(\.0)?$", re.M)
+
+
+@pytest.fixture(scope="module", params=["full", "lean"])
+def demo(request, tmp_path_factory):
+    """The demo exporter over the catalogue, in each metrics profile (the rules and the
+    dashboard say they work in both)."""
+    profile = request.param
+    tmp = tmp_path_factory.mktemp(f"demo-{profile}")
     proc, out, url = start_process(
         ["demo", "--listen", "127.0.0.1:0", "--interval", "10s", "--dir", str(tmp / "demo")],
         tmp / "demo.log",
@@ -244,11 +257,21 @@ def demo(tmp_path_factory):
         # wait for the first full cycle over the catalogue.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(f"http://{url}/metrics", timeout=30) as r:
-                text = r.read().decode()
-            if re.search(r"^dane_exporter_cycles_total [1-9]", text, re.M):
+            if re.search(r"^dane_exporter_cycles_total [1-9]", _scrape(url), re.M):
                 break
             time.sleep(0.5)
+        if profile == "lean":
+            # The demo's own configuration, switched to lean and reloaded: every target is
+            # checked again and its series replaced.
+            config = tmp / "demo" / "dane-exporter.yml"
+            config.write_text(config.read_text() + "metrics: {profile: lean}\n")
+            reload = urllib.request.Request(f"http://{url}/-/reload", method="POST")
+            with urllib.request.urlopen(reload, timeout=30) as r:
+                assert r.status == 200
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and FULL_ONLY.search(_scrape(url)):
+                time.sleep(0.5)
+            assert not FULL_ONLY.search(_scrape(url)), "targets still in the full profile"
         yield url, tmp
     finally:
         stop_process(proc, out)
@@ -271,6 +294,21 @@ def test_every_metric_in_the_dashboard_and_the_alerts_is_emitted(demo):
         used |= metric_names(substitute(expr))
     assert {"dane_tlsa_match", "dane_verdict", "dane_findings"} <= used
     assert used <= names, sorted(used - names)
+
+
+def test_a_healthy_target_has_at_most_10_series_in_the_lean_profile(demo):
+    url, _ = demo
+    text = _scrape(url)
+    per_target: dict[str, int] = {}
+    for target in re.findall(r'^dane_[a-z_]+\{target="([^"]+)"', text, re.M):
+        per_target[target] = per_target.get(target, 0) + 1
+    healthy = {f"{sc.name}.example" for sc in CATALOGUE if sc.expect.verdict == "valid"}
+    assert len(healthy & set(per_target)) > 10
+    most = max(per_target[t] for t in healthy & set(per_target))
+    if FULL_ONLY.search(text):  # the full profile: the state sets alone are more
+        assert most > 10
+    else:
+        assert most <= 10, {t: per_target[t] for t in healthy if per_target.get(t, 0) > 10}
 
 
 def test_the_alerts_fire_from_real_data(demo):

@@ -23,6 +23,7 @@ from dane_monitor.exporter.metrics import (
     Outcome,
     Stats,
     failure_reason,
+    lean_result,
     render_chunks,
     samples,
 )
@@ -56,7 +57,7 @@ class Runner:
 
     def same_settings(self, config: Config) -> bool:
         """Whether ``config`` would make an identical runner (so its caches can be kept)."""
-        keys = ("dns", "ehlo_name", "connect_port", "concurrency", "thresholds")
+        keys = ("dns", "ehlo_name", "connect_port", "concurrency", "thresholds", "metrics")
         return all(getattr(self.config, k) == getattr(config, k) for k in keys)
 
     def checker(self, ports: tuple[int, ...], timeout: float) -> Checker:
@@ -130,10 +131,13 @@ class Runner:
         result.duration = duration
         finished = time.time()
         success = failure is None
-        points = samples(name, result, success=success, finished=finished, duration=duration)
+        profile = self.config.metrics.profile if slim else "full"  # /probe: always full
+        points = samples(name, result, success=success, finished=finished, duration=duration,
+                         profile=profile)  # fmt: skip
         chunks = render_chunks(points)
         if slim:  # kept for /metrics: the rendered lines suffice
             _slim(result)
+            result = lean_result(result) if profile == "lean" else result
             points = []
         return Outcome(
             target=name,
