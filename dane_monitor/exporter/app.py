@@ -20,6 +20,7 @@ import signal
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
@@ -39,7 +40,8 @@ from dane_monitor.exporter.metrics import (
     probe_families,
     render_parts,
 )
-from dane_monitor.exporter.scheduler import Runner, Scheduler
+from dane_monitor.exporter.scheduler import Ledger, Runner, Scheduler
+from dane_monitor.exporter.workers import WorkerPool
 
 log = logging.getLogger("dane_monitor.exporter")
 
@@ -86,9 +88,12 @@ class Exporter:
         *,
         config_path: str | Path | None = None,
         overrides: Callable[[Config], Config] | None = None,
+        default_workers: int = 0,
     ) -> None:
         """``overrides``: what the command line changes in a configuration, applied again
-        to the file's on every reload (``serve --listen``, ``--shard``, …)."""
+        to the file's on every reload (``serve --listen``, ``--shard``, …).
+        ``default_workers``: worker processes when the configuration does not say
+        (``workers:``); 0 runs the background checks in this process."""
         self.config = config
         self.config_path = str(config_path) if config_path is not None else None
         self.overrides = overrides
@@ -98,16 +103,31 @@ class Exporter:
         self.stats = Stats(
             self._self_registry,
             targets=lambda: self.scheduler.counts(),
-            cache=lambda: self.runner.cache_stats(),
+            cache=self._cache_stats,
             lag=lambda: self.scheduler.lag(),
             connections=lambda: self.server.open_connections,
         )
-        self.scheduler = Scheduler(self.stats)
+        self.default_workers = default_workers
+        workers = self.workers_for(config)
+        self.scheduler: Ledger = (
+            WorkerPool(self.stats, workers) if workers else Scheduler(self.stats)
+        )
         self.server = HTTPServer(self._handle)
         self._probe_slots = asyncio.Semaphore(config.concurrency)
         ProcessCollector(registry=self._self_registry)
         self._reload_lock = asyncio.Lock()
         self.started = time.time()
+
+    def workers_for(self, config: Config) -> int:
+        """Worker processes for ``config``: its ``workers``, else :attr:`default_workers`."""
+        return config.workers if config.workers is not None else self.default_workers
+
+    def _cache_stats(self) -> tuple[int, int, int]:
+        entries, hits, misses = self.runner.cache_stats()  # /probe's
+        if isinstance(self.scheduler, WorkerPool):
+            more = self.scheduler.cache_stats()
+            entries, hits, misses = entries + more[0], hits + more[1], misses + more[2]
+        return entries, hits, misses
 
     @classmethod
     def from_file(cls, path: str | Path) -> Exporter:
@@ -134,7 +154,12 @@ class Exporter:
         _warn_open_probe(self.config)
         log.info(
             "listening",
-            extra={"url": self.url, "targets": len(self.config.targets), "version": __version__},
+            extra={
+                "url": self.url,
+                "targets": len(self.config.targets),
+                "workers": self.workers_for(self.config),
+                "version": __version__,
+            },
         )
 
     async def close(self) -> None:
@@ -167,6 +192,14 @@ class Exporter:
             if (web.ssl_context is None) != (self.web.ssl_context is None):
                 log.warning("switching TLS on or off needs a restart; users and headers reloaded")
                 web.ssl_context = self.web.ssl_context
+            workers = self.workers_for(config)
+            pool = self.scheduler if isinstance(self.scheduler, WorkerPool) else None
+            if (workers == 0) != (pool is None):
+                log.warning("switching between worker processes and none needs a restart",
+                            extra={"workers": self.workers_for(self.config)})  # fmt: skip
+                config = replace(config, workers=self.config.workers)
+            elif pool is not None:
+                pool.count = workers
             if config.concurrency != self.config.concurrency:
                 self._probe_slots = asyncio.Semaphore(config.concurrency)
             opened = config.probe.allow_any and not self.config.probe.allow_any

@@ -39,6 +39,15 @@ def _shard(text: str) -> Shard:
 
 LISTEN = arg_type(_listen, "listen")
 SHARD = arg_type(_shard, "shard")
+
+
+def _workers(text: str) -> int:
+    from dane_monitor.exporter.config import parse_workers
+
+    return parse_workers(text)
+
+
+WORKERS = arg_type(_workers, "workers")
 DAYS = arg_type(settings.parse_days, "days")
 DURATION = arg_type(settings.parse_duration, "duration")
 
@@ -72,6 +81,10 @@ def add_parsers(sub) -> None:
                        "as Prometheus's hashmod of the target name splits them: N exporters "
                        "given 0/N ... N-1/N check each target once (overrides the file's "
                        "shard)")  # fmt: skip
+    serve.add_argument("--workers", type=WORKERS, metavar="N",
+                       help="worker processes running the background checks (default: the "
+                       "configuration's workers, else one per core; 0: in the serving "
+                       "process)")  # fmt: skip
     _threshold_options(serve, "override the configuration's thresholds")
     _log_options(serve)
     serve.set_defaults(func=_serve)
@@ -150,6 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
     from dane_monitor.exporter import logs
     from dane_monitor.exporter.app import Exporter
     from dane_monitor.exporter.config import ConfigError, load, parse_listen
+    from dane_monitor.exporter.workers import default_workers
 
     prog = "dane-monitor serve"
     try:
@@ -161,6 +175,8 @@ def _serve(args: argparse.Namespace) -> int:
             config = replace(config, web_config=args.web_config)
         if args.shard:
             config = replace(config, shard=args.shard)
+        if args.workers is not None:
+            config = replace(config, workers=args.workers)
     except (ConfigError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE
@@ -195,7 +211,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def run() -> int:
         try:
-            exporter = Exporter(config, config_path=args.config, overrides=_overrides(args))
+            exporter = Exporter(
+                config,
+                config_path=args.config,
+                overrides=_overrides(args),
+                default_workers=default_workers(),
+            )
         except (ConfigError, ValueError, OSError) as exc:
             print(f"{prog}: {exc}", file=sys.stderr)
             return USAGE
@@ -220,6 +241,8 @@ def _overrides(args: argparse.Namespace) -> Callable[[Config], Config]:
             config = replace(config, web_config=args.web_config)
         if args.shard:
             config = replace(config, shard=args.shard)
+        if args.workers is not None:
+            config = replace(config, workers=args.workers)
         return replace(config, thresholds=thresholds_from_args(args, config.thresholds))
 
     return apply

@@ -119,6 +119,9 @@ class Config:
     # This exporter's part of ``targets`` (Prometheus's hashmod of the name); None: all.
     shard: Shard | None = None
     metrics: MetricsSettings = MetricsSettings()
+    # Worker processes running the background checks; 0: in the serving process; None
+    # (unset): ``serve`` starts one per core (dane_monitor.exporter.workers).
+    workers: int | None = None
     path: str = "<config>"
 
     def listen_address(self) -> tuple[str, int]:
@@ -256,7 +259,7 @@ def _target_name(value: Any) -> str:
 
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
-        "defaults", "targets", "probe", "thresholds", "shard", "metrics")  # fmt: skip
+        "defaults", "targets", "probe", "thresholds", "shard", "metrics", "workers")  # fmt: skip
 _METRICS = ("profile",)
 _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
@@ -288,6 +291,8 @@ def parse(text: str, path: str = "<config>") -> Config:
         kwargs["jitter"] = r.value(top["jitter"], "jitter", _fraction)
     if "shard" in top:
         kwargs["shard"] = r.value(top["shard"], "shard", parse_shard)
+    if "workers" in top:
+        kwargs["workers"] = r.value(top["workers"], "workers", parse_workers)
 
     dns_map = r.mapping(top["dns"][1], _DNS, "dns") if "dns" in top else {}
     dns_kwargs: dict[str, Any] = {}
@@ -371,6 +376,15 @@ def parse(text: str, path: str = "<config>") -> Config:
             profile = r.value(entries["profile"], "profile", _profile)
             kwargs["metrics"] = MetricsSettings(profile=profile)
     return Config(**kwargs)
+
+
+def parse_workers(value: Any) -> int:
+    """A number of worker processes: a whole number from 0 (in-process) to 256."""
+    if isinstance(value, str) and value.strip().isdigit() and value.strip().isascii():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 256:
+        raise ValueError(f"a whole number from 0 to 256, not {value!r}")
+    return value
 
 
 def _profile(value: Any) -> str:

@@ -167,79 +167,50 @@ def _slim(result: DomainResult) -> None:
             ep.transcript = []
 
 
-class Scheduler:
-    """One task per target; ``outcomes`` holds the latest outcome of each configured target.
-
-    When checks cannot keep up (too many targets for ``concurrency`` and their intervals), a
-    target still has at most one check waiting: its checks never overlap or queue up, so
-    memory stays one task and one result per target. Waiting checks take free slots in the
-    order they became due (the semaphore wakes waiters first come, first served), so every
-    interval stretches alike and no target starves. :meth:`lag` says how far behind it is;
-    a watchdog logs a warning while targets are overdue, and when they have caught up.
+class Ledger:
+    """The latest outcome of each background target and what follows from them: the check
+    and cycle counts, the lag, the watchdog's warning. :class:`Scheduler` runs the checks in
+    this process; :class:`~.workers.WorkerPool` receives them from worker processes.
     """
 
     WATCH_EVERY = 5.0  # seconds between the watchdog's looks
     WARN_EVERY = 60.0  # a warning at most this often while behind
 
-    def __init__(self, stats: Stats, *, rng: random.Random | None = None) -> None:
+    def __init__(self, stats: Stats | None) -> None:
         self.stats = stats
         self.outcomes: dict[str, Outcome] = {}
         self.targets: dict[str, Target] = {}
-        self.runner: Runner | None = None
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(1)
+        self.on_outcome: Callable[[Outcome], None] | None = None
         self._concurrency = 1
-        self._jitter = 0.0
-        self._rng = rng or random.Random()
         self._pass_started = time.monotonic()
         self._pass_pending: set[str] = set()
-        self.on_outcome: Callable[[Outcome], None] | None = None
-        self._due: dict[str, float] = {}  # loop time a waiting check became due, by target
         self._added: dict[str, float] = {}  # when a target without a result was configured
         self._watchdog: asyncio.Task[None] | None = None
 
     def apply(self, config: Config, runner: Runner) -> None:
-        """Make the running tasks match ``config``: removed targets stop and lose their
-        results at once, new ones start, changed ones restart."""
-        restart_all = runner is not self.runner or config.jitter != self._jitter
-        if restart_all:
-            self.runner = runner
-            self._slots = asyncio.Semaphore(config.concurrency)
-            self._concurrency = config.concurrency
-            self._jitter = config.jitter
-        wanted = {t.name: t for t in config.scheduled_targets()}
-        for name in list(self._tasks):
-            old = self.targets.get(name)
-            if name not in wanted or wanted[name] != old or restart_all:
-                self._tasks.pop(name).cancel()
-            if name not in wanted or wanted[name] != old:
-                self.outcomes.pop(name, None)
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watchdog
+            self._watchdog = None
+
+    def _configure(self, wanted: dict[str, Target], forget: set[str]) -> None:
+        """Targets are now ``wanted``; the results of ``forget`` (removed or changed) go."""
+        for name in forget:
+            self.outcomes.pop(name, None)
         self.targets = wanted
         now = time.time()
         self._added = {n: self._added.get(n, now) for n in wanted}
-        self._due = {n: due for n, due in self._due.items() if n in wanted}
-        if self._watchdog is None:
+        if self._watchdog is None and self.stats is not None:
             self._watchdog = asyncio.create_task(self._watch(), name="scheduler watchdog")
-        for name, target in wanted.items():
-            if name not in self._tasks:
-                self._tasks[name] = asyncio.create_task(self._loop(target), name=f"check {name}")
         self._pass_pending = {n for n in self._pass_pending if n in wanted} | {
             n for n in wanted if n not in self.outcomes
         }
         if not self._pass_pending:
             self._new_pass()
-
-    async def close(self) -> None:
-        tasks = list(self._tasks.values())
-        if self._watchdog is not None:
-            tasks.append(self._watchdog)
-            self._watchdog = None
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -247,24 +218,45 @@ class Scheduler:
             out[t.kind] = out.get(t.kind, 0) + 1
         return out
 
+    def overdue(self) -> int:
+        """Targets whose check is due and has waited for a slot past its allowance."""
+        return 0
+
     def lag(self) -> tuple[int, float]:
         """(targets overdue, age in seconds of the oldest result) now.
 
         A target is overdue when its next check became due and has waited for a slot longer
         than a tenth of its interval (at least 1 s: a short wait for a slot is normal).
         """
-        now = time.monotonic()  # the event loop's clock
-        overdue = 0
-        for name, due in list(self._due.items()):
-            target = self.targets.get(name)
-            if target is not None and now - due > max(1.0, 0.1 * target.interval):
-                overdue += 1
         wall = time.time()
         oldest = wall
         for name in self.targets:
             outcome = self.outcomes.get(name)
             oldest = min(oldest, outcome.finished if outcome else self._added.get(name, wall))
-        return overdue, max(0.0, wall - oldest)
+        return self.overdue(), max(0.0, wall - oldest)
+
+    def record(self, outcome: Outcome, **fields: object) -> None:
+        """Keep ``outcome`` as its target's latest, count it, log it."""
+        name = outcome.target
+        self.outcomes[name] = outcome
+        if self.stats is not None:
+            self.stats.check_done(outcome)
+        self._progress(name)
+        log.debug(
+            "checked",
+            extra={
+                "target": name,
+                "verdict": outcome.result.verdict.value,
+                "success": outcome.success,
+                "reason": outcome.failure or "",
+                "duration": round(outcome.duration, 3),
+                **fields,
+            },
+        )
+        if outcome.failure in ("timeout", "exception"):
+            log.warning("check failed", extra={"target": name, "reason": outcome.failure})
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
 
     async def _watch(self) -> None:
         behind_since: float | None = None
@@ -298,8 +290,87 @@ class Scheduler:
     def _progress(self, name: str) -> None:
         self._pass_pending.discard(name)
         if not self._pass_pending and self.targets:
-            self.stats.cycle_done(time.monotonic() - self._pass_started)
+            if self.stats is not None:
+                self.stats.cycle_done(time.monotonic() - self._pass_started)
             self._new_pass()
+
+
+class Scheduler(Ledger):
+    """One task per target; ``outcomes`` holds the latest outcome of each configured target.
+
+    When checks cannot keep up (too many targets for ``concurrency`` and their intervals), a
+    target still has at most one check waiting: its checks never overlap or queue up, so
+    memory stays one task and one result per target. Waiting checks take free slots in the
+    order they became due (the semaphore wakes waiters first come, first served), so every
+    interval stretches alike and no target starves. :meth:`lag` says how far behind it is;
+    a watchdog logs a warning while targets are overdue, and when they have caught up.
+
+    With ``sink`` (in a worker process, :mod:`.workers`), each outcome goes to ``sink`` only:
+    nothing is kept, counted or logged here, and there is no watchdog (the serving process
+    does all that).
+    """
+
+    def __init__(
+        self,
+        stats: Stats | None,
+        *,
+        rng: random.Random | None = None,
+        sink: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        super().__init__(stats)
+        self.runner: Runner | None = None
+        self.in_flight = 0
+        self._sink = sink
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(1)
+        self._jitter = 0.0
+        self._rng = rng or random.Random()
+        self._due: dict[str, float] = {}  # loop time a waiting check became due, by target
+
+    def apply(
+        self, config: Config, runner: Runner, targets: tuple[Target, ...] | None = None
+    ) -> None:
+        """Make the running tasks match ``config`` (or ``targets`` with its settings):
+        removed targets stop and lose their results at once, new ones start, changed ones
+        restart."""
+        restart_all = runner is not self.runner or config.jitter != self._jitter
+        if restart_all:
+            self.runner = runner
+            self._slots = asyncio.Semaphore(config.concurrency)
+            self._concurrency = config.concurrency
+            self._jitter = config.jitter
+        wanted = {t.name: t for t in (config.scheduled_targets() if targets is None else targets)}
+        forget = set()
+        for name in list(self._tasks):
+            old = self.targets.get(name)
+            if name not in wanted or wanted[name] != old or restart_all:
+                self._tasks.pop(name).cancel()
+            if name not in wanted or wanted[name] != old:
+                forget.add(name)
+        self._due = {n: due for n, due in self._due.items() if n in wanted}
+        self._configure(wanted, forget)
+        for name, target in wanted.items():
+            if name not in self._tasks:
+                self._tasks[name] = asyncio.create_task(self._loop(target), name=f"check {name}")
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await super().close()
+
+    def overdue(self) -> int:
+        now = time.monotonic()  # the event loop's clock
+        overdue = 0
+        for name, due in list(self._due.items()):
+            target = self.targets.get(name)
+            if target is not None and now - due > max(1.0, 0.1 * target.interval):
+                overdue += 1
+        return overdue
 
     async def _loop(self, target: Target) -> None:
         runner = self.runner
@@ -315,35 +386,21 @@ class Scheduler:
                 if self._due.get(target.name) == due:  # not a restarted target's entry
                     del self._due[target.name]
             started = loop.time()
+            self.in_flight += 1
             try:
-                with self.stats.checking():
+                with self.stats.checking() if self.stats is not None else contextlib.nullcontext():
                     outcome = await runner.run(
                         target.name, target.kind, target.ports, target.timeout
                     )
             finally:
+                self.in_flight -= 1
                 slots.release()
             if self.targets.get(target.name) != target:
                 return  # reconfigured while checking
-            self.outcomes[target.name] = outcome
-            self.stats.check_done(outcome)
-            self._progress(target.name)
-            log.debug(
-                "checked",
-                extra={
-                    "target": target.name,
-                    "verdict": outcome.result.verdict.value,
-                    "success": outcome.success,
-                    "reason": outcome.failure or "",
-                    "duration": round(outcome.duration, 3),
-                },
-            )
-            if outcome.failure in ("timeout", "exception"):
-                log.warning(
-                    "check failed",
-                    extra={"target": target.name, "reason": outcome.failure},
-                )
-            if self.on_outcome is not None:
-                self.on_outcome(outcome)
+            if self._sink is not None:
+                self._sink(outcome)
+            else:
+                self.record(outcome)
             spread = 1 + self._rng.uniform(-self._jitter, self._jitter)
             due = started + target.interval * spread
             await asyncio.sleep(max(0.0, due - loop.time()))
