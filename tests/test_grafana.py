@@ -322,6 +322,17 @@ def test_a_healthy_target_has_at_most_10_series_in_the_lean_profile(demo):
         assert most <= 10, {t: per_target[t] for t in healthy if per_target.get(t, 0) > 10}
 
 
+def test_probe_answers_with_every_series_whatever_the_profile(demo):
+    # /probe is one target for a person or a blackbox-style job: always the full profile.
+    url, _ = demo
+    with urllib.request.urlopen(f"http://{url}/probe?target=good-ee.example", timeout=60) as r:
+        text = r.read().decode()
+    # (prometheus_client orders the labels by name)
+    assert re.search(r'^dane_verdict\{.*verdict="bogus"\} 0', text, re.M)
+    assert re.search(r'^dane_tlsa_match\{.*target="good-ee.example"\} 1', text, re.M)
+    assert "dane_dnssec_secure{" in text
+
+
 def test_the_alerts_fire_from_real_data(demo):
     prometheus = need(PROMETHEUS, "prometheus")
     need(PROMTOOL, "promtool")
