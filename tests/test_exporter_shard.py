@@ -15,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shlex
 import signal
 import struct
+import subprocess
+import sys
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -199,3 +203,16 @@ def test_serve_shard_flag(tmp_path, capsys):
         capsys.readouterr().err
     )
     assert parse_shard(" 1 / 4 ") == Shard(1, 4)
+
+
+def test_the_docs_give_the_relabeling_that_reproduces_the_split():
+    docs = (Path(__file__).parent.parent / "docs" / "exporter.md").read_text()
+    section = docs[docs.index("### Background checks on several exporters") :]
+    assert "shard: 1/3" in section and "action: hashmod" in section
+    # the one-liner the docs give computes our bucket
+    line = re.search(r"`(python3 -c '[^`]+)`", section)
+    assert line is not None
+    command = line[1].replace("python3", shlex.quote(sys.executable), 1)
+    root = Path(__file__).parent.parent
+    out = subprocess.run(command, shell=True, capture_output=True, text=True, check=True, cwd=root)
+    assert out.stdout.strip() == str(hashmod("example.de", 3))
