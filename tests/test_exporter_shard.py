@@ -110,6 +110,10 @@ def test_three_background_exporters_check_every_target_exactly_once(
         while "configuration reloaded" not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
+        # the log says what this exporter checks
+        assert f'msg="configuration reloaded" targets={len(shown[0])} shard=0/3' in (
+            log.read_text()
+        )
         text = get(url + "metrics")
         assert gauge(text, "dane_exporter_targets") == len(shown[0])
         assert metric_targets(text) == shown[0]

@@ -156,7 +156,7 @@ class Exporter:
             "listening",
             extra={
                 "url": self.url,
-                "targets": len(self.config.targets),
+                **_targets_field(self.config),
                 "workers": self.workers_for(self.config),
                 "version": __version__,
             },
@@ -208,7 +208,7 @@ class Exporter:
             if opened:
                 _warn_open_probe(config)
             self.stats.reloaded(ok=True)
-            log.info("configuration reloaded", extra={"targets": len(config.targets)})
+            log.info("configuration reloaded", extra=_targets_field(config))
             return None
 
     async def serve_forever(self) -> int:
@@ -383,6 +383,14 @@ class Exporter:
             rows=body,
             cycles=self.stats.cycles,
         )
+
+
+def _targets_field(config: Config) -> dict[str, object]:
+    """What a log line says of the targets: those checked here, and the shard if any."""
+    field: dict[str, object] = {"targets": len(config.scheduled_targets())}
+    if config.shard is not None:
+        field["shard"] = str(config.shard)
+    return field
 
 
 def _warn_open_probe(config: Config) -> None:
