@@ -242,17 +242,19 @@ class Ledger:
         if self.stats is not None:
             self.stats.check_done(outcome)
         self._progress(name)
-        log.debug(
-            "checked",
-            extra={
-                "target": name,
-                "verdict": outcome.result.verdict.value,
-                "success": outcome.success,
-                "reason": outcome.failure or "",
-                "duration": round(outcome.duration, 3),
-                **fields,
-            },
-        )
+        if log.isEnabledFor(logging.DEBUG):  # its fields are built only when shown
+            result = outcome.result
+            log.debug(
+                "checked",
+                extra={
+                    "target": name,
+                    "verdict": result.verdict.value,
+                    "success": outcome.success,
+                    "reason": outcome.failure or "",
+                    "duration": round(outcome.duration, 3),
+                    **fields,
+                },
+            )
         if outcome.failure in ("timeout", "exception"):
             log.warning("check failed", extra={"target": name, "reason": outcome.failure})
         if self.on_outcome is not None:

@@ -45,6 +45,7 @@ log = logging.getLogger("dane_monitor.exporter")
 
 _LEN = struct.Struct(">I")
 REPORT_EVERY = 1.0  # seconds between a worker's reports of what it is doing
+BATCH_EVERY = 0.02  # seconds a worker gathers outcomes before sending them
 STOP_GRACE = 10.0  # seconds a worker has to stop before it is killed
 MAX_BACKOFF = 30.0  # seconds at most between restarts of a worker that keeps dying
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dane_monitor/
@@ -190,7 +191,8 @@ class WorkerPool(Ledger):
         assert config is not None
         mine = tuple(t for t in config.scheduled_targets() if self._owner[t.name] == index)
         count = max(1, self.count)
-        part = replace(config, concurrency=share(config.concurrency, count))
+        # The worker's settings with its own targets only (not the whole list again).
+        part = replace(config, targets=mine, concurrency=share(config.concurrency, count))
         return ("config", self._generation, part, mine)
 
     def _send_orders(self, worker: _Worker) -> None:
@@ -275,7 +277,7 @@ class WorkerPool(Ledger):
             for message in batch:
                 if message[0] == "outcome":
                     self._received(worker, message[1], message[2])
-                elif message[0] == "state":
+                elif message[0] == "state" and not worker.stopping:
                     _, in_flight, worker.overdue, worker.cache, targets = message
                     self._set_in_flight(worker, in_flight)
                     self._worker_targets.labels(str(worker.index)).set(targets)
@@ -363,7 +365,7 @@ class _Tag(logging.Filter):
 
 
 class _Reporter:
-    """A worker's reports, sent in batches: whatever finished in one turn of the loop."""
+    """A worker's reports, sent in batches: whatever finished within :data:`BATCH_EVERY`."""
 
     def __init__(self, writer: asyncio.WriteTransport) -> None:
         self.writer = writer
@@ -374,8 +376,8 @@ class _Reporter:
         self.put(("outcome", self.generation, outcome))
 
     def put(self, message: Any) -> None:
-        if not self._batch:
-            asyncio.get_running_loop().call_soon(self.flush)
+        if not self._batch:  # one write (and one wake-up of the serving process) per batch
+            asyncio.get_running_loop().call_later(BATCH_EVERY, self.flush)
         self._batch.append(message)
 
     def flush(self) -> None:
