@@ -6,6 +6,7 @@ against the local world, and memory over a long soak of repeated cycles.
     python3 benchmarks/exporter.py soak [--copies 4] [--cycles 60] [--interval 2] [--timeout 10]
     python3 benchmarks/exporter.py deadline [--runs 20] [--scrape-timeout 1.2]
     python3 benchmarks/exporter.py busy [--targets 1000] [--seconds 20]
+    python3 benchmarks/exporter.py workers [--copies 50] [--workers 0,1,2] [--seconds 30]
 
 ``scrape`` fills an exporter with synthesized results (every target a domain with two MX
 hosts, each with one address serving ECDSA and RSA chains under a secure 3 1 1 TLSA RRset:
@@ -33,13 +34,24 @@ resolver (100 in flight, 4 s deadline) and times ``/metrics`` and ``/-/healthy``
 a scrape never waits for a check. (The tests assert the order of these events; the times are
 here.)
 
+``workers`` serves the world in a separate process (``--copies 50``: about 2,000 domains) and
+runs ``dane-monitor serve`` as a process with each ``--workers`` count in turn (0: every
+check in the serving process, the peer figure from the same run), every domain a target with
+an interval short enough that the exporter never waits (it is always behind). After the first
+cycle (cold caches) it measures, over ``--seconds`` and ``--rounds`` windows: the checks
+completed per second of wall time (dane_exporter_checks_total), and the CPU time of every
+exporter process (the serving process and its workers, from /proc/PID/stat) per check. The
+capacity is what that CPU cost allows on all of this machine's cores in 5 minutes; the wall
+figure is lower here because the world's servers run on the same cores.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
+import os
 import resource
 import socket
 import statistics
@@ -391,6 +403,156 @@ async def run_busy(args) -> None:
     print(f"  GET /-/healthy: {_summary(health)}")
 
 
+def _proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _family(pid: int) -> list[int]:
+    """``pid`` and its live children (the exporter's workers)."""
+    out = [pid]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid and stat[0] != "Z":
+                out.append(int(entry))
+    return out
+
+
+def _metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def _serve_round(args, tmp: Path, dns: str, smtp: int, names: list[str], workers: int):
+    """(checks/s wall, CPU s per check) per window of one ``serve --workers`` process."""
+    request = _client()
+    path = tmp / f"dane-{workers}.yml"
+    path.write_text(
+        "listen: 127.0.0.1:0\n"
+        f"dns: {{resolver: '{dns}', trust_anchor: '{tmp / 'trust-anchor.ds'}'}}\n"
+        f"connect_port: {smtp}\nconcurrency: {args.concurrency}\njitter: 0.1\n"
+        f"workers: {workers}\n"
+        f"defaults: {{interval: {args.interval}, timeout: 10}}\n"
+        "targets:\n" + "".join(f"  - domain: {n}\n" for n in names)
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dane_monitor", "serve", "--config", str(path),
+        "--log-level", "error", "--log-format", "json",
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    try:
+        # the URL comes in the "listening" line, logged at info: ask the port instead
+        url = None
+        deadline = time.monotonic() + 60
+        while url is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            for conn in _listening(proc.pid):
+                url = f"http://127.0.0.1:{conn}/"
+        assert url, "the exporter did not start"
+
+        async def scrape() -> str:
+            reply = await request(url + "metrics")
+            assert reply.status == 200
+            return reply.text
+
+        while _metric(await scrape(), "dane_exporter_cycles_total") < 1:  # noqa: ASYNC110 (a poll)
+            await asyncio.sleep(2)
+        figures = []
+        for _ in range(args.rounds):
+            family = _family(proc.pid)
+            cpu0, own0 = sum(map(_proc_cpu, family)), _proc_cpu(proc.pid)
+            text = await scrape()
+            t0, n0 = time.monotonic(), _metric(text, "dane_exporter_checks_total")
+            await asyncio.sleep(args.seconds)
+            text = await scrape()
+            t1, n1 = time.monotonic(), _metric(text, "dane_exporter_checks_total")
+            later = _family(proc.pid)
+            assert later == family, "a worker restarted during the window"
+            cpu1, own1 = sum(map(_proc_cpu, later)), _proc_cpu(proc.pid)
+            checks = n1 - n0
+            figures.append((checks / (t1 - t0), (cpu1 - cpu0) / checks, (own1 - own0) / checks))
+        restarts = _metric(text, "dane_exporter_worker_restarts_total")
+        failures = _metric(text, 'dane_exporter_check_failures_total{reason="timeout"}')
+        return figures, len(family) - 1, restarts, failures
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+def _listening(pid: int) -> list[int]:
+    """TCP ports process ``pid`` listens on (from /proc/net/tcp and its descriptors)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return []
+    ports = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as f:
+            for line in list(f)[1:]:
+                parts = line.split()
+                if parts[3] == "0A" and parts[9] in inodes:  # LISTEN
+                    ports.append(int(parts[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+async def run_workers(args) -> None:
+    from check import SLOW, start_world
+
+    counts = [int(n) for n in args.workers.split(",")]
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="dane-bench-workers-") as tmp:
+        proc, dns, smtp, domains = start_world(args.copies, Path(tmp))
+        names = [d.rstrip(".") for d in domains]
+        try:
+            print(
+                f"world: {len(names)} domains in a separate process (without {sorted(SLOW)}); "
+                f"interval {args.interval}s (always behind), concurrency {args.concurrency} "
+                f"in total; {args.rounds} windows of {args.seconds:g}s after the first cycle; "
+                f"{cores} cores"
+            )
+            print(
+                f"{'workers':>7}  {'processes':>9}  {'checks/s wall':>13}  "
+                f"{'CPU ms/check':>12}  {'capacity /5 min on ' + str(cores) + ' cores':>26}"
+            )
+            for workers in counts:
+                figures, procs, restarts, timeouts = await _serve_round(
+                    args, Path(tmp), dns, smtp, names, workers
+                )
+                rate = statistics.median(f[0] for f in figures)
+                cpu = statistics.median(f[1] for f in figures)
+                capacity = cores * 300 / cpu
+                own = statistics.median(f[2] for f in figures)
+                spread = ", ".join(f"{r:.0f}/s {c * 1000:.2f} ms" for r, c, _ in figures)
+                print(
+                    f"{workers:>7}  {procs + 1:>9}  {rate:>13.0f}  {cpu * 1000:>12.2f}  "
+                    f"{capacity:>26,.0f}   (serving process {own * 1000:.2f} ms/check; "
+                    f"windows: {spread}; restarts {restarts:g}, timeouts {timeouts:g})"
+                )
+                sys.stdout.flush()
+        finally:
+            proc.terminate()
+            proc.wait(10)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="what", required=True)
@@ -412,9 +574,17 @@ def main() -> None:
     b = sub.add_parser("busy")
     b.add_argument("--targets", type=int, default=1000)
     b.add_argument("--seconds", type=float, default=20.0)
+    w = sub.add_parser("workers")
+    w.add_argument("--copies", type=int, default=50)
+    w.add_argument("--workers", default="0,1,2", help="worker counts to run, in turn")
+    w.add_argument("--seconds", type=float, default=30.0)
+    w.add_argument("--rounds", type=int, default=3)
+    w.add_argument("--interval", type=float, default=1.0)
+    w.add_argument("--concurrency", type=int, default=100)
     args = parser.parse_args()
     logs.setup("logfmt", "error")
-    run = {"scrape": run_scrape, "soak": run_soak, "deadline": run_deadline, "busy": run_busy}
+    run = {"scrape": run_scrape, "soak": run_soak, "deadline": run_deadline, "busy": run_busy,
+           "workers": run_workers}  # fmt: skip
     asyncio.run(run[args.what](args))
 
 
