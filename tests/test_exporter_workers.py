@@ -335,3 +335,30 @@ async def test_workers_falling_behind_is_visible_in_the_serving_process(
     await until(lambda: "checks caught up" in caplog.text, "a log line that checks caught up")
     metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
     assert value(metrics, "dane_exporter_targets_overdue") == 0
+
+
+def test_workers_leave_when_the_serving_process_is_killed(tmp_path):
+    """SIGKILL to the serving process, at once or once its workers have their orders: every
+    worker notices its pipe closed and leaves (no orphans checking on their own)."""
+    path = tmp_path / "dane.yml"
+    path.write_text("listen: 127.0.0.1:0\nworkers: 2\ntargets: []\n")
+    for wait_for_orders in (False, True):
+        serve = Serve(path)
+        try:
+            if wait_for_orders:
+                serve.metrics_when(
+                    lambda t: value(t, "dane_exporter_worker_targets", worker="1") == 0,
+                    "both workers have their orders",
+                )
+            else:
+                serve.wait_for(lambda line: 'msg="worker started" worker=1 ' in line)
+            workers = children(serve.proc.pid)
+            assert len(workers) == 2
+            serve.proc.kill()
+            serve.proc.wait()
+            deadline = time.monotonic() + HANG_GUARD
+            while any(alive(p) for p in workers) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert not [p for p in workers if alive(p)]
+        finally:
+            serve.close()

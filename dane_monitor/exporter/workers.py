@@ -262,7 +262,8 @@ class WorkerPool(Ledger):
             if time.monotonic() - started > 60:
                 backoff = 0.5
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), backoff)
+                async with asyncio.timeout(backoff):
+                    await self._wake.wait()
             backoff = min(MAX_BACKOFF, backoff * 2)
 
     async def _serve(self, worker: _Worker, proc: asyncio.subprocess.Process) -> None:
@@ -309,7 +310,8 @@ class WorkerPool(Ledger):
         if proc.stdin is not None:
             proc.stdin.close()
         try:
-            await asyncio.wait_for(asyncio.shield(proc.wait()), STOP_GRACE)
+            async with asyncio.timeout(STOP_GRACE):
+                await proc.wait()
         except TimeoutError:
             log.warning("worker did not stop; killing it", extra={"worker": worker.index})
             with contextlib.suppress(ProcessLookupError):
@@ -411,8 +413,11 @@ async def _worker(orders_fd: int, reports_fd: int) -> int:
             if state != last:
                 reporter.put(state)
                 last = state
+            # asyncio.timeout, not wait_for: Python 3.11's wait_for swallows a cancellation
+            # that comes as the event is set (then this loop outlived its worker's orders).
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), REPORT_EVERY)
+                async with asyncio.timeout(REPORT_EVERY):
+                    await wake.wait()
             wake.clear()
 
     async def obey() -> None:
@@ -439,6 +444,8 @@ async def _worker(orders_fd: int, reports_fd: int) -> int:
     try:
         await asyncio.wait((orders, stopped), return_when=asyncio.FIRST_COMPLETED)
     finally:
+        # However the checks end, the worker is gone STOP_GRACE seconds after its orders.
+        loop.call_later(STOP_GRACE, os._exit, 0)
         for task in (reporting, orders, stopped):
             task.cancel()
         await asyncio.gather(reporting, orders, stopped, return_exceptions=True)
