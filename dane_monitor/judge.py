@@ -15,6 +15,7 @@ known-good name too, our host has no route to that address family, bad usage) is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from dane_monitor import evidence as ev
 from dane_monitor import policy
@@ -176,7 +177,10 @@ def judge(domain: ev.Domain) -> Judgement:
         return _domain("bad-name")
     hosts = tuple(judge_host(h, domain.resolver_ok) for h in domain.hosts)
     if domain.mx is not None:
-        plan = policy.mx_plan(domain.mx, domain.target)
+        # findings imports this module; its memo per MX RRset is policy.mx_plan remembered.
+        from dane_monitor.findings import mx_plan
+
+        plan = mx_plan(domain.mx, domain.target)
         if plan.mode == "failed":
             return _domain(_failure_case([domain.mx], "mx", domain.resolver_ok))
         if plan.mode == "nxdomain":
@@ -204,8 +208,8 @@ def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
     failures = policy.address_failures(host.a, host.aaaa)
     if failures:
         return _host(host, _failure_case(failures, "address", resolver_ok))
-    if not policy.addresses(host.a, host.aaaa):
-        return _host(host, "no-address")
+    if not any(x.rrset for x in policy.usable_addresses(host.a, host.aaaa)):
+        return _host(host, "no-address")  # policy.addresses() is empty
     if not host.bases or not host.tlsa:
         return _host(host, "address-insecure", opportunistic=True)
     decided = host.tlsa[-1]
@@ -218,7 +222,7 @@ def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
     if answer.kind != Kind.POSITIVE or answer.rrset is None:
         return _host(host, "no-tlsa", opportunistic=True, tlsa=decided)
 
-    records = tuple(T.TLSARecord.from_rdata(r) for r in answer.rrset)
+    records = _tlsa_records(answer.rrset)
     usable = [r for r in records if r.usable]
     names = policy.reference_names(host.name, decided.base)
     eps = tuple(_judge_endpoint(e, records, usable, names) for e in host.endpoints)
@@ -228,6 +232,24 @@ def judge_host(host: ev.Host, resolver_ok: bool | None) -> HostJudgement:
     return HostJudgement(
         host, "dane", verdict, action, eps, decided.base, decided, records, _impact(eps)
     )
+
+
+# TLSA RRsets as records, by their exact contents: the same RRset comes back every
+# monitoring cycle, and a record works out its usability (and parses Full(0) data) once.
+_RECORDS = 2048
+_records: dict[tuple[tuple[int, int, int, bytes], ...], tuple[T.TLSARecord, ...]] = {}
+
+
+def _tlsa_records(rrset: Any) -> tuple[T.TLSARecord, ...]:
+    """``TLSARecord.from_rdata`` of each record of ``rrset``, in order."""
+    key = tuple((int(r.usage), int(r.selector), int(r.mtype), bytes(r.cert)) for r in rrset)
+    records = _records.get(key)
+    if records is None:
+        records = tuple(T.TLSARecord(*fields) for fields in key)
+        if len(_records) >= _RECORDS:
+            _records.clear()
+        _records[key] = records
+    return records
 
 
 def _host(

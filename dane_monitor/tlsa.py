@@ -28,6 +28,7 @@ Rules, in short (the RFC sections are the authority):
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import re
 from collections.abc import Iterator, Sequence
@@ -361,13 +362,17 @@ class _Node:
 
     @classmethod
     def parse(cls, der: Any, index: int | None) -> _Node | None:
+        """``der`` parsed, or None when it is not a certificate. A node depends only on its
+        DER bytes and ``index`` and is never changed after it is made (what it computes
+        lazily follows from the bytes), so a monitor that sees the same chain every cycle
+        gets the node it had: :func:`_parsed` remembers the last :data:`_PARSED`."""
         try:
             if isinstance(der, x509.Certificate):
                 der = der.public_bytes(serialization.Encoding.DER)
             der = bytes(der)
-            return cls(der, x509.load_der_x509_certificate(der), index)
         except Exception:
             return None
+        return _parsed(der, index)
 
     def association(self, selector: int, mtype: int) -> bytes:
         key = (selector, mtype)
@@ -427,6 +432,19 @@ class _Node:
             and child.authority_key_id is not None
             and self.key_id != child.authority_key_id
         )
+
+
+# Certificates parsed, by exact DER bytes and chain position: a monitor checks the same
+# servers every cycle. Bounded; a node holds the DER, the parsed certificate and its key.
+_PARSED = 2048
+
+
+@functools.lru_cache(maxsize=_PARSED)
+def _parsed(der: bytes, index: int | None) -> _Node | None:
+    try:
+        return _Node(der, x509.load_der_x509_certificate(der), index)
+    except Exception:
+        return None
 
 
 def _signed_by(cert: x509.Certificate, key: Any) -> bool:

@@ -17,6 +17,7 @@ Both have ``healthy()``: does our resolver answer and validate the trust anchor'
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -161,6 +162,11 @@ class Validator:
         self._keys: dict[dns.name.Name, ZoneKeys] = {}
         self._pending: dict[dns.name.Name, asyncio.Future[ZoneKeys]] = {}
         self._answers: dict[tuple[dns.name.Name, int, bool], tuple[Answer, float]] = {}
+        # Whole lookups (CNAMEs followed) made only of cached answers, by the question as
+        # asked: (name, or id of the Name object, rdtype) -> (the Name or str asked,
+        # answer, monotonic expiry: the earliest of its parts', generation of _answers).
+        self._lookups: dict[tuple[Any, Any], tuple[Any, Answer, float, int]] = {}
+        self._generation = 0  # bumped whenever _answers drops an entry before its time
         self.max_answers = max_answers
         self.verifications = 0
         self._health = _Health()
@@ -176,18 +182,25 @@ class Validator:
     ) -> Answer:
         """Look up and validate; CNAMEs and DNAMEs are followed (up to 8 steps) unless CNAME
         is asked for."""
+        hit = self.cached(name, rdtype)
+        if hit is not None:
+            return hit
+        memo = (name if isinstance(name, str) else id(name), rdtype)
         qname = dns.name.from_text(name) if isinstance(name, str) else name
         qtype = int(dns.rdatatype.RdataType.make(rdtype))
         refused = _unvalidatable(qname, qtype)
         if refused is not None:
             return refused
         budget = _Budget(MAX_VERIFICATIONS_PER_LOOKUP)
+        generation = self._generation
+        parts: list[tuple[tuple[dns.name.Name, int, bool], Answer]] = []
         steps: list[CNAMEStep] = []
         expiration: int | None = None
         current = qname
         seen = {qname}
         while True:
             ans = await self._single(current, qtype, deadline, budget=budget)
+            parts.append(((current, qtype, True), ans))
             expiration = earliest(expiration, ans.expiration)
             target = _cname_target(ans)
             if target is None or qtype == CNAME:
@@ -211,7 +224,7 @@ class Validator:
             bad = next(s for s in steps if s.status == status)
             what = "DNAME" if bad.dname is not None else "CNAME"
             reason, detail = "cname-" + status.value, f"{what} at {bad.owner} is {status}"
-        return Answer(
+        answer = Answer(
             qname,
             qtype,
             status,
@@ -225,6 +238,48 @@ class Validator:
             signer=ans.signer,
             dname=ans.dname if qtype == CNAME else None,
         )
+        self._remember(memo, name, answer, parts, generation)
+        return answer
+
+    def cached(
+        self, name: dns.name.Name | str, rdtype: dns.rdatatype.RdataType | str | int
+    ) -> Answer | None:
+        """What :meth:`lookup` would answer now without asking anyone, or None when it would
+        have to ask (or validate) something. A monitor asks the same questions every cycle:
+        while every answer a lookup was made of is still cached as it was, the lookup is
+        what it was (the same object; answers are never changed once made)."""
+        hit = self._lookups.get((name if isinstance(name, str) else id(name), rdtype))
+        if (
+            hit is not None
+            and (hit[0] is name or isinstance(name, str))
+            and hit[3] == self._generation
+            and hit[2] > time.monotonic()
+        ):
+            return hit[1]
+        return None
+
+    def _remember(
+        self,
+        memo: tuple[Any, Any],
+        name: Any,
+        answer: Answer,
+        parts: list[tuple[tuple[dns.name.Name, int, bool], Answer]],
+        generation: int,
+    ) -> None:
+        """Keep a lookup while each answer it was made of stays in the cache: until the
+        earliest of their expiries, and only if none was dropped meanwhile (an answer not
+        cached, one over the budget, is never remembered)."""
+        if generation != self._generation:
+            return
+        until = math.inf
+        for key, used in parts:
+            cached = self._answers.get(key)
+            if cached is None or cached[0] is not used:
+                return
+            until = min(until, cached[1])
+        if len(self._lookups) >= self.max_answers:
+            self._lookups.clear()
+        self._lookups[memo] = (name, answer, until, generation)
 
     async def healthy(self, *, max_age: float = HEALTH_SECONDS) -> bool:
         """Does our resolver answer, and does the trust anchor's own DNSKEY RRset validate
@@ -260,8 +315,13 @@ class Validator:
             answer = _bogus(qname, qtype, A.VALIDATION_BUDGET, str(exc))
         if budget.exhausted:
             return answer
-        self._answers[key] = (answer, time.monotonic() + self._cache_seconds(answer))
+        now = time.monotonic()
+        replaced = self._answers.get(key)
+        if replaced is not None and replaced[1] > now:
+            self._generation += 1  # a concurrent lookup's answer, still live, is replaced
+        self._answers[key] = (answer, now + self._cache_seconds(answer))
         if len(self._answers) > self.max_answers:
+            self._generation += 1
             now = time.monotonic()
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
             while len(self._answers) > self.max_answers:
