@@ -695,10 +695,10 @@ def _apply_agility(records: list[TLSARecord]) -> tuple[list[TLSARecord], list[TL
     for r in records:
         if r.mtype in _AGILITY_ORDINAL:
             key = (r.usage, r.selector)
-            best[key] = max(best.get(key, 0), _AGILITY_ORDINAL[MatchingType(r.mtype)])
+            best[key] = max(best.get(key, 0), _AGILITY_ORDINAL[r.mtype])
     used, ignored = [], []
     for r in records:
-        ordinal = _AGILITY_ORDINAL.get(MatchingType(r.mtype))
+        ordinal = _AGILITY_ORDINAL.get(r.mtype)  # IntEnum keys: an int finds them
         if ordinal is not None and ordinal < best[(r.usage, r.selector)]:
             ignored.append(r)
         else:
