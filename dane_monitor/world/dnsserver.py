@@ -11,6 +11,11 @@ when the substituted name would be too long).  UDP (with truncation) and TCP sha
 
 The faults recorded on the zones (SERVFAIL, NO_ANSWER, MISSING_DENIAL, WRONG_DENIAL) are
 applied here; the others are already in the signed data.
+
+A zone's secondary name servers (:class:`~dane_monitor.world.zones.SignedSecondary`) are served
+by :class:`NameServerResponder`, one per address: only that zone (REFUSED for other names, DS at
+the apex answered from the zone itself, as a server without the parent would), no RA bit, and
+the secondary's :class:`~dane_monitor.world.zones.NSBehaviour` (REFUSED, no AA bit, silence).
 """
 
 from __future__ import annotations
@@ -35,9 +40,16 @@ import dns.rdtypes.ANY.CNAME
 import dns.rrset
 from dns.rdatatype import RdataType
 
-from dane_monitor.world.zones import NSEC3, Fault, SignedHierarchy, SignedZone
+from dane_monitor.world.zones import (
+    NSEC3,
+    Fault,
+    NSBehaviour,
+    SignedHierarchy,
+    SignedSecondary,
+    SignedZone,
+)
 
-__all__ = ["DNSServer", "Responder", "WireResponder", "fit_to_wire"]
+__all__ = ["DNSServer", "NameServerResponder", "Responder", "WireResponder", "fit_to_wire"]
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +150,10 @@ class WireResponder(Protocol):
 class Responder:
     """Pure query → response logic (no I/O), shared by the UDP and TCP transports."""
 
+    #: set RA when the query asks for recursion (the world's primary answers every name it
+    #: knows in full, so stubs and forwarders may use it; secondaries are authoritative only)
+    recursion_available = True
+
     def __init__(self, signed: SignedHierarchy) -> None:
         self.signed = signed
 
@@ -226,7 +242,7 @@ class Responder:
         # Every name this server answers for is answered in full (it serves the whole
         # namespace it knows), so a stub or forwarding client (delv) may treat it as a
         # recursive server.
-        if query.flags & dns.flags.RD:
+        if query.flags & dns.flags.RD and self.recursion_available:
             r.flags |= dns.flags.RA
         r.set_rcode(ans.rcode)
         r.answer = ans.answer
@@ -242,6 +258,7 @@ class Responder:
             and qtype == RdataType.DS
             and qname == zone.origin
             and zone.parent is not None
+            and zone.parent in self.signed.zones
         ):
             return self.signed.zones[zone.parent]
         return zone
@@ -552,6 +569,27 @@ class Responder:
             bad_names = {zone.nsec_cover(x) for x in relevant}
             candidates = [o for o in zone.nsec_names if o not in bad_names]
         return candidates[: max(count, 1)]
+
+
+class NameServerResponder(Responder):
+    """One secondary name server: its copy of one zone, answered as its behaviour says."""
+
+    recursion_available = False
+
+    def __init__(self, secondary: SignedSecondary, parent: SignedHierarchy) -> None:
+        super().__init__(SignedHierarchy.only(parent, secondary.zone))
+        self.secondary = secondary
+
+    def respond(self, query: dns.message.Message) -> dns.message.Message | None:
+        behaviour = self.secondary.behaviour
+        if behaviour in (NSBehaviour.SILENT, NSBehaviour.DOWN):
+            return None
+        if behaviour == NSBehaviour.REFUSED and not query.flags & dns.flags.QR:
+            return self._error(query, dns.rcode.REFUSED)
+        response = super().respond(query)
+        if response is not None and behaviour == NSBehaviour.NOT_AUTHORITATIVE:
+            response.flags &= ~dns.flags.AA
+        return response
 
 
 # ---------------------------------------------------------------------- transports

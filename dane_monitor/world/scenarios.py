@@ -48,6 +48,9 @@ class Cert:
     # another ``x 1 x`` digest, than the same key uncompressed; RFC 6698 §1.1.2 hashes the
     # bytes as served).
     compressed: bool = False
+    # The server sends the root CA certificate too (leaf, intermediate, root); by default it
+    # sends leaf and intermediate only.
+    send_root: bool = False
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,38 @@ class Host:
     dname: str | None = None
 
 
+#: How a secondary name server answers (see dane_monitor.world.zones.NSBehaviour): "serve"
+#: its copy of the zone; "refused" (lame: REFUSED); "not-authoritative" (lame: no AA bit);
+#: "silent" (up, drops every query); "down" (nothing listens at its address).
+NSBehaviourName = Literal["serve", "refused", "not-authoritative", "silent", "down"]
+
+
+@dataclass(frozen=True)
+class NameServer:
+    """A secondary name server of the mail domain's zone: ``ns2.<domain>``, ``ns3.``, … in
+    the order given, each on its own loopback address (``World(ns_network=...)``), listed in
+    the zone's NS RRset and in the parent's delegation with glue, and listening on the port of
+    the world's primary DNS server. Its copy of the zone is the primary's unless changed here;
+    the primary (``ns1``, the world's DNS server) always serves the scenario as written, and
+    the world's resolvers (Unbound, delv, the checker's stub mode) ask only the primary.
+    """
+
+    behaviour: NSBehaviourName = "serve"
+    # Seconds: a stale copy, signed this long ago (older SOA serial; RRSIGs with older
+    # inception and expiration, still valid while age < the zone's 14-day signature lifetime).
+    age: int = 0
+    # Seconds from signing to expiration of this copy's RRSIGs (None: 14 days, as the primary).
+    sig_lifetime: int | None = None
+    # (host name as in Host.name, TLSA records): the TLSA RRset this server serves for that
+    # host instead (e.g. the record for the key before a rollover; () serves none).
+    tlsa: tuple[tuple[str, tuple[Record, ...]], ...] = ()
+    # (name relative to the domain, rdtype, rdatas): an RRset this server serves instead
+    # (an older MX or A RRset); no rdatas: the RRset is absent from this copy.
+    records: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    # Faults of this copy only: (fault, name relative to the domain or None, rdtype or None).
+    faults: tuple[tuple[Fault, str | None, str | None], ...] = ()
+
+
 @dataclass(frozen=True)
 class HostExpect:
     """What a DANE-enforcing sender does with one MX host."""
@@ -154,6 +189,8 @@ class Scenario:
     # key-tag collisions and RRSIG floods; NSEC3 records carried by every negative answer.
     keytrap: KeyTrap | None = None
     nsec3_flood: int = 0
+    # Secondary name servers of the mail domain's zone, besides the primary (see NameServer).
+    nameservers: tuple[NameServer, ...] = ()
 
 
 def _ok(*hosts: str) -> dict[str, HostExpect]:
@@ -590,8 +627,171 @@ NO_ROUTE: tuple[Scenario, ...] = (
 )
 
 
+DAY = 86400
+
+#: Scenarios with several authoritative servers for the mail domain's zone that disagree
+#: (issue 16's nameserver consistency). Kept out of CATALOGUE: the verdicts below are today's
+#: checker's, which asks one resolver that asks only the primary (so each is its primary's
+#: verdict); a check that asks every server will add findings, and may change verdicts, here
+#: without moving the catalogue's matrices (consumers, decision table, demo, plugin).
+NAMESERVER_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "secondaries-agree",
+        "the primary and two secondaries serve the same zone: nothing to report",
+        nameservers=(NameServer(), NameServer()),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "stale-secondary-tlsa",
+        "ns2 serves a copy signed 3 days ago (older SOA serial, older but still valid "
+        "signatures) whose TLSA RRset is the one before a key rollover: it matches no key the "
+        "server presents, so senders whose resolver asks ns2 defer; ns3 is up to date",
+        nameservers=(
+            NameServer(age=3 * DAY, tlsa=(("mx1", (Record(3, 1, 1, "unrelated"),)),)),
+            NameServer(),
+        ),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "stale-secondary-serial",
+        "ns2 serves a copy signed 2 days ago: same records, older SOA serial and signatures",
+        nameservers=(NameServer(age=2 * DAY),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "stale-secondary-mx",
+        "ns2's copy (2 days old) has the MX RRset from before a move: it names old-mx, "
+        "which has no address and no TLSA record in any copy",
+        nameservers=(NameServer(age=2 * DAY, records=(("@", "MX", ("10 old-mx",)),)),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "secondary-sigs-expire-soon",
+        "ns2 serves the same records, but its signatures expire one day after signing "
+        "(the primary's: 14 days)",
+        nameservers=(NameServer(sig_lifetime=DAY),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "secondary-bogus-tlsa",
+        "ns2's copy of the TLSA RRset carries a corrupted signature: validators that ask ns2 "
+        "find it bogus and senders behind them defer",
+        nameservers=(NameServer(faults=((Fault.BAD_SIGNATURE, "_25._tcp.mx1", "TLSA"),)),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "lame-secondary",
+        "ns2 is listed in the NS RRset and the delegation but answers REFUSED (lame)",
+        nameservers=(NameServer(behaviour="refused"),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "secondary-not-authoritative",
+        "ns2 answers with the zone's data but without the AA bit (lame)",
+        nameservers=(NameServer(behaviour="not-authoritative"),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "silent-secondary",
+        "ns2 is up and drops every query (its queriers time out)",
+        nameservers=(NameServer(behaviour="silent"),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "secondary-down",
+        "nothing listens at ns2's address (ICMP port unreachable, TCP connection refused)",
+        nameservers=(NameServer(behaviour="down"),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+)
+
+
+#: Scenarios that senders treat differently by policy (issue 16's sender profiles): SHA-1
+#: DNSSEC algorithms, NSEC3 with many iterations (RFC 9276), a full trust anchor the server
+#: does not send (RFC 7671 §5.2.2). Kept out of CATALOGUE for the same reason as
+#: NAMESERVER_SCENARIOS; the verdicts are today's checker's (RFC 7672 with its own DNSSEC
+#: policy: RSASHA1 and RSASHA1-NSEC3-SHA1 supported, NSEC3 iterations above 50 insecure).
+SENDER_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "rsasha1",
+        "DANE-EE in a zone signed with RSASHA1 (algorithm 5, NSEC): validators that refuse "
+        "SHA-1 treat the zone as insecure, so DANE is off for senders behind them",
+        algorithm=5,
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "rsasha1-nsec3",
+        "DANE-EE in a zone signed with RSASHA1-NSEC3-SHA1 (algorithm 7, NSEC3): as rsasha1",
+        algorithm=7,
+        denial=NSEC3(),
+        hosts=(Host("mx1"), Host("mx2", tlsa=(), preference=20)),
+        expect=Expect(
+            "no-dane",
+            {**_ok("mx1"), "mx2": HostExpect("no-dane", None, "deliver-opportunistic")},
+            frozenset({"no-tlsa"}),
+            exit_code=1,
+        ),
+    ),
+    Scenario(
+        "nsec3-iter-150",
+        "NSEC3 with 150 iterations: mx1's TLSA is a positive answer (secure everywhere); "
+        "mx2's lack of TLSA is proven only by NSEC3, which validators whose RFC 9276 limit is "
+        "below 150 call insecure (ours: 50; BIND 9.18 and Unbound 1.17 accept 150)",
+        denial=NSEC3(iterations=150),
+        hosts=(Host("mx1"), Host("mx2", tlsa=(), preference=20)),
+        expect=Expect(
+            "insecure",
+            {**_ok("mx1"), "mx2": HostExpect("insecure", None, "deliver-opportunistic")},
+            frozenset({"tlsa-insecure"}),
+            exit_code=1,
+        ),
+    ),
+    Scenario(
+        "nsec3-iter-500",
+        "NSEC3 with 500 iterations, above the limit of every current validator (BIND 9.18 and "
+        "Unbound 1.17: 150): mx2's denial is insecure everywhere",
+        denial=NSEC3(iterations=500, salt=b"\x01\x02"),
+        hosts=(Host("mx1"), Host("mx2", tlsa=(), preference=20)),
+        expect=Expect(
+            "insecure",
+            {**_ok("mx1"), "mx2": HostExpect("insecure", None, "deliver-opportunistic")},
+            frozenset({"tlsa-insecure"}),
+            exit_code=1,
+        ),
+    ),
+    Scenario(
+        "ta-root-not-sent",
+        "DANE-TA 2 0 0 carrying the root CA certificate; the server sends leaf and "
+        "intermediate only (as ta-root-full in CATALOGUE): RFC 7671 §5.2.2 lets the TLSA "
+        "record supply a full trust anchor the server omits, but not every DANE client "
+        "(GnuTLS's) builds the chain up to it",
+        hosts=(Host("mx1", tlsa=(Record(2, 0, 0, "root"),)),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "ta-root-sent",
+        "DANE-TA 2 0 0 carrying the root CA certificate, which the server sends too "
+        "(leaf, intermediate, root): the contrast to ta-root-not-sent",
+        hosts=(
+            Host(
+                "mx1",
+                servers=(Server(certs=(Cert(send_root=True),)),),
+                tlsa=(Record(2, 0, 0, "root"),),
+            ),
+        ),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+)
+
+
 def by_name(name: str) -> Scenario:
-    for scenario in (*CATALOGUE, *CNAME_MATRIX, *NO_ROUTE):
+    for scenario in (
+        *CATALOGUE,
+        *CNAME_MATRIX,
+        *NO_ROUTE,
+        *NAMESERVER_SCENARIOS,
+        *SENDER_SCENARIOS,
+    ):
         if scenario.name == name:
             return scenario
     raise KeyError(f"no scenario named {name!r}")

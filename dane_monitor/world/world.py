@@ -8,6 +8,15 @@ instead of 25" once for the whole world while the TLSA names it queries stay ``_
 
 For code that is not asyncio (pytest fixtures, subprocess-driven tests, the CLI), use
 ``with world.running(): ...``, which serves the world from a background thread.
+
+Name servers: the primary DNS server (``dns_host``, ``ns1.<zone>`` of every zone) serves the
+whole hierarchy and is the only server the world's resolvers ask (Unbound's stub zones, delv,
+the checker's stub mode), so every consumer sees the scenario as written whatever the other
+servers say. A zone's secondaries (``Scenario.nameservers``, or :meth:`Zone.secondary` on
+``world.hierarchy`` before start) each listen on their own address from ``ns_network``, on
+the primary's port number (``world.dns_port``): a checker that walks the delegation (NS and
+glue) reaches them by telling its DNS client "port P instead of 53" once, as with SMTP.
+:meth:`World.nameservers` lists a zone's servers (name, address, behaviour, serial).
 """
 
 from __future__ import annotations
@@ -25,12 +34,19 @@ from cryptography import x509
 
 from dane_monitor import tlsa
 from dane_monitor.world.background import BackgroundLoop
-from dane_monitor.world.dnsserver import DNSServer
+from dane_monitor.world.dnsserver import DNSServer, NameServerResponder
 from dane_monitor.world.pki import PKI, Chain, check_key_type, self_signed
 from dane_monitor.world.scenarios import CATALOGUE, Cert, HostExpect, Record, Scenario, Server
 from dane_monitor.world.smtp import Behaviour, SMTPServer
 from dane_monitor.world.unbound import Unbound
-from dane_monitor.world.zones import Fault, Hierarchy, Zone
+from dane_monitor.world.zones import (
+    Fault,
+    Hierarchy,
+    NSBehaviour,
+    SignedHierarchy,
+    SignedSecondary,
+    Zone,
+)
 
 
 @dataclass
@@ -60,6 +76,19 @@ class MXHost:
     alias_zone: Zone | None = field(default=None, repr=False)
 
 
+@dataclass(frozen=True)
+class NameServerInfo:
+    """One authoritative server of a zone, as published (NS + glue) and as served."""
+
+    zone: str  # the zone's origin, with trailing dot
+    name: str  # ns1.<zone>, ns2.<zone>, ...
+    address: str
+    port: int | None  # the world's DNS port (None before start)
+    behaviour: NSBehaviour  # the primary: SERVE
+    serial: int  # the SOA serial its copy carries
+    primary: bool
+
+
 @dataclass
 class Domain:
     scenario: Scenario
@@ -78,6 +107,7 @@ class World:
     :param smtp_network: the loopback network SMTP server addresses are taken from.
     :param tlsa_on_smtp_port: also publish each host's TLSA records at ``_<smtp_port>._tcp``
         once the port is known, for tools that cannot be told to connect elsewhere.
+    :param ns_network: the loopback network secondary name servers' addresses come from.
     """
 
     def __init__(
@@ -88,6 +118,7 @@ class World:
         dns_host: str = "127.0.0.1",
         smtp_network: str = "127.0.2.0/24",
         tlsa_on_smtp_port: bool = False,
+        ns_network: str = "127.0.53.0/24",
     ) -> None:
         self.tlsa_on_smtp_port = tlsa_on_smtp_port
         self.dns_host = dns_host
@@ -99,6 +130,9 @@ class World:
         self._unsigned_zone: Zone | None = None
         self._ipv6_taken = False
         self._addresses = (str(a) for a in ipaddress.ip_network(smtp_network).hosts())
+        self._ns_addresses = (str(a) for a in ipaddress.ip_network(ns_network).hosts())
+        #: secondary name servers, by address (once started)
+        self.ns_servers: dict[str, DNSServer] = {}
         self.domains: dict[str, Domain] = {}
         for scenario in scenarios:
             self.domains[scenario.name] = self._build(scenario)
@@ -129,6 +163,17 @@ class World:
             zone.fault(Fault.UNSIGNED_DELEGATION)
         for fault, name, rdtype in sc.faults:
             zone.fault(fault, name, rdtype)
+        for ns in sc.nameservers:
+            sec = zone.secondary(
+                next(self._ns_addresses),
+                behaviour=ns.behaviour,
+                age=ns.age,
+                sig_lifetime=ns.sig_lifetime,
+            )
+            for name, rdtype, rdatas in ns.records:
+                sec.set(name, rdtype, *rdatas)
+            for fault, name, rdtype in ns.faults:
+                sec.fault(fault, name, rdtype)
         domain = Domain(sc, origin, zone)
 
         if sc.mx == "null":
@@ -179,6 +224,14 @@ class World:
                 if not host.alias:
                     raise ValueError(f"{host.name}: alias_tlsa needs an alias")
                 alias_zone.add(f"_25._tcp.{mx_name}", "TLSA", *alias_rdatas)
+            for ns_index, ns in enumerate(sc.nameservers):
+                for host_name, records in ns.tlsa:
+                    if host_name != host.name:
+                        continue
+                    if host_zone is not zone:
+                        raise ValueError(f"{sc.name}: NameServer.tlsa for a host not in its zone")
+                    stale = [self._tlsa_rdata(r, host.servers[0], chains) for r in records]
+                    zone.secondaries[ns_index].set(tlsa_name, "TLSA", *stale)
             domain.hosts.append(
                 MXHost(
                     fqdn,
@@ -222,7 +275,10 @@ class World:
                 )
             else:
                 cache[cert] = self.pki(cert.key_type).issue(
-                    names, expired=cert.expired, compressed=cert.compressed
+                    names,
+                    expired=cert.expired,
+                    compressed=cert.compressed,
+                    include_root=cert.send_root,
                 )
         return cache[cert]
 
@@ -286,15 +342,81 @@ class World:
             raise RuntimeError("the world is not started")
         return (self.dns.host, self.dns.port)
 
+    @property
+    def dns_port(self) -> int:
+        """The port every name server of the world (primary and secondaries) listens on."""
+        return self.dns_address[1]
+
+    def nameservers(self, zone: str) -> list[NameServerInfo]:
+        """The authoritative servers of ``zone`` (e.g. ``domain.name``) in NS order: the
+        primary (ns1, the world's DNS server) first, then the secondaries."""
+        origin = dns.name.from_text(zone)
+        signed = self.signed.zone(origin)
+        port = self.dns.port if self.dns is not None else None
+        soa = signed.rrset(origin, "SOA")
+        assert soa is not None
+        secondaries = {s.name: s for s in self.signed.secondaries.get(origin, ())}
+        out = []
+        for name, address in self.signed.nameservers(origin):
+            sec = secondaries.get(name)
+            out.append(
+                NameServerInfo(
+                    origin.to_text(),
+                    name.to_text(),
+                    address,
+                    port,
+                    NSBehaviour.SERVE if sec is None else sec.behaviour,
+                    int(soa[0].serial) if sec is None else sec.serial,
+                    sec is None,
+                )
+            )
+        return out
+
     def endpoints(self) -> Iterator[tuple[Domain, MXHost, Endpoint]]:
         for domain in self.domains.values():
             for host in domain.hosts:
                 for endpoint in host.endpoints:
                     yield domain, host, endpoint
 
+    def _secondaries(self, signed: SignedHierarchy) -> Iterator[SignedSecondary]:
+        for secs in signed.secondaries.values():
+            yield from secs
+
+    async def _start_dns(self, attempts: int = 50) -> None:
+        # The primary on an ephemeral port, then every secondary on that port number on its own
+        # address (NS glue carries no port); if another process holds it there, start over.
+        for _ in range(attempts):
+            self.dns = DNSServer(self.signed, host=self.dns_host)
+            await self.dns.start()
+            try:
+                for sec in self._secondaries(self.signed):
+                    if sec.behaviour == NSBehaviour.DOWN:
+                        continue  # published, nothing listens
+                    server = DNSServer(
+                        host=sec.address,
+                        port=self.dns.port,
+                        responder=NameServerResponder(sec, self.signed),
+                    )
+                    await server.start()
+                    self.ns_servers[sec.address] = server
+                return
+            except OSError as exc:
+                await self._stop_dns()
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+        raise OSError(errno.EADDRINUSE, "no DNS port free on all name server addresses")
+
+    async def _stop_dns(self) -> None:
+        for server in self.ns_servers.values():
+            with contextlib.suppress(Exception):
+                await server.stop()
+        self.ns_servers.clear()
+        if self.dns is not None:
+            await self.dns.stop()
+            self.dns = None
+
     async def start(self) -> None:
-        self.dns = DNSServer(self.signed, host=self.dns_host)
-        await self.dns.start()
+        await self._start_dns()
         try:
             await self._start_smtp()
             if self.tlsa_on_smtp_port and self.smtp_port:
@@ -318,6 +440,9 @@ class World:
         self.signed = self.hierarchy.sign()
         assert self.dns is not None
         self.dns.signed = self.signed
+        for sec in self._secondaries(self.signed):
+            if sec.address in self.ns_servers:
+                self.ns_servers[sec.address].responder = NameServerResponder(sec, self.signed)
 
     async def _start_smtp(self, attempts: int = 50) -> None:
         # One port for every address: take an ephemeral one on the first address, then ask
@@ -349,9 +474,7 @@ class World:
 
     async def stop(self) -> None:
         await self._stop_smtp()
-        if self.dns is not None:
-            await self.dns.stop()
-            self.dns = None
+        await self._stop_dns()
 
     async def __aenter__(self) -> World:
         await self.start()

@@ -16,12 +16,30 @@ Attacks on validators' CPU are zone options rather than faults, because they tak
 :class:`KeyTrap` (CVE-2023-50387: DNSKEYs sharing one key tag and RRSIGs with that tag that
 verify under none of them) and ``nsec3_flood`` (CVE-2023-50868: negative answers that carry
 many NSEC3 records, best with iterations at a validator's cap).
+
+Several authoritative servers per zone: :meth:`Zone.secondary` adds a name server
+``<label>.<apex>`` at its own address (listed in the zone's NS RRset and in the parent's
+delegation, with glue). By default it serves the same signed data as the primary; each one's
+copy is settable on its own (:class:`Secondary`): ``age`` (a stale copy: signed that many
+seconds ago, so an older SOA serial and older, still valid, signatures), ``sig_lifetime``
+(signatures that expire earlier), :meth:`Secondary.set`/:meth:`Secondary.remove` (another
+RRset, e.g. the TLSA RRset before a rollover), :meth:`Secondary.fault` (any :class:`Fault`,
+on this copy only) and ``behaviour`` (:class:`NSBehaviour`: lame, silent, down).
+:meth:`Hierarchy.sign` signs each copy (``SignedHierarchy.secondaries``); the world serves
+each on its own loopback address.
+
+Algorithms: every algorithm dnspython signs with, including RSASHA1 (5) and
+RSASHA1-NSEC3-SHA1 (7, with NSEC3), which several validators refuse by policy (they treat such
+zones as insecure); NSEC3 with any iteration count up to 65535 (RFC 9276 validators treat
+counts above their limit, 150 or less, as insecure).
 """
 
 from __future__ import annotations
 
 import base64
 import bisect
+import copy
+import dataclasses
 import io
 import os
 import time
@@ -59,7 +77,10 @@ __all__ = [
     "Hierarchy",
     "KeyPair",
     "KeyTrap",
+    "NSBehaviour",
+    "Secondary",
     "SignedHierarchy",
+    "SignedSecondary",
     "SignedZone",
     "Zone",
     "colliding_rsa_dnskey",
@@ -178,6 +199,105 @@ class FaultSpec:
         if self.name is not None and not qname.is_subdomain(self.name):
             return False
         return self.rdtype is None or qtype is None or self.rdtype == qtype
+
+
+class NSBehaviour(StrEnum):
+    """How a secondary name server (:class:`Secondary`) answers."""
+
+    #: answers from its copy of the zone, authoritatively (AA=1)
+    SERVE = "serve"
+    #: lame: REFUSED to every query (it does not think it serves the zone)
+    REFUSED = "refused"
+    #: lame: the answers of SERVE, but without the AA bit (not authoritative)
+    NOT_AUTHORITATIVE = "not-authoritative"
+    #: the server is up and drops every query (the querier times out)
+    SILENT = "silent"
+    #: nothing listens at the address (UDP: ICMP port unreachable; TCP: connection refused)
+    DOWN = "down"
+
+
+class Secondary:
+    """Another authoritative server of a zone: ``<label>.<apex>`` at ``address``.
+
+    Made by :meth:`Zone.secondary`; its copy of the zone is the primary's unless changed
+    here. Changes apply to this copy only, at signing time (so later :meth:`Zone.add` calls
+    reach every copy, while :meth:`set` overrides win on their RRsets).
+    """
+
+    def __init__(
+        self,
+        zone: Zone,
+        label: str,
+        address: str,
+        *,
+        behaviour: NSBehaviour | str = NSBehaviour.SERVE,
+        age: int | timedelta = 0,
+        sig_lifetime: int | timedelta | None = None,
+    ) -> None:
+        self.zone = zone
+        self.name = dns.name.Name((label.encode(), *zone.origin.labels))
+        self.address = address
+        self.behaviour = NSBehaviour(behaviour)
+        #: seconds: this copy is the zone as signed ``age`` seconds ago (SOA serial, RRSIG
+        #: inception and expiration all that much older)
+        self.age = _seconds(age)
+        if self.age < 0:
+            raise ValueError("a secondary's copy cannot be newer than the primary's")
+        #: seconds from signing to the RRSIGs' expiration (None: the zone's sig_lifetime)
+        self.sig_lifetime = None if sig_lifetime is None else _seconds(sig_lifetime)
+        self.overrides: dict[tuple[dns.name.Name, RdataType], tuple[dns.rdata.Rdata, ...]] = {}
+        self.faults: list[FaultSpec] = []
+
+    def __repr__(self) -> str:
+        return f"Secondary({self.name.to_text()!r}, {self.address!r}, {self.behaviour.value})"
+
+    def set(self, name: str | dns.name.Name, rdtype: str | int, *rdatas: str) -> Secondary:
+        """Serve these records as the RRset ``name``/``rdtype`` (none: the RRset is absent)."""
+        owner = self.zone.name(name)
+        rt = RdataType.make(rdtype)
+        self.overrides[(owner, rt)] = tuple(
+            dns.rdata.from_text(IN, rt, t, origin=self.zone.origin, relativize=False)
+            for t in rdatas
+        )
+        return self
+
+    def remove(self, name: str | dns.name.Name, rdtype: str | int) -> Secondary:
+        """This copy lacks the RRset ``name``/``rdtype``."""
+        return self.set(name, rdtype)
+
+    def fault(
+        self,
+        fault: Fault | str,
+        name: str | dns.name.Name | None = None,
+        rdtype: str | int | None = None,
+    ) -> Secondary:
+        """A signing or serving :class:`Fault` in this copy only (not the parent's faults)."""
+        f = Fault(fault)
+        if f in ZONE_FAULTS:
+            raise ValueError(f"{f} lives in the parent: not a secondary's fault")
+        self.faults.append(
+            FaultSpec(
+                f,
+                None if name is None else self.zone.name(name),
+                None if rdtype is None else RdataType.make(rdtype),
+            )
+        )
+        return self
+
+    def copy_of(self, zone: Zone) -> Zone:
+        """``zone`` as this server holds it (same keys; overrides, faults, lifetime applied)."""
+        out = copy.copy(zone)
+        out._records = {
+            n: {rt: rds.copy() for rt, rds in node.items()} for n, node in zone._records.items()
+        }
+        out.faults = [*zone.faults, *self.faults]
+        if self.sig_lifetime is not None:
+            out.sig_lifetime = self.sig_lifetime
+        for (owner, rt), rdatas in self.overrides.items():
+            out.remove(owner, rt)
+            if rdatas:
+                out.add(owner, rt, *rdatas)
+        return out
 
 
 _RSA_ALGORITHMS = frozenset(
@@ -327,6 +447,8 @@ class Zone:
         self.ns_address = ns_address
         self.ns_address6 = ns_address6
         self.faults: list[FaultSpec] = []
+        #: the zone's other name servers, in NS order after ns1 (see :meth:`secondary`)
+        self.secondaries: list[Secondary] = []
         self._records: dict[dns.name.Name, dict[RdataType, dns.rdataset.Rdataset]] = {}
         self.ksk: KeyPair | None = None
         self.zsk: KeyPair | None = None
@@ -341,6 +463,28 @@ class Zone:
     def nameserver(self) -> dns.name.Name:
         """The zone's (only) name server, ``ns1.<apex>``."""
         return dns.name.Name(("ns1", *self.origin.labels))
+
+    def secondary(
+        self,
+        address: str,
+        label: str | None = None,
+        *,
+        behaviour: NSBehaviour | str = NSBehaviour.SERVE,
+        age: int | timedelta = 0,
+        sig_lifetime: int | timedelta | None = None,
+    ) -> Secondary:
+        """Add a name server ``<label>.<apex>`` (default ns2, ns3, ...) at ``address``: the
+        zone's NS RRset and the parent's delegation list it, with its address as glue."""
+        label = label or f"ns{len(self.secondaries) + 2}"
+        sec = Secondary(
+            self, label, address, behaviour=behaviour, age=age, sig_lifetime=sig_lifetime
+        )
+        if sec.name == self.nameserver or any(s.name == sec.name for s in self.secondaries):
+            raise ValueError(f"{sec.name} is already a name server of {self.origin}")
+        if any(s.address == address for s in self.secondaries):
+            raise ValueError(f"{address} already serves {self.origin}")
+        self.secondaries.append(sec)
+        return sec
 
     def name(self, name: str | dns.name.Name) -> dns.name.Name:
         """Absolute name from a relative one ("mail", "@", "*.wild") or an absolute one."""
@@ -513,6 +657,23 @@ class SignedZone:
 
 
 @dataclass(frozen=True, eq=False)
+class SignedSecondary:
+    """One secondary name server of a zone, with its signed copy of the zone."""
+
+    name: dns.name.Name  # e.g. ns2.<apex>
+    address: str
+    behaviour: NSBehaviour
+    zone: SignedZone = field(repr=False)  # its copy (origin, parent, data as it serves them)
+    age: int  # seconds its copy is older than the primary's
+
+    @property
+    def serial(self) -> int:
+        soa = self.zone.rrset(self.zone.origin, "SOA")
+        assert soa is not None
+        return int(soa[0].serial)
+
+
+@dataclass(frozen=True, eq=False)
 class SignedHierarchy:
     """All zones of a hierarchy, signed, plus the trust anchor.  Treat as read-only."""
 
@@ -523,9 +684,27 @@ class SignedHierarchy:
     now: float
     ns_address: str
     ns_address6: str | None = None
+    #: zone origin → its secondary name servers (NS order), each with its own signed copy
+    secondaries: Mapping[dns.name.Name, tuple[SignedSecondary, ...]] = field(default_factory=dict)
 
     def zone(self, origin: str | dns.name.Name) -> SignedZone:
         return self.zones[_as_name(origin)]
+
+    @classmethod
+    def only(cls, signed: SignedHierarchy, zone: SignedZone) -> SignedHierarchy:
+        """``signed`` cut down to ``zone`` alone (what a server of that zone only holds)."""
+        return dataclasses.replace(signed, zones={zone.origin: zone}, secondaries={})
+
+    def nameservers(self, origin: str | dns.name.Name) -> list[tuple[dns.name.Name, str]]:
+        """The zone's name servers as its NS RRset lists them, with their (glue) addresses."""
+        zone = self.zone(origin)
+        ns = zone.rrset(zone.origin, "NS")
+        out = []
+        for rd in ns or ():
+            for rt in ("A", "AAAA"):
+                addr = zone.rrset(rd.target, rt) if rd.target.is_subdomain(zone.origin) else None
+                out += [(rd.target, a.address) for a in addr or ()]
+        return out
 
     def __getitem__(self, origin: str | dns.name.Name) -> SignedZone:
         return self.zone(origin)
@@ -642,16 +821,28 @@ class Hierarchy:
             if p is not None:
                 children[p.origin].append(z)
         signed: dict[dns.name.Name, SignedZone] = {}
+        secondaries: dict[dns.name.Name, tuple[SignedSecondary, ...]] = {}
         for z in self.zones.values():
-            signed[z.origin] = _sign_zone(
-                z,
-                parent=parents[z.origin],
-                children=children[z.origin],
-                now=now,
-                ns_address=z.ns_address or self.ns_address,
-                ns_address6=z.ns_address6 or self.ns_address6,
-                hierarchy=self,
-            )
+
+            def sign(zone: Zone, when: float) -> SignedZone:
+                return _sign_zone(
+                    zone,
+                    parent=parents[zone.origin],
+                    children=children[zone.origin],
+                    now=when,
+                    ns_address=zone.ns_address or self.ns_address,
+                    ns_address6=zone.ns_address6 or self.ns_address6,
+                    hierarchy=self,
+                )
+
+            signed[z.origin] = sign(z, now)
+            if z.secondaries:
+                secondaries[z.origin] = tuple(
+                    SignedSecondary(
+                        s.name, s.address, s.behaviour, sign(s.copy_of(z), now - s.age), s.age
+                    )
+                    for s in z.secondaries
+                )
         ds, dnskey = self._anchor_rdatas()
         return SignedHierarchy(
             anchor=self.anchor.origin,
@@ -661,6 +852,7 @@ class Hierarchy:
             now=now,
             ns_address=self.ns_address,
             ns_address6=self.ns_address6,
+            secondaries=secondaries,
         )
 
 
@@ -748,8 +940,12 @@ def _sign_zone(
     put(ns1, RdataType.A, addr_rdatas("A", ns_address), ttl)
     if ns_address6:
         put(ns1, RdataType.AAAA, addr_rdatas("AAAA", ns_address6), ttl)
+    for sec in zone.secondaries:
+        put(origin, RdataType.NS, [dns.rdata.from_text(IN, "NS", sec.name.to_text())], ttl)
+        addr_type = "AAAA" if ":" in sec.address else "A"
+        put(sec.name, RdataType.make(addr_type), addr_rdatas(addr_type, sec.address), ttl)
 
-    # delegations to child zones in the hierarchy
+    # delegations to child zones in the hierarchy (every name server, with glue)
     for child in children:
         c_ns1 = child.nameserver
         c_addr = child.ns_address or hierarchy.ns_address
@@ -758,6 +954,11 @@ def _sign_zone(
         put(c_ns1, RdataType.A, addr_rdatas("A", c_addr), ttl)
         if c_addr6:
             put(c_ns1, RdataType.AAAA, addr_rdatas("AAAA", c_addr6), ttl)
+        for sec in child.secondaries:
+            ns_rd = dns.rdata.from_text(IN, "NS", sec.name.to_text())
+            put(child.origin, RdataType.NS, [ns_rd], ttl)
+            addr_type = "AAAA" if ":" in sec.address else "A"
+            put(sec.name, RdataType.make(addr_type), addr_rdatas(addr_type, sec.address), ttl)
         ds = _published_ds(child)
         if ds:
             put(child.origin, RdataType.DS, ds, ttl)
