@@ -23,7 +23,15 @@ the TLSA records also at ``_<port>._tcp`` for posttls-finger. Unbound runs with 
      bit of the same Unbound).
 2. Endpoints per second at each size, cold and warm, local and resolver mode, and
    posttls-finger run over all N domains with --finger-parallel processes at once; CPU
-   seconds of the checking process per endpoint (the figure that sizes an exporter).
+   seconds of the checking process per warm endpoint (the figure that sizes an exporter)
+   with the exporter's key-type policy (``settings.make_checker(...,
+   recheck_other_key_type=RECHECK_KEY_TYPE, transcripts=False)`` as
+   ``dane_monitor/exporter/scheduler.py`` makes it: the mean over RECHECK_KEY_TYPE warm
+   rounds, since the second key type's handshake comes back every Nth check) and with the
+   CLI's (both key types on every check), beside the CPU of the posttls-finger processes
+   per endpoint in the same run (kernel accounting of the waited-for children: unshare,
+   sh, xargs and posttls-finger; not Unbound, which does posttls-finger's DNSSEC work, and
+   which our resolver mode leans on too).
 3. Memory per target held: tracemalloc, the bytes the DomainResults of the largest size
    keep alive (what an exporter holds between scrapes).
 """
@@ -43,12 +51,13 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dane_monitor.check import Checker, Options
-from dane_monitor.lookup import make_validator
-from dane_monitor.settings import probe_timeouts
+from dane_monitor import settings
+from dane_monitor.check import Checker
+from dane_monitor.exporter.scheduler import RECHECK_KEY_TYPE
 from dane_monitor.world.unbound import Unbound, start_on_port_53
 
 SBIN = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin"])
@@ -164,7 +173,13 @@ class Finger:
         ]
 
     def run(self, dests: list[str], parallel: int = 1) -> tuple[float, str]:
-        t = time.perf_counter()
+        wall, _, out = self.run_cpu(dests, parallel)
+        return wall, out
+
+    def run_cpu(self, dests: list[str], parallel: int = 1) -> tuple[float, float, str]:
+        """Wall seconds, CPU seconds of the processes it ran (the kernel's accounting of
+        waited-for children), and their output."""
+        c, t = children_cpu(), time.perf_counter()
         p = subprocess.run(
             self.script(dests, parallel),
             input="\n".join(dests) if len(dests) > 1 else None,
@@ -172,31 +187,43 @@ class Finger:
             text=True,
             timeout=3600,
         )
-        return time.perf_counter() - t, p.stdout + p.stderr
+        return time.perf_counter() - t, children_cpu() - c, p.stdout + p.stderr
 
 
-def namespace_overhead(finger: Finger, samples: int) -> float:
+def namespace_overhead(finger: Finger, samples: int) -> tuple[float, float]:
+    """Wall and CPU of the mount namespace alone (unshare, sh, mount), medians."""
     script = f"mount --bind {finger.dir}/resolv.conf /etc/resolv.conf && true"
-    times = []
-    for _ in range(samples):
-        t = time.perf_counter()
-        subprocess.run(["unshare", "-m", "sh", "-c", script], check=True)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return medians(lambda: _time(["unshare", "-m", "sh", "-c", script]), samples)
 
 
 # -- our checker --------------------------------------------------------------------------------
 
 
-def checker(world: Served, mode: str, resolver: str | None, concurrency: int) -> Checker:
+#: Key-type policies: the exporter's background checks (the other key type's handshake on
+#: first sight, a changed leaf or TLSA RRset, and every RECHECK_KEY_TYPE-th check; no
+#: transcripts), and the CLI's ``dane-monitor check`` (both key types every time; no
+#: transcripts without --debug).
+POLICIES = {
+    "exporter": {"recheck_other_key_type": RECHECK_KEY_TYPE, "transcripts": False},
+    "cli": {"recheck_other_key_type": 1, "transcripts": False},
+}
+
+
+def checker(
+    world: Served, mode: str, resolver: str | None, concurrency: int, policy: str = "cli"
+) -> Checker:
+    """A checker as ``settings.make_checker`` makes it for ``policy`` (:data:`POLICIES`)."""
     if mode == "local":
-        validator = make_validator(world.dns, trust_anchor=world.anchor)
+        where = {"resolver": world.dns, "trust_anchor": world.anchor}
     else:
-        validator = make_validator(resolver, mode="resolver")
-    options = Options(
-        connect_port=world.smtp_port, timeouts=probe_timeouts(5.0), concurrency=concurrency
+        where = {"resolver": resolver, "validation": "resolver"}
+    return settings.make_checker(
+        **where,  # type: ignore[arg-type]
+        connect_port=world.smtp_port,
+        step_timeout=5.0,
+        concurrency=concurrency,
+        **POLICIES[policy],  # type: ignore[arg-type]
     )
-    return Checker(validator, options)
 
 
 async def check_all(c: Checker, domains: list[str], concurrency: int) -> list:
@@ -214,18 +241,19 @@ def cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def children_cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def timed_round(c: Checker, domains: list[str], concurrency: int) -> tuple[float, float, list]:
     c0, t0 = cpu(), time.perf_counter()
     results = asyncio.run(check_all(c, domains, concurrency))
     return time.perf_counter() - t0, cpu() - c0, results
 
 
-def ms(seconds: float) -> str:
-    return f"{seconds * 1000:7.1f} ms"
-
-
-def median_of(fn, samples: int) -> float:
-    return statistics.median(fn() for _ in range(samples))
+def ms(seconds: float, digits: int = 1) -> str:
+    return f"{seconds * 1000:7.{digits}f} ms"
 
 
 # -- 1. one full domain check -------------------------------------------------------------------
@@ -239,21 +267,27 @@ def single(tmp: Path, samples: int) -> None:
         dest = f"{domain.rstrip('.')}:{world.smtp_port}"
         resolver = f"{unbound.host}:{unbound.port}"
         finger = Finger(unbound.host, tmp)
-        print(f"\n1. one full domain check: {domain} (1 MX host, 1 address, DANE-EE match)")
+        print(
+            f"\n1. one full domain check: {domain} (1 MX host, 1 address, DANE-EE match); "
+            "wall time, and CPU of the checking processes (ours: this process in-process, "
+            "the child for `dane-monitor check`; posttls-finger: its processes), medians"
+        )
         _, out = finger.run([dest])
         assert "Verified TLS connection established" in out, out
 
-        def finger_cold() -> float:
+        def finger_cold() -> tuple[float, float]:
             unbound.stop()
             unbound.start(timeout=60)
-            return finger.run([dest])[0]
+            return finger.run_cpu([dest])[:2]
 
-        rows = [
-            ("posttls-finger (process), Unbound cold", median_of(finger_cold, samples)),
-        ]
+        rows = [("posttls-finger (process), Unbound cold", medians(finger_cold, samples))]
         finger.run([dest])
-        warm_finger = median_of(lambda: finger.run([dest])[0], samples)
-        rows.append(("posttls-finger (process), Unbound warm", warm_finger))
+        rows.append(
+            (
+                "posttls-finger (process), Unbound warm",
+                medians(lambda: finger.run_cpu([dest])[:2], samples),
+            )
+        )
         rows.append(("  of which unshare + bind mount", namespace_overhead(finger, samples)))
 
         cli = [
@@ -269,86 +303,115 @@ def single(tmp: Path, samples: int) -> None:
         local = ["--resolver", world.dns, "--trust-anchor", str(world.anchor)]
         remote = ["--resolver", resolver, "--validation", "resolver"]
 
-        def proc(extra: list[str]) -> float:
-            t = time.perf_counter()
+        def proc(extra: list[str]) -> tuple[float, float]:
+            c, t = children_cpu(), time.perf_counter()
             p = subprocess.run(cli + extra, capture_output=True, text=True)
+            wall, spent = time.perf_counter() - t, children_cpu() - c
             assert json.loads(p.stdout)["verdict"] == "valid", p.stdout
-            return time.perf_counter() - t
+            return wall, spent
 
         rows += [
-            ("dane-monitor check (process), local mode", median_of(lambda: proc(local), samples)),
+            ("dane-monitor check (process), local mode", medians(lambda: proc(local), samples)),
             (
                 "dane-monitor check (process), resolver mode, Unbound warm",
-                median_of(lambda: proc(remote), samples),
+                medians(lambda: proc(remote), samples),
             ),
             (
                 "  of which dane-monitor --version (start-up)",
-                median_of(lambda: _time(["dane-monitor", "--version"]), samples),
+                medians(lambda: _time(["dane-monitor", "--version"]), samples),
             ),
         ]
 
+        def in_process(c: Checker) -> tuple[float, float]:
+            wall, spent, results = timed_round(c, [domain], 1)
+            assert results[0].verdict.value == "valid", results[0].headline
+            return wall, spent
+
         for mode in ("local", "resolver"):
 
-            def cold(mode: str = mode) -> float:
+            def cold(mode: str = mode) -> tuple[float, float]:
                 if mode == "resolver":
                     unbound.stop()
                     unbound.start(timeout=60)
-                c = checker(world, mode, resolver, 50)
-                return timed_round(c, [domain], 1)[0]
+                return in_process(checker(world, mode, resolver, 50))
 
-            warm_checker = checker(world, mode, resolver, 50)
-            timed_round(warm_checker, [domain], 1)
-            rows.append((f"Checker in-process, {mode} mode, cold", median_of(cold, samples)))
-            rows.append(
-                (
-                    f"Checker in-process, {mode} mode, warm",
-                    median_of(lambda c=warm_checker: timed_round(c, [domain], 1)[0], samples),
+            rows.append((f"Checker in-process, {mode} mode, cold", medians(cold, samples)))
+            for policy in ("cli", "exporter"):
+                warm_checker = checker(world, mode, resolver, 50, policy)
+                in_process(warm_checker)
+                # the exporter's figure: the mean of RECHECK_KEY_TYPE checks in a row, as
+                # its second key type comes back every Nth check
+                rounds = 1 if policy == "cli" else RECHECK_KEY_TYPE
+
+                def warm(c: Checker = warm_checker, k: int = rounds) -> tuple[float, float]:
+                    got = [in_process(c) for _ in range(k)]
+                    return statistics.mean(w for w, _ in got), statistics.mean(s for _, s in got)
+
+                rows.append(
+                    (
+                        f"Checker in-process, {mode} mode, warm, {policy}'s policy",
+                        medians(warm, samples),
+                    )
                 )
-            )
         width = max(len(r[0]) for r in rows)
         base = dict(rows)
-        for label, t in rows:
-            print(f"  {label:{width}}  {ms(t)}")
-        pf = base["posttls-finger (process), Unbound warm"]
+        print(f"  {'':{width}}  {'wall':>10} {'CPU':>10}")
+        for label, (wall, spent) in rows:
+            print(f"  {label:{width}}  {ms(wall)} {ms(spent, 2)}")
+        pf_wall, pf_cpu = base["posttls-finger (process), Unbound warm"]
         for label in (
             "dane-monitor check (process), local mode",
-            "Checker in-process, local mode, warm",
-            "Checker in-process, resolver mode, warm",
+            "Checker in-process, local mode, warm, cli's policy",
+            "Checker in-process, resolver mode, warm, cli's policy",
+            "Checker in-process, local mode, warm, exporter's policy",
         ):
-            print(f"  ratio {label} / posttls-finger warm: {base[label] / pf:5.2f}")
+            wall, spent = base[label]
+            print(
+                f"  ratio {label} / posttls-finger warm: wall {wall / pf_wall:5.2f}, "
+                f"CPU {spent / pf_cpu:5.2f}"
+            )
     finally:
         unbound.stop()
         world.stop()
 
 
-def _time(cmd: list[str]) -> float:
-    t = time.perf_counter()
+def medians(fn: Callable[[], tuple[float, float]], samples: int) -> tuple[float, float]:
+    """The medians of ``samples`` runs of ``fn``, each figure on its own: (wall, CPU)."""
+    got = [fn() for _ in range(samples)]
+    return statistics.median(w for w, _ in got), statistics.median(c for _, c in got)
+
+
+def _time(cmd: list[str]) -> tuple[float, float]:
+    c, t = children_cpu(), time.perf_counter()
     subprocess.run(cmd, capture_output=True, check=True)
-    return time.perf_counter() - t
+    return time.perf_counter() - t, children_cpu() - c
 
 
 # -- 2. endpoints per second and 3. memory --------------------------------------------------
 
 
 def scaling(tmp: Path, sizes: list[int], concurrency: int, parallel: int) -> None:
+    n_rounds = RECHECK_KEY_TYPE
     print(
         f"\n2. endpoints per second (good-ee copies, 1 endpoint each; checker concurrency "
-        f"{concurrency}, posttls-finger {parallel} processes at once)"
+        f"{concurrency}, posttls-finger {parallel} processes at once). CPU per warm endpoint: "
+        f"this process, the mean of {n_rounds} warm rounds; exporter = the exporter's "
+        f"key-type policy (the other key type every {RECHECK_KEY_TYPE}th check), cli = both "
+        "key types every check; p-finger = the posttls-finger processes, same run"
     )
     print(
         f"  {'endpoints':>9}  {'mode':8} {'cold/s':>8} {'warm/s':>8} "
-        f"{'CPU/endpoint (warm)':>20}  {'p-finger/s':>10}"
+        f"{'CPU exporter':>13} {'CPU cli':>10}  {'p-finger/s':>10} {'p-finger CPU':>13}"
     )
     for n in sizes:
         world = start_world(n, tmp)
         unbound = start_unbound(world)
         try:
             resolver = f"{unbound.host}:{unbound.port}"
-            finger_rate = None
             finger = Finger(unbound.host, tmp)
             dests = [f"{d.rstrip('.')}:{world.smtp_port}" for d in world.domains]
             finger.run(dests, parallel)  # warm Unbound
-            elapsed, out = finger.run(dests, parallel)
+            elapsed, finger_cpu, out = finger.run_cpu(dests, parallel)
             verified = out.count("Verified TLS connection established")
             assert verified == n, (verified, out[-2000:])
             finger_rate = n / elapsed
@@ -356,17 +419,29 @@ def scaling(tmp: Path, sizes: list[int], concurrency: int, parallel: int) -> Non
                 if mode == "resolver":  # cold means Unbound's cache too
                     unbound.stop()
                     unbound.start(timeout=120)
-                c = checker(world, mode, resolver, concurrency)
+                c = checker(world, mode, resolver, concurrency, "exporter")
                 cold, _, _ = timed_round(c, world.domains, concurrency)
-                warm, warm_cpu, results = timed_round(c, world.domains, concurrency)
-                assert all(r.verdict.value == "valid" for r in results), results[:1]
+                walls, cpus = [], []
+                for _ in range(n_rounds):
+                    warm, warm_cpu, results = timed_round(c, world.domains, concurrency)
+                    assert all(r.verdict.value == "valid" for r in results), results[:1]
+                    walls.append(warm)
+                    cpus.append(warm_cpu)
+                both = checker(world, mode, resolver, concurrency, "cli")
+                timed_round(both, world.domains, concurrency)  # its DNS cache warm
+                cli_cpu = [timed_round(both, world.domains, concurrency)[1] for _ in range(2)]
                 print(
-                    f"  {world.endpoints:9}  {mode:8} {n / cold:8.1f} {n / warm:8.1f} "
-                    f"{ms(warm_cpu / n):>20}  "
-                    + (f"{finger_rate:10.1f}" if mode == "local" else "")
+                    f"  {world.endpoints:9}  {mode:8} {n / cold:8.1f} "
+                    f"{n * n_rounds / sum(walls):8.1f} {ms(sum(cpus) / n_rounds / n, 2):>13} "
+                    f"{ms(statistics.mean(cli_cpu) / n, 2):>10}  "
+                    + (
+                        f"{finger_rate:10.1f} {ms(finger_cpu / n, 2):>13}"
+                        if mode == "local"
+                        else f"{'':10} {'':13}"
+                    )
                 )
             if n == max(sizes):
-                memory(world, checker(world, "local", None, concurrency), concurrency)
+                memory(world, checker(world, "local", None, concurrency, "exporter"), concurrency)
         finally:
             unbound.stop()
             world.stop()
