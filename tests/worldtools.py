@@ -65,10 +65,10 @@ def delv(server: str, port: int, anchor: Path, root: str, name: str, rdtype: str
 
 def delv_verdict(out: str) -> str:
     """secure / insecure / bogus from delv's output."""
-    if "; fully validated" in out:
-        return "secure"
     if "unsigned answer" in out:
         return "insecure"
+    if re.search(r"^; (negative response, )?fully validated", out, re.M):
+        return "secure"
     return "bogus"
 
 
