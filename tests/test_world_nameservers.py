@@ -355,3 +355,69 @@ def test_a_custom_scenario_with_nameservers_serves(tmp_path):
         assert [s.address for s in listed] == ["127.0.0.1", "127.0.54.1", "127.0.54.2"]
         out = dig("127.0.54.1", w.dns_port, "custom-ns.example.", "SOA", "+norec")
         assert serial(out) == listed[0].serial - DAY
+
+
+# -- a resolver that happens to reach one secondary -----------------------------------------
+
+
+def check_via(world: World, unbound, name: str, anchor: Path, capsys) -> tuple[int, dict]:
+    import json
+
+    from dane_monitor.cli import main
+
+    uhost, uport = unbound.address
+    code = main(["check", "--json", f"{name}.example.", "--resolver", f"{uhost}:{uport}",
+                 "--trust-anchor", str(anchor), "--connect-port", str(world.smtp_port),
+                 "--timeout", "5"])  # fmt: skip
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_a_resolver_that_reaches_the_stale_secondary_fails_the_check(world, anchor, capsys):
+    """What a sender behind a resolver that asked ns2 sees: the stale TLSA RRset, validly
+    signed (AD), matching no served key: today's checker, pointed at such a resolver, says
+    failed (senders defer), while through the primary it says valid."""
+    tool("unbound")
+    name = "stale-secondary-tlsa"
+    _, stale, _ = servers(world, name)
+    host = world.domains[name].hosts[0]
+    with world.unbound(nameservers={f"{name}.example.": stale.address}) as unbound:
+        out = dig(*unbound.address, host.tlsa_name, "TLSA", "+dnssec")
+        assert "ad" in flags(out)
+        want = sorted(r.replace(" ", "").lower() for r in host.tlsa_rdatas)
+        assert sorted(r.replace(" ", "").lower() for r in answer(out, "TLSA")) != want
+        code, result = check_via(world, unbound, name, anchor, capsys)
+    assert (code, result["verdict"]) == (2, "failed"), result
+    assert "tlsa-mismatch" in {f["code"] for f in result["findings"]}
+    assert [h["sender_action"] for h in result["hosts"]] == ["defer"]
+
+
+def test_a_resolver_that_reaches_the_bogus_secondary_finds_it_bogus(world, anchor, capsys):
+    tool("unbound")
+    name = "secondary-bogus-tlsa"
+    _, bad = servers(world, name)
+    with world.unbound(nameservers={f"{name}.example.": bad.address}) as unbound:
+        out = dig(*unbound.address, f"_25._tcp.mx1.{name}.example.", "TLSA", "+dnssec")
+        assert status(out) == "SERVFAIL"
+        code, result = check_via(world, unbound, name, anchor, capsys)
+    assert (code, result["verdict"]) == (2, "bogus"), result
+
+
+def test_unbound_refuses_a_zone_the_world_does_not_have(world):
+    with pytest.raises(ValueError, match="not zones of this world"):
+        world.unbound(nameservers={"nowhere.invalid.": "127.0.53.1"})
+
+
+def test_tlsa_on_smtp_port_moves_the_stale_tlsa_too():
+    sc = by_name("stale-secondary-tlsa")
+    w = World([sc], ns_network="127.0.55.0/24", tlsa_on_smtp_port=True)
+    with w.running():
+        _, stale, fresh = w.nameservers("stale-secondary-tlsa.example.")
+        at_port = f"_{w.smtp_port}._tcp.mx1.stale-secondary-tlsa.example."
+        at_25 = "_25._tcp.mx1.stale-secondary-tlsa.example."
+        for s in (stale, fresh):
+            a = answer(dig(s.address, w.dns_port, at_25, "TLSA", "+norec"), "TLSA")
+            b = answer(dig(s.address, w.dns_port, at_port, "TLSA", "+norec"), "TLSA")
+            assert a == b != []
+        assert answer(dig(stale.address, w.dns_port, at_port, "TLSA"), "TLSA") != answer(
+            dig(fresh.address, w.dns_port, at_port, "TLSA"), "TLSA"
+        )

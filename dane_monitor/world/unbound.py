@@ -16,7 +16,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 import dns.message
@@ -100,9 +100,13 @@ class Unbound:
         port: int | None = None,
         binary: str | None = None,
         cache: bool = False,
+        stubs: Mapping[str, tuple[str, int]] | None = None,
     ) -> None:
         self.cache = cache
         self.upstream = upstream
+        #: zone → the server asked for that zone instead of ``upstream`` (e.g. one secondary
+        #: name server of it, to resolve as a resolver that happened to reach that one)
+        self.stubs = {str(k): v for k, v in (stubs or {}).items()}
         self.trust_anchor = trust_anchor
         self.zones = [str(z) for z in zones]
         self.host = host
@@ -140,7 +144,14 @@ class Unbound:
                 identity=self.identity,
                 cache="" if self.cache else NO_CACHE,
             )
-            conf += "".join(STUB.format(zone=zone, **up) for zone in self.zones)
+            conf += "".join(
+                STUB.format(zone=zone, **up)
+                if zone not in self.stubs
+                else STUB.format(
+                    zone=zone, upstream_host=self.stubs[zone][0], upstream_port=self.stubs[zone][1]
+                )
+                for zone in self.zones
+            )
             (directory / "unbound.conf").write_text(conf)
             fixed = self.port
             self.process = subprocess.Popen(

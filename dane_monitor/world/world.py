@@ -24,12 +24,13 @@ from __future__ import annotations
 import contextlib
 import errno
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import dns.name
+import dns.rdatatype
 from cryptography import x509
 
 from dane_monitor import tlsa
@@ -321,9 +322,22 @@ class World:
         port: int | None = None,
         binary: str | None = None,
         cache: bool = False,
+        nameservers: Mapping[str, str] | None = None,
     ) -> Unbound:
-        """A validating Unbound for this (started) world: ``with world.unbound() as u: ...``"""
+        """A validating Unbound for this (started) world: ``with world.unbound() as u: ...``
+
+        It asks the primary for every zone, except the zones in ``nameservers`` (zone →
+        address of one of its servers, e.g. a stale secondary's): a resolver that happened to
+        reach that server, as a sender's resolver may.
+        """
         zones = [name.to_text() for name in self.hierarchy.zones]
+        dns_port = self.dns_address[1]
+        stubs = {
+            dns.name.from_text(z).to_text(): (a, dns_port) for z, a in (nameservers or {}).items()
+        }
+        unknown = set(stubs) - set(zones)
+        if unknown:
+            raise ValueError(f"not zones of this world: {sorted(unknown)}")
         return Unbound(
             self.dns_address,
             self.trust_anchor(),
@@ -332,6 +346,7 @@ class World:
             port=port,
             binary=binary,
             cache=cache,
+            stubs=stubs,
         )
 
     # -- serving ----------------------------------------------------------------------------
@@ -437,6 +452,13 @@ class World:
                     host.alias_zone.add(
                         f"_{port}._tcp.{host.mx_name}", "TLSA", *host.alias_tlsa_rdatas
                     )
+        # a secondary's own TLSA RRsets (a stale copy's) move along
+        for zone in self.hierarchy:
+            for secondary in zone.secondaries:
+                for (owner, rdtype), rdatas in list(secondary.overrides.items()):
+                    if rdtype == dns.rdatatype.TLSA and owner.labels[:2] == (b"_25", b"_tcp"):
+                        moved = dns.name.Name((f"_{port}".encode(), *owner.labels[1:]))
+                        secondary.overrides[(moved, rdtype)] = rdatas
         self.signed = self.hierarchy.sign()
         assert self.dns is not None
         self.dns.signed = self.signed
