@@ -146,6 +146,15 @@ def _serve_world(
                 for mx in domain.hosts:
                     for ep in mx.endpoints:
                         print(f"{domain.name:34} {expected:9} {mx.name:40} {ep.address}")
+            if world.signed.secondaries:  # zones with several name servers (issue 16)
+                print()
+                print(f"{'zone':34} {'name server':40} {'address':15} serial     behaviour")
+                for origin in world.signed.secondaries:
+                    for ns in world.nameservers(origin.to_text()):
+                        print(
+                            f"{ns.zone:34} {ns.name:40} {ns.address:15} {ns.serial:<10} "
+                            f"{'primary' if ns.primary else ns.behaviour.value}"
+                        )
             first = next(iter(world.domains.values()))
             print()
             print("Try:")

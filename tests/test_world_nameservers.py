@@ -421,3 +421,20 @@ def test_tlsa_on_smtp_port_moves_the_stale_tlsa_too():
         assert answer(dig(stale.address, w.dns_port, at_port, "TLSA"), "TLSA") != answer(
             dig(fresh.address, w.dns_port, at_port, "TLSA"), "TLSA"
         )
+
+
+def test_dane_monitor_world_lists_the_name_servers():
+    import re
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "dane_monitor", "world", "--scenario", "stale-secondary-tlsa",
+           "--scenario", "lame-secondary", "--duration", "0.3"]  # fmt: skip
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    rows = re.findall(r"^(\S+)\s+(ns\d\.\S+)\s+(127\.\S+)\s+(\d+)\s+(\S+)$", p.stdout, re.M)
+    assert [(r[1].split(".")[0], r[4]) for r in rows] == [
+        ("ns1", "primary"), ("ns2", "serve"), ("ns3", "serve"),
+        ("ns1", "primary"), ("ns2", "refused"),
+    ]  # fmt: skip
+    assert int(rows[0][3]) - int(rows[1][3]) == 3 * DAY  # ns2's stale serial
