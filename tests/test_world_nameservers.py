@@ -438,3 +438,19 @@ def test_dane_monitor_world_lists_the_name_servers():
         ("ns1", "primary"), ("ns2", "refused"),
     ]  # fmt: skip
     assert int(rows[0][3]) - int(rows[1][3]) == 3 * DAY  # ns2's stale serial
+
+
+def test_a_secondary_added_to_any_zone_of_a_world_before_start():
+    """The zone-level API on a built world: a lame secondary for the TLD itself."""
+    w = World([by_name("good-ee")], ns_network="127.0.56.0/24")
+    w.hierarchy["example."].secondary("127.0.56.77", "ns9", behaviour="not-authoritative")
+    w.signed = w.hierarchy.sign()
+    with w.running():
+        listed = w.nameservers("example.")
+        assert [(s.name, s.address) for s in listed] == [
+            ("ns1.example.", "127.0.0.1"), ("ns9.example.", "127.0.56.77")
+        ]  # fmt: skip
+        out = dig("127.0.56.77", w.dns_port, "good-ee.example.", "NS", "+norec")
+        assert status(out) == "NOERROR" and "aa" not in flags(out)  # a referral from ns9
+        root = dig("127.0.0.1", w.dns_port, "example.", "NS", "+norec")
+        assert sorted(answer(root, "NS")) == ["ns1.example.", "ns9.example."]

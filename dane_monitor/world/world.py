@@ -12,11 +12,13 @@ For code that is not asyncio (pytest fixtures, subprocess-driven tests, the CLI)
 Name servers: the primary DNS server (``dns_host``, ``ns1.<zone>`` of every zone) serves the
 whole hierarchy and is the only server the world's resolvers ask (Unbound's stub zones, delv,
 the checker's stub mode), so every consumer sees the scenario as written whatever the other
-servers say. A zone's secondaries (``Scenario.nameservers``, or :meth:`Zone.secondary` on
-``world.hierarchy`` before start) each listen on their own address from ``ns_network``, on
-the primary's port number (``world.dns_port``): a checker that walks the delegation (NS and
-glue) reaches them by telling its DNS client "port P instead of 53" once, as with SMTP.
-:meth:`World.nameservers` lists a zone's servers (name, address, behaviour, serial).
+servers say. A zone's secondaries (``Scenario.nameservers``; or :meth:`Zone.secondary` on
+any zone of ``world.hierarchy``, then ``world.signed = world.hierarchy.sign()``, before start)
+each listen on their own address from ``ns_network``, on the primary's port number
+(``world.dns_port``): a checker that walks the delegation (NS and glue) reaches them by
+telling its DNS client "port P instead of 53" once, as with SMTP. :meth:`World.nameservers`
+lists a zone's servers (name, address, behaviour, serial); ``world.unbound(nameservers=...)``
+resolves a zone through one chosen server instead of the primary.
 """
 
 from __future__ import annotations
