@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import pickle
@@ -48,6 +49,7 @@ REPORT_EVERY = 1.0  # seconds between a worker's reports of what it is doing
 BATCH_EVERY = 0.02  # seconds a worker gathers outcomes before sending them
 STOP_GRACE = 10.0  # seconds a worker has to stop before it is killed
 MAX_BACKOFF = 30.0  # seconds at most between restarts of a worker that keeps dying
+GC_THRESHOLD = 20_000  # gc.set_threshold's first value in a worker (Python's default: 700)
 _ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding dane_monitor/
 
 
@@ -461,6 +463,11 @@ async def _worker(orders_fd: int, reports_fd: int) -> int:
 def main() -> int:
     """A worker process: orders on stdin, reports on stdout (see the module's docstring)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # A check allocates and frees thousands of objects, and the DNS cache and checkers hold
+    # a few hundred thousand: at the default threshold (700) the collector ran about ten
+    # times a second, scanning them, 7% of a worker's CPU (0.16 ms a check); collecting when
+    # 20,000 more objects live than at the last collection, under 2% (0.04 ms).
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     # The channel gets its own descriptors; fd 0 and 1 become /dev/null and stderr, so a
     # stray print cannot corrupt the reports.
     orders_fd, reports_fd = os.dup(0), os.dup(1)
