@@ -205,7 +205,7 @@ async def _authflood_one(name, proc, url, ca, args) -> None:
             raise SystemExit(f"{name} did not answer")
         await asyncio.sleep(0.2)
     alone = await latencies(url + "metrics", args.requests, args.pace, context=context, auth=auth)
-    print(f"  {name:14} alone            {summary(alone)}")
+    print(f"  {name:14} alone            {summary(alone)}", flush=True)
     cpu0 = _cpu(proc.pid)
     async with Flood(url, args.clients, sources(args.clients, first=20), cafile=str(ca),
                      rate=args.rate) as flood:  # fmt: skip
@@ -227,6 +227,14 @@ async def _authflood_one(name, proc, url, ca, args) -> None:
     )
 
 
+async def _bounded(run, seconds: float) -> None:
+    try:
+        async with asyncio.timeout(seconds):
+            await run
+    except TimeoutError:
+        print(f"  did not finish within {seconds:.0f} s")
+
+
 def _cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -245,11 +253,13 @@ async def run_authflood(args) -> None:
             f"{args.rate:g} requests/s in all; bcrypt cost {args.cost}; TLS; an authorised "
             f"scraper (verified once before) times {args.requests} /metrics, {args.pace:g} s apart"
         )
+        # A bound on each run: a server that stalls gives a line saying so, not a hung run.
+        budget = 120 + args.requests * (args.pace + 10) * 2
         with serve(config) as (proc, url):
-            await _authflood_one("dane-monitor", proc, url, ca, args)
+            await _bounded(_authflood_one("dane-monitor", proc, url, ca, args), budget)
         if shutil.which("prometheus"):
             with prometheus(d, web) as (proc, url):
-                await _authflood_one("prometheus", proc, url, ca, args)
+                await _bounded(_authflood_one("prometheus", proc, url, ca, args), budget)
         else:
             print("  prometheus: not installed, no peer figure")
 
