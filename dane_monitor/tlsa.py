@@ -101,7 +101,7 @@ FAILURES = {
 _DIGEST_LENGTHS: dict[int, int] = {MatchingType.SHA256: 32, MatchingType.SHA512: 64}
 #: Digest agility ordinals, OpenSSL's defaults (``dane_ctx_enable``): the higher is preferred.
 #: Full(0) has none: Full records are always used.
-_AGILITY_ORDINAL = {MatchingType.SHA256: 1, MatchingType.SHA512: 2}
+_AGILITY_ORDINAL: dict[int, int] = {MatchingType.SHA256: 1, MatchingType.SHA512: 2}
 #: Bounds on the chain-building search: nodes visited and trust-anchor paths tried.
 _SEARCH_BUDGET = 512
 _MAX_ANCHORS = 32

@@ -11,7 +11,10 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from types import SimpleNamespace
+from typing import Any
 
+import dns.flags
+import dns.message
 import dns.name
 import dns.rdatatype
 import dns.rrset
@@ -26,8 +29,9 @@ from dane_monitor import evidence as ev
 from dane_monitor import judge as J
 from dane_monitor import tlsa as T
 from dane_monitor.lookup import validator as V
+from dane_monitor.lookup.anchors import parse
 from dane_monitor.lookup.answer import Answer, Kind, Status
-from dane_monitor.lookup.stub import Server, StubClient
+from dane_monitor.lookup.stub import Reply, Server, StubClient
 from dane_monitor.probe import ProbeResult
 
 # -- certificates and TLSA matching ---------------------------------------------------------
@@ -285,5 +289,84 @@ def test_a_name_object_is_remembered_as_that_object_only(clock: Clock) -> None:
         assert addresses(other) == addresses(first) and v.asked == 1
         assert await v.lookup("MX1.example.", "A") is not first
         assert v.asked == 1
+
+    asyncio.run(run())
+
+
+# -- the resolver-mode validator: answers read from the stub's cached replies ---------------
+
+
+class FakeResolver(StubClient):
+    """Answers A questions with AD set and one RRSIG of the given validity; a reply stays
+    the same object until ``fresh()`` (as the stub's cache hands out the one it holds)."""
+
+    def __init__(self, inception: int, expiration: int) -> None:
+        super().__init__(Server("127.0.0.1", 9))
+        self.dates = (inception, expiration)
+        self.address = "192.0.2.1"
+        self.replies: dict[tuple[str, int], Any] = {}
+
+    def fresh(self) -> None:
+        self.replies.clear()
+
+    async def query(self, name, rdtype, *, deadline=None):  # type: ignore[no-untyped-def, override]
+        qname = dns.name.from_text(name) if isinstance(name, str) else name
+        key = (qname.to_text(), int(rdtype))
+        if key not in self.replies:
+            query = dns.message.make_query(qname, rdtype)
+            msg = dns.message.make_response(query)
+            msg.flags |= dns.flags.AD
+            msg.answer.append(dns.rrset.from_text(qname, 300, "IN", "A", self.address))
+            inception, expiration = self.dates
+            msg.answer.append(dns.rrset.from_text(
+                qname, 300, "IN", "RRSIG",
+                f"A 13 2 300 {expiration} {inception} 12345 example. " + "AAAA" * 16,
+            ))  # fmt: skip
+            self.replies[key] = Reply(msg)
+        return self.replies[key]
+
+
+def test_a_resolver_mode_answer_is_read_again_when_a_signature_date_passes() -> None:
+    """Resolver mode remembers an answer per cached reply, but a signature that expires
+    (or comes into force) while the reply is still cached changes the verdict at once."""
+    clock = [1_000_000.0]
+    client = FakeResolver(inception=999_000, expiration=1_000_100)
+    # anchored elsewhere: the expiry watch has no DS/DNSKEY chain to fetch for example.
+    anchors = parse("elsewhere.invalid. 3600 IN DS 1 13 2 " + "00" * 32)
+    v = V.ResolverValidator(client, anchors, now=lambda: clock[0])
+
+    async def run() -> None:
+        first = await v.lookup("mx1.example.", "A")
+        assert first.status == Status.SECURE and first.expiration == 1_000_100
+        assert await v.lookup("mx1.example.", "A") is first
+        clock[0] = 1_000_100.0  # the last second the signature is valid
+        assert (await v.lookup("mx1.example.", "A")).status == Status.SECURE
+        clock[0] = 1_000_101.0  # expired: the same cached reply is bogus now
+        late = await v.lookup("mx1.example.", "A")
+        assert (late.status, late.reason) == (Status.BOGUS, "signature-expired")
+        # a signature not yet valid, then valid
+        clock[0] = 1_000_000.0
+        client.dates = (1_000_050, 1_000_500)
+        client.fresh()
+        early = await v.lookup("mx1.example.", "A")
+        assert (early.status, early.reason) == (Status.BOGUS, "signature-not-yet-valid")
+        clock[0] = 1_000_050.0
+        assert (await v.lookup("mx1.example.", "A")).status == Status.SECURE
+
+    asyncio.run(run())
+
+
+def test_a_resolver_mode_answer_follows_a_new_reply() -> None:
+    clock = [1_000_000.0]
+    client = FakeResolver(inception=999_000, expiration=2_000_000)
+    anchors = parse("elsewhere.invalid. 3600 IN DS 1 13 2 " + "00" * 32)
+    v = V.ResolverValidator(client, anchors, now=lambda: clock[0])
+
+    async def run() -> None:
+        assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.1"]
+        client.address = "192.0.2.2"  # the resolver's cache still holds the old reply
+        assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.1"]
+        client.fresh()  # its TTL is over: a new reply
+        assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.2"]
 
     asyncio.run(run())

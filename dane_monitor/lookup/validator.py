@@ -80,6 +80,7 @@ HEALTH_SECONDS = 30.0
 MAX_SIGNER_ZONES = 8
 MAX_CHAIN_DEPTH = 16
 MAX_CHAINS = 100_000  # zones whose chain is kept
+MAX_READ = 100_000  # resolver-mode answers remembered by the reply they were read from
 # Questions that name no single RRset: validating them means nothing (RFC 6840 §5.9 for ANY).
 UNVALIDATABLE = frozenset({dns.rdatatype.ANY, RRSIG, dns.rdatatype.OPT})
 # Records that only a real owner proves: one synthesised from a wildcard proves nothing
@@ -995,6 +996,18 @@ def _fresh_client(client: StubClient, *, checking_disabled: bool) -> StubClient:
 
 
 @dataclass
+class _Read:
+    """A resolver-mode answer and what it was read from (:meth:`ResolverValidator._remember`)."""
+
+    reply: Reply
+    qtype: int
+    answer: Answer
+    chains_generation: int
+    chains_until: float  # monotonic
+    wall_until: float  # the validator's clock (POSIX seconds)
+
+
+@dataclass
 class _Chain:
     """What the expiry watch learned about one zone: the earliest RRSIG expiration over its
     DNSKEY RRset, its DS RRset and its parent's chain up to the trust anchor."""
@@ -1101,6 +1114,10 @@ class ResolverValidator:
         )
         self.local = Validator(self.cd_client, self.anchors, now=now)
         self._chains: dict[dns.name.Name, _Chain] = {}
+        self._chains_generation = 0  # bumped whenever a chain leaves before its time
+        # Answers by the reply object they were read from (the stub's cache hands out the
+        # same one while it holds it): id(reply) -> _Read.
+        self._read: dict[int, _Read] = {}
         self._health = _Health()
 
     def warnings(self) -> list[tuple[str, str]]:
@@ -1147,6 +1164,17 @@ class ResolverValidator:
         if refused is not None:
             return refused
         reply = await self.client.query(qname, qtype, deadline=deadline)
+        read = self._read.get(id(reply))
+        if (
+            read is not None
+            and read.reply is reply
+            and read.qtype == qtype
+            and read.chains_generation == self._chains_generation
+            and time.monotonic() < read.chains_until
+            and self.now() < read.wall_until
+            and read.answer.qname == qname
+        ):
+            return read.answer
         error = _reply_error(qname, qtype, reply)
         if error is not None:
             if error.reason == A.SERVFAIL:
@@ -1154,6 +1182,9 @@ class ResolverValidator:
             return error
         msg = reply.response
         assert msg is not None  # _reply_error answers every reply without a response
+        generation = self._chains_generation
+        chains_until = math.inf
+        read_at = self.now()  # before any date in the reply is compared with the clock
         status = Status.SECURE if msg.flags & dns.flags.AD else Status.INSECURE
         reason = None if status == Status.SECURE else A.RESOLVER_SAYS_INSECURE
         steps: list[CNAMEStep] = []
@@ -1177,7 +1208,9 @@ class ResolverValidator:
         expiration = signer = None
         detail = ""
         if status == Status.SECURE:
-            expiration, signer = await self._expiry(msg, kind, rrset, current, deadline)
+            expiration, signer, chains_until = await self._expiry(
+                msg, kind, rrset, current, deadline
+            )
             # AD over a signature outside its validity: a resolver that forgives clock skew
             # (Unbound: up to a day either way) vouches for it, senders whose validator
             # forgives less defer. Never valid: bogus, as in local mode (issue 13).
@@ -1191,7 +1224,7 @@ class ResolverValidator:
             if stale is not None:
                 status, reason = Status.BOGUS, stale[0]
                 detail = f"the resolver set AD, but {stale[1]}"
-        return Answer(
+        answer = Answer(
             qname,
             qtype,
             status,
@@ -1203,6 +1236,43 @@ class ResolverValidator:
             cnames=steps,
             expiration=expiration,
             signer=signer,
+        )
+        self._remember(reply, qtype, answer, generation, chains_until, expiration, read_at)
+        return answer
+
+    def _remember(
+        self,
+        reply: Reply,
+        qtype: int,
+        answer: Answer,
+        generation: int,
+        chains_until: float,
+        expiration: int | None,
+        now: float,
+    ) -> None:
+        """Keep an answer read from ``reply`` for as long as reading it again gives the same:
+        the stub keeps the reply, the DS/DNSKEY chains it used stay cached as they were,
+        and the clock crosses no signature's inception or expiration in the reply, nor the
+        answer's earliest expiration (every date the reading compares with now)."""
+        if generation != self._chains_generation:
+            return
+        msg = reply.response
+        assert msg is not None
+        dates = [
+            d
+            for section in (msg.answer, msg.authority)
+            for rrset in section
+            if rrset.rdtype == RRSIG
+            for sig in rrset
+            for d in (sig.inception, sig.expiration)
+            if d >= now
+        ]
+        if expiration is not None:
+            dates.append(expiration)
+        if len(self._read) >= MAX_READ:
+            self._read.clear()
+        self._read[id(reply)] = _Read(
+            reply, qtype, answer, generation, chains_until, min(dates, default=math.inf)
         )
 
     # -- a SERVFAIL, asked again with CD -----------------------------------------------------
@@ -1258,9 +1328,10 @@ class ResolverValidator:
         rrset: dns.rrset.RRset | None,
         owner: dns.name.Name,
         deadline: float | None,
-    ) -> tuple[int | None, dns.name.Name | None]:
+    ) -> tuple[int | None, dns.name.Name | None, float]:
         """The earliest RRSIG expiration over the answer's RRsets and the DS/DNSKEY chain of
-        their signer zones, and the signer of the final answer."""
+        their signer zones, the signer of the final answer, and until when (monotonic) the
+        chains it used stay cached."""
         now = self.now()
         expiration: int | None = None
         zones: dict[dns.name.Name, None] = {}
@@ -1288,7 +1359,8 @@ class ResolverValidator:
         chains = await asyncio.gather(
             *(self._chain(z, deadline, MAX_CHAIN_DEPTH) for z in list(zones)[:MAX_SIGNER_ZONES])
         )
-        return earliest(expiration, *(c.expiration for c in chains)), signer
+        until = min((c.expires_at for c in chains), default=math.inf)
+        return earliest(expiration, *(c.expiration for c in chains)), signer, until
 
     async def _chain(self, zone: dns.name.Name, deadline: float | None, depth: int) -> _Chain:
         """The earliest RRSIG expiration over the DNSKEY RRset of ``zone``, its DS RRset and
@@ -1329,7 +1401,11 @@ class ResolverValidator:
             until = min(until, time.monotonic() + expiration - now)
         chain = _Chain(expiration, until if complete else 0.0)
         if chain.expires_at > time.monotonic():
+            replaced = self._chains.get(zone)
+            if replaced is not None and replaced.expires_at > time.monotonic():
+                self._chains_generation += 1  # a racing lookup's chain, still live
             if len(self._chains) >= MAX_CHAINS:
+                self._chains_generation += 1
                 self._chains = {
                     k: v for k, v in self._chains.items() if v.expires_at > time.monotonic()
                 }
