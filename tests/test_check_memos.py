@@ -308,6 +308,7 @@ class FakeResolver(StubClient):
 
     def fresh(self) -> None:
         self.replies.clear()
+        self.cache._entries.clear()
 
     async def query(self, name, rdtype, *, deadline=None):  # type: ignore[no-untyped-def, override]
         qname = dns.name.from_text(name) if isinstance(name, str) else name
@@ -323,6 +324,8 @@ class FakeResolver(StubClient):
                 f"A 13 2 300 {expiration} {inception} 12345 example. " + "AAAA" * 16,
             ))  # fmt: skip
             self.replies[key] = Reply(msg)
+            qtype = int(dns.rdatatype.RdataType.make(rdtype))
+            self.cache.put((qname, qtype, self.checking_disabled), self.replies[key])
         return self.replies[key]
 
 
@@ -339,9 +342,11 @@ def test_a_resolver_mode_answer_is_read_again_when_a_signature_date_passes() -> 
         first = await v.lookup("mx1.example.", "A")
         assert first.status == Status.SECURE and first.expiration == 1_000_100
         assert await v.lookup("mx1.example.", "A") is first
+        assert v.cached("mx1.example.", "A") is first
         clock[0] = 1_000_100.0  # the last second the signature is valid
         assert (await v.lookup("mx1.example.", "A")).status == Status.SECURE
         clock[0] = 1_000_101.0  # expired: the same cached reply is bogus now
+        assert v.cached("mx1.example.", "A") is None
         late = await v.lookup("mx1.example.", "A")
         assert (late.status, late.reason) == (Status.BOGUS, "signature-expired")
         # a signature not yet valid, then valid
@@ -367,6 +372,7 @@ def test_a_resolver_mode_answer_follows_a_new_reply() -> None:
         client.address = "192.0.2.2"  # the resolver's cache still holds the old reply
         assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.1"]
         client.fresh()  # its TTL is over: a new reply
+        assert v.cached("mx1.example.", "A") is None
         assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.2"]
 
     asyncio.run(run())

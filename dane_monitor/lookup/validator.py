@@ -1164,17 +1164,9 @@ class ResolverValidator:
         if refused is not None:
             return refused
         reply = await self.client.query(qname, qtype, deadline=deadline)
-        read = self._read.get(id(reply))
-        if (
-            read is not None
-            and read.reply is reply
-            and read.qtype == qtype
-            and read.chains_generation == self._chains_generation
-            and time.monotonic() < read.chains_until
-            and self.now() < read.wall_until
-            and read.answer.qname == qname
-        ):
-            return read.answer
+        remembered = self._remembered(reply, qname, qtype)
+        if remembered is not None:
+            return remembered
         error = _reply_error(qname, qtype, reply)
         if error is not None:
             if error.reason == A.SERVFAIL:
@@ -1239,6 +1231,35 @@ class ResolverValidator:
         )
         self._remember(reply, qtype, answer, generation, chains_until, expiration, read_at)
         return answer
+
+    def cached(
+        self, name: dns.name.Name | str, rdtype: dns.rdatatype.RdataType | str | int
+    ) -> Answer | None:
+        """What :meth:`lookup` would answer now from the stub's cache without working
+        anything out again, or None (it would ask the resolver, or read the reply anew)."""
+        qname = dns.name.from_text(name) if isinstance(name, str) else name
+        qtype = int(dns.rdatatype.RdataType.make(rdtype))
+        reply = self.client.cache.get((qname, qtype, self.client.checking_disabled))
+        if reply is None:
+            return None
+        answer = self._remembered(reply, qname, qtype)
+        if answer is not None:
+            self.client.cache.hits += 1  # as the lookup's query would have counted it
+        return answer
+
+    def _remembered(self, reply: Reply, qname: dns.name.Name, qtype: int) -> Answer | None:
+        read = self._read.get(id(reply))
+        if (
+            read is not None
+            and read.reply is reply
+            and read.qtype == qtype
+            and read.chains_generation == self._chains_generation
+            and time.monotonic() < read.chains_until
+            and self.now() < read.wall_until
+            and read.answer.qname == qname
+        ):
+            return read.answer
+        return None
 
     def _remember(
         self,
