@@ -71,6 +71,12 @@ class Options:
     recheck_other_key_type: int = 1
     # Keep each probe's SMTP transcript (--debug, /probe?debug=true); False saves the work.
     transcripts: bool = True
+    # Nameserver consistency (issue 16): ask every authoritative server of the zones on the
+    # path directly (dane_monitor.nameservers), at this port (53; the test world's differs),
+    # each query within nameserver_timeout seconds.
+    nameservers: bool = False
+    nameserver_port: int = 53
+    nameserver_timeout: float = 2.0
 
     @property
     def thresholds(self) -> Thresholds:
@@ -225,10 +231,22 @@ class Checker:
         )
         draft = ev.Domain(name, mx_only, self.mode, started, started, mx=mx, hosts=tuple(hosts))
         resolver_ok = await self._resolver_ok() if draft.indeterminate() else None
+        surveyed = await self._nameservers(draft) if self.options.nameservers else None
         # Judged at the moment the evidence is complete (expiry windows).
         return ev.Domain(name, mx_only, self.mode, started, self.clock(),
                          duration=time.monotonic() - t0, mx=mx, hosts=draft.hosts,
-                         resolver_ok=resolver_ok, resolver_warnings=warnings)  # fmt: skip
+                         resolver_ok=resolver_ok, resolver_warnings=warnings,
+                         nameservers=surveyed)  # fmt: skip
+
+    async def _nameservers(self, draft: ev.Domain) -> ev.NameServerSurvey:
+        """Every authoritative server of the zones on the path, asked directly: each query
+        within the per-query timeout, one UDP try and one TCP try at most."""
+        from dane_monitor import nameservers
+
+        o = self.options
+        return await nameservers.survey(self.validator.lookup, draft, port=o.nameserver_port,
+                                        timeout=o.nameserver_timeout,
+                                        deadline=4 * o.nameserver_timeout)  # fmt: skip
 
     async def _resolver_ok(self) -> bool | None:
         """Does our resolver validate a known-good name? Tells the domain's failures from

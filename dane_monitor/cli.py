@@ -334,6 +334,9 @@ def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
         both_key_types=not args.one_key_type,
         # Only --debug's JSON shows the SMTP transcripts: no other check builds them.
         transcripts=bool(getattr(args, "debug", False)),
+        nameservers=bool(getattr(args, "nameservers", False)),
+        nameserver_port=getattr(args, "nameserver_port", None),
+        dns_timeout=getattr(args, "dns_timeout", settings.DEFAULT_DNS_TIMEOUT),
     )
 
 
@@ -671,6 +674,20 @@ def _build_check(sub: argparse._SubParsersAction) -> None:
         f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
     )
     add_dns_options(check)
+    ns = check.add_argument_group("name servers")
+    ns.add_argument(
+        "--no-nameservers",
+        dest="nameservers",
+        action="store_false",
+        help="do not ask every authoritative server of the zones on the path directly "
+        "(by default each is asked, and servers that disagree are findings)",
+    )
+    ns.add_argument(
+        "--nameserver-port",
+        type=_arg(settings.parse_port, "port"),
+        metavar="PORT",
+        help="ask the authoritative servers at this port instead of 53 (for tests)",
+    )
     add_probe_options(check)
     check.set_defaults(func=_check)
 

@@ -22,6 +22,7 @@ from cryptography import x509
 
 from dane_monitor import evidence as ev
 from dane_monitor import findings as F
+from dane_monitor import nameservers as NS
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.judge import HostJudgement, judge
@@ -99,6 +100,9 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
         case=j.case,
     )
     result.findings = F.domain_findings(d, j)
+    if d.nameservers is not None:  # every authoritative server asked (issue 16)
+        result.findings += NS.findings(d, th)
+        result.nameservers = NS.to_dict(d.nameservers)
     if d.mx is not None:
         result.mx_dns = dns_info(d.mx)
         mode = F.mx_plan(d.mx, d.target).mode

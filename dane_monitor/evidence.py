@@ -51,6 +51,69 @@ class Host:
 
 
 @dataclass(frozen=True)
+class ServerAnswer:
+    """What one authoritative server address said to one question (asked directly, RD=0)."""
+
+    name: str  # owner asked, with the final dot
+    rdtype: str  # "TLSA", "MX", "A", "AAAA", "SOA", "DNSKEY", "DS"
+    rcode: str  # NOERROR, NXDOMAIN, REFUSED, …
+    authoritative: bool  # the AA bit
+    records: tuple[str, ...]  # the RRset's rdata as text, sorted (empty: none)
+    expiration: int | None = None  # earliest RRSIG expiration over the RRset (POSIX)
+    # Do its RRSIGs verify against the zone's validated DNSKEY RRset? None: not checked
+    # (no records, an unsigned zone, or no validated keys).
+    signatures_ok: bool | None = None
+    signature_error: str = ""
+
+
+@dataclass(frozen=True)
+class ServerView:
+    """One address of one authoritative server of a zone, and what it answered."""
+
+    zone: str
+    server: str  # the name server's name (from the NS RRset)
+    address: str
+    port: int
+    # No usable reply: "timeout", "unreachable" (connection refused, no route), "malformed".
+    error: str | None = None
+    detail: str = ""
+    answers: tuple[ServerAnswer, ...] = ()
+
+    @property
+    def serial(self) -> int | None:
+        for a in self.answers:
+            if a.rdtype == "SOA" and a.records and a.authoritative:
+                try:
+                    return int(a.records[0].split()[2])
+                except (IndexError, ValueError):
+                    return None
+        return None
+
+
+@dataclass(frozen=True)
+class ZoneSurvey:
+    """Every listed server address of one zone, asked the same questions."""
+
+    zone: str
+    questions: tuple[tuple[str, str], ...]  # (name, rdtype) asked of every server
+    servers: tuple[ServerView, ...] = ()
+    # The RRsets the check's validated lookups used in this zone: (owner, rdtype, records).
+    used: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+    # Why the zone could not be surveyed (fully), e.g. its NS RRset failed; "" when it was.
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class NameServerSurvey:
+    """Nameserver consistency (issue 16): the zones on the check's path, each server asked
+    directly. ``queries``: DNS messages sent (UDP and TCP); ``duration``: seconds spent."""
+
+    zones: tuple[ZoneSurvey, ...] = ()
+    queries: int = 0
+    duration: float = 0.0
+
+
+@dataclass(frozen=True)
 class Domain:
     """A whole check: a mail domain (or one MX host, ``mx_only``)."""
 
@@ -67,6 +130,8 @@ class Domain:
     # is indeterminate (None: not asked, or the validator cannot tell).
     resolver_ok: bool | None = None
     resolver_warnings: tuple[tuple[str, str], ...] = ()
+    # Every authoritative server of the zones on the path, asked directly (None: not asked).
+    nameservers: NameServerSurvey | None = None
 
     def lookups(self) -> list[Answer]:
         out = [self.mx] if self.mx is not None else []

@@ -85,6 +85,19 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "warning / critical window"),
     Code("resolver-not-loopback", (W,), "warnings", "resolver mode with a resolver not on this "
          "host"),
+    Code("ns-rrset-differs", (E, W), None, "an authoritative server serves an RRset "
+         "the check used (TLSA, MX, A, AAAA, DNSKEY) differently: error when its TLSA RRset "
+         "fails the server's certificate (senders whose resolver asks it defer)"),
+    Code("ns-serial-lag", (W,), None, "an authoritative server's SOA serial is behind "
+         "the others' (a stale copy)"),
+    Code("ns-rrsig-bogus", (E,), None, "an authoritative server serves signatures "
+         "that fail against the zone's keys where the other servers' verify"),
+    Code("ns-rrsig-expiring", (W, E), None, "an authoritative server's signatures "
+         "expire within the warning / critical window, well before the other servers'"),
+    Code("ns-unreachable", (W,), None, "a listed name server does not answer (timeout, "
+         "refused, no address) while another does"),
+    Code("ns-lame", (W,), None, "a listed name server answers REFUSED or without "
+         "authority (lame delegation)"),
     Code("check-timeout", (E,), None, "the check did not finish within its deadline (the "
          "exporter's target timeout, check --deadline)"),
     Code("check-crashed", (E,), None, "(exporter) the check raised an unexpected error; the "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from dane_monitor import judge
 from dane_monitor.report import (
@@ -90,6 +91,9 @@ def text(result: DomainResult) -> str:
                 f"    suggested: {host.tlsa_name or host.name} IN TLSA {host.suggested_records[0]}"
             )
 
+    if result.nameservers is not None:
+        lines += _nameservers(result.nameservers)
+
     findings = result.all_findings()
     if findings:
         lines.append("")
@@ -105,3 +109,16 @@ def text(result: DomainResult) -> str:
             f"Earliest DNSSEC signature expiry on the path: {_when(result.rrsig_expiration)}"
         )
     return "\n".join(lines)
+
+
+def _nameservers(survey: dict[str, Any]) -> list[str]:
+    """Each zone's authoritative servers as asked directly (dane_monitor.nameservers)."""
+    lines = ["", f"Name servers ({survey['queries']} queries, {survey['duration_seconds']:.2f}s):"]
+    for z in survey["zones"]:
+        note = f" ({z['note']})" if z["note"] else ""
+        lines.append(f"  {z['zone']}{note}")
+        for s in z["servers"]:
+            serial = f" serial {s['serial']}" if s["serial"] is not None else ""
+            where = s["address"] or "-"
+            lines.append(f"    {s['name']:40} {where:39} {s['state']}{serial}")
+    return lines

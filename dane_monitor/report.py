@@ -267,6 +267,9 @@ class DomainResult:
     # The worst sender action over the hosts, or the domain's own (a bogus MX RRset: defer).
     sender_action: SenderAction | None = None
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
+    # Every authoritative server of the zones on the path, asked directly (None: not asked;
+    # dane_monitor.nameservers.to_dict).
+    nameservers: dict[str, Any] | None = None
 
     def all_findings(self) -> list[Finding]:
         out = list(self.findings)
@@ -276,7 +279,7 @@ class DomainResult:
 
     def to_dict(self, debug: bool = False) -> dict[str, Any]:
         findings = self.all_findings()
-        return {
+        out = {
             "schema": SCHEMA_VERSION,
             "target": self.domain,
             "kind": "mx-host" if self.mx_only else "domain",
@@ -296,3 +299,6 @@ class DomainResult:
                 sev.value: sum(1 for f in findings if f.severity == sev) for sev in Severity
             },
         }
+        if self.nameservers is not None:
+            out["nameservers"] = self.nameservers
+        return out

@@ -436,6 +436,8 @@ def make_checker(
     both_key_types: bool = True,
     recheck_other_key_type: int = 1,
     transcripts: bool = True,
+    nameservers: bool = False,
+    nameserver_port: int | None = None,
 ) -> Checker:
     """The one place a :class:`dane_monitor.check.Checker` is made from settings.
 
@@ -451,7 +453,9 @@ def make_checker(
     endpoint (:class:`dane_monitor.check.Checker` says when); 1 (the default) makes it on
     every check. ``transcripts``: keep each probe's SMTP transcript (the default; a
     background monitor that never shows them passes False, and a check can still ask for
-    them with ``check_domain(..., transcripts=True)``).
+    them with ``check_domain(..., transcripts=True)``). ``nameservers``: also ask every
+    authoritative server of the zones on the path directly (:mod:`dane_monitor.nameservers`),
+    at ``nameserver_port`` (53 by default), each query within ``dns_timeout``.
 
     :raises ValueError: a value the parsers here refuse (the message says which).
     """
@@ -472,6 +476,9 @@ def make_checker(
         both_key_types=both_key_types,
         recheck_other_key_type=recheck_other_key_type,
         transcripts=bool(transcripts),
+        nameservers=bool(nameservers),
+        nameserver_port=53 if nameserver_port is None else parse_port(nameserver_port),
+        nameserver_timeout=dns_timeout,
         rrsig_warn_days=th.rrsig_warning_days,
         rrsig_error_days=th.rrsig_critical_days,
         cert_warn_days=th.cert_warning_days,

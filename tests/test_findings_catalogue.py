@@ -35,6 +35,17 @@ ELSEWHERE = {
     "resolver-not-loopback": ("test_lookup_resolver.py", None),
     "check-timeout": ("test_exporter_metrics.py", "test_a_check_past_its_deadline_is_a_timeout"),
     "check-crashed": ("test_exporter_metrics.py", "test_a_check_that_crashes_is_reported"),
+    **{
+        code: ("test_nameservers.py", "test_the_cli_reports_each_scenario")
+        for code in (
+            "ns-rrset-differs",
+            "ns-serial-lag",
+            "ns-rrsig-bogus",
+            "ns-rrsig-expiring",
+            "ns-unreachable",
+            "ns-lame",
+        )
+    },
 }
 
 

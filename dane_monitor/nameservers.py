@@ -1,0 +1,621 @@
+"""Nameserver consistency (issue 16): ask every authoritative server of the zones on a
+check's path directly, and say where they disagree.
+
+A validating resolver asks one of a zone's servers; which one is up to it. When a secondary
+serves a stale TLSA RRset, an old MX RRset, signatures that expire tomorrow or a corrupted
+signature, the senders whose resolver happens to ask it defer mail while every check that
+asks one resolver says all is well. :func:`survey` (I/O) asks each address of each listed
+server the questions the check's validated lookups asked, plus the SOA and the DNSKEY RRset;
+:func:`findings` (pure) turns the survey into findings.
+
+Bounds: at most :data:`MAX_SERVERS` servers per zone and :data:`MAX_ADDRESSES` addresses per
+server, every query at once, each UDP (TCP when truncated) within the per-query timeout; the
+whole survey within the caller's deadline. The NS RRset and the servers' addresses come from
+the validator (its cache, usually: the check has just walked these zones), not from glue.
+
+Findings are made only when at least one server of the zone answers with authority: a zone
+whose servers all fail to answer us directly (a network that blocks outbound DNS, a test
+setup on another port) says nothing here; the validated path already says what senders get.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+# Before dnspython, which decides its optional features when first imported (_compat).
+import dane_monitor._compat  # noqa: F401  # isort: skip
+import dns.dnssec
+import dns.exception
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+
+from dane_monitor import evidence as ev
+from dane_monitor import policy
+from dane_monitor import tlsa as T
+from dane_monitor.findings import E, Place, W, finding
+from dane_monitor.lookup.answer import Answer, Kind, Status
+from dane_monitor.report import Finding
+from dane_monitor.settings import Thresholds
+
+DAY = 86400
+MAX_SERVERS = 8
+MAX_ADDRESSES = 2
+PAYLOAD = 1232
+#: A server's signatures are "much earlier" than the others' when they expire inside the
+#: warning window and at least this long before the best server's.
+EXPIRY_SLACK = 3600
+
+Lookup = Callable[[dns.name.Name, str], Awaitable[Answer]]
+
+
+# -- I/O ----------------------------------------------------------------------------------------
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self.sent = 0
+
+
+class _UDP(asyncio.DatagramProtocol):
+    """One query over a connected UDP socket: an ICMP "port unreachable" fails it at once
+    (dnspython's UDP query waits for its timeout instead)."""
+
+    def __init__(self, future: asyncio.Future[bytes]) -> None:
+        self.future = future
+
+    def datagram_received(self, data: bytes, addr: object) -> None:
+        if not self.future.done():
+            self.future.set_result(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc or ConnectionError("closed"))
+
+
+async def _udp(wire: bytes, address: str, port: int, timeout: float) -> bytes:
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[bytes] = loop.create_future()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _UDP(future), remote_addr=(address, port)
+    )
+    try:
+        transport.sendto(wire)
+        return await asyncio.wait_for(future, timeout)
+    finally:
+        transport.close()
+
+
+async def _tcp(wire: bytes, address: str, port: int, timeout: float) -> bytes:
+    async def exchange() -> bytes:
+        reader, writer = await asyncio.open_connection(address, port)
+        try:
+            writer.write(struct.pack("!H", len(wire)) + wire)
+            await writer.drain()
+            (length,) = struct.unpack("!H", await reader.readexactly(2))
+            return await reader.readexactly(length)
+        finally:
+            writer.close()
+
+    return await asyncio.wait_for(exchange(), timeout)
+
+
+async def _ask(
+    qname: dns.name.Name, rdtype: str, address: str, port: int, timeout: float, sent: _Counter
+) -> dns.message.Message:
+    q = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
+    q.flags &= ~dns.flags.RD
+    wire = q.to_wire()
+    sent.sent += 1
+    reply = dns.message.from_wire(await _udp(wire, address, port, timeout))
+    if reply.flags & dns.flags.TC:
+        sent.sent += 1
+        reply = dns.message.from_wire(await _tcp(wire, address, port, timeout))
+    if not q.is_response(reply):
+        raise dns.exception.FormError("the reply does not answer the query")
+    return reply
+
+
+def _answer(
+    zone: dns.name.Name,
+    qname: dns.name.Name,
+    rdtype: str,
+    reply: dns.message.Message,
+    keys: dns.rrset.RRset | None,
+    now: float,
+) -> ev.ServerAnswer:
+    qtype = dns.rdatatype.RdataType.make(rdtype)
+    rrset = _find(reply.answer, qname, qtype)
+    covered = qtype
+    if rrset is None:  # a CNAME in place of the RRset: compare the CNAME
+        rrset = _find(reply.answer, qname, dns.rdatatype.CNAME)
+        covered = dns.rdatatype.CNAME
+    records: tuple[str, ...] = ()
+    expiration = None
+    ok: bool | None = None
+    error = ""
+    if rrset is not None:
+        records = tuple(sorted(_rdata_text(rrset.rdtype, r) for r in rrset))
+        sigs = _sigs(reply, qname, covered)
+        if sigs is not None:
+            expiration = min(int(s.expiration) for s in sigs)
+            if keys is not None:
+                try:
+                    dns.dnssec.validate(rrset, sigs, {zone: keys}, now=now)
+                    ok = True
+                except dns.dnssec.ValidationFailure as exc:
+                    ok, error = False, str(exc) or "no signature verifies"
+        elif keys is not None:
+            ok, error = False, "no RRSIG"
+    return ev.ServerAnswer(
+        qname.to_text(),
+        rdtype,
+        dns.rcode.to_text(reply.rcode()),
+        bool(reply.flags & dns.flags.AA),
+        records,
+        expiration,
+        ok,
+        error,
+    )
+
+
+def _sigs(reply: dns.message.Message, qname: dns.name.Name, covered: int) -> dns.rrset.RRset | None:
+    for r in reply.answer:
+        if r.name == qname and r.rdtype == dns.rdatatype.RRSIG and r.covers == covered:
+            return r
+    return None
+
+
+def _find(
+    section: Sequence[dns.rrset.RRset], qname: dns.name.Name, rdtype: int
+) -> dns.rrset.RRset | None:
+    for r in section:
+        if r.name == qname and r.rdtype == rdtype:
+            return r
+    return None
+
+
+def _rdata_text(rdtype: int, rdata: object) -> str:
+    text = rdata.to_text()  # type: ignore[attr-defined]  # every Rdata has it
+    if rdtype == dns.rdatatype.CNAME:
+        return f"CNAME {text}"
+    return text
+
+
+async def _server_view(
+    zone: dns.name.Name,
+    server: str,
+    address: str,
+    questions: Sequence[tuple[str, str]],
+    keys: dns.rrset.RRset | None,
+    port: int,
+    timeout: float,
+    sent: _Counter,
+    now: float,
+) -> ev.ServerView:
+    async def one(name: str, rdtype: str) -> ev.ServerAnswer | BaseException:
+        qname = dns.name.from_text(name)
+        try:
+            reply = await _ask(qname, rdtype, address, port, timeout, sent)
+        except Exception as exc:  # every failure is an outcome here
+            return exc
+        return _answer(zone, qname, rdtype, reply, keys, now)
+
+    # The SOA first (questions[0]): a server that does not answer it is not asked the rest.
+    first = await one(*questions[0])
+    results = [first]
+    if isinstance(first, ev.ServerAnswer):
+        results += await asyncio.gather(*(one(n, t) for n, t in questions[1:]))
+    answers = [r for r in results if isinstance(r, ev.ServerAnswer)]
+    failures = [r for r in results if not isinstance(r, ev.ServerAnswer)]
+    if not answers:
+        exc = failures[0]
+        if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
+            error = "timeout"
+        elif isinstance(exc, OSError):
+            error = "unreachable"
+        else:
+            error = "malformed"
+        detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        if error == "timeout":
+            detail = f"no reply within {timeout:g}s"
+        return ev.ServerView(zone.to_text(), server, address, port, error, detail)
+    return ev.ServerView(zone.to_text(), server, address, port, answers=tuple(answers))
+
+
+def _addresses(a: Answer, aaaa: Answer) -> list[str]:
+    out: list[str] = []
+    for ans in (a, aaaa):
+        if ans.rrset is not None and ans.kind == Kind.POSITIVE:
+            out += [r.to_text() for r in ans.rrset if r.rdtype == ans.qtype]
+    return out
+
+
+async def survey_zone(
+    lookup: Lookup,
+    zone: str,
+    questions: Iterable[tuple[str, str]],
+    used: Sequence[tuple[str, str, tuple[str, ...]]] = (),
+    *,
+    port: int = 53,
+    timeout: float = 2.0,
+    now: float | None = None,
+    sent: _Counter | None = None,
+) -> ev.ZoneSurvey:
+    """Ask every listed server address of ``zone`` the SOA, the DNSKEY RRset and
+    ``questions`` ((owner, rdtype) pairs) directly. ``used``: the RRsets the check used, by
+    (owner, rdtype, records), which the comparison holds each server to."""
+    now = time.time() if now is None else now
+    sent = sent or _Counter()
+    origin = dns.name.from_text(zone)
+    asked = tuple(dict.fromkeys([(zone, "SOA"), (zone, "DNSKEY"), *questions]))
+    ns, dnskey = await asyncio.gather(lookup(origin, "NS"), lookup(origin, "DNSKEY"))
+    keys = dnskey.rrset if dnskey.status == Status.SECURE and dnskey.rrset is not None else None
+    if ns.rrset is None or ns.kind != Kind.POSITIVE:
+        note = f"the NS RRset could not be looked up ({ns.status.value} {ns.kind.value})"
+        return ev.ZoneSurvey(zone, asked, note=note, used=tuple(used))
+    names = sorted(r.target for r in ns.rrset if r.rdtype == dns.rdatatype.NS)
+    note = ""
+    if len(names) > MAX_SERVERS:
+        note = f"{len(names)} servers listed; the first {MAX_SERVERS} asked"
+        names = names[:MAX_SERVERS]
+    found = await asyncio.gather(
+        *(asyncio.gather(lookup(n, "A"), lookup(n, "AAAA")) for n in names)
+    )
+    jobs = []
+    missing = []
+    for name, (a, aaaa) in zip(names, found, strict=True):
+        addresses = _addresses(a, aaaa)[:MAX_ADDRESSES]
+        if not addresses:
+            missing.append(
+                ev.ServerView(
+                    zone,
+                    name.to_text(),
+                    "",
+                    port,
+                    "no-address",
+                    f"no A/AAAA record ({a.status.value} {a.kind.value})",
+                )
+            )
+        for address in addresses:
+            jobs.append(
+                _server_view(origin, name.to_text(), address, asked, keys, port, timeout, sent, now)
+            )
+    views = await asyncio.gather(*jobs)
+    return ev.ZoneSurvey(zone, asked, (*views, *missing), note=note, used=tuple(used))
+
+
+def plan(d: ev.Domain) -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
+    """The zones on the check's path, each with the RRsets the check used there (owner,
+    rdtype, records): the signer of every validated answer (the final RRset's zone, after
+    CNAMEs). Unsigned answers have no known zone and are left out."""
+    out: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
+    for answer in d.lookups():
+        if answer.signer is None or answer.status != Status.SECURE:
+            continue
+        zone = answer.signer.to_text()
+        owner = answer.canonical_name.to_text()
+        rdtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype))
+        records: tuple[str, ...] = ()
+        if answer.rrset is not None and answer.kind == Kind.POSITIVE:
+            records = tuple(sorted(_rdata_text(answer.rrset.rdtype, r) for r in answer.rrset))
+        entry = (owner, rdtype, records)
+        if entry not in out.setdefault(zone, []):
+            out[zone].append(entry)
+    return out
+
+
+async def survey(
+    lookup: Lookup,
+    d: ev.Domain,
+    *,
+    port: int = 53,
+    timeout: float = 2.0,
+    deadline: float | None = None,
+) -> ev.NameServerSurvey:
+    """Every zone of :func:`plan` surveyed at once (each zone once per check), within
+    ``deadline`` seconds (what did not finish is a timeout of the zones concerned)."""
+    t0, now, sent = time.monotonic(), time.time(), _Counter()
+    zones = plan(d)
+
+    async def one(zone: str, used: list[tuple[str, str, tuple[str, ...]]]) -> ev.ZoneSurvey:
+        questions = [(o, t) for o, t, _ in used]
+        job = survey_zone(
+            lookup, zone, questions, used, port=port, timeout=timeout, now=now, sent=sent
+        )
+        try:
+            return await asyncio.wait_for(job, deadline)
+        except TimeoutError:
+            return ev.ZoneSurvey(zone, (), note=f"not finished within {deadline}s")
+
+    done = await asyncio.gather(*(one(z, u) for z, u in zones.items()))
+    return ev.NameServerSurvey(tuple(done), sent.sent, time.monotonic() - t0)
+
+
+# -- comparison (pure) ----------------------------------------------------------------------
+
+
+def _serial_newer(a: int, b: int) -> bool:
+    """RFC 1982 serial number arithmetic: is ``a`` newer than ``b``?"""
+    return a != b and ((a - b) % 2**32) < 2**31
+
+
+def _label(v: ev.ServerView) -> str:
+    return f"{v.server.rstrip('.')} ({v.address})"
+
+
+def _authoritative(v: ev.ServerView) -> bool:
+    soa = next((a for a in v.answers if a.rdtype == "SOA"), None)
+    return v.error is None and soa is not None and soa.rcode == "NOERROR" and soa.authoritative
+
+
+def _show(records: tuple[str, ...]) -> str:
+    if not records:
+        return "nothing"
+    return ", ".join(r if len(r) <= 60 else r[:56] + "…" for r in records)
+
+
+def tlsa_failure(d: ev.Domain, owner: str, records: tuple[str, ...]) -> str | None:
+    """Do ``records`` (a TLSA RRset as a server serves it at ``owner``) fail a chain the
+    check saw at a host whose deciding TLSA lookup is at ``owner``? The failure, or None."""
+    try:
+        parsed = [T.TLSARecord.from_text(r) for r in records if not r.startswith("CNAME ")]
+    except ValueError as exc:
+        return f"unparsable record ({exc})"
+    for host in d.hosts:
+        if not host.tlsa or host.tlsa[-1].answer.canonical_name.to_text() != owner:
+            continue
+        names = policy.reference_names(host.name, host.tlsa[-1].base)
+        for e in host.endpoints:
+            if not e.probe.chain:
+                continue
+            if not parsed:
+                return "no TLSA record"
+            m = T.authenticate(parsed, e.probe.chain, names)
+            if not m.authenticated:
+                key = e.probe.leaf_key_type or "?"
+                return f"{e.address} ({key} key): {m.failure}"
+    return None
+
+
+def findings(d: ev.Domain, th: Thresholds) -> list[Finding]:
+    """What :attr:`ev.Domain.nameservers` says to the operator (nothing when not asked)."""
+    s = d.nameservers
+    if s is None:
+        return []
+    out: list[Finding] = []
+    for z in s.zones:
+        out += zone_findings(z, d, th)
+    return out
+
+
+def zone_findings(z: ev.ZoneSurvey, d: ev.Domain, th: Thresholds) -> list[Finding]:
+    where = Place(domain=None if d.mx_only else d.target)
+    good = [v for v in z.servers if _authoritative(v)]
+    if not good:
+        return []  # nobody answers us directly: nothing to compare (see the module's doc)
+    out: list[Finding] = []
+    zone = z.zone
+    for v in z.servers:
+        at = Place(where.domain, address=v.address or None, port=v.port)
+        if v.error is not None:
+            out.append(
+                finding(
+                    "ns-unreachable",
+                    W,
+                    f"{_label(v)}, a name server of {zone}, "
+                    f"does not answer ({v.error}: {v.detail}): resolvers that ask it "
+                    "wait and retry another server, and mail is delayed",
+                    where=at,
+                )
+            )
+        elif v not in good:
+            soa = next((a for a in v.answers if a.rdtype == "SOA"), None)
+            how = (
+                f"answers {soa.rcode}"
+                if soa is not None and soa.rcode != "NOERROR"
+                else "answers without authority (no AA bit)"
+            )
+            out.append(
+                finding(
+                    "ns-lame",
+                    W,
+                    f"{_label(v)} is listed as a name server of "
+                    f"{zone} but {how} (lame delegation): resolvers that ask it "
+                    "fail over to another server, or fail",
+                    where=at,
+                )
+            )
+    out += serial_findings(zone, good, where)
+    out += rrset_findings(z, good, d, where)
+    out += signature_findings(zone, good, where)
+    out += expiry_findings(zone, good, d.now, th, where)
+    return out
+
+
+def serial_findings(zone: str, good: Sequence[ev.ServerView], where: Place) -> list[Finding]:
+    serials = {v.address: v.serial for v in good if v.serial is not None}
+    if len(set(serials.values())) <= 1:
+        return []
+    newest = max(serials.values(), key=_Key)
+    out = []
+    for v in good:
+        if v.serial is not None and _serial_newer(newest, v.serial):
+            others = sorted({_label(o) for o in good if o.serial == newest})
+            out.append(
+                finding(
+                    "ns-serial-lag",
+                    W,
+                    f"{_label(v)} serves {zone} with SOA serial "
+                    f"{v.serial}, behind {newest} at {', '.join(others)}: its copy "
+                    "is stale (zone transfers or NOTIFY failing?)",
+                    where=Place(where.domain, address=v.address, port=v.port),
+                )
+            )
+    return out
+
+
+class _Key:
+    """Sort key ordering serials by RFC 1982 (among serials within 2**31 of each other)."""
+
+    def __init__(self, serial: int) -> None:
+        self.serial = serial
+
+    def __lt__(self, other: _Key) -> bool:
+        return _serial_newer(other.serial, self.serial)
+
+
+def rrset_findings(
+    z: ev.ZoneSurvey, good: Sequence[ev.ServerView], d: ev.Domain, where: Place
+) -> list[Finding]:
+    """Servers whose RRset differs from the one the check used (its validated answer), or,
+    for the DNSKEY RRset the check did not record, from the one most servers serve."""
+    used = {(o, t): r for o, t, r in z.used}
+    out: list[Finding] = []
+    for name, rdtype in z.questions:
+        if rdtype == "SOA":
+            continue  # the serial says it
+        served = {
+            v.address: a.records
+            for v in good
+            for a in v.answers
+            if a.name == name and a.rdtype == rdtype and a.rcode in ("NOERROR", "NXDOMAIN")
+        }
+        if not served:
+            continue
+        reference = used.get((name, rdtype))
+        if reference is None:
+            if len(set(served.values())) <= 1:
+                continue
+            reference = Counter(served.values()).most_common(1)[0][0]
+        for v in good:
+            records = served.get(v.address)
+            if records is None or records == reference:
+                continue
+            severity = W
+            consequence = "senders whose resolver asks it see a different RRset"
+            if rdtype == "TLSA":
+                failure = tlsa_failure(d, name, records)
+                if failure is not None:
+                    severity = E
+                    consequence = (
+                        f"it does not authenticate the server ({failure}): DANE "
+                        "senders whose resolver asks this server defer mail"
+                    )
+            elif rdtype == "MX":
+                consequence = "senders whose resolver asks it deliver to other hosts"
+            same = sorted(_label(o) for o in good if served.get(o.address) == reference)
+            against = f"{', '.join(same)} and the check" if same else "the check"
+            out.append(
+                finding(
+                    "ns-rrset-differs",
+                    severity,
+                    f"{_label(v)} serves {name} {rdtype} as {_show(records)}; "
+                    f"{against} see {_show(reference)}: {consequence}",
+                    where=Place(where.domain, address=v.address, port=v.port),
+                    record=f"{name} {rdtype}",
+                )
+            )
+    return out
+
+
+def signature_findings(zone: str, good: Sequence[ev.ServerView], where: Place) -> list[Finding]:
+    """Signatures one server serves that fail against the zone's validated DNSKEY RRset
+    while another server's signatures over the same RRset verify."""
+    verified = {(a.name, a.rdtype) for v in good for a in v.answers if a.signatures_ok}
+    out = []
+    for v in good:
+        bad = [a for a in v.answers if a.signatures_ok is False and (a.name, a.rdtype) in verified]
+        if bad:
+            what = "; ".join(f"{a.name} {a.rdtype}: {a.signature_error}" for a in bad)
+            out.append(
+                finding(
+                    "ns-rrsig-bogus",
+                    E,
+                    f"{_label(v)} serves signatures of {zone} "
+                    f"that fail validation ({what}) where other servers' verify: "
+                    "validators that ask it call the answer bogus and DANE senders "
+                    "behind them defer mail",
+                    where=Place(where.domain, address=v.address, port=v.port),
+                )
+            )
+    return out
+
+
+def expiry_findings(
+    zone: str, good: Sequence[ev.ServerView], now: float, th: Thresholds, where: Place
+) -> list[Finding]:
+    """A server whose earliest signature expires inside the warning window, and at least
+    :data:`EXPIRY_SLACK` before the earliest of the server with the latest ones."""
+    earliest = {}
+    for v in good:
+        times = [a.expiration for a in v.answers if a.expiration is not None]
+        if times:
+            earliest[v.address] = min(times)
+    if len(earliest) < 2:
+        return []
+    best = max(earliest.values())
+    out = []
+    for v in good:
+        t = earliest.get(v.address)
+        if t is None or best - t < EXPIRY_SLACK:
+            continue
+        left = t - now
+        if left >= th.rrsig_warning_days * DAY:
+            continue
+        severity = E if left < th.rrsig_critical_days * DAY else W
+        out.append(
+            finding(
+                "ns-rrsig-expiring",
+                severity,
+                f"{_label(v)} serves signatures of "
+                f"{zone} that expire in {left / 3600:.1f} hours, {(best - t) / DAY:.1f} "
+                "days before other servers': when they do, validators that ask it "
+                "call the answers bogus and DANE senders behind them defer; check "
+                "its zone transfers or its signer",
+                where=Place(where.domain, address=v.address, port=v.port),
+            )
+        )
+    return out
+
+
+def state(v: ev.ServerView) -> str:
+    """ok | lame | timeout | unreachable | malformed | no-address"""
+    if v.error is not None:
+        return v.error
+    return "ok" if _authoritative(v) else "lame"
+
+
+def to_dict(s: ev.NameServerSurvey) -> dict[str, Any]:
+    """The survey as the JSON output shows it: per zone, each server address with its state,
+    SOA serial and earliest signature expiry."""
+    zones = []
+    for z in s.zones:
+        servers = []
+        for v in z.servers:
+            times = [a.expiration for a in v.answers if a.expiration is not None]
+            servers.append(
+                {
+                    "name": v.server,
+                    "address": v.address or None,
+                    "port": v.port,
+                    "state": state(v),
+                    "detail": v.detail or None,
+                    "serial": v.serial,
+                    "rrsig_expiration": min(times) if times else None,
+                }
+            )
+        zones.append({"zone": z.zone, "note": z.note or None, "servers": servers})
+    return {"zones": zones, "queries": s.queries, "duration_seconds": round(s.duration, 4)}

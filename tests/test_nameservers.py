@@ -1,0 +1,281 @@
+"""Nameserver consistency (issue 16): every authoritative server of the zones on the path,
+asked directly, and the findings when they disagree.
+
+Against the world's NAMESERVER_SCENARIOS (each zone's primary plus secondaries that are
+stale, early-expiring, bogus, lame, silent or down): ``dane-monitor check`` as a user runs it
+(a subprocess) and the Checker give each scenario's finding, and none for secondaries that
+agree; the verdict stays the validated path's. The comparison functions are tested on
+hand-made surveys.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dane_monitor import evidence as ev
+from dane_monitor import nameservers as NS
+from dane_monitor import settings
+from dane_monitor.report import Severity
+from dane_monitor.settings import Thresholds
+from dane_monitor.world import NAMESERVER_SCENARIOS, World
+
+ROOT = Path(__file__).resolve().parent.parent
+DAY = 86400
+E, W = "error", "warning"
+
+#: scenario → the nameserver findings it must give, (code, severity), all at ns2.
+EXPECTED: dict[str, set[tuple[str, str]]] = {
+    "secondaries-agree": set(),
+    "stale-secondary-tlsa": {("ns-rrset-differs", E), ("ns-serial-lag", W)},
+    "stale-secondary-serial": {("ns-serial-lag", W)},
+    "stale-secondary-mx": {("ns-rrset-differs", W), ("ns-serial-lag", W)},
+    "secondary-sigs-expire-soon": {("ns-rrsig-expiring", E)},
+    "secondary-bogus-tlsa": {("ns-rrsig-bogus", E)},
+    "lame-secondary": {("ns-lame", W)},
+    "secondary-not-authoritative": {("ns-lame", W)},
+    "silent-secondary": {("ns-unreachable", W)},
+    "secondary-down": {("ns-unreachable", W)},
+}
+
+
+def test_every_nameserver_scenario_has_an_expectation():
+    assert set(EXPECTED) == {sc.name for sc in NAMESERVER_SCENARIOS}
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World(NAMESERVER_SCENARIOS)
+    with w.running():
+        yield w
+
+
+@pytest.fixture(scope="module")
+def args(world, tmp_path_factory) -> list[str]:
+    anchor = world.write_trust_anchor(tmp_path_factory.mktemp("nsc16") / "anchor.ds")
+    host, port = world.dns_address
+    return [
+        "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
+        "--connect-port", str(world.smtp_port), "--timeout", "5",
+        "--nameserver-port", str(port), "--dns-timeout", "1",
+    ]  # fmt: skip
+
+
+def ns_findings(findings) -> set[tuple[str, str]]:
+    return {(f["code"], f["severity"]) for f in findings if f["code"].startswith("ns-")}
+
+
+def run(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dane_monitor", *argv],
+        capture_output=True, text=True, timeout=120, cwd=ROOT,
+    )  # fmt: skip
+
+
+def expected_exit(scenario_exit: int, found: set[tuple[str, str]]) -> int:
+    severities = {s for _, s in found}
+    if E in severities:
+        return max(scenario_exit, 2)
+    if W in severities:
+        return max(scenario_exit, 1)
+    return scenario_exit
+
+
+@pytest.mark.parametrize("scenario", NAMESERVER_SCENARIOS, ids=lambda sc: sc.name)
+def test_the_cli_reports_each_scenario(world, args, scenario):
+    """``dane-monitor check --json`` gives the scenario's findings, located at the faulty
+    secondary's address and naming it; the verdict is still the validated path's; the exit
+    code follows the findings' severities (judge.exit_code)."""
+    zone = f"{scenario.name}.example."
+    proc = run("check", "--json", zone, *args)
+    out = json.loads(proc.stdout)
+    found = ns_findings(out["findings"])
+    assert found == EXPECTED[scenario.name], json.dumps(out["findings"], indent=1)
+    assert out["verdict"] == scenario.expect.verdict
+    assert proc.returncode == expected_exit(scenario.expect.exit_code or 0, found), proc.stdout
+    servers = world.nameservers(zone)
+    ns2 = servers[1]
+    for f in out["findings"]:
+        if f["code"].startswith("ns-"):
+            assert f["address"] == ns2.address, f
+            assert ns2.name.rstrip(".") in f["message"], f
+    # the survey: every listed server of the zone, asked
+    (surveyed,) = [z for z in out["nameservers"]["zones"] if z["zone"] == zone]
+    assert {s["address"] for s in surveyed["servers"]} == {s.address for s in servers}
+    states = {s["address"]: s["state"] for s in surveyed["servers"]}
+    assert states[servers[0].address] == "ok"
+
+
+def test_the_text_names_the_server_its_address_and_both_rrsets(world, args):
+    zone = "stale-secondary-tlsa.example."
+    proc = run("check", zone, *args)
+    assert proc.returncode == 2, proc.stdout
+    primary, stale, fresh = world.nameservers(zone)
+    text = proc.stdout
+    line = next(ln for ln in text.splitlines() if "serves _25._tcp.mx1" in ln)
+    assert f"{stale.name.rstrip('.')} ({stale.address}) serves" in line
+    assert "does not authenticate the server" in line and "defer" in line
+    assert f"({primary.address})" in line and f"({fresh.address})" in line
+    assert "Name servers (" in text
+    assert f"{stale.address}" in text.split("Name servers (")[1]
+
+
+def test_no_nameservers_turns_it_off(world, args):
+    proc = run("check", "--json", "stale-secondary-tlsa.example.", "--no-nameservers", *args)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0, proc.stdout
+    assert "nameservers" not in out
+    assert not ns_findings(out["findings"])
+
+
+def test_the_checker_reports_each_scenario(world, tmp_path):
+    """The same through make_checker(nameservers=True), one checker for every scenario."""
+    anchor = world.write_trust_anchor(tmp_path / "anchor.ds")
+    host, port = world.dns_address
+
+    async def all_checks() -> dict[str, set[tuple[str, str]]]:
+        checker = settings.make_checker(
+            resolver=f"{host}:{port}", trust_anchor=anchor, connect_port=world.smtp_port,
+            dns_timeout=1, nameservers=True, nameserver_port=port,
+        )  # fmt: skip
+        got = {}
+        for sc in NAMESERVER_SCENARIOS:
+            result = await checker.check_domain(f"{sc.name}.example")
+            assert result.verdict.value == sc.expect.verdict
+            got[sc.name] = {
+                (f.code, f.severity.value)
+                for f in result.all_findings()
+                if f.code.startswith("ns-")
+            }
+        return got
+
+    assert asyncio.run(all_checks()) == EXPECTED
+
+
+def test_servers_nobody_can_reach_say_nothing(world, args):
+    """Direct queries that no server answers (here: port 53, where nothing of the world
+    listens) are no finding: the validated path already says what senders get."""
+    argv = [a for a in args]
+    i = argv.index("--nameserver-port")
+    del argv[i : i + 2]
+    proc = run("check", "--json", "stale-secondary-tlsa.example.", *argv)
+    out = json.loads(proc.stdout)
+    assert not ns_findings(out["findings"])
+    assert proc.returncode == 0
+
+
+# -- the comparison functions on hand-made surveys ------------------------------------------
+
+NOW = 1_800_000_000.0
+ZONE = "example.de."
+TLSA = "_25._tcp.mx.example.de."
+
+
+def view(
+    address: str,
+    *,
+    serial: int = 100,
+    tlsa: tuple[str, ...] = ("3 1 1 AA",),
+    expiration: float = NOW + 14 * DAY,
+    ok: bool | None = True,
+    aa: bool = True,
+    rcode: str = "NOERROR",
+    error: str | None = None,
+) -> ev.ServerView:
+    if error is not None:
+        return ev.ServerView(ZONE, f"ns-{address}.example.de.", address, 53, error, "x")
+    soa = ev.ServerAnswer(ZONE, "SOA", rcode, aa, (f"ns1. host. {serial} 1 1 1 1",),
+                          int(expiration), ok)  # fmt: skip
+    t = ev.ServerAnswer(TLSA, "TLSA", rcode, aa, tlsa, int(expiration), ok, "" if ok else "bad")
+    return ev.ServerView(ZONE, f"ns-{address}.example.de.", address, 53, answers=(soa, t))
+
+
+def zone(*views: ev.ServerView, used: tuple[str, ...] | None = ("3 1 1 AA",)) -> ev.ZoneSurvey:
+    u = ((TLSA, "TLSA", used),) if used is not None else ()
+    return ev.ZoneSurvey(ZONE, ((ZONE, "SOA"), (TLSA, "TLSA")), views, used=u)
+
+
+def domain(z: ev.ZoneSurvey) -> ev.Domain:
+    return ev.Domain("example.de.", False, "local", NOW, NOW, nameservers=ev.NameServerSurvey((z,)))
+
+
+def codes(z: ev.ZoneSurvey, th: Thresholds | None = None) -> list[tuple[str, str, str | None]]:
+    return sorted(
+        (f.code, f.severity.value, f.address) for f in NS.findings(domain(z), th or Thresholds())
+    )
+
+
+def test_agreeing_servers_give_nothing():
+    assert codes(zone(view("192.0.2.1"), view("192.0.2.2"))) == []
+
+
+def test_serial_lag_uses_serial_arithmetic():
+    # 4294967295 → 5 wrapped: 5 is newer (RFC 1982), so the server at 4294967295 lags
+    z = zone(view("192.0.2.1", serial=5), view("192.0.2.2", serial=4294967295))
+    assert codes(z) == [("ns-serial-lag", W, "192.0.2.2")]
+
+
+def test_an_rrset_is_held_to_the_one_the_check_used():
+    # two against one, but the one agrees with the validated answer: the two differ
+    z = zone(view("192.0.2.1"), view("192.0.2.2", tlsa=("3 1 1 BB",)),
+             view("192.0.2.3", tlsa=("3 1 1 BB",)))  # fmt: skip
+    assert codes(z) == [("ns-rrset-differs", W, "192.0.2.2"), ("ns-rrset-differs", W, "192.0.2.3")]
+
+
+def test_without_the_check_s_rrset_the_majority_is_the_reference():
+    z = zone(view("192.0.2.1"), view("192.0.2.2"), view("192.0.2.3", tlsa=()), used=None)
+    assert codes(z) == [("ns-rrset-differs", W, "192.0.2.3")]
+
+
+def test_early_expiring_signatures_follow_the_windows():
+    th = Thresholds(3.0, 1.0, 14.0)
+    soon = zone(view("192.0.2.1"), view("192.0.2.2", expiration=NOW + 2 * DAY))
+    assert codes(soon, th) == [("ns-rrsig-expiring", W, "192.0.2.2")]
+    sooner = zone(view("192.0.2.1"), view("192.0.2.2", expiration=NOW + 0.5 * DAY))
+    assert codes(sooner, th) == [("ns-rrsig-expiring", E, "192.0.2.2")]
+    # older but outside the window: a stale copy, not an expiry
+    later = zone(view("192.0.2.1"), view("192.0.2.2", expiration=NOW + 5 * DAY))
+    assert codes(later, th) == []
+    # every server expires together: the validated path's rrsig-expiring says it
+    together = zone(
+        view("192.0.2.1", expiration=NOW + DAY), view("192.0.2.2", expiration=NOW + DAY)
+    )
+    assert codes(together, th) == []
+
+
+def test_bad_signatures_count_only_beside_good_ones():
+    assert codes(zone(view("192.0.2.1"), view("192.0.2.2", ok=False))) == [
+        ("ns-rrsig-bogus", E, "192.0.2.2")
+    ]
+    # every server's fail: the validated path calls it bogus already
+    assert codes(zone(view("192.0.2.1", ok=False), view("192.0.2.2", ok=False))) == []
+
+
+def test_lame_and_silent_servers():
+    z = zone(
+        view("192.0.2.1"),
+        view("192.0.2.2", rcode="REFUSED", tlsa=()),
+        view("192.0.2.3", aa=False),
+        view("192.0.2.4", error="timeout"),
+    )
+    assert codes(z) == [
+        ("ns-lame", W, "192.0.2.2"),
+        ("ns-lame", W, "192.0.2.3"),
+        ("ns-unreachable", W, "192.0.2.4"),
+    ]
+
+
+def test_nothing_is_said_when_no_server_answers_with_authority():
+    z = zone(view("192.0.2.1", error="unreachable"), view("192.0.2.2", aa=False))
+    assert codes(z) == []
+
+
+def test_findings_use_catalogued_severities():
+    z = zone(view("192.0.2.1"), view("192.0.2.2", tlsa=("3 1 1 BB",), serial=99, ok=False))
+    for f in NS.findings(domain(z), Thresholds()):
+        assert f.severity in (Severity.ERROR, Severity.WARNING)
