@@ -297,12 +297,15 @@ async def survey_zone(
     return ev.ZoneSurvey(zone, asked, (*views, *missing), note=note, used=tuple(used))
 
 
-def plan(d: ev.Domain) -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
+def plan(
+    d: ev.Domain, extra: Iterable[Answer] = ()
+) -> dict[str, list[tuple[str, str, tuple[str, ...]]]]:
     """The zones on the check's path, each with the RRsets the check used there (owner,
     rdtype, records): the signer of every validated answer (the final RRset's zone, after
-    CNAMEs). Unsigned answers have no known zone and are left out."""
+    CNAMEs), and of ``extra`` answers (the CNAMEs on the way, each zone's DS: see
+    :func:`survey`). Unsigned answers have no known zone and are left out."""
     out: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
-    for answer in d.lookups():
+    for answer in (*d.lookups(), *extra):
         if answer.signer is None or answer.status != Status.SECURE:
             continue
         zone = answer.signer.to_text()
@@ -328,7 +331,20 @@ async def survey(
     """Every zone of :func:`plan` surveyed at once (each zone once per check), within
     ``deadline`` seconds (what did not finish is a timeout of the zones concerned)."""
     t0, now, sent = time.monotonic(), time.time(), _Counter()
+    # Beyond the final RRsets: each secure CNAME on the way (in the zone of its owner, which
+    # may differ from the target's) and each zone's DS RRset (in the parent zone).
+    owners = {
+        step.owner
+        for answer in d.lookups()
+        for step in answer.cnames
+        if step.dname is None and step.status == Status.SECURE
+    }
     zones = plan(d)
+    extra = await asyncio.gather(
+        *(lookup(owner, "CNAME") for owner in sorted(owners)),
+        *(lookup(dns.name.from_text(z), "DS") for z in sorted(zones) if z != "."),
+    )
+    zones = plan(d, extra)
 
     async def one(zone: str, used: list[tuple[str, str, tuple[str, ...]]]) -> ev.ZoneSurvey:
         questions = [(o, t) for o, t, _ in used]

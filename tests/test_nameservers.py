@@ -23,7 +23,7 @@ from dane_monitor import nameservers as NS
 from dane_monitor import settings
 from dane_monitor.report import Severity
 from dane_monitor.settings import Thresholds
-from dane_monitor.world import NAMESERVER_SCENARIOS, World
+from dane_monitor.world import NAMESERVER_SCENARIOS, World, by_name
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400
@@ -279,3 +279,32 @@ def test_findings_use_catalogued_severities():
     z = zone(view("192.0.2.1"), view("192.0.2.2", tlsa=("3 1 1 BB",), serial=99, ok=False))
     for f in NS.findings(domain(z), Thresholds()):
         assert f.severity in (Severity.ERROR, Severity.WARNING)
+
+
+def test_cname_owners_and_the_parent_s_ds_are_compared(tmp_path):
+    """Beyond the final RRsets: the CNAME on the way to a hosted MX host (in the mail
+    domain's zone, not the hosting zone) and each zone's DS RRset at the parent's servers."""
+    w = World([by_name("cname-hosted"), by_name("good-ee")], ns_network="127.0.57.0/24")
+    w.hierarchy["cname-hosted.example."].secondary("127.0.57.2").set(
+        "mail", "CNAME", "elsewhere.cname-hosted.example."
+    )
+    w.hierarchy["example."].secondary("127.0.57.9", "ns9").set(
+        "good-ee", "DS", "12345 13 2 " + "ab" * 32
+    )
+    w.signed = w.hierarchy.sign()
+    with w.running():
+        anchor = w.write_trust_anchor(tmp_path / "anchor.ds")
+        host, port = w.dns_address
+        common = [
+            "--resolver", f"{host}:{port}", "--trust-anchor", str(anchor),
+            "--connect-port", str(w.smtp_port), "--timeout", "5",
+            "--nameserver-port", str(port), "--dns-timeout", "1",
+        ]  # fmt: skip
+        hosted = json.loads(run("check", "--json", "cname-hosted.example.", *common).stdout)
+        good = json.loads(run("check", "--json", "good-ee.example.", *common).stdout)
+    (cname,) = [f for f in hosted["findings"] if f["code"] == "ns-rrset-differs"]
+    assert cname["address"] == "127.0.57.2" and cname["record"].endswith(" CNAME"), cname
+    assert "elsewhere.cname-hosted.example." in cname["message"]
+    ds = [f for f in good["findings"] if f["code"] == "ns-rrset-differs"]
+    assert [(f["address"], f["record"]) for f in ds] == [("127.0.57.9", "good-ee.example. DS")]
+    assert hosted["verdict"] == good["verdict"] == "valid"
