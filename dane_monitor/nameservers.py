@@ -61,8 +61,12 @@ Lookup = Callable[[dns.name.Name, str], Awaitable[Answer]]
 
 
 class _Counter:
+    """One survey's bookkeeping: messages sent, and the signature verifications made (the
+    primary and faithful secondaries serve the very same RRset and RRSIGs: verified once)."""
+
     def __init__(self) -> None:
         self.sent = 0
+        self.verified: dict[tuple[Any, ...], tuple[bool, str]] = {}
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -135,6 +139,7 @@ def _answer(
     reply: dns.message.Message,
     keys: dns.rrset.RRset | None,
     now: float,
+    verified: dict[tuple[Any, ...], tuple[bool, str]],
 ) -> ev.ServerAnswer:
     qtype = dns.rdatatype.RdataType.make(rdtype)
     rrset = _find(reply.answer, qname, qtype)
@@ -152,11 +157,16 @@ def _answer(
         if sigs is not None:
             expiration = min(int(s.expiration) for s in sigs)
             if keys is not None:
-                try:
-                    dns.dnssec.validate(rrset, sigs, {zone: keys}, now=now)
-                    ok = True
-                except dns.dnssec.ValidationFailure as exc:
-                    ok, error = False, str(exc) or "no signature verifies"
+                memo = (qname, covered, records, tuple(sorted(s.to_text() for s in sigs)))
+                hit = verified.get(memo)
+                if hit is None:
+                    try:
+                        dns.dnssec.validate(rrset, sigs, {zone: keys}, now=now)
+                        hit = (True, "")
+                    except dns.dnssec.ValidationFailure as exc:
+                        hit = (False, str(exc) or "no signature verifies")
+                    verified[memo] = hit
+                ok, error = hit
         elif keys is not None:
             ok, error = False, "no RRSIG"
     return ev.ServerAnswer(
@@ -211,7 +221,7 @@ async def _server_view(
             reply = await _ask(qname, rdtype, address, port, timeout, sent)
         except Exception as exc:  # every failure is an outcome here
             return exc
-        return _answer(zone, qname, rdtype, reply, keys, now)
+        return _answer(zone, qname, rdtype, reply, keys, now, sent.verified)
 
     # The SOA first (questions[0]): a server that does not answer it is not asked the rest.
     first = await one(*questions[0])
