@@ -21,6 +21,7 @@ setup on another port) says nothing here; the validated path already says what s
 from __future__ import annotations
 
 import asyncio
+import errno
 import struct
 import time
 from collections import Counter
@@ -53,6 +54,12 @@ PAYLOAD = 1232
 #: A server's signatures are "much earlier" than the others' when they expire inside the
 #: warning window and at least this long before the best server's.
 EXPIRY_SLACK = 3600
+
+# Errors that say our host has no route to the address (an IPv6 server seen from a host
+# without IPv6): the server is not asked, and that is no finding.
+_NO_ROUTE = frozenset(
+    {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT}
+)
 
 Lookup = Callable[[dns.name.Name, str], Awaitable[Answer]]
 
@@ -234,6 +241,8 @@ async def _server_view(
         exc = failures[0]
         if isinstance(exc, (TimeoutError, asyncio.TimeoutError)):
             error = "timeout"
+        elif isinstance(exc, OSError) and exc.errno in _NO_ROUTE:
+            error = "no-route"  # our host cannot reach that address (family): not theirs
         elif isinstance(exc, OSError):
             error = "unreachable"
         else:
@@ -436,6 +445,8 @@ def zone_findings(z: ev.ZoneSurvey, d: ev.Domain, th: Thresholds) -> list[Findin
     zone = z.zone
     for v in z.servers:
         at = Place(where.domain, address=v.address or None, port=v.port)
+        if v.error == "no-route":
+            continue  # e.g. an IPv6 address from a host without IPv6: checked from elsewhere
         if v.error is not None:
             out.append(
                 finding(
@@ -618,7 +629,7 @@ def expiry_findings(
 
 
 def state(v: ev.ServerView) -> str:
-    """ok | lame | timeout | unreachable | malformed | no-address"""
+    """ok | lame | timeout | unreachable | no-route | malformed | no-address"""
     if v.error is not None:
         return v.error
     return "ok" if _authoritative(v) else "lame"

@@ -270,6 +270,11 @@ def test_lame_and_silent_servers():
     ]
 
 
+def test_an_address_our_host_has_no_route_to_is_no_finding():
+    z = zone(view("192.0.2.1"), view("2001:db8::1", error="no-route"))
+    assert codes(z) == []
+
+
 def test_nothing_is_said_when_no_server_answers_with_authority():
     z = zone(view("192.0.2.1", error="unreachable"), view("192.0.2.2", aa=False))
     assert codes(z) == []
