@@ -50,6 +50,8 @@ from dane_monitor.settings import Thresholds
 DAY = 86400
 MAX_SERVERS = 8
 MAX_ADDRESSES = 2
+#: Queries in flight at once per survey (a domain with many MX zones, each with many servers).
+MAX_IN_FLIGHT = 64
 PAYLOAD = 1232
 #: A server's signatures are "much earlier" than the others' when they expire inside the
 #: warning window and at least this long before the best server's.
@@ -74,6 +76,7 @@ class _Counter:
     def __init__(self) -> None:
         self.sent = 0
         self.verified: dict[tuple[Any, ...], tuple[bool, str]] = {}
+        self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)  # made in the survey's loop
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -225,7 +228,8 @@ async def _server_view(
     async def one(name: str, rdtype: str) -> ev.ServerAnswer | BaseException:
         qname = dns.name.from_text(name)
         try:
-            reply = await _ask(qname, rdtype, address, port, timeout, sent)
+            async with sent.slots:
+                reply = await _ask(qname, rdtype, address, port, timeout, sent)
         except Exception as exc:  # every failure is an outcome here
             return exc
         return _answer(zone, qname, rdtype, reply, keys, now, sent.verified)
