@@ -12,7 +12,6 @@ its load benchmark (``benchmarks/exporter.py lockout|authflood``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ssl as _ssl
 import sys
 import time
@@ -21,6 +20,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from test_exporter_client import Reply, request  # the tests' strict client
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the clients; one that does not end within 30 s is a bug to see, not a hang."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, pending = await asyncio.wait(tasks, timeout=30)
+    if pending:
+        stack = next(iter(pending)).get_stack()
+        raise RuntimeError(f"{len(pending)} client tasks did not stop; one is at {stack}")
 
 
 def sources(count: int, first: int = 10) -> list[str]:
@@ -58,11 +69,7 @@ class Holders:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _stop(self._tasks)
 
     async def _hold(self, source: str) -> None:
         while True:
@@ -127,11 +134,7 @@ class Flood:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _stop(self._tasks)
 
     async def _run(self, source: str, i: int) -> None:
         loop = asyncio.get_running_loop()

@@ -39,7 +39,11 @@ async def test_500_idle_or_slowloris_connections_lock_no_one_out(
     with serving(path) as (_, url):
         host, port = url.split("//")[1].rstrip("/").rsplit(":", 1)
         # Ten addresses, 50 each: under the per-address cap (64), 500 of the 512 slots.
-        async with Holders(host, int(port), 500, sources(10), mode=mode) as held:
+        # Bounded as a whole: a hang fails here, naming the await that never ended.
+        async with (
+            asyncio.timeout(4 * HANG_GUARD),
+            Holders(host, int(port), 500, sources(10), mode=mode) as held,
+        ):
             await wait_until(lambda: held.open >= 500, f"500 {mode} connections open")
             statuses = []
             for _ in range(5):
@@ -90,7 +94,10 @@ async def test_a_wrong_password_flood_does_not_stop_authorised_scrapes(
             url + "metrics", cafile=ca, auth=("prometheus", "s3cret"), timeout=HANG_GUARD
         )
         assert first.status == 200
-        async with Flood(url, 100, sources(100, first=20), cafile=ca) as flood:
+        async with (
+            asyncio.timeout(4 * HANG_GUARD),
+            Flood(url, 100, sources(100, first=20), cafile=ca) as flood,
+        ):
             await wait_until(lambda: flood.statuses[401] >= 24, "the flood under way")
             statuses = []
             for _ in range(20):
