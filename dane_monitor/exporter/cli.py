@@ -163,7 +163,7 @@ def _serve(args: argparse.Namespace) -> int:
     from dane_monitor.exporter import logs
     from dane_monitor.exporter.app import Exporter
     from dane_monitor.exporter.config import ConfigError, load, parse_listen
-    from dane_monitor.exporter.workers import default_workers
+    from dane_monitor.exporter.workers import GC_THRESHOLD, default_workers
 
     prog = "dane-monitor serve"
     try:
@@ -226,6 +226,12 @@ def _serve(args: argparse.Namespace) -> int:
             print(f"{prog}: cannot listen on {config.listen}: {exc}", file=sys.stderr)
             return 1
 
+    import gc
+
+    # As in the workers (dane_monitor.exporter.workers.main): every result received or made
+    # allocates dozens of objects, and at the default threshold (700) the collector runs
+    # every few checks; the serving process's CPU per check fell by a third without it.
+    gc.set_threshold(GC_THRESHOLD, 10, 10)
     return asyncio.run(run())
 
 
