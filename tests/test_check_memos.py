@@ -312,7 +312,7 @@ class FakeResolver(StubClient):
 
     async def query(self, name, rdtype, *, deadline=None):  # type: ignore[no-untyped-def, override]
         qname = dns.name.from_text(name) if isinstance(name, str) else name
-        key = (qname.to_text(), int(rdtype))
+        key = (qname.to_text().lower(), int(dns.rdatatype.RdataType.make(rdtype)))
         if key not in self.replies:
             query = dns.message.make_query(qname, rdtype)
             msg = dns.message.make_response(query)
@@ -368,7 +368,12 @@ def test_a_resolver_mode_answer_follows_a_new_reply() -> None:
     v = V.ResolverValidator(client, anchors, now=lambda: clock[0])
 
     async def run() -> None:
-        assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.1"]
+        first = await v.lookup("mx1.example.", "A")
+        assert addresses(first) == ["192.0.2.1"]
+        # the same cached reply (names compare without case), the name as asked
+        other = await v.lookup("MX1.example.", "A")
+        assert other.qname.to_text() == "MX1.example." and addresses(other) == ["192.0.2.1"]
+        assert await v.lookup("mx1.example.", "A") is not other
         client.address = "192.0.2.2"  # the resolver's cache still holds the old reply
         assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.1"]
         client.fresh()  # its TTL is over: a new reply

@@ -320,9 +320,11 @@ class Validator:
         replaced = self._answers.get(key)
         if replaced is not None and replaced[1] > now:
             self._generation += 1  # a concurrent lookup's answer, still live, is replaced
+            self._lookups.clear()  # none is valid any more: let their answers go
         self._answers[key] = (answer, now + self._cache_seconds(answer))
         if len(self._answers) > self.max_answers:
             self._generation += 1
+            self._lookups.clear()
             now = time.monotonic()
             self._answers = {k: v for k, v in self._answers.items() if v[1] > now}
             while len(self._answers) > self.max_answers:
@@ -1000,7 +1002,6 @@ class _Read:
     """A resolver-mode answer and what it was read from (:meth:`ResolverValidator._remember`)."""
 
     reply: Reply
-    qtype: int
     answer: Answer
     chains_generation: int
     chains_until: float  # monotonic
@@ -1115,9 +1116,9 @@ class ResolverValidator:
         self.local = Validator(self.cd_client, self.anchors, now=now)
         self._chains: dict[dns.name.Name, _Chain] = {}
         self._chains_generation = 0  # bumped whenever a chain leaves before its time
-        # Answers by the reply object they were read from (the stub's cache hands out the
-        # same one while it holds it): id(reply) -> _Read.
-        self._read: dict[int, _Read] = {}
+        # Answers by question, with the reply object they were read from (the stub's cache
+        # hands out the same one while it holds it; a new reply replaces the entry).
+        self._read: dict[tuple[dns.name.Name, int], _Read] = {}
         self._health = _Health()
 
     def warnings(self) -> list[tuple[str, str]]:
@@ -1248,15 +1249,14 @@ class ResolverValidator:
         return answer
 
     def _remembered(self, reply: Reply, qname: dns.name.Name, qtype: int) -> Answer | None:
-        read = self._read.get(id(reply))
+        read = self._read.get((qname, qtype))
         if (
             read is not None
             and read.reply is reply
-            and read.qtype == qtype
             and read.chains_generation == self._chains_generation
             and time.monotonic() < read.chains_until
             and self.now() < read.wall_until
-            and read.answer.qname == qname
+            and read.answer.qname.labels == qname.labels  # the name as asked, case too
         ):
             return read.answer
         return None
@@ -1292,8 +1292,8 @@ class ResolverValidator:
             dates.append(expiration)
         if len(self._read) >= MAX_READ:
             self._read.clear()
-        self._read[id(reply)] = _Read(
-            reply, qtype, answer, generation, chains_until, min(dates, default=math.inf)
+        self._read[(answer.qname, qtype)] = _Read(
+            reply, answer, generation, chains_until, min(dates, default=math.inf)
         )
 
     # -- a SERVFAIL, asked again with CD -----------------------------------------------------
@@ -1425,8 +1425,10 @@ class ResolverValidator:
             replaced = self._chains.get(zone)
             if replaced is not None and replaced.expires_at > time.monotonic():
                 self._chains_generation += 1  # a racing lookup's chain, still live
+                self._read.clear()  # none is valid any more: let their replies go
             if len(self._chains) >= MAX_CHAINS:
                 self._chains_generation += 1
+                self._read.clear()
                 self._chains = {
                     k: v for k, v in self._chains.items() if v.expires_at > time.monotonic()
                 }
