@@ -30,11 +30,10 @@ from test_exporter_app import (  # noqa: F401 - blackhole and start: fixtures
     start,
 )
 from test_exporter_client import request
-from test_exporter_http import until
 
 from dane_monitor.cli import main
 from dane_monitor.exporter.config import ConfigError, parse
-from dane_monitor.exporter.workers import WorkerPool, share, worker_of
+from dane_monitor.exporter.workers import share, worker_of
 from dane_monitor.world import World
 
 HANG_GUARD = 90.0  # seconds: a deadline for a stuck exporter on a busy machine, not a speed test
@@ -285,56 +284,6 @@ def test_split_by_name_is_stable_and_concurrency_is_shared():
     assert worker_of("good-ee.example", 2) == worker_of("good-ee.example", 2)
     assert [worker_of(n, 3) for n in ("a.example", "b.example", "c.example")] == [0, 2, 2]
     assert share(20, 2) == 10 and share(20, 3) == 7 and share(1, 4) == 1
-
-
-async def test_workers_falling_behind_is_visible_in_the_serving_process(
-    dane_world,
-    dane_trust_anchor,
-    start,  # noqa: F811 - the fixture
-    blackhole,  # noqa: F811 - the fixture
-    caplog,
-    monkeypatch,
-):
-    """Six targets due every second, each check held 1 s by a resolver that never answers,
-    two workers with one slot each: the workers report their overdue targets, and the
-    serving process shows them in its metrics and warns, naming the total concurrency."""
-    monkeypatch.setattr(WorkerPool, "WATCH_EVERY", 0.2)
-    caplog.set_level("INFO", logger="dane_monitor.exporter")
-    targets = [f"domain: slow-{i}.example" for i in range(6)]
-    text = config_text(
-        dane_world, dane_trust_anchor, targets, resolver=blackhole, concurrency="2", workers="2"
-    ).replace("defaults: {interval: 60s, timeout: 5s}", "defaults: {interval: 1s, timeout: 1s}")
-    exporter = await start(text)
-    assert isinstance(exporter.scheduler, WorkerPool)
-    deadline = time.monotonic() + HANG_GUARD
-    while True:
-        metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
-        overdue = value(metrics, "dane_exporter_targets_overdue")
-        if overdue or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.1)
-    assert overdue is not None and 1 <= overdue <= 6
-    assert (value(metrics, "dane_exporter_oldest_result_age_seconds") or 0) > 1
-    assert value(metrics, "dane_exporter_checks_in_flight") <= 2
-    await until(lambda: "falling behind" in caplog.text, "a warning that checks fall behind")
-    warning = [r for r in caplog.records if "falling behind" in r.message]
-    assert warning[0].levelname == "WARNING"
-    assert warning[0].overdue >= 1 and warning[0].concurrency == 2  # type: ignore[attr-defined]
-    # The timeouts the workers saw are counted here, with their durations.
-    await until(
-        lambda: (
-            exporter.stats.failures.get("domain-not-found", 0)
-            + sum(exporter.stats.failures.values())
-            > 0
-        ),
-        "failed checks counted",
-    )
-
-    Path(exporter.config_path or "").write_text(text.replace("interval: 1s", "interval: 1h"))  # noqa: ASYNC240
-    assert await exporter.reload() is None
-    await until(lambda: "checks caught up" in caplog.text, "a log line that checks caught up")
-    metrics = (await request(exporter.url + "metrics", timeout=HANG_GUARD)).text
-    assert value(metrics, "dane_exporter_targets_overdue") == 0
 
 
 def test_workers_leave_when_the_serving_process_is_killed(tmp_path):
