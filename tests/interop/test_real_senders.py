@@ -1,0 +1,282 @@
+"""Real senders deliver to the world (issue 16, "proven against real senders"): Postfix's
+smtp(8) with ``smtp_tls_security_level = dane`` and ``smtp_dns_support_level = dnssec``, and
+Exim (Debian's GnuTLS build) with ``hosts_require_dane = *`` and
+``dnssec_request_domains = *``, each resolving through an Unbound that validates the world
+from its trust anchor, each try to deliver one message to every scenario's mail domain.
+The outcome, delivered or deferred, is read from the sender's own log and compared with
+:data:`EXPECTED`, the one place where what each sender does is recorded.
+
+The world's SMTP servers (:mod:`dane_monitor.world.smtp`) accept MAIL, RCPT and DATA and
+throw the message away, so "delivered" is a real 250 after DATA.
+
+Not covered: Exim's ``hosts_try_dane`` (opportunistic DANE; with ``hosts_require_dane`` a
+host without secure TLSA defers), Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than
+its 3.6 default (``dane``), resolvers other than Unbound (a validator that refuses SHA-1),
+IPv6 endpoints, and retries (one attempt per message).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+from conftest import REQUIRE, start_unbound
+from senders import (
+    EXIM_RSA,
+    POSTFIX_RSA,
+    EximSender,
+    Outcome,
+    PostfixSender,
+    exim_missing,
+    postfix_version,
+)
+
+from dane_monitor.world import SENDER_SCENARIOS, World, by_name
+from dane_monitor.world.background import BackgroundLoop
+
+#: The catalogue scenarios that matter for a DANE sender, and the sender scenarios.
+NAMES = (
+    "good-ee",
+    "good-ta",
+    "ta-root-full",
+    "digest-agility",
+    "rollover",
+    "tlsa-mismatch",
+    "ee-name-mismatch",
+    "ee-expired-cert",
+    "no-tlsa",
+    "unusable-only",
+    "insecure-with-tlsa",
+    "no-starttls",
+    "starttls-refused",
+    "two-mx-one-broken",
+    "dual-key-ecdsa-only",
+    "dual-key-both",
+    "insecure-mx-tlsa-ok",
+    "insecure-mx-tlsa-mismatch",
+    *(sc.name for sc in SENDER_SCENARIOS),
+)
+SCENARIOS = tuple(by_name(n) for n in NAMES)
+#: postfix: smtp_tls_security_level = dane (3.6 defaults); postfix-rsa: the same negotiating
+#: RSA; exim: hosts_require_dane = *; exim-try: hosts_try_dane = *; exim-rsa: exim
+#: negotiating RSA (dane_require_tls_ciphers)
+SENDERS = ("postfix", "postfix-rsa", "exim", "exim-try", "exim-rsa")
+
+#: scenario -> sender -> (outcome, a fragment of the sender's reason). One place for what the
+#: real senders do; the profiles (dane_monitor/profiles.py) are to predict the same. The
+#: outcome is "delivered (<the sender's word for the TLS session>)" -- Postfix: Verified (a
+#: DANE match), Trusted (a DANE match under an insecure MX), Untrusted (TLS without
+#: authentication); Exim: CV=dane or CV=no -- or "deferred" or "bounced" (Exim's "**": a
+#: permanent failure). The RSA senders only meet the dual-key scenarios (every other server
+#: has an ECDSA certificate only, so they fail the handshake).
+EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
+    "good-ee": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "good-ta": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    # GnuTLS (Exim) does not take a 2 0 0 full trust anchor the server does not send
+    "ta-root-full": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("deferred", "CA constrains were violated"),
+        "exim-try": ("deferred", "CA constrains were violated"),
+    },
+    # Postfix applies digest agility (RFC 7671 §9: only the strongest digest, SHA-512,
+    # counts); Exim/GnuTLS accepts any matching record
+    "digest-agility": {
+        "postfix": ("deferred", "Server certificate not verified"),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "rollover": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "tlsa-mismatch": {
+        "postfix": ("deferred", "Server certificate not verified"),
+        "exim": ("deferred", "The certificate differs"),
+        "exim-try": ("deferred", "The certificate differs"),
+    },
+    "ee-name-mismatch": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "ee-expired-cert": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    # hosts_require_dane: no TLSA under a secure name is a permanent failure (bounce)
+    "no-tlsa": {
+        "postfix": ("delivered (Untrusted)", ""),
+        "exim": ("bounced", "tlsa lookup FAIL"),
+        "exim-try": ("delivered (CV=no)", ""),
+    },
+    "unusable-only": {
+        "postfix": ("delivered (Untrusted)", ""),
+        "exim": ("delivered (CV=no)", ""),
+        "exim-try": ("delivered (CV=no)", ""),
+    },
+    "insecure-with-tlsa": {
+        "postfix": ("delivered (Untrusted)", ""),
+        "exim": ("bounced", "lookup not DNSSEC"),
+        "exim-try": ("delivered (CV=no)", ""),
+    },
+    "no-starttls": {
+        "postfix": ("deferred", "TLS is required, but was not offered"),
+        "exim": ("deferred", "did not offer TLS support"),
+        "exim-try": ("deferred", "did not offer TLS support"),
+    },
+    "starttls-refused": {
+        "postfix": ("deferred", "refused to start TLS"),
+        "exim": ("deferred", "after STARTTLS: 454"),
+        "exim-try": ("deferred", "after STARTTLS: 454"),
+    },
+    "two-mx-one-broken": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "dual-key-ecdsa-only": {
+        "postfix": ("delivered (Verified)", ""),
+        "postfix-rsa": ("deferred", "Server certificate not verified"),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "exim-rsa": ("deferred", "The certificate differs"),
+    },
+    "dual-key-both": {
+        "postfix": ("delivered (Verified)", ""),
+        "postfix-rsa": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "exim-rsa": ("delivered (CV=dane)", ""),
+    },
+    # Postfix >= 3.6 uses a secure host's TLSA under an insecure MX (Trusted, not
+    # Verified); Exim requires a secure MX lookup (require: bounce; try: no DANE)
+    "insecure-mx-tlsa-ok": {
+        "postfix": ("delivered (Trusted)", ""),
+        "exim": ("bounced", "lookup not DNSSEC"),
+        "exim-try": ("delivered (CV=no)", ""),
+    },
+    "insecure-mx-tlsa-mismatch": {
+        "postfix": ("deferred", "Server certificate not verified"),
+        "exim": ("bounced", "lookup not DNSSEC"),
+        "exim-try": ("delivered (CV=no)", ""),
+    },
+    "rsasha1": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "rsasha1-nsec3": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "nsec3-iter-150": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    "nsec3-iter-500": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+    # as ta-root-full
+    "ta-root-not-sent": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("deferred", "CA constrains were violated"),
+        "exim-try": ("deferred", "CA constrains were violated"),
+    },
+    "ta-root-sent": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+    },
+}
+
+
+@dataclass
+class Senders:
+    world: World
+    postfixes: dict[str, PostfixSender]
+    exims: dict[str, EximSender]
+    outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+
+    def rcpt(self, scenario: str) -> str:
+        return "probe@" + self.world.domains[scenario].name.rstrip(".")
+
+    def outcome(self, scenario: str, sender: str) -> Outcome:
+        key = (scenario, sender)
+        if key not in self.outcomes:
+            rcpt = self.rcpt(scenario)
+            if sender in self.postfixes:
+                self.outcomes[key] = self.postfixes[sender].outcome(rcpt)
+            else:
+                self.outcomes[key] = self.exims[sender].deliver(rcpt)
+        return self.outcomes[key]
+
+
+@pytest.fixture(scope="module")
+def senders(interop_ready: None) -> Iterator[Senders]:
+    missing = exim_missing()
+    if missing:
+        if REQUIRE:
+            pytest.fail(f"DANE_REQUIRE_TOOLS=1 but missing: {missing}", pytrace=False)
+        pytest.skip(f"missing: {missing}")
+    world = World(SCENARIOS, tlsa_on_smtp_port=True, smtp_network="127.0.17.0/24")
+    with BackgroundLoop(name="real-senders") as loop:
+        loop.run(world.start())
+        unbound = None
+        s = Senders(world, {}, {})
+        try:
+            unbound = start_unbound(world)
+            port = world.smtp_port
+            assert port is not None
+            routes = {world.domains[sc.name].name.rstrip("."): port for sc in SCENARIOS}
+            s.postfixes["postfix"] = PostfixSender(unbound.host, routes)
+            s.postfixes["postfix-rsa"] = PostfixSender(unbound.host, routes, extra=POSTFIX_RSA)
+            s.exims["exim"] = EximSender(unbound.host, port)
+            s.exims["exim-try"] = EximSender(unbound.host, port, require_dane=False)
+            s.exims["exim-rsa"] = EximSender(unbound.host, port, extra=EXIM_RSA)
+            for postfix in s.postfixes.values():  # Postfix delivers in parallel, meanwhile
+                for sc in SCENARIOS:
+                    postfix.submit(s.rcpt(sc.name))
+            yield s
+        finally:
+            for sender in (*s.postfixes.values(), *s.exims.values()):
+                sender.close()
+            if unbound is not None:
+                unbound.stop()
+            loop.run(world.stop())
+
+
+CASES = [
+    pytest.param(name, sender, id=f"{name}-{sender}")
+    for name in NAMES
+    for sender in SENDERS
+    if not sender.endswith("-rsa") or name.startswith("dual-key")
+]
+
+
+@pytest.mark.parametrize(("scenario", "sender"), CASES)
+def test_real_sender_outcome(senders: Senders, scenario: str, sender: str):
+    got = senders.outcome(scenario, sender)
+    print(f"OUTCOME {scenario} {sender} {got.summary} :: {got.reason}")
+    expected = EXPECTED.get(scenario, {}).get(sender)
+    assert expected is not None, f"no expectation: {got}\n{got.log}"
+    summary, why = expected
+    assert (got.summary, why in got.reason) == (summary, True), f"{got}\n{got.log}"
+
+
+def test_versions(senders: Senders):
+    print("VERSIONS", postfix_version(), senders.exims["exim"].version())
