@@ -92,6 +92,16 @@ class DNSSettings:
 
 
 @dataclass(frozen=True)
+class NameServerSettings:
+    """Nameserver consistency (``nameservers:``): every background check also asks each
+    authoritative server of the zones on its path directly (dane_monitor.nameservers), so a
+    stale or broken secondary shows as ``ns-*`` findings. ``port``: tests only (53)."""
+
+    enabled: bool = True
+    port: int | None = None
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """What ``/metrics`` shows of each target (``metrics: {profile: lean}``).
 
@@ -119,6 +129,7 @@ class Config:
     # This exporter's part of ``targets`` (Prometheus's hashmod of the name); None: all.
     shard: Shard | None = None
     metrics: MetricsSettings = MetricsSettings()
+    nameservers: NameServerSettings = NameServerSettings()
     # Worker processes running the background checks; 0: in the serving process; None
     # (unset): ``serve`` starts one per core (dane_monitor.exporter.workers).
     workers: int | None = None
@@ -259,7 +270,8 @@ def _target_name(value: Any) -> str:
 
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
-        "defaults", "targets", "probe", "thresholds", "shard", "metrics", "workers")  # fmt: skip
+        "defaults", "targets", "probe", "thresholds", "shard", "metrics", "workers",
+        "nameservers")  # fmt: skip
 _METRICS = ("profile",)
 _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
@@ -375,6 +387,14 @@ def parse(text: str, path: str = "<config>") -> Config:
         if "profile" in entries:
             profile = r.value(entries["profile"], "profile", _profile)
             kwargs["metrics"] = MetricsSettings(profile=profile)
+    if "nameservers" in top:
+        entries = r.mapping(top["nameservers"][1], ("enabled", "port"), "nameservers")
+        ns: dict[str, Any] = {}
+        if "enabled" in entries:
+            ns["enabled"] = r.value(entries["enabled"], "enabled", _flag)
+        if "port" in entries:
+            ns["port"] = r.value(entries["port"], "port", settings.parse_port)
+        kwargs["nameservers"] = NameServerSettings(**ns)
     return Config(**kwargs)
 
 

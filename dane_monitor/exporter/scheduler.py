@@ -57,7 +57,8 @@ class Runner:
 
     def same_settings(self, config: Config) -> bool:
         """Whether ``config`` would make an identical runner (so its caches can be kept)."""
-        keys = ("dns", "ehlo_name", "connect_port", "concurrency", "thresholds", "metrics")
+        keys = ("dns", "ehlo_name", "connect_port", "concurrency", "thresholds", "metrics",
+                "nameservers")  # fmt: skip
         return all(getattr(self.config, k) == getattr(config, k) for k in keys)
 
     def checker(self, ports: tuple[int, ...], timeout: float) -> Checker:
@@ -76,6 +77,9 @@ class Runner:
                 # change the answer, at least every RECHECK_KEY_TYPE-th check of an endpoint.
                 recheck_other_key_type=RECHECK_KEY_TYPE,
                 transcripts=False,
+                nameservers=self.config.nameservers.enabled,
+                nameserver_port=self.config.nameservers.port,
+                dns_timeout=self.config.dns.timeout,
             )
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
                 self._checkers.popitem(last=False)
