@@ -105,6 +105,14 @@ class Answer:
     insecure_delegation: bool = False
     # Set when ``rrset`` is a CNAME synthesised from the DNAME owned by this name.
     dname: dns.name.Name | None = None
+    # Sender profiles (issue 16): for each zone from the trust anchor down to the signer, the
+    # DNSSEC algorithms of its DS/anchor-trusted keys (local validation of a secure answer;
+    # empty: not known, e.g. resolver mode). A validator that refuses every algorithm of one
+    # of these zones calls the answer insecure.
+    chain_algorithms: tuple[frozenset[int], ...] = ()
+    # The NSEC3 iterations of a denial found insecure for its iterations (reason
+    # nsec3-iterations); None otherwise.
+    nsec3_iterations: int | None = None
 
     @property
     def secure(self) -> bool:

@@ -35,6 +35,7 @@ class Proof:
     why: str = ""
     # NSEC3 with more iterations than we accept: the zone is to be treated as insecure.
     too_many_iterations: bool = False
+    iterations: int | None = None  # the NSEC3 iterations, when too many
 
 
 def bitmap_types(rdata) -> set[int]:
@@ -192,7 +193,12 @@ def nsec3_proof(
     if algorithm != 1:
         return Proof(Denied.NONE, f"unknown NSEC3 hash algorithm {algorithm}")
     if iterations > MAX_NSEC3_ITERATIONS:
-        return Proof(Denied.NONE, f"NSEC3 iterations {iterations}", too_many_iterations=True)
+        return Proof(
+            Denied.NONE,
+            f"NSEC3 iterations {iterations}",
+            too_many_iterations=True,
+            iterations=iterations,
+        )
     if not qname.is_subdomain(zone):
         return Proof(Denied.NONE, f"{qname} is not in {zone}")
     records = _nsec3_records(nsec3s, zone)
@@ -278,7 +284,12 @@ def wildcard_nsec3_proof(
         return Proof(Denied.NONE, "no NSEC3 records, or mixed parameters")
     _, salt, iterations = params.pop()
     if iterations > MAX_NSEC3_ITERATIONS:
-        return Proof(Denied.NONE, f"NSEC3 iterations {iterations}", too_many_iterations=True)
+        return Proof(
+            Denied.NONE,
+            f"NSEC3 iterations {iterations}",
+            too_many_iterations=True,
+            iterations=iterations,
+        )
     encloser = source.parent()
     next_closer = dns.name.Name(qname.labels[-(len(encloser) + 1) :])
     digest = nsec3_hash(next_closer, salt, iterations)

@@ -119,6 +119,8 @@ class ZoneKeys:
     expiration: int | None = None
     expires_at: float = 0.0  # monotonic time after which to look again
     _by_tag: dict | None = None
+    # Secure keys: each zone's trusted-key algorithms from the anchor down to this one.
+    chain_algorithms: tuple[frozenset[int], ...] = ()
 
     def with_tag(self, algorithm: int, tag: int) -> list:
         """The keys an RRSIG with this algorithm and key tag may be from (tags computed once)."""
@@ -238,6 +240,9 @@ class Validator:
             cnames=steps,
             signer=ans.signer,
             dname=ans.dname if qtype == CNAME else None,
+            # every zone that vouched for a step: one a validator refuses makes it insecure
+            chain_algorithms=tuple(z for _, a in parts for z in a.chain_algorithms),
+            nsec3_iterations=ans.nsec3_iterations,
         )
         self._remember(memo, name, answer, parts, generation)
         return answer
@@ -451,6 +456,7 @@ class Validator:
                     detail=f"wildcard answer from {source}: {proof.why}",
                     ttl=ttl,
                     signer=signer,
+                    nsec3_iterations=proof.iterations,
                 )
             if proof.result != Denied.NXDOMAIN:
                 return _bogus(
@@ -469,6 +475,7 @@ class Validator:
             expiration=expiration,
             ttl=ttl,
             signer=signer,
+            chain_algorithms=keys.chain_algorithms,
         )
 
     async def _dname(
@@ -576,6 +583,7 @@ class Validator:
                 expiration=expiration,
                 signer=zone,
                 insecure_delegation=qtype == DS,
+                nsec3_iterations=proof.iterations,
             )
         insecure_delegation = proof.result == Denied.INSECURE_DELEGATION
         if insecure_delegation and qtype == DS:
@@ -604,6 +612,7 @@ class Validator:
             signer=zone,
             detail=proof.why,
             insecure_delegation=insecure_delegation,
+            chain_algorithms=keys.chain_algorithms,
         )
 
     async def _unsigned(
@@ -840,6 +849,7 @@ class Validator:
                 zone, Status.BOGUS, [], v.reason, f"DNSKEY: {v.detail}", parent_exp, _soon(60)
             )
         ttl = min(rrset.ttl, ds_answer.ttl if ds_answer and ds_answer.ttl else rrset.ttl)
+        above = ds_answer.chain_algorithms if ds_answer is not None else ()
         return ZoneKeys(
             zone,
             Status.SECURE,
@@ -848,6 +858,7 @@ class Validator:
             "",
             earliest(parent_exp, v.expiration),
             _soon(ttl),
+            chain_algorithms=(*above, frozenset(k.algorithm for k in trusted)),
         )
 
     async def _enclosing(
