@@ -86,6 +86,7 @@ def text(result: DomainResult) -> str:
             action = ep.sender_action.value if ep.sender_action else "-"
             key = ep.key_type or "-"
             lines.append(f"    {ep.address:39} {key:6} {outcome}  → {action}")
+        lines += _profiles(host.profiles, host.sender_action)
         if host.suggested_records and host.verdict != Verdict.VALID:
             lines.append(
                 f"    suggested: {host.tlsa_name or host.name} IN TLSA {host.suggested_records[0]}"
@@ -109,6 +110,18 @@ def text(result: DomainResult) -> str:
             f"Earliest DNSSEC signature expiry on the path: {_when(result.rrsig_expiration)}"
         )
     return "\n".join(lines)
+
+
+def _profiles(profiles: dict[str, dict[str, str]], headline: Any) -> list[str]:
+    """Sender profiles (dane_monitor.profiles): one line each; only when some profile's
+    action differs from the RFC 7672 host action, so the usual case stays short."""
+    ours = headline.value if headline is not None else None
+    if all(p["action"] == ours for p in profiles.values()):
+        return []
+    lines = ["    senders:"]
+    for name, p in profiles.items():
+        lines.append(f"      {name:24} {p['action']:28} {p['reason']}")
+    return lines
 
 
 def _nameservers(survey: dict[str, Any]) -> list[str]:

@@ -214,6 +214,9 @@ class HostResult:
     suggested_records: list[str] = field(default_factory=list)
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
     impact: str | None = None  # who defers when only some endpoints fail
+    # Sender profiles (dane_monitor.profiles): name -> {"action", "reason"}; empty when the
+    # check did not predict them.
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
 
     @property
     def tlsa_dns(self) -> DNSInfo | None:
@@ -242,6 +245,7 @@ class HostResult:
             "dns": [d.to_dict() for d in self.dns],
             "endpoints": [e.to_dict(debug) for e in self.endpoints],
             "findings": [f.to_dict() for f in self.findings],
+            "profiles": self.profiles,
         }
 
 

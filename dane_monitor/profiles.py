@@ -1,0 +1,340 @@
+"""Sender profiles (issue 16): what named kinds of DANE sender do with each MX host.
+
+The headline verdict and sender action stay RFC 7672's, as :mod:`dane_monitor.judge` decides.
+A profile is a documented set of knobs in which real senders differ; :func:`predict` applies
+them to the evidence the check already holds and says what that sender does with one host.
+
+Public API (also for the real-sender interop suite in ``tests/interop/``)::
+
+    from dane_monitor import profiles
+    profiles.PROFILES                      # name -> Profile, in display order
+    profiles.predict(profile, host_judgement, mx_answer) -> Prediction(action, reason)
+    profiles.predict_host(profile, host_result) -> action   # from a check's HostResult
+    profiles.delivers(action) -> bool | None  # does mail leave the queue?
+
+``action`` is one of ``deliver-authenticated``, ``deliver-unauthenticated-tls``,
+``deliver-opportunistic`` (the :class:`dane_monitor.report.SenderAction` values), ``defer``,
+or ``unknown`` (the evidence cannot tell, e.g. algorithm policy in resolver mode, or a
+validator that accepts more NSEC3 iterations than ours sees a zone we never validated).
+
+Knobs and their sources:
+
+``insecure_mx``
+    What a secure TLSA RRset of a host reached through an insecure MX RRset does. "may":
+    ignored, opportunistic TLS (RFC 7672 §2.2.1: with an insecure MX RRset DANE need not
+    apply). "dane": enforced as for a secure MX: Postfix ``smtp_tls_dane_insecure_mx_policy``,
+    postconf(5): default "dane" with ``smtp_tls_security_level = dane`` in Postfix ≥ 3.6
+    (backported to 3.5.9, 3.4.19, 3.3.16, 3.2.21); "may" is the other documented choice.
+    Exim: its spec says DANE is usable only with DNSSEC-secured MX, A and TLSA records
+    (``hosts_try_dane`` / ``hosts_require_dane``), i.e. "may".
+``key_types``
+    Which of the server's chains the sender gets. "default": what a client with the TLS
+    library's default signature algorithms gets (our first probe of each address, which
+    offers every key type: OpenSSL and GnuTLS both list ECDSA first). "rsa": a sender that
+    offers only RSA signature algorithms gets the RSA chain when the server has one (our
+    second probe; when the server serves no RSA chain, the same chain as "default").
+    "all": every chain a sender may get (the headline's rule).
+``ta_match``
+    Where a DANE-TA (usage 2) record may match. "chain": anywhere in the chain, and a full
+    ``2 x 0`` trust anchor from DNS that the server does not send also counts (RFC 7671
+    §5.2.2; OpenSSL's DANE, which Postfix uses). "issuer-as-sent": only the certificate the
+    server sends right above the leaf (GnuTLS libdane ``verify_ca`` checks ``chain[1]`` only,
+    "the CA constraint only applies for the directly certifying CA"; Exim's tls-gnu.c calls
+    ``dane_verify_crt_raw`` with the peer's certificate list as sent).
+``digest_agility``
+    RFC 7671 §9: for each usage and selector only the strongest digest is used (SHA-512 over
+    SHA-256; OpenSSL's DANE default mtype ordinals, so Postfix). False: any record that
+    matches counts (libdane's ``dane_verify_crt_raw`` accepts the first record that matches).
+``refused_algorithms``
+    DNSSEC algorithms the sender's validator does not accept (a zone signed only with them
+    is insecure, RFC 4035 §5.2). RFC 8624 §3.1 still requires validating RSASHA1 (5) and
+    RSASHA1-NSEC3-SHA1 (7), but distributions that disable SHA-1 signatures system-wide
+    (RHEL 9's DEFAULT crypto policy) refuse them; tests/test_world_sender_scenarios.py shows
+    named with ``disable-algorithms "." { RSASHA1; NSEC3RSASHA1; }`` calling such zones
+    insecure while the records still arrive.
+``nsec3_max_iterations``
+    RFC 9276 §3.2: validators may call NSEC3 denials with more iterations insecure. Ours: 50
+    (``lookup.denial.MAX_NSEC3_ITERATIONS``); BIND 9.18 and Unbound 1.17 (what the MTAs here
+    use): 150, measured in tests/test_world_sender_scenarios.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from dane_monitor import tlsa as T
+from dane_monitor.judge import EndpointJudgement, HostJudgement
+from dane_monitor.lookup import answer as A
+from dane_monitor.lookup.answer import Answer, Kind, Status
+from dane_monitor.lookup.denial import MAX_NSEC3_ITERATIONS
+from dane_monitor.report import SenderAction
+
+UNKNOWN = "unknown"
+DEFER = SenderAction.DEFER.value
+OPPORTUNISTIC = SenderAction.DELIVER_OPPORTUNISTIC.value
+AUTHENTICATED = SenderAction.DELIVER_AUTHENTICATED.value
+UNAUTHENTICATED = SenderAction.DELIVER_UNAUTHENTICATED_TLS.value
+
+SHA1_ALGORITHMS = frozenset({5, 7})  # RSASHA1, RSASHA1-NSEC3-SHA1
+RESOLVER_NSEC3_LIMIT = 150  # BIND 9.18, Unbound 1.17 (tests/test_world_sender_scenarios.py)
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    summary: str
+    insecure_mx: Literal["may", "dane"] = "may"
+    key_types: Literal["default", "rsa", "all"] = "default"
+    ta_match: Literal["chain", "issuer-as-sent"] = "chain"
+    digest_agility: bool = True
+    refused_algorithms: frozenset[int] = frozenset()
+    nsec3_max_iterations: int = RESOLVER_NSEC3_LIMIT
+
+    def knobs(self) -> dict[str, Any]:
+        return {
+            "insecure_mx": self.insecure_mx,
+            "key_types": self.key_types,
+            "ta_match": self.ta_match,
+            "digest_agility": self.digest_agility,
+            "refused_algorithms": sorted(self.refused_algorithms),
+            "nsec3_max_iterations": self.nsec3_max_iterations,
+        }
+
+
+PROFILES: dict[str, Profile] = {
+    p.name: p
+    for p in (
+        Profile(
+            "rfc7672",
+            "RFC 7672 as written: DANE only under a secure MX RRset, every chain the server "
+            "may present, our validator's limits",
+            insecure_mx="may",
+            key_types="all",
+            nsec3_max_iterations=MAX_NSEC3_ITERATIONS,
+        ),
+        Profile(
+            "postfix",
+            "Postfix ≥ 3.6, smtp_tls_security_level = dane, smtp_dns_support_level = "
+            "dnssec, defaults otherwise (OpenSSL DANE), behind BIND/Unbound",
+            insecure_mx="dane",
+        ),
+        Profile(
+            "postfix-insecure-mx-may",
+            "Postfix as above with smtp_tls_dane_insecure_mx_policy = may",
+            insecure_mx="may",
+        ),
+        Profile(
+            "rsa-sender",
+            "Postfix defaults, but the sender offers only RSA signature algorithms (gets the "
+            "server's RSA chain when it has one)",
+            insecure_mx="dane",
+            key_types="rsa",
+        ),
+        Profile(
+            "exim-gnutls",
+            "Exim with GnuTLS (Debian's exim4), hosts_require_dane: libdane matching",
+            insecure_mx="may",
+            ta_match="issuer-as-sent",
+            digest_agility=False,
+        ),
+        Profile(
+            "sha1-refusing",
+            "Postfix defaults behind a validator that refuses SHA-1 DNSSEC algorithms "
+            "(RSASHA1, RSASHA1-NSEC3-SHA1), as with RHEL 9's DEFAULT crypto policy",
+            insecure_mx="dane",
+            refused_algorithms=SHA1_ALGORITHMS,
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    action: str  # a SenderAction value, or "unknown"
+    reason: str
+
+    def to_dict(self) -> dict[str, str]:
+        return {"action": self.action, "reason": self.reason}
+
+
+def delivers(action: str) -> bool | None:
+    """Does the message leave the queue (True), wait (False), or can we not tell (None)?"""
+    if action == UNKNOWN:
+        return None
+    return action != DEFER
+
+
+# -- DNS as the profile's validator sees it ---------------------------------------------------
+
+
+def _seen(profile: Profile, answer: Answer | None) -> tuple[Status | None, str]:
+    """The status ``profile``'s validator gives ``answer`` (None: cannot tell), and why it
+    differs from ours ("" when it does not)."""
+    if answer is None:
+        return None, ""
+    if answer.status == Status.SECURE and profile.refused_algorithms:
+        if not answer.chain_algorithms:
+            return None, "the signing algorithms are not known (resolver mode)"
+        for algorithms in answer.chain_algorithms:
+            if algorithms and algorithms <= profile.refused_algorithms:
+                names = ", ".join(str(a) for a in sorted(algorithms))
+                return Status.INSECURE, f"signed only with refused algorithm(s) {names}"
+    if (
+        answer.status == Status.INSECURE
+        and answer.reason == A.NSEC3_ITERATIONS
+        and answer.nsec3_iterations is not None
+        and answer.nsec3_iterations <= profile.nsec3_max_iterations
+    ):
+        why = (
+            f"NSEC3 with {answer.nsec3_iterations} iterations is within this validator's "
+            f"limit ({profile.nsec3_max_iterations})"
+        )
+        # A denial of the record itself: secure for this validator. Anything else (a DS
+        # denial above the name) leads into a zone we never validated.
+        if answer.kind in (Kind.NXDOMAIN, Kind.NODATA) and answer.qtype != 43:  # 43: DS
+            return Status.SECURE, why
+        return None, why + ", and we never validated what lies below"
+    return answer.status, ""
+
+
+# -- endpoints --------------------------------------------------------------------------------
+
+
+def _reached(profile: Profile, endpoints: tuple[EndpointJudgement, ...]) -> list:
+    if profile.key_types == "all":
+        return list(endpoints)
+    first = [e for e in endpoints if e.endpoint.probe.key_type_requested == "any"]
+    if profile.key_types == "rsa":
+        rsa = [e for e in endpoints if e.endpoint.probe.leaf_key_type == "rsa"]
+        by_address = {e.endpoint.address for e in rsa}
+        return rsa + [e for e in first if e.endpoint.address not in by_address]
+    return first
+
+
+def _libdane(e: EndpointJudgement, digest_agility: bool) -> tuple[str, str] | None:
+    """GnuTLS libdane's matching of one endpoint whose chain our check judged, as Exim uses
+    it: DANE-EE against the leaf, DANE-TA against the certificate sent right above it only.
+    None: nothing to add to the RFC 7672 judgement (not a matching case)."""
+    m = e.match
+    if m is None or e.case not in ("authenticated", "mismatch"):
+        return None
+    hits = list(m.hits)  # every usable record that matches a sent certificate
+    if digest_agility:
+        ignored = {id(r) for r in m.ignored_by_agility}
+        hits = [h for h in hits if id(h.record) not in ignored]
+    if any(h.record.usage == T.Usage.DANE_EE and h.depth == 0 for h in hits):
+        return AUTHENTICATED, "a DANE-EE record matches the leaf"
+    at_issuer = [h for h in hits if h.record.usage == T.Usage.DANE_TA and h.depth == 1]
+    if at_issuer and e.case == "authenticated":
+        return AUTHENTICATED, "a DANE-TA record matches the certificate sent above the leaf"
+    if at_issuer:
+        return DEFER, f"a DANE-TA record matches the issuer, but {m.failure}"
+    if m.match is not None and m.match.record.usage == T.Usage.DANE_TA:
+        return DEFER, (
+            f"the DANE-TA record matches at depth {m.match.depth}"
+            + (" (a trust anchor the server does not send)" if _not_sent(m) else "")
+            + "; libdane matches only the certificate sent right above the leaf"
+        )
+    return DEFER, m.failure or "no TLSA record matches"
+
+
+def _not_sent(m: T.MatchResult) -> bool:
+    return m.match is not None and not any(h.record is m.match.record for h in m.hits)
+
+
+def _endpoint(profile: Profile, e: EndpointJudgement) -> tuple[str, str]:
+    key = e.endpoint.probe.leaf_key_type or "no"
+    where = f"{e.endpoint.address} ({key} chain)"
+    rfc = (e.action.value if e.action is not None else UNKNOWN, f"{where}: {e.case}")
+    if profile.ta_match == "issuer-as-sent" or not profile.digest_agility:
+        libdane = _libdane(e, profile.digest_agility)
+        if libdane is not None:
+            return libdane[0], f"{where}: {libdane[1]}"
+    return rfc
+
+
+_RANK = {AUTHENTICATED: 0, UNAUTHENTICATED: 1, OPPORTUNISTIC: 2, UNKNOWN: 3, DEFER: 4}
+
+
+def _worst(items: Iterable[tuple[str, str]]) -> tuple[str, str]:
+    return max(items, key=lambda x: _RANK[x[0]], default=(UNKNOWN, "no endpoint"))
+
+
+# -- hosts ------------------------------------------------------------------------------------
+
+
+def predict(profile: Profile, host: HostJudgement, mx: Answer | None) -> Prediction:
+    """What a sender of ``profile`` does with ``host`` (judged by :func:`judge.judge_host`),
+    reached through the MX answer ``mx`` (None: a check of one MX host, no MX lookup)."""
+    h = host.host
+    # The address records: no secure address, no TLSA lookup (RFC 7672 §2.2.3).
+    if host.case in ("dane", "tlsa-insecure", "no-tlsa", "address-insecure"):
+        addresses = [a for a in (h.a, h.aaaa) if a.exists]
+        seen = [_seen(profile, a) for a in addresses]
+        if addresses and all(s == Status.INSECURE for s, _ in seen):
+            why = next((w for _, w in seen if w), "")
+            if why:
+                return Prediction(OPPORTUNISTIC, f"the host's addresses are insecure: {why}")
+    if host.case in ("tlsa-insecure", "no-tlsa") and host.tlsa is not None:
+        status, why = _seen(profile, host.tlsa.answer)
+        if status is None:
+            return Prediction(UNKNOWN, f"TLSA lookup: {why}")
+        if why:
+            if status == Status.SECURE:
+                return Prediction(OPPORTUNISTIC, f"no TLSA record, proven: {why}")
+            return Prediction(OPPORTUNISTIC, f"TLSA lookup insecure: {why}")
+    if host.case != "dane":
+        row_action = host.action.value if host.action is not None else UNKNOWN
+        return Prediction(row_action, f"as RFC 7672 ({host.case})")
+    # DANE applies for us: a secure TLSA RRset.
+    assert host.tlsa is not None
+    status, why = _seen(profile, host.tlsa.answer)
+    if status is None:
+        return Prediction(UNKNOWN, f"TLSA lookup: {why}")
+    if status == Status.INSECURE:
+        return Prediction(OPPORTUNISTIC, f"the TLSA RRset is insecure for this sender: {why}")
+    mx_status: Status | None = None
+    if mx is not None:
+        mx_status, mx_why = _seen(profile, mx)
+        if mx_status is None:
+            return Prediction(UNKNOWN, f"MX lookup: {mx_why}")
+        if mx_status == Status.INSECURE and profile.insecure_mx == "may":
+            what = f" ({mx_why})" if mx_why else ""
+            return Prediction(
+                OPPORTUNISTIC, f"the MX RRset is insecure{what}: the TLSA records are ignored"
+            )
+    reached = _reached(profile, host.endpoints)
+    judged = [e for e in reached if e.case != "unreachable-here"] or reached
+    action, reason = _worst(_endpoint(profile, e) for e in judged)
+    if mx is not None and mx_status == Status.INSECURE and action != UNKNOWN:
+        reason += "; the MX RRset is insecure, the host's TLSA is enforced (policy dane)"
+    return Prediction(action, reason)
+
+
+def predict_all(host: HostJudgement, mx: Answer | None) -> dict[str, Prediction]:
+    return {name: predict(p, host, mx) for name, p in PROFILES.items()}
+
+
+def predict_host(profile: Profile | str, host_result: Any) -> str:
+    """The action a check's :class:`dane_monitor.report.HostResult` records for ``profile``
+    (``check`` fills ``HostResult.profiles`` from the evidence with :func:`predict`)."""
+    name = profile if isinstance(profile, str) else profile.name
+    return str(host_result.profiles[name]["action"])
+
+
+def headline_action(actions: Iterable[str]) -> str:
+    """The worst of several hosts' actions (for a summary line)."""
+    return max(actions, key=_RANK.__getitem__, default=UNKNOWN)
+
+
+__all__ = [
+    "PROFILES",
+    "Prediction",
+    "Profile",
+    "delivers",
+    "predict",
+    "predict_all",
+    "predict_host",
+]

@@ -1,0 +1,129 @@
+"""Sender profiles (issue 16): each profile's prediction per MX host, end to end through
+``dane-monitor check --json`` against a world of catalogue and SENDER_SCENARIOS domains.
+
+The table below is the documented knobs applied to each scenario (dane_monitor/profiles.py
+says where each knob comes from); the real-sender suite in tests/interop/ holds real Postfix
+and Exim to the same table.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from worldtools import world_args
+
+from dane_monitor import profiles
+from dane_monitor.cli import main
+from dane_monitor.world import SENDER_SCENARIOS, World, by_name
+
+AUTH, OPP, DEFER = "deliver-authenticated", "deliver-opportunistic", "defer"
+NAMES = tuple(profiles.PROFILES)  # rfc7672 postfix postfix-insecure-mx-may rsa-sender
+#                                   exim-gnutls sha1-refusing
+
+
+def row(rfc, postfix, may, rsa, exim, sha1) -> dict[str, str]:
+    return dict(zip(NAMES, (rfc, postfix, may, rsa, exim, sha1), strict=True))
+
+
+ALL_AUTH = row(AUTH, AUTH, AUTH, AUTH, AUTH, AUTH)
+ALL_OPP = row(OPP, OPP, OPP, OPP, OPP, OPP)
+
+# scenario -> MX host ("mx1", "mx2") -> profile -> action
+EXPECTED: dict[str, dict[str, dict[str, str]]] = {
+    "good-ee": {"mx1": ALL_AUTH},
+    "good-ta": {"mx1": ALL_AUTH},  # 2 1 1 of the intermediate, sent right above the leaf
+    # a full 2 0 0 root the server does not send: libdane matches chain[1] only
+    "ta-root-not-sent": {"mx1": row(AUTH, AUTH, AUTH, AUTH, DEFER, AUTH)},
+    # ... and when the server sends the root, it sits at depth 2, still not chain[1]
+    "ta-root-sent": {"mx1": row(AUTH, AUTH, AUTH, AUTH, DEFER, AUTH)},
+    # a right SHA-256 beside a wrong SHA-512: libdane has no digest agility
+    "digest-agility": {"mx1": row(DEFER, DEFER, DEFER, DEFER, AUTH, DEFER)},
+    # TLSA covers only the ECDSA key: only a sender that gets the RSA chain defers
+    "dual-key-ecdsa-only": {"mx1": row(DEFER, AUTH, AUTH, DEFER, AUTH, AUTH)},
+    "dual-key-both": {"mx1": ALL_AUTH},
+    # unsigned mail domain, signed host zone: RFC 7672 §2.2.1 and Exim do not enforce
+    "insecure-mx-tlsa-ok": {"mx1": row(OPP, AUTH, OPP, AUTH, OPP, AUTH)},
+    "insecure-mx-tlsa-mismatch": {"mx1": row(OPP, DEFER, OPP, DEFER, OPP, DEFER)},
+    # SHA-1 zones: DANE silently off behind a validator that refuses SHA-1
+    "rsasha1": {"mx1": row(AUTH, AUTH, AUTH, AUTH, AUTH, OPP)},
+    "rsasha1-nsec3": {"mx1": row(AUTH, AUTH, AUTH, AUTH, AUTH, OPP), "mx2": ALL_OPP},
+    "nsec3-iter-150": {"mx1": ALL_AUTH, "mx2": ALL_OPP},
+    "nsec3-iter-500": {"mx1": ALL_AUTH, "mx2": ALL_OPP},
+    "tlsa-mismatch": {"mx1": row(DEFER, DEFER, DEFER, DEFER, DEFER, DEFER)},
+}
+
+SCENARIOS = [by_name(n) for n in EXPECTED]
+
+
+@pytest.fixture(scope="module")
+def world(dane_world_factory) -> World:
+    return dane_world_factory(SCENARIOS)
+
+
+@pytest.fixture(scope="module")
+def anchor(world: World, tmp_path_factory) -> Path:
+    return world.write_trust_anchor(tmp_path_factory.mktemp("profiles") / "anchor.ds")
+
+
+def check(world: World, anchor: Path, capsys, name: str, *extra: str) -> tuple[int, str]:
+    code = main(["check", *extra, world.domains[name].name, *world_args(world, anchor)])
+    return code, capsys.readouterr().out
+
+
+def test_every_sender_scenario_is_in_the_table():
+    assert {s.name for s in SENDER_SCENARIOS} <= set(EXPECTED)
+    assert set(NAMES) >= {"rfc7672", "postfix", "postfix-insecure-mx-may", "rsa-sender",
+                          "exim-gnutls", "sha1-refusing"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_each_profile_predicts_what_its_knobs_say(world, anchor, capsys, name):
+    _, out = check(world, anchor, capsys, name, "--json")
+    result = json.loads(out)
+    hosts = {h["name"]: h for h in result["hosts"]}
+    built = {h.name: h for h in world.domains[name].hosts}
+    got = {}
+    for label in EXPECTED[name]:
+        mx_name = next(b.mx_name for n, b in built.items() if n.startswith(f"{label}."))
+        host = hosts[mx_name]
+        assert set(host["profiles"]) == set(NAMES)
+        got[label] = {p: v["action"] for p, v in host["profiles"].items()}
+        for p in host["profiles"].values():
+            assert p["reason"]
+    assert got == EXPECTED[name], json.dumps({h: hosts[h]["profiles"] for h in hosts}, indent=1)
+
+
+def test_the_headline_stays_rfc7672s(world, anchor, capsys):
+    """Profiles are extra: the insecure-MX domain stays INSECURE (exit 1) although Postfix
+    authenticates, and the SHA-1 domain stays VALID although sha1-refusing senders do not."""
+    code, out = check(world, anchor, capsys, "insecure-mx-tlsa-ok", "--json")
+    assert (json.loads(out)["verdict"], code) == ("insecure", 1)
+    code, out = check(world, anchor, capsys, "rsasha1", "--json")
+    assert (json.loads(out)["verdict"], code) == ("valid", 0)
+
+
+def test_the_text_names_the_senders_that_differ(world, anchor, capsys):
+    _, out = check(world, anchor, capsys, "rsasha1")
+    assert "senders:" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("sha1-refusing"))
+    assert "deliver-opportunistic" in line and "refused algorithm" in line
+    _, out = check(world, anchor, capsys, "good-ee")
+    assert "senders:" not in out  # every profile agrees with RFC 7672: nothing to add
+
+
+def test_predict_host_reads_a_checks_result(world, anchor):
+    """The interop suite's entry point: a Checker's HostResult and predict_host."""
+    import asyncio
+
+    from dane_monitor.settings import make_checker
+
+    host, port = world.dns_address
+    checker = make_checker(resolver=f"{host}:{port}", trust_anchor=anchor,
+                           connect_port=world.smtp_port, step_timeout=5)  # fmt: skip
+    result = asyncio.run(checker.check_domain(world.domains["ta-root-not-sent"].name))
+    (mx1,) = result.hosts
+    assert profiles.predict_host("postfix", mx1) == AUTH
+    assert profiles.predict_host(profiles.PROFILES["exim-gnutls"], mx1) == DEFER
+    assert profiles.delivers(DEFER) is False and profiles.delivers(OPP) is True
