@@ -172,9 +172,11 @@ _POSTFIX_TLS = re.compile(
 
 class PostfixSender:
     """A Postfix instance whose smtp(8) client is a DANE client; mail is injected over SMTP
-    on 127.0.0.1:``inject_port`` and routed to ``domain:port`` for each known domain."""
+    on 127.0.0.1:``inject_port``. ``routes`` is transport(5) lookup key -> next hop: a domain
+    -> ``domain:PORT`` (MX lookup, then each MX host on PORT), or a full address ->
+    ``[host]:PORT`` (that host only, DANE from its own address and TLSA lookups)."""
 
-    def __init__(self, resolver: str, routes: dict[str, int], *, extra: str = "") -> None:
+    def __init__(self, resolver: str, routes: dict[str, str], *, extra: str = "") -> None:
         self._tmp = tempfile.TemporaryDirectory(prefix="dane-sender-postfix-")
         self.directory = d = Path(self._tmp.name)
         self.inject_port = free_port()
@@ -198,7 +200,7 @@ class PostfixSender:
             os.chown(queue / sub, uid, gid)
             os.chmod(queue / sub, mode)
         (d / "transport").write_text(
-            "".join(f"{dom} smtp:{dom}:{port}\n" for dom, port in routes.items())
+            "".join(f"{key} smtp:{nexthop}\n" for key, nexthop in routes.items())
         )
         (d / "main.cf").write_text(POSTFIX_MAIN_CF.format(dir=d) + extra)
         (d / "master.cf").write_text(
@@ -300,6 +302,12 @@ tls_require_ciphers = NORMAL
 
 begin routers
 
+# probe-HOST@domain: to HOST only (one MX host of a domain), by the transport's own lookups
+direct:
+  driver = accept
+  local_parts = ^probe-
+  transport = direct_smtp
+
 dnslookup:
   driver = dnslookup
   transport = remote_smtp
@@ -313,6 +321,19 @@ begin transports
 
 remote_smtp:
   driver = smtp
+  port = {port}
+  {dane_option} = *
+  connect_timeout = 5s
+  command_timeout = 10s
+  data_timeout = 10s
+  final_timeout = 10s
+{extra}
+direct_smtp:
+  driver = smtp
+  # a lookup's result, not the (tainted) local part itself
+  hosts = ${{lookup{{$local_part}}lsearch{{{dir}/direct}}}}
+  hosts_override
+  dnssec_request_domains = *
   port = {port}
   {dane_option} = *
   connect_timeout = 5s
@@ -335,10 +356,17 @@ class EximSender:
     submitted with ``exim -C CONF -odi`` (delivered in the foreground, one attempt).
     ``require_dane``: ``hosts_require_dane = *`` (DANE mandatory: a host without usable
     secure TLSA fails); otherwise ``hosts_try_dane = *`` (DANE where TLSA is published, as
-    RFC 7672 and Postfix's "dane" level)."""
+    RFC 7672 and Postfix's "dane" level). ``direct``: hosts that mail to
+    ``probe-HOST@anydomain`` goes to without an MX lookup."""
 
     def __init__(
-        self, resolver: str, port: int, *, require_dane: bool = True, extra: str = ""
+        self,
+        resolver: str,
+        port: int,
+        *,
+        require_dane: bool = True,
+        extra: str = "",
+        direct: tuple[str, ...] = (),
     ) -> None:
         binary = exim_binary()
         assert binary is not None
@@ -351,6 +379,7 @@ class EximSender:
             (d / sub).mkdir()
             os.chown(d / sub, exim.pw_uid, exim.pw_gid)
             os.chmod(d / sub, 0o750)
+        (d / "direct").write_text("".join(f"probe-{host}: {host}\n" for host in direct))
         self.config = d / "exim.conf"
         self.config.write_text(
             EXIM_CONF.format(
