@@ -300,6 +300,20 @@ def parse_validation(value: Any) -> Literal["local", "resolver"]:
     raise ValueError(f"the validation is local or resolver, not {_shown(value)}")
 
 
+#: The sender profiles (dane_monitor.profiles.PROFILES, in its order; a test keeps them equal):
+#: here so that the pytest plugin's options parse without importing the checker.
+PROFILE_NAMES = ("rfc7672", "postfix", "postfix-insecure-mx-may", "rsa-sender", "exim-gnutls",
+                 "sha1-refusing")  # fmt: skip
+
+
+def parse_profile(value: Any) -> str:
+    """A sender profile's name (dane_monitor.profiles), e.g. ``exim-gnutls``."""
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text in PROFILE_NAMES:
+        return str(text)
+    raise ValueError(f"the sender profiles are {', '.join(PROFILE_NAMES)}, not {_shown(value)}")
+
+
 @dataclass(frozen=True)
 class Thresholds:
     """The expiry windows of a check, in days.

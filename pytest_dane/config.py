@@ -58,6 +58,9 @@ _HELP = {
     "days)",
     "cert_warning_days": "days: a served certificate that expires within them makes cert-expiry "
     f"warn (default {DEFAULT_CERT_WARNING_DAYS:g})",
+    "profile": "sender profile (repeatable): an item per MX host fails when senders of this "
+    "profile fare worse than RFC 7672 senders there (they defer, or DANE is off for them): "
+    + ", ".join(settings.PROFILE_NAMES),
     "strict": "fail the warning checks (rollover, stale records, expiring signatures and "
     "certificates, other warnings) instead of passing them with a DaneWarning, and fail the "
     "checks that could not be evaluated instead of skipping them",
@@ -78,6 +81,7 @@ def addoption(parser: pytest.Parser) -> None:
     for name in _DAYS:
         option = f"--dane-{name.replace('_', '-')}"
         group.addoption(option, metavar="DAYS", help=_HELP[name])
+    group.addoption("--dane-profile", action="append", metavar="NAME", help=_HELP["profile"])
     group.addoption("--dane-strict", action="store_true", default=None, help=_HELP["strict"])
     for name, alias in _LISTS.items():
         # Both spellings: the option's (dane_host, as --dane-host) and the plural one.
@@ -92,6 +96,7 @@ def addoption(parser: pytest.Parser) -> None:
     for name in _DAYS:
         parser.addini(f"dane_{name}", _HELP[name], default="")
     parser.addini("dane_strict", _HELP["strict"], type="bool", default=False)
+    parser.addini("dane_profile", _HELP["profile"], type="linelist", default=[])
 
 
 _DAYS = ("rrsig_warning_days", "rrsig_critical_days", "cert_warning_days")
@@ -152,6 +157,7 @@ class DaneConfig:
     rrsig_warning_days: float = DEFAULT_RRSIG_WARNING_DAYS
     rrsig_critical_days: float = DEFAULT_RRSIG_CRITICAL_DAYS
     cert_warning_days: float = DEFAULT_CERT_WARNING_DAYS
+    profiles: tuple[str, ...] = ()  # sender profiles required (dane_monitor.profiles)
 
     @property
     def targets(self) -> tuple[tuple[str, str], ...]:
@@ -248,6 +254,13 @@ class DaneConfig:
         if strict is None:
             strict = ini("dane_strict")
 
+        profiles_raw, where = opt("dane_profile"), "--dane-profile"
+        if not profiles_raw:
+            profiles_raw, where = ini("dane_profile"), "dane_profile"
+        profiles = tuple(
+            dict.fromkeys(_parse(settings.parse_profile, p, where) for p in profiles_raw)
+        )
+
         return cls(
             hosts=tuple(_parse(settings.parse_domain_name, h, where_hosts) for h in hosts),
             domains=tuple(_parse(settings.parse_domain_name, d, where_domains) for d in domains),
@@ -262,6 +275,7 @@ class DaneConfig:
             rrsig_warning_days=thresholds.rrsig_warning_days,
             rrsig_critical_days=thresholds.rrsig_critical_days,
             cert_warning_days=thresholds.cert_warning_days,
+            profiles=profiles,
         )
 
 

@@ -187,8 +187,9 @@ class Rule:
         return f"{self.name}[{self.place.id()}]"
 
 
-def rules(index: int, tr: TargetResult) -> Iterator[Rule]:
-    """The rules of one target, in a fixed order derived from the result alone."""
+def rules(index: int, tr: TargetResult, profiles: tuple[str, ...] = ()) -> Iterator[Rule]:
+    """The rules of one target, in a fixed order derived from the result alone (and the
+    sender profiles required: an item ``sender-NAME`` per host each)."""
     if tr.result is None or (tr.result.mx_only and not tr.result.hosts):
         # The check raised, or the host is not a name: there is nothing else to judge.
         yield Rule("check", Place(tr.name), index)
@@ -218,6 +219,8 @@ def rules(index: int, tr: TargetResult) -> Iterator[Rule]:
         for name in _WARNING_RULES:
             yield Rule(name, at, index, hi)
         yield Rule("warnings", at, index, hi)
+        for profile in profiles:
+            yield Rule(f"{SENDER_PREFIX}{profile}", at, index, hi)
     yield Rule("warnings", Place(target), index)
 
 
@@ -232,7 +235,10 @@ def judge(rule: Rule, tr: TargetResult, strict: bool) -> None:
         raise DaneCheckFailed(f"the check of {tr.kind} {tr.name} did not complete: {tr.error}")
     result = tr.result
     host = result.hosts[rule.host_index] if rule.host_index is not None else None
-    judgement = _JUDGES[rule.name](rule, result, host)
+    if rule.name.startswith(SENDER_PREFIX):
+        judgement = _judge_sender(rule, result, host)
+    else:
+        judgement = _JUDGES[rule.name](rule, result, host)
     if judgement is None:
         return
     if judgement.kind == "fail":
@@ -632,6 +638,35 @@ _JUDGES = {
 }
 
 
+SENDER_PREFIX = "sender-"
+# Better first (dane_monitor.profiles): a profile fails its item when it fares worse here.
+_SENDER_RANK = {
+    "deliver-authenticated": 0,
+    "deliver-unauthenticated-tls": 1,
+    "deliver-opportunistic": 2,
+    "unknown": 3,
+    "defer": 4,
+}
+
+
+def _judge_sender(rule: Rule, result: DomainResult, host: HostResult | None) -> Judgement | None:
+    """``sender-NAME``: senders of the profile fare no worse here than RFC 7672 senders."""
+    assert host is not None
+    name = rule.name.removeprefix(SENDER_PREFIX)
+    got = host.profiles.get(name)
+    if got is None:
+        return _not_checked([f"no {name} prediction for {host.name} (see the dnssec item)"])
+    ours = host.sender_action.value if host.sender_action is not None else "unknown"
+    action, reason = got["action"], got["reason"]
+    if action == "unknown":
+        return _not_checked([f"what {name} senders do cannot be told: {reason}"])
+    if _SENDER_RANK[action] <= _SENDER_RANK.get(ours, 3):
+        return None
+    what = "DEFER mail here" if action == "defer" else f"{action} (RFC 7672 senders: {ours})"
+    lines = [f"{name} senders {what}: {reason}"]
+    return _fail(lines, [])
+
+
 # -- message parts -------------------------------------------------------------------------
 
 
@@ -759,15 +794,23 @@ class DaneItem(pytest.Item):
 class DaneCollector(pytest.Collector):
     """The virtual ``dane`` node holding every check item."""
 
-    def __init__(self, *, results: list[TargetResult], strict: bool, **kwargs) -> None:
+    def __init__(
+        self,
+        *,
+        results: list[TargetResult],
+        strict: bool,
+        profiles: tuple[str, ...] = (),
+        **kwargs,
+    ) -> None:
         super().__init__(**kwargs)
         self.results = results
         self.strict = strict
+        self.profiles = profiles
 
     def collect(self):
         seen: set[str] = set()
         for index, tr in enumerate(self.results):
-            for rule in rules(index, tr):
+            for rule in rules(index, tr, self.profiles):
                 if rule.item_name in seen:  # the same target given twice
                     continue
                 seen.add(rule.item_name)

@@ -128,6 +128,7 @@ def pytest_make_collect_report(
                 path=collector.path / "dane",
                 results=_results(collector.config),
                 strict=cfg.strict,
+                profiles=cfg.profiles,
             )
             report.result.insert(0, dane)
     return report

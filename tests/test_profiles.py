@@ -127,3 +127,39 @@ def test_predict_host_reads_a_checks_result(world, anchor):
     assert profiles.predict_host("postfix", mx1) == AUTH
     assert profiles.predict_host(profiles.PROFILES["exim-gnutls"], mx1) == DEFER
     assert profiles.delivers(DEFER) is False and profiles.delivers(OPP) is True
+
+
+def test_settings_know_every_profile():
+    """The pytest plugin parses profile names without importing the checker."""
+    from dane_monitor import settings
+
+    assert tuple(profiles.PROFILES) == settings.PROFILE_NAMES
+    assert settings.parse_profile(" Exim-GnuTLS ") == "exim-gnutls"
+    with pytest.raises(ValueError, match="the sender profiles are rfc7672, postfix"):
+        settings.parse_profile("sendmail")
+
+
+pytest_plugins = ["pytester"]
+INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
+         "-o", "asyncio_default_fixture_loop_scope=function")  # fmt: skip
+
+
+def test_pytest_items_require_a_profile(pytester, world, anchor):
+    """``--dane-profile exim-gnutls`` adds an item per MX host that fails where Exim/GnuTLS
+    senders fare worse than RFC 7672's; postfix passes on the same host."""
+    host, port = world.dns_address
+    args = [*INNER, "--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={anchor}",
+            "--dane-connect-port", str(world.smtp_port), "--dane-timeout", "5",
+            "--dane-domain", world.domains["ta-root-not-sent"].name,
+            "--dane-profile", "exim-gnutls", "--dane-profile", "postfix", "-rA"]  # fmt: skip
+    result = pytester.runpytest(*args)
+    mx1 = world.domains["ta-root-not-sent"].hosts[0].name.rstrip(".")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out
+    result.assert_outcomes(failed=1, passed=result.parseoutcomes()["passed"])
+    assert f"FAILED dane::sender-exim-gnutls[ta-root-not-sent.example|{mx1}|25]" in out
+    assert f"PASSED dane::sender-postfix[ta-root-not-sent.example|{mx1}|25]" in out
+    assert "exim-gnutls senders DEFER mail here" in out and "libdane" in out
+    bad = pytester.runpytest(*args[:-5], "--dane-profile", "sendmail")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    assert "--dane-profile: the sender profiles are" in bad.stderr.str()
