@@ -163,3 +163,31 @@ def test_pytest_items_require_a_profile(pytester, world, anchor):
     bad = pytester.runpytest(*args[:-5], "--dane-profile", "sendmail")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     assert "--dane-profile: the sender profiles are" in bad.stderr.str()
+
+
+def test_the_exporter_has_a_series_per_profile(world, anchor):
+    """dane_sender_profile_action{profile, action}: full has each host's six; lean keeps
+    them where a profile fares otherwise than RFC 7672 senders."""
+    import asyncio
+
+    from dane_monitor.exporter.metrics import samples
+    from dane_monitor.settings import make_checker
+
+    host, port = world.dns_address
+    checker = make_checker(resolver=f"{host}:{port}", trust_anchor=anchor,
+                           connect_port=world.smtp_port, step_timeout=5)  # fmt: skip
+
+    def series(name: str, kind: str) -> dict[str, str]:
+        result = asyncio.run(checker.check_domain(world.domains[name].name))
+        got = samples(name, result, success=True, finished=0.0, duration=0.0, profile=kind)
+        points = [(lb, v) for n, lb, v in got if n == "dane_sender_profile_action"]
+        assert all(v == 1.0 for _, v in points)
+        return {lb[3]: lb[4] for lb, _ in points}
+
+    assert series("ta-root-not-sent", "full") == {
+        **dict.fromkeys(NAMES, AUTH),
+        "exim-gnutls": DEFER,
+    }
+    assert series("ta-root-not-sent", "lean") == {"exim-gnutls": DEFER}
+    assert series("good-ee", "full") == dict.fromkeys(NAMES, AUTH)
+    assert series("good-ee", "lean") == {}  # all agree with RFC 7672: nothing to add

@@ -91,6 +91,9 @@ FAMILIES: tuple[Family, ...] = (
         *_HOST, "verdict")),
     Family("dane_sender_action", "State set: what a DANE-enforcing sender does with the MX host "
            "(worst over its endpoints); all 0 when undetermined", (*_HOST, "action")),
+    Family("dane_sender_profile_action", "1 for the action each sender profile takes with the "
+           "MX host (dane_monitor.profiles: rfc7672, postfix, exim-gnutls, …; action as "
+           "dane_sender_action, or unknown)", (*_HOST, "profile", "action")),
     Family("dane_tlsa_records", "TLSA records in the secure RRset, usable for SMTP or not "
            "(present only when the TLSA lookup was secure)", (*_HOST, "usable")),
     Family("dane_tlsa_ttl_seconds", "TTL of the secure TLSA RRset", _HOST),
@@ -207,6 +210,8 @@ def samples(
         action = host.sender_action.value if host.sender_action else None
         for a in ACTIONS:
             add(("dane_sender_action", (t, mx, port, a), 1.0 if action == a else 0.0))
+        for name, p in host.profiles.items():  # the current action only: 6 series a host
+            add(("dane_sender_profile_action", (t, mx, port, name, p["action"]), 1.0))
         tlsa = host.tlsa_dns
         if tlsa is not None and tlsa.status == "secure":
             usable = host.tlsa_usable
@@ -296,6 +301,11 @@ def lean_samples(
     """
     full = samples(target, result, success=success, finished=finished, duration=duration)
     detailed = {(_name(h.name), str(h.port)) for h in result.hosts if needs_detail(h)}
+    # The profiles whose action differs from RFC 7672's (every profile of a detailed host).
+    rfc_action: dict[tuple[str, ...], str | None] = {
+        (_name(h.name), str(h.port)): h.sender_action.value if h.sender_action else None
+        for h in result.hosts
+    }
     out: list[Sample] = []
     add = out.append
     rrsig: Sample | None = None
@@ -314,6 +324,9 @@ def lean_samples(
                 add(point)
         elif name in ("dane_mx_verdict", "dane_sender_action"):
             if value == 1.0 and labels[1:3] in detailed:
+                add(point)
+        elif name == "dane_sender_profile_action":
+            if labels[1:3] in detailed or labels[4] != rfc_action.get(labels[1:3]):
                 add(point)
         elif name in _LEAN_HOST:
             if (labels[1], labels[2]) in detailed:
