@@ -33,11 +33,11 @@ ALL_OPP = row(OPP, OPP, OPP, OPP, OPP, OPP)
 # scenario -> MX host ("mx1", "mx2") -> profile -> action
 EXPECTED: dict[str, dict[str, dict[str, str]]] = {
     "good-ee": {"mx1": ALL_AUTH},
-    "good-ta": {"mx1": ALL_AUTH},  # 2 1 1 of the intermediate, sent right above the leaf
-    # a full 2 0 0 root the server does not send: libdane matches chain[1] only
+    "good-ta": {"mx1": ALL_AUTH},  # 2 1 1 of the intermediate, sent above the leaf
+    # a full 2 0 0 root the server does not send: libdane matches only what is sent
     "ta-root-not-sent": {"mx1": row(AUTH, AUTH, AUTH, AUTH, DEFER, AUTH)},
-    # ... and when the server sends the root, it sits at depth 2, still not chain[1]
-    "ta-root-sent": {"mx1": row(AUTH, AUTH, AUTH, AUTH, DEFER, AUTH)},
+    # ... and when the server sends the root (depth 2), Exim/GnuTLS delivers
+    "ta-root-sent": {"mx1": ALL_AUTH},
     # a right SHA-256 beside a wrong SHA-512: libdane has no digest agility
     "digest-agility": {"mx1": row(DEFER, DEFER, DEFER, DEFER, AUTH, DEFER)},
     # TLSA covers only the ECDSA key: only a sender that gets the RSA chain defers
