@@ -27,7 +27,7 @@ from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.judge import HostJudgement, judge
 from dane_monitor.lookup.answer import Answer
-from dane_monitor.profiles import predict_all
+from dane_monitor.profiles import PROFILES, predict_full
 from dane_monitor.report import (
     DNSInfo,
     DomainResult,
@@ -110,7 +110,12 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
         result.mx_mode = mode if mode in ("null", "implicit") else "mx"
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
     for hr, hj in zip(result.hosts, j.hosts, strict=True):  # issue 16: sender profiles
-        hr.profiles = {n: p.to_dict() for n, p in predict_all(hj, d.mx).items()}
+        for name, profile in PROFILES.items():
+            whole, each = predict_full(profile, hj, d.mx)
+            hr.profiles[name] = whole.to_dict()
+            for er, p in zip(hr.endpoints, each, strict=True):
+                if p is not None:
+                    er.profiles[name] = p.to_dict()
     result.sender_action = j.action
     times = [d.mx.expiration] if d.mx is not None else []
     times += [h.rrsig_expiration for h in result.hosts]

@@ -267,9 +267,11 @@ def _worst(items: Iterable[tuple[str, str]]) -> tuple[str, str]:
 # -- hosts ------------------------------------------------------------------------------------
 
 
-def predict(profile: Profile, host: HostJudgement, mx: Answer | None) -> Prediction:
-    """What a sender of ``profile`` does with ``host`` (judged by :func:`judge.judge_host`),
-    reached through the MX answer ``mx`` (None: a check of one MX host, no MX lookup)."""
+def _decide(
+    profile: Profile, host: HostJudgement, mx: Answer | None
+) -> tuple[Prediction | None, str]:
+    """What the DNS alone decides for ``profile`` at ``host`` (None: the endpoints decide),
+    and a note to add to the endpoints' reasons."""
     h = host.host
     # The address records: no secure address, no TLSA lookup (RFC 7672 §2.2.3).
     if host.case in ("dane", "tlsa-insecure", "no-tlsa", "address-insecure"):
@@ -278,41 +280,71 @@ def predict(profile: Profile, host: HostJudgement, mx: Answer | None) -> Predict
         if addresses and all(s == Status.INSECURE for s, _ in seen):
             why = next((w for _, w in seen if w), "")
             if why:
-                return Prediction(OPPORTUNISTIC, f"the host's addresses are insecure: {why}")
+                return Prediction(OPPORTUNISTIC, f"the host's addresses are insecure: {why}"), ""
     if host.case in ("tlsa-insecure", "no-tlsa") and host.tlsa is not None:
         status, why = _seen(profile, host.tlsa.answer)
         if status is None:
-            return Prediction(UNKNOWN, f"TLSA lookup: {why}")
+            return Prediction(UNKNOWN, f"TLSA lookup: {why}"), ""
         if why:
             if status == Status.SECURE:
-                return Prediction(OPPORTUNISTIC, f"no TLSA record, proven: {why}")
-            return Prediction(OPPORTUNISTIC, f"TLSA lookup insecure: {why}")
+                return Prediction(OPPORTUNISTIC, f"no TLSA record, proven: {why}"), ""
+            return Prediction(OPPORTUNISTIC, f"TLSA lookup insecure: {why}"), ""
     if host.case != "dane":
         row_action = host.action.value if host.action is not None else UNKNOWN
-        return Prediction(row_action, f"as RFC 7672 ({host.case})")
+        return Prediction(row_action, f"as RFC 7672 ({host.case})"), ""
     # DANE applies for us: a secure TLSA RRset.
     assert host.tlsa is not None
     status, why = _seen(profile, host.tlsa.answer)
     if status is None:
-        return Prediction(UNKNOWN, f"TLSA lookup: {why}")
+        return Prediction(UNKNOWN, f"TLSA lookup: {why}"), ""
     if status == Status.INSECURE:
-        return Prediction(OPPORTUNISTIC, f"the TLSA RRset is insecure for this sender: {why}")
-    mx_status: Status | None = None
+        return Prediction(OPPORTUNISTIC, f"the TLSA RRset is insecure for this sender: {why}"), ""
     if mx is not None:
         mx_status, mx_why = _seen(profile, mx)
         if mx_status is None:
-            return Prediction(UNKNOWN, f"MX lookup: {mx_why}")
-        if mx_status == Status.INSECURE and profile.insecure_mx == "may":
-            what = f" ({mx_why})" if mx_why else ""
-            return Prediction(
-                OPPORTUNISTIC, f"the MX RRset is insecure{what}: the TLSA records are ignored"
-            )
+            return Prediction(UNKNOWN, f"MX lookup: {mx_why}"), ""
+        if mx_status == Status.INSECURE:
+            if profile.insecure_mx == "may":
+                what = f" ({mx_why})" if mx_why else ""
+                return Prediction(
+                    OPPORTUNISTIC, f"the MX RRset is insecure{what}: the TLSA records are ignored"
+                ), ""
+            return None, "; the MX RRset is insecure, the host's TLSA is enforced (policy dane)"
+    return None, ""
+
+
+def predict(profile: Profile, host: HostJudgement, mx: Answer | None) -> Prediction:
+    """What a sender of ``profile`` does with ``host`` (judged by :func:`judge.judge_host`),
+    reached through the MX answer ``mx`` (None: a check of one MX host, no MX lookup)."""
+    return predict_full(profile, host, mx)[0]
+
+
+def predict_endpoints(
+    profile: Profile, host: HostJudgement, mx: Answer | None
+) -> list[Prediction | None]:
+    """Per endpoint of ``host`` (in its order): what a sender of ``profile`` does there, or
+    None when such a sender does not get this endpoint's chain (another key type)."""
+    return predict_full(profile, host, mx)[1]
+
+
+def predict_full(
+    profile: Profile, host: HostJudgement, mx: Answer | None
+) -> tuple[Prediction, list[Prediction | None]]:
+    """:func:`predict` and :func:`predict_endpoints` at once (each endpoint judged once)."""
+    decided, note = _decide(profile, host, mx)
     reached = _reached(profile, host.endpoints)
+    if decided is not None:
+        ids = {id(e) for e in reached}
+        return decided, [decided if id(e) in ids else None for e in host.endpoints]
+    each = {id(e): _endpoint(profile, e) for e in reached}
     judged = [e for e in reached if e.case != "unreachable-here"] or reached
-    action, reason = _worst(_endpoint(profile, e) for e in judged)
-    if mx is not None and mx_status == Status.INSECURE and action != UNKNOWN:
-        reason += "; the MX RRset is insecure, the host's TLSA is enforced (policy dane)"
-    return Prediction(action, reason)
+    action, reason = _worst(each[id(e)] for e in judged)
+    whole = Prediction(action, reason + note if action != UNKNOWN else reason)
+    per: list[Prediction | None] = []
+    for e in host.endpoints:
+        got = each.get(id(e))
+        per.append(None if got is None else Prediction(got[0], got[1] + note))
+    return whole, per
 
 
 def predict_all(host: HostJudgement, mx: Answer | None) -> dict[str, Prediction]:
@@ -338,5 +370,7 @@ __all__ = [
     "delivers",
     "predict",
     "predict_all",
+    "predict_endpoints",
+    "predict_full",
     "predict_host",
 ]

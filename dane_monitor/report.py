@@ -159,6 +159,9 @@ class EndpointResult:
     transcript: list[str] = field(default_factory=list)
     chain_der: list[bytes] = field(default_factory=list, repr=False)  # as presented, leaf first
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
+    # Sender profiles that get this endpoint's chain (dane_monitor.profiles): name ->
+    # {"action", "reason"}.
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def to_dict(self, debug: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -187,6 +190,7 @@ class EndpointResult:
             "leaf_spki_sha256": self.leaf_spki_sha256,
             "leaf_not_after": self.leaf_not_after,
             "chain": self.chain,
+            "profiles": self.profiles,
         }
         if debug:
             out["transcript"] = self.transcript

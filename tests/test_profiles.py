@@ -191,3 +191,19 @@ def test_the_exporter_has_a_series_per_profile(world, anchor):
     assert series("ta-root-not-sent", "lean") == {"exim-gnutls": DEFER}
     assert series("good-ee", "full") == dict.fromkeys(NAMES, AUTH)
     assert series("good-ee", "lean") == {}  # all agree with RFC 7672: nothing to add
+
+
+def test_each_endpoint_says_which_senders_get_its_chain(world, anchor, capsys):
+    """Per endpoint: the profiles that get this chain. The RSA chain of dual-key-ecdsa-only
+    is what rsa-sender (and RFC 7672's "every chain") gets; the ECDSA one, everyone else."""
+    _, out = check(world, anchor, capsys, "dual-key-ecdsa-only", "--json")
+    (host,) = json.loads(out)["hosts"]
+    by_key = {e["key_type"]: e["profiles"] for e in host["endpoints"]}
+    assert {n: p["action"] for n, p in by_key["rsa"].items()} == {
+        "rfc7672": DEFER,
+        "rsa-sender": DEFER,
+    }
+    assert {n: p["action"] for n, p in by_key["ecdsa"].items()} == {
+        n: AUTH for n in NAMES if n != "rsa-sender"
+    }
+    assert "(rsa chain)" in by_key["rsa"]["rsa-sender"]["reason"]
