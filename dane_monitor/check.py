@@ -77,6 +77,9 @@ class Options:
     nameservers: bool = False
     nameserver_port: int = 53
     nameserver_timeout: float = 2.0
+    # Reuse what a zone's servers answered for this long (0: ask them on every check; the
+    # exporter keeps it for a cycle, as its targets share their providers' zones).
+    nameserver_max_age: float = 0.0
 
     @property
     def thresholds(self) -> Thresholds:
@@ -164,6 +167,7 @@ class Checker:
         # One TLS client context per key type for every probe of this checker.
         self.contexts = ClientContexts()
         self._other: OrderedDict[tuple[str, int, str, bool], _OtherKeyType] = OrderedDict()
+        self._ns_cache: Any = None  # nameservers.SurveyCache, made when first needed
 
     @property
     def mode(self) -> str:
@@ -244,9 +248,12 @@ class Checker:
         from dane_monitor import nameservers
 
         o = self.options
+        if o.nameserver_max_age > 0 and self._ns_cache is None:
+            self._ns_cache = nameservers.SurveyCache(o.nameserver_max_age)
         return await nameservers.survey(self.validator.lookup, draft, port=o.nameserver_port,
                                         timeout=o.nameserver_timeout,
-                                        deadline=4 * o.nameserver_timeout)  # fmt: skip
+                                        deadline=4 * o.nameserver_timeout,
+                                        cache=self._ns_cache)  # fmt: skip
 
     async def _resolver_ok(self) -> bool | None:
         """Does our resolver validate a known-good name? Tells the domain's failures from

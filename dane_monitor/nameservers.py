@@ -21,10 +21,11 @@ setup on another port) says nothing here; the validated path already says what s
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import struct
 import time
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -343,6 +344,31 @@ def plan(
     return out
 
 
+class SurveyCache:
+    """What each zone's servers answered, kept ``max_age`` seconds for the checks that follow
+    (an exporter checks many targets whose MX hosts share a provider's zones: each zone is
+    asked once per cycle, not once per target). Keyed on the zone, the exact questions and
+    the port; at most ``size`` zones, the least recently used dropped first."""
+
+    def __init__(self, max_age: float, size: int = 4096) -> None:
+        self.max_age = max_age
+        self.size = size
+        self._kept: OrderedDict[tuple[Any, ...], tuple[float, ev.ZoneSurvey]] = OrderedDict()
+
+    def get(self, key: tuple[Any, ...]) -> ev.ZoneSurvey | None:
+        kept = self._kept.get(key)
+        if kept is None or time.monotonic() - kept[0] > self.max_age:
+            return None
+        self._kept.move_to_end(key)
+        return kept[1]
+
+    def put(self, key: tuple[Any, ...], survey: ev.ZoneSurvey) -> None:
+        self._kept[key] = (time.monotonic(), survey)
+        self._kept.move_to_end(key)
+        while len(self._kept) > self.size:
+            self._kept.popitem(last=False)
+
+
 async def survey(
     lookup: Lookup,
     d: ev.Domain,
@@ -350,9 +376,12 @@ async def survey(
     port: int = 53,
     timeout: float = 2.0,
     deadline: float | None = None,
+    cache: SurveyCache | None = None,
 ) -> ev.NameServerSurvey:
     """Every zone of :func:`plan` surveyed at once (each zone once per check), within
-    ``deadline`` seconds (what did not finish is a timeout of the zones concerned)."""
+    ``deadline`` seconds (what did not finish is a timeout of the zones concerned).
+    ``cache``: reuse what a zone's servers answered to the same questions in an earlier
+    check, while it is young enough."""
     t0, now, sent = time.monotonic(), time.time(), _Counter()
     # Beyond the final RRsets: each secure CNAME on the way (in the zone of its owner, which
     # may differ from the target's) and each zone's DS RRset (in the parent zone).
@@ -371,13 +400,20 @@ async def survey(
 
     async def one(zone: str, used: list[tuple[str, str, tuple[str, ...]]]) -> ev.ZoneSurvey:
         questions = [(o, t) for o, t, _ in used]
+        key = (zone, tuple(sorted(set(questions))), port)
+        kept = cache.get(key) if cache is not None else None
+        if kept is not None:  # the servers' answers, held to this check's RRsets
+            return dataclasses.replace(kept, used=tuple(used))
         job = survey_zone(
             lookup, zone, questions, used, port=port, timeout=timeout, now=now, sent=sent
         )
         try:
-            return await asyncio.wait_for(job, deadline)
+            result = await asyncio.wait_for(job, deadline)
         except TimeoutError:
             return ev.ZoneSurvey(zone, (), note=f"not finished within {deadline}s")
+        if cache is not None:
+            cache.put(key, result)
+        return result
 
     done = await asyncio.gather(*(one(z, u) for z, u in zones.items()))
     return ev.NameServerSurvey(tuple(done), sent.sent, time.monotonic() - t0)

@@ -82,3 +82,33 @@ def test_the_nameservers_key():
         parse("nameservers: {enabled: sometimes}")
     with pytest.raises(ValueError, match="did you mean 'enabled'"):
         parse("nameservers: {enable: true}")
+
+
+async def test_a_zone_is_asked_once_per_cycle_however_many_checks(world, tmp_path):
+    """With nameserver_max_age (the exporter: its shortest interval), a second check within
+    that time reuses what each zone's servers answered: no query sent, the same findings;
+    without it (the CLI), every check asks again."""
+    from dane_monitor import settings
+
+    anchor = world.write_trust_anchor(tmp_path / "anchor.ds")
+    host, port = world.dns_address
+
+    async def twice(max_age: float) -> list[tuple[int, set[str]]]:
+        checker = settings.make_checker(
+            resolver=f"{host}:{port}", trust_anchor=anchor, connect_port=world.smtp_port,
+            dns_timeout=1, nameservers=True, nameserver_port=port, nameserver_max_age=max_age,
+        )  # fmt: skip
+        out = []
+        for _ in range(2):
+            evidence = await checker.domain_evidence("stale-secondary-tlsa.example")
+            assert evidence.nameservers is not None
+            result = await checker.check_domain("stale-secondary-tlsa.example")
+            codes = {f.code for f in result.all_findings() if f.code.startswith("ns-")}
+            out.append((evidence.nameservers.queries, codes))
+        return out
+
+    cached = await twice(600)
+    assert cached[0][0] > 0 and cached[1][0] == 0
+    assert cached[0][1] == cached[1][1] == {"ns-rrset-differs", "ns-serial-lag"}
+    fresh = await twice(0)
+    assert fresh[0][0] > 0 and fresh[1][0] > 0

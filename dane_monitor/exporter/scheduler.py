@@ -79,6 +79,9 @@ class Runner:
                 transcripts=False,
                 nameservers=self.config.nameservers.enabled,
                 nameserver_port=self.config.nameservers.port,
+                # Each zone's servers asked once per cycle (the shortest interval), however
+                # many targets share the zone.
+                nameserver_max_age=min((t.interval for t in self.config.targets), default=300.0),
                 dns_timeout=self.config.dns.timeout,
             )
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
@@ -169,6 +172,7 @@ def _slim(result: DomainResult) -> None:
             ep.chain_der = []
             ep.chain = []
             ep.transcript = []
+            ep.profiles = {}  # per-endpoint sender profiles: /probe shows them, /metrics not
 
 
 class Ledger:
