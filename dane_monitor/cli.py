@@ -422,7 +422,7 @@ def _check(args: argparse.Namespace) -> int:
 
         print(nagios.render_result(result, thresholds, time.time(), deadline=args.deadline))
     else:
-        print(render.text(result))
+        print(render.text(result, profiles=getattr(args, "profiles", None)))
     return render.exit_code(result)
 
 
@@ -674,6 +674,17 @@ def _build_check(sub: argparse._SubParsersAction) -> None:
         f"(default {settings.DEFAULT_CERT_WARNING_DAYS:g})",
     )
     add_dns_options(check)
+    senders = check.add_argument_group("sender profiles")
+    senders.add_argument(
+        "--profile",
+        dest="profiles",
+        action="append",
+        type=_arg(settings.parse_profile, "profile"),
+        metavar="NAME",
+        help="show what senders of this profile do with each MX host, also where they do as "
+        "RFC 7672 senders (repeatable; by default the text shows the profiles only where one "
+        f"differs; the JSON always has them all): {', '.join(settings.PROFILE_NAMES)}",
+    )
     ns = check.add_argument_group("name servers")
     ns.add_argument(
         "--no-nameservers",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from dane_monitor import judge
@@ -39,7 +40,9 @@ def _when(epoch: int | None) -> str:
     return f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(epoch))} UTC ({days:.1f} days)"
 
 
-def text(result: DomainResult) -> str:
+def text(result: DomainResult, profiles: Sequence[str] | None = None) -> str:
+    """The human report; ``profiles``: the sender profiles to show for every host (None:
+    all of them, only on hosts where one differs from RFC 7672)."""
     lines: list[str] = []
     code = exit_code(result)
     headline = f"{result.domain}: {result.verdict.value.upper()} ({STATE[code]})"
@@ -86,7 +89,7 @@ def text(result: DomainResult) -> str:
             action = ep.sender_action.value if ep.sender_action else "-"
             key = ep.key_type or "-"
             lines.append(f"    {ep.address:39} {key:6} {outcome}  → {action}")
-        lines += _profiles(host.profiles, host.sender_action)
+        lines += _profiles(host.profiles, host.sender_action, profiles)
         if host.suggested_records and host.verdict != Verdict.VALID:
             lines.append(
                 f"    suggested: {host.tlsa_name or host.name} IN TLSA {host.suggested_records[0]}"
@@ -112,11 +115,18 @@ def text(result: DomainResult) -> str:
     return "\n".join(lines)
 
 
-def _profiles(profiles: dict[str, dict[str, str]], headline: Any) -> list[str]:
-    """Sender profiles (dane_monitor.profiles): one line each; only when some profile's
-    action differs from the RFC 7672 host action, so the usual case stays short."""
+def _profiles(
+    profiles: dict[str, dict[str, str]], headline: Any, chosen: Sequence[str] | None
+) -> list[str]:
+    """Sender profiles (dane_monitor.profiles): one line each. Without ``chosen``, only when
+    some profile's action differs from the RFC 7672 host action (the usual case stays
+    short); with it, those profiles always."""
     ours = headline.value if headline is not None else None
-    if all(p["action"] == ours for p in profiles.values()):
+    if chosen:
+        profiles = {n: profiles[n] for n in chosen if n in profiles}
+    elif all(p["action"] == ours for p in profiles.values()):
+        return []
+    if not profiles:
         return []
     lines = ["    senders:"]
     for name, p in profiles.items():

@@ -207,3 +207,17 @@ def test_each_endpoint_says_which_senders_get_its_chain(world, anchor, capsys):
         n: AUTH for n in NAMES if n != "rsa-sender"
     }
     assert "(rsa chain)" in by_key["rsa"]["rsa-sender"]["reason"]
+
+
+def test_check_profile_shows_the_chosen_senders(world, anchor, capsys):
+    """``check --profile NAME``: those profiles' lines on every host, even where they agree
+    with RFC 7672; a name that is no profile is a usage error naming the profiles."""
+    code, out = check(world, anchor, capsys, "good-ee", "--profile", "exim-gnutls")
+    assert code == 0
+    lines = [ln.strip() for ln in out.splitlines()]
+    i = lines.index("senders:")
+    assert lines[i + 1].startswith("exim-gnutls") and AUTH in lines[i + 1]
+    assert not any(ln.startswith("postfix") for ln in lines)
+    code = main(["check", "--profile", "sendmail", "good-ee.example"])
+    err = capsys.readouterr().err
+    assert code != 0 and "the sender profiles are rfc7672" in err
