@@ -277,6 +277,9 @@ def _decide(
     if host.case in ("dane", "tlsa-insecure", "no-tlsa", "address-insecure"):
         addresses = [a for a in (h.a, h.aaaa) if a.exists]
         seen = [_seen(profile, a) for a in addresses]
+        unknown = next((w for st, w in seen if st is None), None)
+        if unknown is not None:  # e.g. NSEC3 iterations: it may see what we never checked
+            return Prediction(UNKNOWN, f"the host's addresses: {unknown}"), ""
         if addresses and all(s == Status.INSECURE for s, _ in seen):
             why = next((w for _, w in seen if w), "")
             if why:

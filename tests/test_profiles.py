@@ -221,3 +221,35 @@ def test_check_profile_shows_the_chosen_senders(world, anchor, capsys):
     code = main(["check", "--profile", "sendmail", "good-ee.example"])
     err = capsys.readouterr().err
     assert code != 0 and "the sender profiles are rfc7672" in err
+
+
+def test_without_the_signing_algorithms_sha1_refusing_cannot_tell(world, anchor):
+    """Resolver mode knows no signing algorithms (Answer.chain_algorithms empty): the
+    sha1-refusing prediction is unknown, never a guess; the other profiles are unaffected."""
+    import asyncio
+    import dataclasses
+
+    from dane_monitor.conclusion import conclude
+    from dane_monitor.settings import make_checker
+
+    host, port = world.dns_address
+    checker = make_checker(resolver=f"{host}:{port}", trust_anchor=anchor,
+                           connect_port=world.smtp_port, step_timeout=5)  # fmt: skip
+    evidence = asyncio.run(checker.domain_evidence(world.domains["good-ee"].name))
+
+    def blind(a):
+        return dataclasses.replace(a, chain_algorithms=())
+
+    def blind_host(h):
+        tlsa = tuple(dataclasses.replace(t, answer=blind(t.answer)) for t in h.tlsa)
+        return dataclasses.replace(h, a=blind(h.a), aaaa=blind(h.aaaa), tlsa=tlsa)
+
+    hosts = tuple(blind_host(h) for h in evidence.hosts)
+    seen = conclude(dataclasses.replace(evidence, mx=blind(evidence.mx), hosts=hosts))
+    (mx1,) = seen.hosts
+    assert mx1.profiles["sha1-refusing"]["action"] == "unknown"
+    assert "not known" in mx1.profiles["sha1-refusing"]["reason"]
+    assert {n: p["action"] for n, p in mx1.profiles.items() if n != "sha1-refusing"} == {
+        n: AUTH for n in NAMES if n != "sha1-refusing"
+    }
+    assert profiles.delivers("unknown") is None
