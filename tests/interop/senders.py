@@ -29,6 +29,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from mta import MASTER, SBIN_PATH, _quote
 
@@ -441,6 +442,135 @@ POSTFIX_RSA = "smtp_tls_mandatory_protocols = <=TLSv1.2\ntls_medium_cipherlist =
 #: An Exim that negotiates RSA: ``dane_require_tls_ciphers`` (the GnuTLS priority string
 #: used on DANE connections) without TLS 1.3 and without ECDSA key exchanges.
 EXIM_RSA = "  dane_require_tls_ciphers = NORMAL:-VERS-TLS1.3:-ECDHE-ECDSA\n"
+
+
+# -- a validator that refuses SHA-1 ---------------------------------------------------------
+
+NAMED_CONF = """\
+options {{
+    directory "{dir}";
+    pid-file "{dir}/named.pid";
+    session-keyfile "{dir}/session.key";
+    managed-keys-directory "{dir}";
+    listen-on port 53 {{ {address}; }};
+    listen-on-v6 {{ none; }};
+    recursion yes;
+    allow-query {{ any; }};
+    dnssec-validation yes;
+    forward only;
+    forwarders {{ {upstream_host} port {upstream_port}; }};
+    {policy}
+}};
+controls {{ }};
+{anchors}
+"""
+#: What several distributions' validators do by default now: SHA-1 DNSSEC algorithms are
+#: not validated, so zones signed with them are insecure (DANE silently off).
+REFUSE_SHA1 = 'disable-algorithms "." { RSASHA1; NSEC3RSASHA1; };'
+
+
+class Named:
+    """BIND's named as a validating resolver on port 53 of ``address`` (a loopback address
+    whose port 53 is free), forwarding to the world's primary, with ``anchors``
+    (``trust-anchors { ... };``) and the ``options`` statements in ``policy``."""
+
+    def __init__(
+        self, address: str, upstream: tuple[str, int], anchors: str, policy: str = ""
+    ) -> None:
+        named = shutil.which("named", path=SBIN_PATH)
+        if named is None:
+            raise RuntimeError("named (bind9) is not installed")
+        self.host = address
+        self.lock: IO[str] | None = None  # released when named has stopped
+        self._tmp = tempfile.TemporaryDirectory(prefix="dane-sender-named-")
+        d = Path(self._tmp.name)
+        conf = d / "named.conf"
+        conf.write_text(
+            NAMED_CONF.format(
+                dir=d,
+                address=address,
+                upstream_host=upstream[0],
+                upstream_port=upstream[1],
+                policy=policy,
+                anchors=anchors,
+            )
+        )
+        self._log_path = d / "named.log"
+        self._log = open(self._log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [named, "-g", "-4", "-c", str(conf)], stdout=self._log, stderr=self._log
+        )
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        import dns.message
+        import dns.query
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"named exited: {self._log_path.read_text()[-2000:]}")
+            query = dns.message.make_query("version.bind.", "TXT", "CH")
+            with contextlib.suppress(OSError, dns.exception.Timeout):
+                dns.query.udp(query, self.host, port=53, timeout=0.5)
+                return
+            time.sleep(0.05)  # poll interval while named starts
+        raise RuntimeError(f"named did not answer: {self._log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        self._tmp.cleanup()
+        if self.lock is not None:
+            self.lock.close()
+            self.lock = None
+
+
+#: named only listens on addresses of an interface: of the loopback addresses, 127.0.0.1.
+#: Concurrent runs (xdist workers) take turns through this lock file.
+NAMED_LOCK = Path(tempfile.gettempdir()) / "dane-monitor-named-127.0.0.1-53.lock"
+
+
+def start_named_on_port_53(
+    upstream: tuple[str, int], anchors: str, policy: str = "", lock_timeout: float = 600
+) -> Named:
+    """A :class:`Named` on 127.0.0.1 port 53 (glibc's resolv.conf cannot name a port, and
+    named does not bind addresses no interface has, such as 127.0.154.1), once no other
+    run of this harness holds it."""
+    import fcntl
+
+    from dane_monitor.world.unbound import port53_free
+
+    lock = open(NAMED_LOCK, "a")  # noqa: SIM115 - held by the Named, closed in its stop()
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                raise RuntimeError(f"{NAMED_LOCK} still held after {lock_timeout} s") from None
+            time.sleep(0.1)  # poll interval while another run holds the lock
+    try:
+        if not port53_free("127.0.0.1"):
+            raise RuntimeError("port 53 of 127.0.0.1 is taken")
+        named = Named("127.0.0.1", upstream, anchors, policy)
+        named.lock = lock
+        try:
+            named.wait_ready()
+        except BaseException:
+            named.stop()
+            raise
+        return named
+    except BaseException:
+        lock.close()
+        raise
 
 
 def postfix_version() -> str:

@@ -7,12 +7,21 @@ The outcome, delivered or deferred, is read from the sender's own log and compar
 :data:`EXPECTED`, the one place where what each sender does is recorded.
 
 The world's SMTP servers (:mod:`dane_monitor.world.smtp`) accept MAIL, RCPT and DATA and
-throw the message away, so "delivered" is a real 250 after DATA.
+throw the message away, so "delivered" is a real 250 after DATA. Each sender makes one
+attempt per message (Postfix's retries are an hour away; Exim runs ``-odi``), bounded by
+the senders' own connect/command timeouts and the harness's deadlines.
 
-Not covered: Exim's ``hosts_try_dane`` (opportunistic DANE; with ``hosts_require_dane`` a
-host without secure TLSA defers), Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than
-its 3.6 default (``dane``), resolvers other than Unbound (a validator that refuses SHA-1),
-IPv6 endpoints, and retries (one attempt per message).
+Senders beside the two defaults: each negotiating RSA (dual-key scenarios only), Exim with
+``hosts_try_dane`` (DANE only where secure TLSA exists, as RFC 7672), and Postfix and Exim
+resolving through BIND's named with ``disable-algorithms`` RSASHA1/NSEC3RSASHA1 instead of
+Unbound (a validator that refuses SHA-1). Rows ``scenario/mx2`` deliver to that MX host
+alone (the first MX host hides the second otherwise).
+
+Not covered: bogus-signature and other faults placed on ``_25._tcp`` names (the world
+copies TLSA RRsets to the test port's ``_PORT._tcp`` name re-signed, without the fault);
+Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than its 3.6 default; NSEC3 iteration
+limits below Unbound's 150 (no sender here validates with a lower limit); IPv6 endpoints;
+retries and queue lifetimes; Exim's OpenSSL build.
 """
 
 from __future__ import annotations
@@ -25,11 +34,13 @@ from conftest import REQUIRE, start_unbound
 from senders import (
     EXIM_RSA,
     POSTFIX_RSA,
+    REFUSE_SHA1,
     EximSender,
     Outcome,
     PostfixSender,
     exim_missing,
     postfix_version,
+    start_named_on_port_53,
 )
 
 from dane_monitor.world import SENDER_SCENARIOS, World, by_name
@@ -70,7 +81,20 @@ ROWS = (*NAMES, *(f"{name}/{host}" for name, host in HOSTS))
 #: postfix: smtp_tls_security_level = dane (3.6 defaults); postfix-rsa: the same negotiating
 #: RSA; exim: hosts_require_dane = *; exim-try: hosts_try_dane = *; exim-rsa: exim
 #: negotiating RSA (dane_require_tls_ciphers)
-SENDERS = ("postfix", "postfix-rsa", "exim", "exim-try", "exim-rsa")
+#: The -nosha1 senders resolve through BIND's named refusing RSASHA1 and NSEC3RSASHA1 (as
+#: several distributions' validators now do) instead of Unbound; they meet only the
+#: scenarios in NOSHA1_ROWS.
+SENDERS = (
+    "postfix",
+    "postfix-rsa",
+    "exim",
+    "exim-try",
+    "exim-rsa",
+    "postfix-nosha1",
+    "exim-nosha1",
+    "exim-try-nosha1",
+)
+NOSHA1_ROWS = ("good-ee", "rsasha1", "rsasha1-nsec3", "rsasha1-nsec3/mx2")
 
 #: scenario -> sender -> (outcome, a fragment of the sender's reason). One place for what the
 #: real senders do; the profiles (dane_monitor/profiles.py) are to predict the same. The
@@ -81,6 +105,9 @@ SENDERS = ("postfix", "postfix-rsa", "exim", "exim-try", "exim-rsa")
 #: has an ECDSA certificate only, so they fail the handshake).
 EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     "good-ee": {
+        "postfix-nosha1": ("delivered (Verified)", ""),
+        "exim-nosha1": ("delivered (CV=dane)", ""),
+        "exim-try-nosha1": ("delivered (CV=dane)", ""),
         "postfix": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
@@ -181,11 +208,19 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-try": ("delivered (CV=no)", ""),
     },
     "rsasha1": {
+        # a validator that refuses SHA-1: the zone is insecure, DANE silently off
+        "postfix-nosha1": ("delivered (Untrusted)", ""),
+        "exim-nosha1": ("bounced", "lookup not DNSSEC"),
+        "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "rsasha1-nsec3": {
+        # a validator that refuses SHA-1: the zone is insecure, DANE silently off
+        "postfix-nosha1": ("delivered (Untrusted)", ""),
+        "exim-nosha1": ("bounced", "lookup not DNSSEC"),
+        "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
@@ -220,6 +255,9 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     # no TLSA, proven by NSEC3 (SHA-1 signed; 150 and 500 iterations: Unbound 1.17 calls a
     # 500-iteration denial insecure, which changes no sender's outcome: both are "no DANE")
     "rsasha1-nsec3/mx2": {
+        "postfix-nosha1": ("delivered (Untrusted)", ""),
+        "exim-nosha1": ("bounced", "lookup not DNSSEC"),
+        "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
         "exim-try": ("delivered (CV=no)", ""),
@@ -278,7 +316,7 @@ def senders(interop_ready: None) -> Iterator[Senders]:
     world = World(SCENARIOS, tlsa_on_smtp_port=True, smtp_network="127.0.17.0/24")
     with BackgroundLoop(name="real-senders") as loop:
         loop.run(world.start())
-        unbound = None
+        unbound = named = None
         s = Senders(world, {}, {})
         try:
             unbound = start_unbound(world)
@@ -292,19 +330,28 @@ def senders(interop_ready: None) -> Iterator[Senders]:
                 routes[s.rcpt(f"{name}/{host}")] = f"[{s.host_name(name, host)}]:{port}"
             s.postfixes["postfix"] = PostfixSender(unbound.host, routes)
             s.postfixes["postfix-rsa"] = PostfixSender(unbound.host, routes, extra=POSTFIX_RSA)
+            anchors = world.hierarchy.bind_trust_anchors()
+            named = start_named_on_port_53(world.dns_address, anchors, REFUSE_SHA1)
+            s.postfixes["postfix-nosha1"] = PostfixSender(named.host, routes)
             direct = tuple(s.host_name(name, host) for name, host in HOSTS)
+            s.exims["exim-nosha1"] = EximSender(named.host, port, direct=direct)
+            s.exims["exim-try-nosha1"] = EximSender(
+                named.host, port, require_dane=False, direct=direct
+            )
             s.exims["exim"] = EximSender(unbound.host, port, direct=direct)
             s.exims["exim-try"] = EximSender(unbound.host, port, require_dane=False, direct=direct)
             s.exims["exim-rsa"] = EximSender(unbound.host, port, extra=EXIM_RSA, direct=direct)
-            for postfix in s.postfixes.values():  # Postfix delivers in parallel, meanwhile
+            for name, postfix in s.postfixes.items():  # Postfix delivers them meanwhile
                 for row in ROWS:
-                    postfix.submit(s.rcpt(row))
+                    if not name.endswith("-nosha1") or row in NOSHA1_ROWS:
+                        postfix.submit(s.rcpt(row))
             yield s
         finally:
             for sender in (*s.postfixes.values(), *s.exims.values()):
                 sender.close()
-            if unbound is not None:
-                unbound.stop()
+            for resolver in (unbound, named):
+                if resolver is not None:
+                    resolver.stop()
             loop.run(world.stop())
 
 
@@ -312,7 +359,8 @@ CASES = [
     pytest.param(name, sender, id=f"{name}-{sender}")
     for name in ROWS
     for sender in SENDERS
-    if not sender.endswith("-rsa") or name.startswith("dual-key")
+    if (not sender.endswith("-rsa") or name.startswith("dual-key"))
+    and (not sender.endswith("-nosha1") or name in NOSHA1_ROWS)
 ]
 
 
