@@ -110,8 +110,9 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
         result.mx_mode = mode if mode in ("null", "implicit") else "mx"
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
     for hr, hj in zip(result.hosts, j.hosts, strict=True):  # issue 16: sender profiles
+        memo: dict = {}  # endpoints judged once for profiles with the same TLS knobs
         for name, profile in PROFILES.items():
-            whole, each = predict_full(profile, hj, d.mx)
+            whole, each = predict_full(profile, hj, d.mx, memo)
             hr.profiles[name] = whole.to_dict()
             for er, p in zip(hr.endpoints, each, strict=True):
                 if p is not None:

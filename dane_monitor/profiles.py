@@ -331,15 +331,27 @@ def predict_endpoints(
 
 
 def predict_full(
-    profile: Profile, host: HostJudgement, mx: Answer | None
+    profile: Profile,
+    host: HostJudgement,
+    mx: Answer | None,
+    memo: dict[Any, tuple[str, str]] | None = None,
 ) -> tuple[Prediction, list[Prediction | None]]:
-    """:func:`predict` and :func:`predict_endpoints` at once (each endpoint judged once)."""
+    """:func:`predict` and :func:`predict_endpoints` at once (each endpoint judged once).
+    ``memo``: shared by the calls for one host, so profiles with the same TLS knobs judge an
+    endpoint once."""
     decided, note = _decide(profile, host, mx)
     reached = _reached(profile, host.endpoints)
     if decided is not None:
         ids = {id(e) for e in reached}
         return decided, [decided if id(e) in ids else None for e in host.endpoints]
-    each = {id(e): _endpoint(profile, e) for e in reached}
+    memo = {} if memo is None else memo
+    each: dict[int, tuple[str, str]] = {}
+    for e in reached:
+        key = (id(e), profile.ta_match, profile.digest_agility)
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = _endpoint(profile, e)
+        each[id(e)] = got
     judged = [e for e in reached if e.case != "unreachable-here"] or reached
     action, reason = _worst(each[id(e)] for e in judged)
     whole = Prediction(action, reason + note if action != UNKNOWN else reason)
@@ -359,11 +371,6 @@ def predict_host(profile: Profile | str, host_result: Any) -> str:
     (``check`` fills ``HostResult.profiles`` from the evidence with :func:`predict`)."""
     name = profile if isinstance(profile, str) else profile.name
     return str(host_result.profiles[name]["action"])
-
-
-def headline_action(actions: Iterable[str]) -> str:
-    """The worst of several hosts' actions (for a summary line)."""
-    return max(actions, key=_RANK.__getitem__, default=UNKNOWN)
 
 
 __all__ = [
