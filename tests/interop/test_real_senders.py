@@ -376,3 +376,105 @@ def test_real_sender_outcome(senders: Senders, scenario: str, sender: str):
 
 def test_versions(senders: Senders):
     print("VERSIONS", postfix_version(), senders.exims["exim"].version())
+
+
+# -- the sender profiles' predictions against the real senders -------------------------------
+
+#: The profile (dane_monitor/profiles.py) that models each real sender here. exim runs with
+#: hosts_require_dane, which exim-gnutls models as hosts_try_dane: where it predicts a
+#: delivery without DANE, hosts_require_dane bounces instead.
+SENDER_PROFILE = {
+    "postfix": "postfix",
+    "postfix-rsa": "rsa-sender",
+    "exim": "exim-gnutls",
+    "exim-try": "exim-gnutls",
+    "postfix-nosha1": "sha1-refusing",
+}
+_CLASS = {
+    "deliver-authenticated": "authenticated",
+    "deliver-unauthenticated-tls": "unauthenticated",
+    "deliver-opportunistic": "unauthenticated",
+    "defer": "deferred",
+    "unknown": "unknown",
+}
+
+
+def real_class(outcome: Outcome) -> str:
+    if outcome.status != "delivered":
+        return outcome.status  # deferred | bounced
+    return (
+        "authenticated" if outcome.tls in ("Verified", "Trusted", "CV=dane") else "unauthenticated"
+    )
+
+
+@pytest.fixture(scope="module")
+def checked(senders: Senders) -> dict[str, list[dict]]:
+    """scenario -> the check's hosts (JSON), in preference order, from local mode."""
+    import contextlib
+    import io
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from dane_monitor.cli import main
+
+    world = senders.world
+    host, port = world.dns_address
+    out: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory(prefix="dane-sender-check-") as d:
+        anchor = world.write_trust_anchor(Path(d) / "anchor.ds")
+        for name in NAMES:
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                main(["check", "--json", world.domains[name].name, "--resolver", f"{host}:{port}",
+                      "--trust-anchor", str(anchor), "--connect-port", str(world.smtp_port),
+                      "--timeout", "5"])  # fmt: skip
+            hosts = json.loads(buf.getvalue())["hosts"]
+            out[name] = sorted(hosts, key=lambda h: h.get("preference") or 0)
+    return out
+
+
+def predicted_class(hosts: list[dict], row: str, profile: str) -> str:
+    """What ``profile`` predicts for the row: the host's action for scenario/host rows; for
+    a domain, the first host in preference order that the sender does not defer on."""
+    _, _, only = row.partition("/")
+    if only:
+        hosts = [h for h in hosts if h["name"].startswith(f"{only}.")]
+    for h in hosts:
+        got = _CLASS[h["profiles"][profile]["action"]]
+        if got != "deferred":
+            return got
+    return "deferred"
+
+
+def _pkix_only(hosts: list[dict], row: str) -> bool:
+    """Measured (unusable-only): Exim with hosts_require_dane does not bounce when the
+    first host's secure TLSA RRset holds only PKIX-TA/PKIX-EE (usage 0/1) records; it
+    delivers over TLS without verification (CV=no), as hosts_try_dane does."""
+    _, _, only = row.partition("/")
+    first = next(h for h in hosts if not only or h["name"].startswith(f"{only}."))
+    return bool(first["tlsa_records"]) and not first["tlsa_usable"]
+
+
+PROFILE_CASES = [
+    pytest.param(row, sender, id=f"{row}-{sender}")
+    for row, sender in ((p.values[0], p.values[1]) for p in CASES)
+    if sender in SENDER_PROFILE
+]
+
+
+@pytest.mark.parametrize(("row", "sender"), PROFILE_CASES)
+def test_the_profile_predicts_the_real_sender(
+    senders: Senders, checked: dict[str, list[dict]], row: str, sender: str
+):
+    profile = SENDER_PROFILE[sender]
+    hosts = checked[row.partition("/")[0]]
+    predicted = predicted_class(hosts, row, profile)
+    if predicted == "unknown":
+        pytest.skip(f"{profile} cannot tell from the evidence: {hosts}")
+    if sender == "exim" and predicted == "unauthenticated" and not _pkix_only(hosts, row):
+        predicted = "bounced"  # hosts_require_dane where DANE does not apply
+    got = senders.outcome(row, sender)
+    print(f"PROFILE {row} {sender} real={real_class(got)} {profile}={predicted}")
+    reasons = [h["profiles"][profile]["reason"] for h in hosts]
+    assert real_class(got) == predicted, f"{got}\n{profile}: {reasons}"
