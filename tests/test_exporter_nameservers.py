@@ -63,6 +63,33 @@ async def test_a_stale_secondary_reaches_metrics(world, exporter, profile):
     assert agree == []
     # The RFC 7672 verdict stays the validated path's: the primary serves the right TLSA.
     assert value(text, "dane_verdict", verdict="valid", **stale) == 1
+    if profile == "full":  # per server: the stale copy's older serial, the early signatures
+        zone = {"zone": "stale-secondary-tlsa.example"}
+        serials = per_server(text, "dane_nameserver_soa_serial", **stale, **zone)
+        assert len(serials) == 3 and len(set(serials.values())) == 2, serials
+        oldest = min(serials, key=lambda k: serials[k])
+        assert oldest[0] == "ns2.stale-secondary-tlsa.example", serials
+        expiry = per_server(
+            text, "dane_nameserver_rrsig_expiry_timestamp_seconds",
+            zone="secondary-sigs-expire-soon.example", **soon,
+        )  # fmt: skip
+        early = min(expiry, key=lambda k: expiry[k])
+        assert early[0] == "ns2.secondary-sigs-expire-soon.example"
+        assert max(expiry.values()) - expiry[early] > 86400
+        states = per_server(text, "dane_nameserver_state", **stale, **zone)
+        assert len(states) == 3
+    else:  # lean: only servers that do not answer as they should (none here)
+        assert per_server(text, "dane_nameserver_soa_serial") == {}
+
+
+def per_server(text: str, name: str, **labels: str) -> dict[tuple[str, str], float]:
+    from test_exporter_app import samples
+
+    return {
+        (lab["nameserver"], lab["address"]): v
+        for n, lab, v in samples(text)
+        if n == name and all(lab.get(k) == x for k, x in labels.items())
+    }
 
 
 async def test_nameservers_can_be_turned_off(world, exporter):

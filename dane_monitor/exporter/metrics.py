@@ -70,6 +70,8 @@ _T = ("target",)
 _HOST = ("target", "mx", "port")
 _ADDR = ("target", "mx", "address", "port")
 _EP = ("target", "mx", "address", "port", "key_type")
+# At most 8 servers x 2 addresses per zone (dane_monitor.nameservers): bounded.
+_NS = ("target", "zone", "nameserver", "address")
 
 FAMILIES: tuple[Family, ...] = (
     Family("dane_check_success", "1 when the last check reached a verdict other than error "
@@ -107,6 +109,13 @@ FAMILIES: tuple[Family, ...] = (
            _EP),
     Family("dane_cert_info", "1 per presented leaf: its SPKI SHA-256 (the 3 1 1 association "
            "data)", (*_EP, "spki_sha256")),
+    Family("dane_nameserver_state", "1 for the state of each authoritative server address of "
+           "a zone on the check's path, asked directly: ok, lame, timeout, unreachable, "
+           "no-route, malformed, no-address", (*_NS, "state")),
+    Family("dane_nameserver_soa_serial", "SOA serial an authoritative server address serves",
+           _NS),
+    Family("dane_nameserver_rrsig_expiry_timestamp_seconds", "Earliest RRSIG expiration over "
+           "what an authoritative server address served for the check (Unix time)", _NS),
 )  # fmt: skip
 
 BY_NAME = {f.name: f for f in FAMILIES}
@@ -240,6 +249,16 @@ def samples(
                 add(("dane_cert_not_after_timestamp_seconds", labels, float(ep.leaf_not_after)))
             if ep.leaf_spki_sha256:
                 add(("dane_cert_info", (*labels, ep.leaf_spki_sha256), 1.0))
+    for zone in (result.nameservers or {}).get("zones", ()):
+        z = _name(zone["zone"]) or "."
+        for server in zone["servers"]:
+            at = (t, z, _name(server["name"]), server["address"] or "")
+            add(("dane_nameserver_state", (*at, server["state"]), 1.0))
+            if server["serial"] is not None:
+                add(("dane_nameserver_soa_serial", at, float(server["serial"])))
+            if server["rrsig_expiration"] is not None:
+                until = float(server["rrsig_expiration"])
+                add(("dane_nameserver_rrsig_expiry_timestamp_seconds", at, until))
     return out
 
 
@@ -333,6 +352,8 @@ def lean_samples(
                 add(point)
         elif name in _LEAN_ENDPOINT and (labels[1], labels[3]) in detailed:
             add(point)
+        elif name == "dane_nameserver_state" and labels[4] != "ok":
+            add(point)  # a server that does not answer as it should; the rest: findings
         # dane_dnssec_secure and per-endpoint certificate expiry: left out (see above)
     if rrsig is not None:
         add(rrsig)
