@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import socket
 import sys
-import time
 from pathlib import Path
 
 from test_exporter_client import request
@@ -13,10 +12,9 @@ from test_exporter_http import HANG_GUARD, until
 
 from dane_monitor.exporter.app import Exporter
 from dane_monitor.exporter.config import Config, DNSSettings, Target
-from dane_monitor.exporter.metrics import Outcome, render_chunks, samples
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
-from exporter import rss_mib, synthetic  # the benchmark's well-run domain
+from exporter import outcome, rss_mib  # the benchmark's well-run domain, as kept
 
 TARGETS = 3000  # 82 series each: a /metrics body of about 28 MB
 READERS = 16
@@ -24,13 +22,9 @@ READERS = 16
 
 def fill(exporter: Exporter, count: int) -> None:
     for i in range(count):
-        result = synthetic(i)
-        name = result.domain.rstrip(".")
-        points = samples(name, result, success=True, finished=time.time(), duration=0.2)
-        exporter.scheduler.outcomes[name] = Outcome(
-            name, "domain", result, True, None, time.time(), 0.2, (), render_chunks(points)
-        )
-        exporter.scheduler.targets[name] = Target(name, "domain")
+        kept = outcome(i, "full", broken=False)
+        exporter.scheduler.outcomes[kept.target] = kept
+        exporter.scheduler.targets[kept.target] = Target(kept.target, "domain")
 
 
 def stuck_reader(port: int, gzip: bool) -> socket.socket:

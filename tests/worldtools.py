@@ -78,13 +78,19 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+#: What several distributions' validators do by default now: SHA-1 DNSSEC algorithms are
+#: not validated, so zones signed with them are insecure (DANE silently off).
+REFUSE_SHA1 = 'disable-algorithms "." { RSASHA1; NSEC3RSASHA1; };'
+
+#: named as a validating resolver forwarding to the world's primary (here and in the real
+#: senders' harness, tests/interop/senders.py).
 NAMED_RESOLVER_CONF = """\
 options {{
     directory "{dir}";
     pid-file "{dir}/named.pid";
     session-keyfile "{dir}/session.key";
     managed-keys-directory "{dir}";
-    listen-on port {port} {{ 127.0.0.1; }};
+    listen-on port {port} {{ {address}; }};
     listen-on-v6 {{ none; }};
     recursion yes;
     allow-query {{ any; }};
@@ -113,6 +119,7 @@ def named_resolver(
             conf.write_text(
                 NAMED_RESOLVER_CONF.format(
                     dir=d,
+                    address="127.0.0.1",
                     port=port,
                     upstream_host=upstream[0],
                     upstream_port=upstream[1],

@@ -25,6 +25,7 @@ import shutil
 import smtplib
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -32,6 +33,9 @@ from pathlib import Path
 from typing import IO
 
 from mta import MASTER, SBIN_PATH, _quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/: worldtools
+from worldtools import NAMED_RESOLVER_CONF, REFUSE_SHA1  # noqa: F401 - REFUSE_SHA1 for the tests
 
 EXIM_LOCATIONS = ("/opt/exim4/usr/sbin/exim4",)
 EXIM_USER = "Debian-exim"
@@ -446,28 +450,6 @@ EXIM_RSA = "  dane_require_tls_ciphers = NORMAL:-VERS-TLS1.3:-ECDHE-ECDSA\n"
 
 # -- a validator that refuses SHA-1 ---------------------------------------------------------
 
-NAMED_CONF = """\
-options {{
-    directory "{dir}";
-    pid-file "{dir}/named.pid";
-    session-keyfile "{dir}/session.key";
-    managed-keys-directory "{dir}";
-    listen-on port 53 {{ {address}; }};
-    listen-on-v6 {{ none; }};
-    recursion yes;
-    allow-query {{ any; }};
-    dnssec-validation yes;
-    forward only;
-    forwarders {{ {upstream_host} port {upstream_port}; }};
-    {policy}
-}};
-controls {{ }};
-{anchors}
-"""
-#: What several distributions' validators do by default now: SHA-1 DNSSEC algorithms are
-#: not validated, so zones signed with them are insecure (DANE silently off).
-REFUSE_SHA1 = 'disable-algorithms "." { RSASHA1; NSEC3RSASHA1; };'
-
 
 class Named:
     """BIND's named as a validating resolver on port 53 of ``address`` (a loopback address
@@ -486,9 +468,10 @@ class Named:
         d = Path(self._tmp.name)
         conf = d / "named.conf"
         conf.write_text(
-            NAMED_CONF.format(
+            NAMED_RESOLVER_CONF.format(
                 dir=d,
                 address=address,
+                port=53,
                 upstream_host=upstream[0],
                 upstream_port=upstream[1],
                 policy=policy,
