@@ -78,6 +78,10 @@ class ServerView:
     error: str | None = None
     detail: str = ""
     answers: tuple[ServerAnswer, ...] = ()
+    # The address came from the parent's referral (glue), not from a lookup of the server's
+    # name: the name resolves to no address (e.g. the zone lacks it), while resolvers that
+    # follow the delegation still ask it.
+    glue: bool = False
 
     @property
     def serial(self) -> int | None:

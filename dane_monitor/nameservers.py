@@ -51,6 +51,11 @@ from dane_monitor.settings import Thresholds
 DAY = 86400
 MAX_SERVERS = 8
 MAX_ADDRESSES = 2
+#: Names walked up from a zone to find its parent, and the parent's server addresses asked
+#: for the referral's glue (when a name server's own name resolves to no address).
+MAX_PARENT_STEPS = 8
+MAX_GLUE_ADDRESSES = 4
+_ADDRESS_TYPES = (dns.rdatatype.A, dns.rdatatype.AAAA)
 #: Queries in flight at once per survey (a domain with many MX zones, each with many servers).
 MAX_IN_FLIGHT = 64
 PAYLOAD = 1232
@@ -225,6 +230,8 @@ async def _server_view(
     timeout: float,
     sent: _Counter,
     now: float,
+    *,
+    glue: bool = False,
 ) -> ev.ServerView:
     async def one(name: str, rdtype: str) -> ev.ServerAnswer | BaseException:
         qname = dns.name.from_text(name)
@@ -255,8 +262,77 @@ async def _server_view(
         detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
         if error == "timeout":
             detail = f"no reply within {timeout:g}s"
-        return ev.ServerView(zone.to_text(), server, address, port, error, detail)
-    return ev.ServerView(zone.to_text(), server, address, port, answers=tuple(answers))
+        return ev.ServerView(zone.to_text(), server, address, port, error, detail, glue=glue)
+    return ev.ServerView(zone.to_text(), server, address, port, answers=tuple(answers), glue=glue)
+
+
+def _lookup_state(a: Answer) -> str:
+    return f"{a.status.value} {a.kind.value}"
+
+
+async def _parent_zone(lookup: Lookup, origin: dns.name.Name) -> dns.name.Name | None:
+    """The zone above ``origin``: the closest enclosing name with an NS RRset of its own
+    (at most :data:`MAX_PARENT_STEPS` names up; None for the root or when none is found)."""
+    name = origin
+    for _ in range(MAX_PARENT_STEPS):
+        if name == dns.name.root:
+            return None
+        name = name.parent()
+        ns = await lookup(name, "NS")
+        if ns.rrset is not None and ns.kind == Kind.POSITIVE and ns.canonical_name == name:
+            return name
+    return None
+
+
+async def parent_glue(
+    lookup: Lookup,
+    origin: dns.name.Name,
+    names: Sequence[dns.name.Name],
+    port: int,
+    timeout: float,
+    sent: _Counter,
+) -> tuple[dict[dns.name.Name, list[str]], bool]:
+    """The addresses the parent's referral gives for the name servers ``names`` of
+    ``origin`` (glue: what resolvers following the delegation use when the names themselves
+    resolve to nothing). The parent's servers (at most :data:`MAX_GLUE_ADDRESSES` addresses,
+    found through the validator) are asked ``origin NS`` with RD=0 at once; only A/AAAA
+    records of ``names`` below the parent are taken from the additional section, at most
+    :data:`MAX_ADDRESSES` per name. Also: whether a server of the parent answered."""
+    parent = await _parent_zone(lookup, origin)
+    if parent is None:
+        return {}, False
+    ns = await lookup(parent, "NS")
+    assert ns.rrset is not None
+    servers = sorted(r.target for r in ns.rrset if r.rdtype == dns.rdatatype.NS)[:MAX_SERVERS]
+    found = await asyncio.gather(
+        *(asyncio.gather(lookup(n, "A"), lookup(n, "AAAA")) for n in servers)
+    )
+    addresses = list(dict.fromkeys(a for pair in found for a in _addresses(*pair)))
+    wanted = {n for n in names if n.is_subdomain(parent)}
+    if not wanted:  # glue is only for names below the parent: the names must resolve
+        return {}, True
+
+    async def referral(address: str) -> dns.message.Message | None:
+        try:
+            async with sent.slots:
+                return await _ask(origin, "NS", address, port, timeout, sent)
+        except Exception:  # a parent server that fails us gives no glue; the others may
+            return None
+
+    replies = await asyncio.gather(*(referral(a) for a in addresses[:MAX_GLUE_ADDRESSES]))
+    out: dict[dns.name.Name, list[str]] = {}
+    for reply in replies:
+        if reply is None or reply.rcode() != dns.rcode.NOERROR:
+            continue
+        for rrset in reply.additional:
+            if rrset.name not in wanted or rrset.rdtype not in _ADDRESS_TYPES:
+                continue
+            got = out.setdefault(rrset.name, [])
+            for r in rrset:
+                if r.address not in got and len(got) < MAX_ADDRESSES:
+                    got.append(r.address)
+    answered = any(r is not None and r.rcode() == dns.rcode.NOERROR for r in replies)
+    return out, answered
 
 
 def _addresses(a: Answer, aaaa: Answer) -> list[str]:
@@ -298,10 +374,25 @@ async def survey_zone(
     found = await asyncio.gather(
         *(asyncio.gather(lookup(n, "A"), lookup(n, "AAAA")) for n in names)
     )
+    resolved = {
+        n: _addresses(a, aaaa)[:MAX_ADDRESSES] for n, (a, aaaa) in zip(names, found, strict=True)
+    }
+    unresolved = [n for n in names if not resolved[n]]
+    glue: dict[dns.name.Name, list[str]] = {}
+    asked_parent = False
+    if unresolved:
+        glue, asked_parent = await parent_glue(lookup, origin, unresolved, port, timeout, sent)
+    no_glue = (
+        "the parent's referral carries no glue for it"
+        if asked_parent
+        else "no server of the parent zone told us its glue"
+    )
     jobs = []
     missing = []
     for name, (a, aaaa) in zip(names, found, strict=True):
-        addresses = _addresses(a, aaaa)[:MAX_ADDRESSES]
+        addresses, from_glue = resolved[name], False
+        if not addresses and glue.get(name):
+            addresses, from_glue = glue[name][:MAX_ADDRESSES], True
         if not addresses:
             missing.append(
                 ev.ServerView(
@@ -310,12 +401,24 @@ async def survey_zone(
                     "",
                     port,
                     "no-address",
-                    f"no A/AAAA record ({a.status.value} {a.kind.value})",
+                    f"its name has no address ({_lookup_state(a)} A, {_lookup_state(aaaa)} "
+                    f"AAAA) and {no_glue}",
                 )
             )
         for address in addresses:
             jobs.append(
-                _server_view(origin, name.to_text(), address, asked, keys, port, timeout, sent, now)
+                _server_view(
+                    origin,
+                    name.to_text(),
+                    address,
+                    asked,
+                    keys,
+                    port,
+                    timeout,
+                    sent,
+                    now,
+                    glue=from_glue,
+                )
             )
     views = await asyncio.gather(*jobs)
     return ev.ZoneSurvey(zone, asked, (*views, *missing), note=note, used=tuple(used))
@@ -428,6 +531,8 @@ def _serial_newer(a: int, b: int) -> bool:
 
 
 def _label(v: ev.ServerView) -> str:
+    if v.glue:
+        return f"{v.server.rstrip('.')} ({v.address}, from the parent's glue)"
     return f"{v.server.rstrip('.')} ({v.address})"
 
 
@@ -487,7 +592,18 @@ def zone_findings(z: ev.ZoneSurvey, d: ev.Domain, th: Thresholds) -> list[Findin
         at = Place(where.domain, address=v.address or None, port=v.port)
         if v.error == "no-route":
             continue  # e.g. an IPv6 address from a host without IPv6: checked from elsewhere
-        if v.error is not None:
+        if v.error == "no-address":
+            out.append(
+                finding(
+                    "ns-unreachable",
+                    W,
+                    f"{v.server.rstrip('.')}, a name server of {zone}, cannot be asked: "
+                    f"{v.detail}; resolvers that pick it fail over to another server, and "
+                    "mail is delayed (publish its address, or remove it from the NS RRset)",
+                    where=at,
+                )
+            )
+        elif v.error is not None:
             out.append(
                 finding(
                     "ns-unreachable",
@@ -687,6 +803,7 @@ def to_dict(s: ev.NameServerSurvey) -> dict[str, Any]:
                 {
                     "name": v.server,
                     "address": v.address or None,
+                    "glue": v.glue,
                     "port": v.port,
                     "state": state(v),
                     "detail": v.detail or None,

@@ -143,5 +143,6 @@ def _nameservers(survey: dict[str, Any]) -> list[str]:
         for s in z["servers"]:
             serial = f" serial {s['serial']}" if s["serial"] is not None else ""
             where = s["address"] or "-"
-            lines.append(f"    {s['name']:40} {where:39} {s['state']}{serial}")
+            glue = " (glue)" if s.get("glue") else ""
+            lines.append(f"    {s['name']:40} {where:39} {s['state']}{serial}{glue}")
     return lines

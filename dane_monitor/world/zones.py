@@ -233,6 +233,7 @@ class Secondary:
         behaviour: NSBehaviour | str = NSBehaviour.SERVE,
         age: int | timedelta = 0,
         sig_lifetime: int | timedelta | None = None,
+        glue_only: bool = False,
     ) -> None:
         self.zone = zone
         self.name = dns.name.Name((label.encode(), *zone.origin.labels))
@@ -245,6 +246,10 @@ class Secondary:
             raise ValueError("a secondary's copy cannot be newer than the primary's")
         #: seconds from signing to the RRSIGs' expiration (None: the zone's sig_lifetime)
         self.sig_lifetime = None if sig_lifetime is None else _seconds(sig_lifetime)
+        #: its address is published only as glue in the parent's delegation, not in the zone
+        #: (a zone that forgot its in-bailiwick server's address: resolvers that follow the
+        #: delegation reach it, a lookup of its name finds no address)
+        self.glue_only = glue_only
         self.overrides: dict[tuple[dns.name.Name, RdataType], tuple[dns.rdata.Rdata, ...]] = {}
         self.faults: list[FaultSpec] = []
 
@@ -472,12 +477,20 @@ class Zone:
         behaviour: NSBehaviour | str = NSBehaviour.SERVE,
         age: int | timedelta = 0,
         sig_lifetime: int | timedelta | None = None,
+        glue_only: bool = False,
     ) -> Secondary:
         """Add a name server ``<label>.<apex>`` (default ns2, ns3, ...) at ``address``: the
-        zone's NS RRset and the parent's delegation list it, with its address as glue."""
+        zone's NS RRset and the parent's delegation list it, with its address as glue
+        (``glue_only``: only as glue, the zone itself has no address record for it)."""
         label = label or f"ns{len(self.secondaries) + 2}"
         sec = Secondary(
-            self, label, address, behaviour=behaviour, age=age, sig_lifetime=sig_lifetime
+            self,
+            label,
+            address,
+            behaviour=behaviour,
+            age=age,
+            sig_lifetime=sig_lifetime,
+            glue_only=glue_only,
         )
         if sec.name == self.nameserver or any(s.name == sec.name for s in self.secondaries):
             raise ValueError(f"{sec.name} is already a name server of {self.origin}")
@@ -700,9 +713,12 @@ class SignedHierarchy:
         zone = self.zone(origin)
         ns = zone.rrset(zone.origin, "NS")
         out = []
+        parent = self.zones.get(zone.parent) if zone.parent is not None else None
         for rd in ns or ():
             for rt in ("A", "AAAA"):
                 addr = zone.rrset(rd.target, rt) if rd.target.is_subdomain(zone.origin) else None
+                if addr is None and parent is not None:  # a glue-only server (Secondary)
+                    addr = parent.glue.get(rd.target, {}).get(RdataType.make(rt))
                 out += [(rd.target, a.address) for a in addr or ()]
         return out
 
@@ -942,6 +958,8 @@ def _sign_zone(
         put(ns1, RdataType.AAAA, addr_rdatas("AAAA", ns_address6), ttl)
     for sec in zone.secondaries:
         put(origin, RdataType.NS, [dns.rdata.from_text(IN, "NS", sec.name.to_text())], ttl)
+        if sec.glue_only:
+            continue  # only the parent's delegation carries its address
         addr_type = "AAAA" if ":" in sec.address else "A"
         put(sec.name, RdataType.make(addr_type), addr_rdatas(addr_type, sec.address), ttl)
 
