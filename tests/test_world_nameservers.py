@@ -6,6 +6,7 @@ it (the Expect of NAMESERVER_SCENARIOS)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import dns.name
@@ -32,7 +33,7 @@ from dane_monitor.world import (
     by_name,
 )
 from dane_monitor.world.dnsserver import DNSServer, Responder
-from dane_monitor.world.zones import Hierarchy, SignedHierarchy
+from dane_monitor.world.zones import Fault, Hierarchy, SignedHierarchy
 
 DAY = 86400
 
@@ -454,3 +455,59 @@ def test_a_secondary_added_to_any_zone_of_a_world_before_start():
         assert status(out) == "NOERROR" and "aa" not in flags(out)  # a referral from ns9
         root = dig("127.0.0.1", w.dns_port, "example.", "NS", "+norec")
         assert sorted(answer(root, "NS")) == ["ns1.example.", "ns9.example."]
+
+
+#: One fault of each kind a TLSA RRset can carry, placed on _25._tcp.mx1 of its own scenario.
+_TLSA_FAULTS = (
+    Fault.BAD_SIGNATURE,
+    Fault.EXPIRED_RRSIG,
+    Fault.NOT_YET_VALID_RRSIG,
+    Fault.MISSING_RRSIG,
+    Fault.SERVFAIL,
+)
+
+
+def test_tlsa_on_smtp_port_carries_the_tlsa_faults_over(tmp_path, capsys):
+    """Tools that take the TLSA name from the port (posttls-finger, real senders) meet at
+    _<port>._tcp what a sender on port 25 meets: the same bogus answer and reason, from the
+    primary, and from a secondary whose copy alone is broken."""
+    from dane_monitor.cli import main
+
+    scenarios = [
+        Scenario(f"tlsa-fault-{f}", f.value, faults=((f, "_25._tcp.mx1", "TLSA"),))
+        for f in _TLSA_FAULTS
+    ]
+    scenarios.append(by_name("secondary-bogus-tlsa"))
+    w = World(scenarios, ns_network="127.0.57.0/24", tlsa_on_smtp_port=True)
+    anchor = tmp_path / "anchor.ds"
+    with w.running():
+        w.write_trust_anchor(anchor)
+        assert w.smtp_port is not None and w.smtp_port != 25
+
+        def lookup(resolver: tuple[str, int], name: str) -> tuple[int, str | None]:
+            capsys.readouterr()
+            code = main(["lookup", "--json", "--resolver", "{}:{}".format(*resolver),
+                         "--trust-anchor", str(anchor), name, "TLSA"])  # fmt: skip
+            return code, json.loads(capsys.readouterr().out).get("reason")
+
+        def both(resolver: tuple[str, int], scenario: str) -> list[tuple[int, str | None]]:
+            return [lookup(resolver, f"_{port}._tcp.mx1.{scenario}.example.")
+                    for port in (25, w.smtp_port)]  # fmt: skip
+
+        got = {sc.name: both(w.dns_address, sc.name) for sc in scenarios[:-1]}
+        # the bogus copy is ns2's alone: ask through a resolver that reaches ns2
+        name = "secondary-bogus-tlsa"
+        _, bad = w.nameservers(f"{name}.example.")
+        with w.unbound(nameservers={f"{name}.example.": bad.address}) as unbound:
+            got[name] = both(unbound.address, name)
+        got["(through the primary)"] = both(w.dns_address, name)
+    bogus = lambda reason: [(2, reason)] * 2  # noqa: E731
+    assert got == {
+        "tlsa-fault-bad-signature": bogus("bad-signature"),
+        "tlsa-fault-expired-rrsig": bogus("signature-expired"),
+        "tlsa-fault-not-yet-valid-rrsig": bogus("signature-not-yet-valid"),
+        "tlsa-fault-missing-rrsig": bogus("missing-rrsig"),
+        "tlsa-fault-servfail": [(3, "servfail")] * 2,  # our side cannot tell: UNKNOWN
+        name: bogus("bad-signature"),
+        "(through the primary)": [(0, None)] * 2,
+    }

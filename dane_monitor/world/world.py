@@ -24,6 +24,7 @@ resolves a zone through one chosen server instead of the primary.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import ipaddress
 from collections.abc import Iterable, Iterator, Mapping
@@ -44,6 +45,7 @@ from dane_monitor.world.smtp import Behaviour, SMTPServer
 from dane_monitor.world.unbound import Unbound
 from dane_monitor.world.zones import (
     Fault,
+    FaultSpec,
     Hierarchy,
     NSBehaviour,
     SignedHierarchy,
@@ -109,7 +111,8 @@ class World:
     :param dns_host: loopback address of the DNS server (also the NS glue of every zone).
     :param smtp_network: the loopback network SMTP server addresses are taken from.
     :param tlsa_on_smtp_port: also publish each host's TLSA records at ``_<smtp_port>._tcp``
-        once the port is known, for tools that cannot be told to connect elsewhere.
+        once the port is known, for tools that cannot be told to connect elsewhere (with the
+        faults placed on the ``_25._tcp`` names: a bogus signature there is bogus at both).
     :param ns_network: the loopback network secondary name servers' addresses come from.
     """
 
@@ -443,9 +446,10 @@ class World:
             raise
 
     def _publish_tlsa_at(self, port: int) -> None:
-        """Copy every host's _25._tcp TLSA RRset to _<port>._tcp and re-sign (same keys, so
-        the DS and the trust anchor stay valid), for tools that take the TLSA name from the
-        port they connect to (posttls-finger, openssl's tests of a live world)."""
+        """Copy every host's _25._tcp TLSA RRset, with its faults, to _<port>._tcp and re-sign
+        (same keys, so the DS and the trust anchor stay valid), for tools that take the TLSA
+        name from the port they connect to (posttls-finger, real senders, openssl's tests of
+        a live world)."""
         for domain in self.domains.values():
             for host in domain.hosts:
                 if host.tlsa_rdatas and host.zone is not None:
@@ -454,13 +458,17 @@ class World:
                     host.alias_zone.add(
                         f"_{port}._tcp.{host.mx_name}", "TLSA", *host.alias_tlsa_rdatas
                     )
-        # a secondary's own TLSA RRsets (a stale copy's) move along
+        # a secondary's own TLSA RRsets (a stale copy's) move along, and so does every fault
+        # placed on a _25._tcp name (a bogus or expired signature, SERVFAIL, ...) in the zone
+        # and in each copy: a sender asking for _<port>._tcp meets what _25._tcp serves
         for zone in self.hierarchy:
+            zone.faults.extend(_faults_at_port(zone.faults, port))
             for secondary in zone.secondaries:
                 for (owner, rdtype), rdatas in list(secondary.overrides.items()):
-                    if rdtype == dns.rdatatype.TLSA and owner.labels[:2] == (b"_25", b"_tcp"):
-                        moved = dns.name.Name((f"_{port}".encode(), *owner.labels[1:]))
+                    moved = _at_port(owner, port)
+                    if rdtype == dns.rdatatype.TLSA and moved is not None:
                         secondary.overrides[(moved, rdtype)] = rdatas
+                secondary.faults.extend(_faults_at_port(secondary.faults, port))
         self.signed = self.hierarchy.sign()
         assert self.dns is not None
         self.dns.signed = self.signed
@@ -516,6 +524,23 @@ class World:
                 yield self
             finally:
                 background.run(self.stop(), timeout)
+
+
+def _at_port(name: dns.name.Name | None, port: int) -> dns.name.Name | None:
+    """``_<port>._tcp.<host>`` for a ``_25._tcp.<host>`` name; None for any other name."""
+    if name is None or name.labels[:2] != (b"_25", b"_tcp"):
+        return None
+    return dns.name.Name((f"_{port}".encode(), *name.labels[1:]))
+
+
+def _faults_at_port(faults: list[FaultSpec], port: int) -> list[FaultSpec]:
+    """The faults on ``_25._tcp`` names, placed on ``_<port>._tcp`` (those not there yet)."""
+    moved = [
+        dataclasses.replace(f, name=name)
+        for f in faults
+        if (name := _at_port(f.name, port)) is not None
+    ]
+    return [f for f in dict.fromkeys(moved) if f not in faults]
 
 
 def _absolute(name: str, origin: str) -> str:

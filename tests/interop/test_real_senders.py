@@ -17,11 +17,12 @@ resolving through BIND's named with ``disable-algorithms`` RSASHA1/NSEC3RSASHA1 
 Unbound (a validator that refuses SHA-1). Rows ``scenario/mx2`` deliver to that MX host
 alone (the first MX host hides the second otherwise).
 
-Not covered: bogus-signature and other faults placed on ``_25._tcp`` names (the world
-copies TLSA RRsets to the test port's ``_PORT._tcp`` name re-signed, without the fault);
-Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than its 3.6 default; NSEC3 iteration
-limits below Unbound's 150 (no sender here validates with a lower limit); IPv6 endpoints;
-retries and queue lifetimes; Exim's OpenSSL build.
+Faults placed on ``_25._tcp`` names (bogus-signature, tlsa-expired-rrsig) reach the senders:
+the world copies them with the TLSA RRsets to the test port's ``_PORT._tcp`` name.
+
+Not covered: Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than its 3.6 default;
+NSEC3 iteration limits below Unbound's 150 (no sender here validates with a lower limit);
+IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
 """
 
 from __future__ import annotations
@@ -43,7 +44,15 @@ from senders import (
     start_named_on_port_53,
 )
 
-from dane_monitor.world import SENDER_SCENARIOS, World, by_name
+from dane_monitor.world import (
+    SENDER_SCENARIOS,
+    Expect,
+    Fault,
+    HostExpect,
+    Scenario,
+    World,
+    by_name,
+)
 from dane_monitor.world.background import BackgroundLoop
 
 #: The catalogue scenarios that matter for a DANE sender, and the sender scenarios.
@@ -66,9 +75,25 @@ NAMES = (
     "dual-key-both",
     "insecure-mx-tlsa-ok",
     "insecure-mx-tlsa-mismatch",
+    "bogus-signature",
+    "bogus-expired",
+    "bogus-ds",
+    "tlsa-expired-rrsig",
     *(sc.name for sc in SENDER_SCENARIOS),
 )
-SCENARIOS = tuple(by_name(n) for n in NAMES)
+#: Faults the catalogue places on no TLSA RRset alone, for the senders only.
+LOCAL_SCENARIOS = (
+    Scenario(
+        "tlsa-expired-rrsig",
+        "the TLSA RRset's signature has expired (the rest of the zone is fine)",
+        faults=((Fault.EXPIRED_RRSIG, "_25._tcp.mx1", "TLSA"),),
+        expect=Expect(
+            "bogus", {"mx1": HostExpect("bogus", None, "defer")}, frozenset({"dnssec-bogus"})
+        ),
+    ),
+)
+_LOCAL = {sc.name: sc for sc in LOCAL_SCENARIOS}
+SCENARIOS = tuple(_LOCAL.get(n) or by_name(n) for n in NAMES)
 #: (scenario, host) delivered to directly (that host only, as if the others were down): the
 #: second MX hosts whose outcome differs from the first's
 HOSTS = (
@@ -206,6 +231,29 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "postfix": ("deferred", "Server certificate not verified"),
         "exim": ("bounced", "lookup not DNSSEC"),
         "exim-try": ("delivered (CV=no)", ""),
+    },
+    # RFC 7672 §2.1.1: a bogus answer on the way defers (the TLSA RRset's signature corrupted
+    # or expired: the TLSA lookup fails; every signature of the zone expired, or a DS that
+    # matches no key: the MX lookup fails)
+    "bogus-signature": {
+        "postfix": ("deferred", "TLSA lookup error"),
+        "exim": ("deferred", "tlsa lookup DEFER"),
+        "exim-try": ("deferred", "tlsa lookup DEFER"),
+    },
+    "tlsa-expired-rrsig": {
+        "postfix": ("deferred", "TLSA lookup error"),
+        "exim": ("deferred", "tlsa lookup DEFER"),
+        "exim-try": ("deferred", "tlsa lookup DEFER"),
+    },
+    "bogus-expired": {
+        "postfix": ("deferred", "Name service error"),
+        "exim": ("deferred", "host lookup did not complete"),
+        "exim-try": ("deferred", "host lookup did not complete"),
+    },
+    "bogus-ds": {
+        "postfix": ("deferred", "Name service error"),
+        "exim": ("deferred", "host lookup did not complete"),
+        "exim-try": ("deferred", "host lookup did not complete"),
     },
     "rsasha1": {
         # a validator that refuses SHA-1: the zone is insecure, DANE silently off
@@ -407,9 +455,9 @@ def real_class(outcome: Outcome) -> str:
     )
 
 
-@pytest.fixture(scope="module")
-def checked(senders: Senders) -> dict[str, list[dict]]:
-    """scenario -> the check's hosts (JSON), in preference order, from local mode."""
+def run_check(world: World, domain: str, *extra: str) -> tuple[int, dict]:
+    """``dane-monitor check --json`` on ``domain`` of the world, in local mode against the
+    world's primary unless ``extra`` says otherwise: (exit code, result)."""
     import contextlib
     import io
     import json
@@ -418,25 +466,40 @@ def checked(senders: Senders) -> dict[str, list[dict]]:
 
     from dane_monitor.cli import main
 
-    world = senders.world
     host, port = world.dns_address
-    out: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory(prefix="dane-sender-check-") as d:
         anchor = world.write_trust_anchor(Path(d) / "anchor.ds")
-        for name in NAMES:
-            buf = io.StringIO()
-            with contextlib.redirect_stdout(buf):
-                main(["check", "--json", world.domains[name].name, "--resolver", f"{host}:{port}",
-                      "--trust-anchor", str(anchor), "--connect-port", str(world.smtp_port),
-                      "--timeout", "5"])  # fmt: skip
-            hosts = json.loads(buf.getvalue())["hosts"]
-            out[name] = sorted(hosts, key=lambda h: h.get("preference") or 0)
-    return out
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = main(["check", "--json", domain, "--resolver", f"{host}:{port}",
+                         "--trust-anchor", str(anchor), "--connect-port", str(world.smtp_port),
+                         "--timeout", "5", *extra])  # fmt: skip
+    return code, json.loads(buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def checks(senders: Senders) -> dict[str, dict]:
+    """scenario -> the check's result (JSON) from local mode."""
+    world = senders.world
+    return {name: run_check(world, world.domains[name].name)[1] for name in NAMES}
+
+
+@pytest.fixture(scope="module")
+def checked(checks: dict[str, dict]) -> dict[str, list[dict]]:
+    """scenario -> the check's hosts (JSON), in preference order."""
+    return {
+        name: sorted(result["hosts"], key=lambda h: h.get("preference") or 0)
+        for name, result in checks.items()
+    }
 
 
 def predicted_class(hosts: list[dict], row: str, profile: str) -> str:
     """What ``profile`` predicts for the row: the host's action for scenario/host rows; for
     a domain, the first host in preference order that the sender does not defer on."""
+    if not hosts:
+        # no MX host to profile: the MX lookup itself failed (bogus-expired, bogus-ds), and
+        # every profile does what RFC 7672 §2.1.1 says there; the check must say defer too
+        return "no-hosts"
     _, _, only = row.partition("/")
     if only:
         hosts = [h for h in hosts if h["name"].startswith(f"{only}.")]
@@ -465,11 +528,18 @@ PROFILE_CASES = [
 
 @pytest.mark.parametrize(("row", "sender"), PROFILE_CASES)
 def test_the_profile_predicts_the_real_sender(
-    senders: Senders, checked: dict[str, list[dict]], row: str, sender: str
+    senders: Senders,
+    checks: dict[str, dict],
+    checked: dict[str, list[dict]],
+    row: str,
+    sender: str,
 ):
     profile = SENDER_PROFILE[sender]
-    hosts = checked[row.partition("/")[0]]
+    scenario = row.partition("/")[0]
+    hosts = checked[scenario]
     predicted = predicted_class(hosts, row, profile)
+    if predicted == "no-hosts":
+        predicted = _CLASS[checks[scenario]["sender_action"]]
     if predicted == "unknown":
         pytest.skip(f"{profile} cannot tell from the evidence: {hosts}")
     if sender == "exim" and predicted == "unauthenticated" and not _pkix_only(hosts, row):
