@@ -206,6 +206,15 @@ class SMTPServer:
         )
         self.port = self._server.sockets[0].getsockname()[1]
 
+    def serve(self, chains: Sequence[Chain]) -> None:
+        """Present ``chains`` from the next handshake on (a certificate deployed while the
+        server runs, as an MTA reload does); sessions already in TLS keep theirs."""
+        chains = tuple(chains)
+        if not chains:
+            raise ValueError("give the server at least one chain")
+        context = _server_context(chains, self._record_sni)
+        self.chains, self._ssl = chains, context
+
     async def stop(self) -> None:
         """Stop listening and drop every connection, hung ones included. Idempotent."""
         self._closing = True
