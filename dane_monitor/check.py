@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 # Before dnspython, which decides its optional features when first imported (_compat).
 import dane_monitor._compat  # noqa: F401  # isort: skip
+import dns.exception
 import dns.name
 import dns.rdatatype
 
@@ -220,11 +221,14 @@ class Checker:
             return ev.Domain(target, mx_only, self.mode, started, self.clock(),
                              bad_name=str(exc), resolver_warnings=warnings)  # fmt: skip
         mx: Answer | None = None
+        tlsrpt: Answer | None = None
         if mx_only:
             targets: tuple[tuple[str, int | None], ...] = ((name, None),)
         else:
-            mx = await self._lookup(name, "MX")
-            targets = mx_plan(mx, name).hosts  # policy.mx_plan, once per MX RRset
+            # The TLS-RPT policy (RFC 8460 §3) beside the MX RRset: one more lookup, at once.
+            found, tlsrpt = await asyncio.gather(self._lookup(name, "MX"), self._tlsrpt(name))
+            mx = found
+            targets = mx_plan(found, name).hosts  # policy.mx_plan, once per MX RRset
         ports = self.options.ports
         hosts = await _gather(
             *(
@@ -234,13 +238,16 @@ class Checker:
             )
         )
         draft = ev.Domain(name, mx_only, self.mode, started, started, mx=mx, hosts=tuple(hosts))
-        resolver_ok = await self._resolver_ok() if draft.indeterminate() else None
+        unsure = draft.indeterminate() or (
+            tlsrpt is not None and tlsrpt.status == Status.INDETERMINATE
+        )
+        resolver_ok = await self._resolver_ok() if unsure else None
         surveyed = await self._nameservers(draft) if self.options.nameservers else None
         # Judged at the moment the evidence is complete (expiry windows).
         return ev.Domain(name, mx_only, self.mode, started, self.clock(),
                          duration=time.monotonic() - t0, mx=mx, hosts=draft.hosts,
                          resolver_ok=resolver_ok, resolver_warnings=warnings,
-                         nameservers=surveyed)  # fmt: skip
+                         nameservers=surveyed, tlsrpt=tlsrpt)  # fmt: skip
 
     async def _nameservers(self, draft: ev.Domain) -> ev.NameServerSurvey:
         """Every authoritative server of the zones on the path, asked directly: each query
@@ -254,6 +261,14 @@ class Checker:
                                         timeout=o.nameserver_timeout,
                                         deadline=4 * o.nameserver_timeout,
                                         cache=self._ns_cache)  # fmt: skip
+
+    async def _tlsrpt(self, domain: str) -> Answer | None:
+        """``_smtp._tls.<domain>`` TXT, validated like every lookup; None when it cannot be
+        asked (a name too long for the prefix): it never fails the check."""
+        try:
+            return await self._lookup(f"_smtp._tls.{domain}", "TXT")
+        except (dns.exception.DNSException, ValueError):
+            return None
 
     async def _resolver_ok(self) -> bool | None:
         """Does our resolver validate a known-good name? Tells the domain's failures from
@@ -405,7 +420,7 @@ class Checker:
 # The same targets come back every cycle; a name that is refused raises each time.
 _idna = functools.lru_cache(maxsize=4096)(policy.idna)
 _dns_name = functools.lru_cache(maxsize=8192)(dns.name.from_text)
-_RDTYPES = {t: dns.rdatatype.RdataType.make(t) for t in ("MX", "A", "AAAA", "TLSA")}
+_RDTYPES = {t: dns.rdatatype.RdataType.make(t) for t in ("MX", "A", "AAAA", "TLSA", "TXT")}
 
 
 _ADDRESSES = 4096

@@ -25,6 +25,7 @@ from dane_monitor import findings as F
 from dane_monitor import nameservers as NS
 from dane_monitor import policy
 from dane_monitor import tlsa as T
+from dane_monitor import tlsrpt_record as TLSRPT
 from dane_monitor.judge import HostJudgement, judge
 from dane_monitor.lookup.answer import Answer
 from dane_monitor.profiles import PROFILES, predict_full
@@ -108,6 +109,9 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
         result.mx_dns = dns_info(d.mx)
         mode = F.mx_plan(d.mx, d.target).mode
         result.mx_mode = mode if mode in ("null", "implicit") else "mx"
+        if d.tlsrpt is not None:  # RFC 8460 §3 policy: findings only, never the verdict
+            result.tlsrpt = TLSRPT.to_dict(d.tlsrpt)
+            result.findings += TLSRPT.findings(d, mail=mode in ("mx", "implicit"))
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
     for hr, hj in zip(result.hosts, j.hosts, strict=True):  # issue 16: sender profiles
         memo: dict = {}  # endpoints judged once for profiles with the same TLS knobs

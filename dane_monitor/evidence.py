@@ -136,6 +136,10 @@ class Domain:
     resolver_warnings: tuple[tuple[str, str], ...] = ()
     # Every authoritative server of the zones on the path, asked directly (None: not asked).
     nameservers: NameServerSurvey | None = None
+    # The TLS-RPT policy lookup (_smtp._tls.<domain> TXT, RFC 8460 §3), made beside the MX
+    # lookup for a domain (None: --mx host mode, or not asked). Never part of lookups():
+    # it does not decide the RFC 7672 verdict.
+    tlsrpt: Answer | None = None
 
     def lookups(self) -> list[Answer]:
         out = [self.mx] if self.mx is not None else []

@@ -98,6 +98,12 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "refused, no address) while another does"),
     Code("ns-lame", (W,), None, "a listed name server answers REFUSED or without "
          "authority (lame delegation)"),
+    Code("tlsrpt-missing", (I,), None, "no TLS-RPT policy record at _smtp._tls.<domain> "
+         "(RFC 8460): senders have nowhere to report failed TLS sessions"),
+    Code("tlsrpt-invalid", (W,), None, "the TLS-RPT policy record breaks RFC 8460 §3 (syntax, "
+         "rua not mailto:/https:, several v=TLSRPTv1 records): senders send no reports"),
+    Code("tlsrpt-unreadable", (W,), None, "the _smtp._tls TXT lookup fails (bogus, SERVFAIL) "
+         "while our resolver answers: validating senders read no TLS-RPT policy"),
     Code("check-timeout", (E,), None, "the check did not finish within its deadline (the "
          "exporter's target timeout, check --deadline)"),
     Code("check-crashed", (E,), None, "(exporter) the check raised an unexpected error; the "

@@ -53,6 +53,10 @@ def text(result: DomainResult, profiles: Sequence[str] | None = None) -> str:
         mx = result.mx_dns
         records = ", ".join(mx.records) if mx.records else mx.kind
         lines.append(f"MX ({mx.status}): {records}")
+    if result.tlsrpt is not None:  # RFC 8460 §3 policy record
+        t = result.tlsrpt
+        shown = ", ".join(t["rua"]) if t["record"] else (t["problem"] or t["state"])
+        lines.append(f"TLS-RPT {t['name']} ({t['state']}): {shown}")
     lines.append(f"validation: {result.validation}; checked in {result.duration:.2f}s")
 
     for host in result.hosts:

@@ -278,6 +278,9 @@ class DomainResult:
     # Every authoritative server of the zones on the path, asked directly (None: not asked;
     # dane_monitor.nameservers.to_dict).
     nameservers: dict[str, Any] | None = None
+    # The TLS-RPT policy record (dane_monitor.tlsrpt_record.to_dict; None: not looked up,
+    # as in --mx host mode).
+    tlsrpt: dict[str, Any] | None = None
 
     def all_findings(self) -> list[Finding]:
         out = list(self.findings)
@@ -309,4 +312,6 @@ class DomainResult:
         }
         if self.nameservers is not None:
             out["nameservers"] = self.nameservers
+        if self.tlsrpt is not None:
+            out["tlsrpt"] = self.tlsrpt
         return out

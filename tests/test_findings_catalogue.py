@@ -36,6 +36,10 @@ ELSEWHERE = {
     "check-timeout": ("test_exporter_metrics.py", "test_a_check_past_its_deadline_is_a_timeout"),
     "check-crashed": ("test_exporter_metrics.py", "test_a_check_that_crashes_is_reported"),
     **{
+        code: ("test_tlsrpt_record.py", "test_each_state_has_its_finding")
+        for code in ("tlsrpt-missing", "tlsrpt-invalid", "tlsrpt-unreadable")
+    },
+    **{
         code: ("test_nameservers.py", "test_the_cli_reports_each_scenario")
         for code in (
             "ns-rrset-differs",

@@ -191,6 +191,9 @@ class Scenario:
     nsec3_flood: int = 0
     # Secondary name servers of the mail domain's zone, besides the primary (see NameServer).
     nameservers: tuple[NameServer, ...] = ()
+    # More RRsets in the mail domain's zone: (name relative to the domain, rdtype, rdatas in
+    # zone-file syntax), e.g. ("_smtp._tls", "TXT", ('"v=TLSRPTv1; rua=mailto:r@x.example"',)).
+    records: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
 
 
 def _ok(*hosts: str) -> dict[str, HostExpect]:
@@ -784,6 +787,71 @@ SENDER_SCENARIOS: tuple[Scenario, ...] = (
 )
 
 
+#: TLS-RPT policy records (RFC 8460 §3) at _smtp._tls.<domain>: DANE-valid domains (as
+#: good-ee) with a good record, a malformed one, two, one split into strings, one whose
+#: signature is bogus, and none. The record never changes the RFC 7672 verdict; a malformed
+#: or unreadable one is a warning (exit 1), a missing one information. Kept out of CATALOGUE
+#: like NAMESERVER_SCENARIOS: every catalogue domain is already one without a record.
+_TLSRPT = "_smtp._tls"
+TLSRPT_SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "tlsrpt-good",
+        "a TLS-RPT policy with a mailto: and an https: report URI",
+        records=(
+            (
+                _TLSRPT,
+                "TXT",
+                (
+                    '"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example,'
+                    'https://reports.example/v1/tlsrpt"',
+                ),
+            ),
+        ),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "tlsrpt-split",
+        "a TLS-RPT policy in two TXT strings, which senders join without a space",
+        records=((_TLSRPT, "TXT", ('"v=TLSRPTv1;" "rua=mailto:tlsrpt@reports.example"',)),),
+        expect=Expect("valid", _ok("mx1"), exit_code=0),
+    ),
+    Scenario(
+        "tlsrpt-bad",
+        "a TLS-RPT policy whose report URI is http: (senders use only mailto: and https:)",
+        records=((_TLSRPT, "TXT", ('"v=TLSRPTv1; rua=http://reports.example/tlsrpt"',)),),
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsrpt-invalid"}), exit_code=1),
+    ),
+    Scenario(
+        "tlsrpt-twice",
+        "two TXT records begin with v=TLSRPTv1 (beside an SPF record): senders use neither",
+        records=(
+            (
+                _TLSRPT,
+                "TXT",
+                (
+                    '"v=TLSRPTv1; rua=mailto:a@reports.example"',
+                    '"v=TLSRPTv1; rua=mailto:b@reports.example"',
+                    '"v=spf1 -all"',
+                ),
+            ),
+        ),
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsrpt-invalid"}), exit_code=1),
+    ),
+    Scenario(
+        "tlsrpt-bogus",
+        "a good TLS-RPT policy whose signature does not verify: validating senders cannot read it",
+        records=((_TLSRPT, "TXT", ('"v=TLSRPTv1; rua=mailto:tlsrpt@reports.example"',)),),
+        faults=((Fault.BAD_SIGNATURE, _TLSRPT, "TXT"),),
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsrpt-unreadable"}), exit_code=1),
+    ),
+    Scenario(
+        "tlsrpt-none",
+        "no TLS-RPT policy (information only)",
+        expect=Expect("valid", _ok("mx1"), frozenset({"tlsrpt-missing"}), exit_code=0),
+    ),
+)
+
+
 def by_name(name: str) -> Scenario:
     for scenario in (
         *CATALOGUE,
@@ -791,6 +859,7 @@ def by_name(name: str) -> Scenario:
         *NO_ROUTE,
         *NAMESERVER_SCENARIOS,
         *SENDER_SCENARIOS,
+        *TLSRPT_SCENARIOS,
     ):
         if scenario.name == name:
             return scenario

@@ -181,6 +181,8 @@ class World:
             for fault, name, rdtype in ns.faults:
                 sec.fault(fault, name, rdtype)
         domain = Domain(sc, origin, zone)
+        for name, rdtype, rdatas in sc.records:  # e.g. a TLS-RPT policy at _smtp._tls
+            zone.add(name, rdtype, *rdatas)
 
         if sc.mx == "null":
             zone.add("@", "MX", "0 .")

@@ -439,6 +439,9 @@ class EximSender:
         self._tmp.cleanup()
 
 
+#: A Postfix that follows RFC 7672 §2.2.1 under an insecure MX RRset: the host's TLSA is not
+#: looked at, TLS is opportunistic (Postfix >= 3.6; its default at level dane is "dane").
+POSTFIX_MAY = "smtp_tls_dane_insecure_mx_policy = may\n"
 #: A Postfix that negotiates RSA: TLS 1.2 at most (TLS 1.3 picks the server's certificate by
 #: signature algorithm, not cipher suite) and only cipher suites with RSA authentication at
 #: the "medium" grade level dane uses (as :data:`mta.RSA_ONLY` for posttls-finger).

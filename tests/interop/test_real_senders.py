@@ -20,9 +20,11 @@ alone (the first MX host hides the second otherwise).
 Faults placed on ``_25._tcp`` names (bogus-signature, tlsa-expired-rrsig) reach the senders:
 the world copies them with the TLSA RRsets to the test port's ``_PORT._tcp`` name.
 
-Not covered: Postfix's ``smtp_tls_dane_insecure_mx_policy`` other than its 3.6 default;
-NSEC3 iteration limits below Unbound's 150 (no sender here validates with a lower limit);
-IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
+Postfix runs with ``smtp_tls_dane_insecure_mx_policy`` at its 3.6 default (``dane``) and at
+``may`` (postfix-may, every row but the RSA and SHA-1 ones).
+
+Not covered: NSEC3 iteration limits below Unbound's 150 (no sender here validates with a
+lower limit); IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import pytest
 from conftest import REQUIRE, start_unbound
 from senders import (
     EXIM_RSA,
+    POSTFIX_MAY,
     POSTFIX_RSA,
     REFUSE_SHA1,
     EximSender,
@@ -103,7 +106,8 @@ HOSTS = (
     ("nsec3-iter-500", "mx2"),
 )
 ROWS = (*NAMES, *(f"{name}/{host}" for name, host in HOSTS))
-#: postfix: smtp_tls_security_level = dane (3.6 defaults); postfix-rsa: the same negotiating
+#: postfix: smtp_tls_security_level = dane (3.6 defaults); postfix-may: the same with
+#: smtp_tls_dane_insecure_mx_policy = may (RFC 7672 §2.2.1); postfix-rsa: the same negotiating
 #: RSA; exim: hosts_require_dane = *; exim-try: hosts_try_dane = *; exim-rsa: exim
 #: negotiating RSA (dane_require_tls_ciphers)
 #: The -nosha1 senders resolve through BIND's named refusing RSASHA1 and NSEC3RSASHA1 (as
@@ -111,6 +115,7 @@ ROWS = (*NAMES, *(f"{name}/{host}" for name, host in HOSTS))
 #: scenarios in NOSHA1_ROWS.
 SENDERS = (
     "postfix",
+    "postfix-may",
     "postfix-rsa",
     "exim",
     "exim-try",
@@ -134,17 +139,20 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-nosha1": ("delivered (CV=dane)", ""),
         "exim-try-nosha1": ("delivered (CV=dane)", ""),
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "good-ta": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     # GnuTLS (Exim) does not take a 2 0 0 full trust anchor the server does not send
     "ta-root-full": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("deferred", "CA constrains were violated"),
         "exim-try": ("deferred", "CA constrains were violated"),
     },
@@ -152,62 +160,74 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     # counts); Exim/GnuTLS accepts any matching record
     "digest-agility": {
         "postfix": ("deferred", "Server certificate not verified"),
+        "postfix-may": ("deferred", "Server certificate not verified"),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "rollover": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "tlsa-mismatch": {
         "postfix": ("deferred", "Server certificate not verified"),
+        "postfix-may": ("deferred", "Server certificate not verified"),
         "exim": ("deferred", "The certificate differs"),
         "exim-try": ("deferred", "The certificate differs"),
     },
     "ee-name-mismatch": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "ee-expired-cert": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     # hosts_require_dane: no TLSA under a secure name is a permanent failure (bounce)
     "no-tlsa": {
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "unusable-only": {
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("delivered (CV=no)", ""),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "insecure-with-tlsa": {
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "lookup not DNSSEC"),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "no-starttls": {
         "postfix": ("deferred", "TLS is required, but was not offered"),
+        "postfix-may": ("deferred", "TLS is required, but was not offered"),
         "exim": ("deferred", "did not offer TLS support"),
         "exim-try": ("deferred", "did not offer TLS support"),
     },
     "starttls-refused": {
         "postfix": ("deferred", "refused to start TLS"),
+        "postfix-may": ("deferred", "refused to start TLS"),
         "exim": ("deferred", "after STARTTLS: 454"),
         "exim-try": ("deferred", "after STARTTLS: 454"),
     },
     "two-mx-one-broken": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "dual-key-ecdsa-only": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "postfix-rsa": ("deferred", "Server certificate not verified"),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
@@ -215,20 +235,25 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     },
     "dual-key-both": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "postfix-rsa": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
         "exim-rsa": ("delivered (CV=dane)", ""),
     },
     # Postfix >= 3.6 uses a secure host's TLSA under an insecure MX (Trusted, not
-    # Verified); Exim requires a secure MX lookup (require: bounce; try: no DANE)
+    # Verified), with insecure_mx_policy = may it does not (RFC 7672 §2.2.1: TLS without
+    # authentication, a mismatch delivered); Exim requires a secure MX lookup (require:
+    # bounce; try: no DANE)
     "insecure-mx-tlsa-ok": {
         "postfix": ("delivered (Trusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "lookup not DNSSEC"),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "insecure-mx-tlsa-mismatch": {
         "postfix": ("deferred", "Server certificate not verified"),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "lookup not DNSSEC"),
         "exim-try": ("delivered (CV=no)", ""),
     },
@@ -237,21 +262,25 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     # matches no key: the MX lookup fails)
     "bogus-signature": {
         "postfix": ("deferred", "TLSA lookup error"),
+        "postfix-may": ("deferred", "TLSA lookup error"),
         "exim": ("deferred", "tlsa lookup DEFER"),
         "exim-try": ("deferred", "tlsa lookup DEFER"),
     },
     "tlsa-expired-rrsig": {
         "postfix": ("deferred", "TLSA lookup error"),
+        "postfix-may": ("deferred", "TLSA lookup error"),
         "exim": ("deferred", "tlsa lookup DEFER"),
         "exim-try": ("deferred", "tlsa lookup DEFER"),
     },
     "bogus-expired": {
         "postfix": ("deferred", "Name service error"),
+        "postfix-may": ("deferred", "Name service error"),
         "exim": ("deferred", "host lookup did not complete"),
         "exim-try": ("deferred", "host lookup did not complete"),
     },
     "bogus-ds": {
         "postfix": ("deferred", "Name service error"),
+        "postfix-may": ("deferred", "Name service error"),
         "exim": ("deferred", "host lookup did not complete"),
         "exim-try": ("deferred", "host lookup did not complete"),
     },
@@ -261,6 +290,7 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-nosha1": ("bounced", "lookup not DNSSEC"),
         "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
@@ -270,33 +300,39 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-nosha1": ("bounced", "lookup not DNSSEC"),
         "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "nsec3-iter-150": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     "nsec3-iter-500": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     # as ta-root-full
     "ta-root-not-sent": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("deferred", "CA constrains were violated"),
         "exim-try": ("deferred", "CA constrains were violated"),
     },
     "ta-root-sent": {
         "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
     # the second MX hosts, each alone
     "two-mx-one-broken/mx2": {
         "postfix": ("deferred", "Server certificate not verified"),
+        "postfix-may": ("deferred", "Server certificate not verified"),
         "exim": ("deferred", "The certificate differs"),
         "exim-try": ("deferred", "The certificate differs"),
     },
@@ -307,16 +343,19 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-nosha1": ("bounced", "lookup not DNSSEC"),
         "exim-try-nosha1": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "nsec3-iter-150/mx2": {
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
         "exim-try": ("delivered (CV=no)", ""),
     },
     "nsec3-iter-500/mx2": {
         "postfix": ("delivered (Untrusted)", ""),
+        "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
         "exim-try": ("delivered (CV=no)", ""),
     },
@@ -377,6 +416,7 @@ def senders(interop_ready: None) -> Iterator[Senders]:
             for name, host in HOSTS:
                 routes[s.rcpt(f"{name}/{host}")] = f"[{s.host_name(name, host)}]:{port}"
             s.postfixes["postfix"] = PostfixSender(unbound.host, routes)
+            s.postfixes["postfix-may"] = PostfixSender(unbound.host, routes, extra=POSTFIX_MAY)
             s.postfixes["postfix-rsa"] = PostfixSender(unbound.host, routes, extra=POSTFIX_RSA)
             anchors = world.hierarchy.bind_trust_anchors()
             named = start_named_on_port_53(world.dns_address, anchors, REFUSE_SHA1)
@@ -433,6 +473,7 @@ def test_versions(senders: Senders):
 #: delivery without DANE, hosts_require_dane bounces instead.
 SENDER_PROFILE = {
     "postfix": "postfix",
+    "postfix-may": "postfix-insecure-mx-may",
     "postfix-rsa": "rsa-sender",
     "exim": "exim-gnutls",
     "exim-try": "exim-gnutls",
