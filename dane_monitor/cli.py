@@ -47,6 +47,8 @@ COMMANDS: dict[str, str] = {
     "check": "check a mail domain (or one MX host) the way a DANE-enforcing sender does",
     "tlsa": "print the TLSA records a certificate or a live server needs",
     "preflight": "does a not-yet-deployed certificate match the published TLSA records?",
+    "rollover": "change a key without an outage: what to publish, how long to wait, when to "
+    "deploy (plan, status)",
     "lookup": "one DNS lookup, validated: status, reason, signature expiry",
     "resolver-check": "is this resolver fit for DANE? (validates, rejects bogus, EDNS0/DO, TCP)",
     "serve": "the Prometheus exporter: background checks on /metrics, one-off checks on /probe",
@@ -534,6 +536,58 @@ def _preflight(args: argparse.Namespace) -> int:
     return out.code
 
 
+def _rollover(args: argparse.Namespace) -> int:
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from dane_monitor import rollover
+
+    prog = f"dane-monitor rollover {args.action}"
+    try:
+        if (args.next_cert is None) == (args.next_key is None):
+            raise ValueError("give one of --next-cert FILE and --next-key FILE")
+        nxt = (
+            rollover.read_next_cert(args.next_cert)
+            if args.next_cert is not None
+            else rollover.read_next_key(args.next_key)
+        )
+        port = _ports(args.port)[0]
+    except (OSError, ValueError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return USAGE
+    args.port = [port]
+    checker = _checker(args, prog)
+    if isinstance(checker, str):
+        print(checker, file=sys.stderr)
+        return USAGE
+    checker.options.nameserver_port = args.nameserver_port or 53
+    try:
+        obs = asyncio.run(rollover.observe(checker, args.mx, port, nameservers=args.nameservers))
+    except ValueError as exc:  # not a host name
+        print(f"{prog}: bad --mx {args.mx!r}: {exc}", file=sys.stderr)
+        return USAGE
+    state_path = Path(args.state) if args.state else rollover.default_state_path()
+    seen = rollover.load_state(state_path) if args.action == "status" else {}
+    covering = [r.to_text() for r in obs.host.usable if rollover._matches_next(r, nxt)]
+    first = seen.get(rollover.state_key(args.mx, port, covering))
+    a = rollover.assess(obs, nxt, args.mx, port, first_seen=first)
+    if args.action == "status":
+        rollover.update_state(seen, args.mx, port, a)
+        try:
+            rollover.save_state(state_path, seen)
+        except OSError as exc:
+            a.lines.append(f"state file {state_path} not written ({exc.strerror or exc})")
+    if args.json:
+        print(json.dumps(a.to_dict(), indent=2))
+    else:
+        text = rollover.plan_text(a) if args.action == "plan" else rollover.status_text(a)
+        print("\n".join(text))
+    if args.action == "plan":
+        return USAGE if a.code == USAGE else 0
+    return a.code
+
+
 # -- the parser: one builder per command ---------------------------------------------------------
 
 
@@ -787,6 +841,66 @@ def _build_preflight(sub: argparse._SubParsersAction) -> None:
     preflight.set_defaults(func=_preflight)
 
 
+def _build_rollover(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor import settings
+
+    rollover = sub.add_parser(
+        "rollover",
+        help=COMMANDS["rollover"],
+        description="A key rollover in the order RFC 7671 §8 gives it. 'plan' says, from live "
+        "DNS and the live server, which records to publish now (the next key's 3 1 1, or a "
+        "2 1 1 for the CA when the next certificate comes from the served chain's CA), how "
+        "long to wait (2 x the longest TLSA TTL on the authoritative servers, their RRSIG "
+        "original TTLs, and the negative TTL for a new name), when to deploy and which records "
+        "to remove afterwards; it exits 0 (3 when DNS cannot tell). 'status' says which stage "
+        "is live: 1 next record not published, 2 published but not yet secure on every "
+        "authoritative server, 3 everywhere for less than the wait, 4 safe to deploy, 5 "
+        "deployed with the old records still published, 6 done. Exit codes of status: 0 safe "
+        "to deploy (4) or done (6), or DANE does not apply; 1 wait (2, 3); 2 act: publish "
+        "(1) or remove the old records (5); 3 DNS cannot tell, or a usage error.",
+    )
+    rollover.add_argument("action", choices=("plan", "status"), help="plan or status")
+    rollover.add_argument(
+        "--mx",
+        required=True,
+        type=_arg(settings.parse_domain_name, "name"),
+        metavar="HOST",
+        help="the MX host whose key changes",
+    )
+    rollover.add_argument("--next-cert", metavar="FILE", help="the next certificate (chain) PEM")
+    rollover.add_argument(
+        "--next-key",
+        metavar="FILE",
+        help="or the next key alone: a PEM public key or unencrypted private key (3 1 x "
+        "records only)",
+    )
+    rollover.add_argument(
+        "--state",
+        metavar="FILE",
+        help="where status keeps when it first saw the next key's record on every "
+        "authoritative server (default $XDG_STATE_HOME/dane-monitor/rollover.json, or "
+        "~/.local/state/dane-monitor/rollover.json)",
+    )
+    rollover.add_argument("--json", action="store_true", help="JSON instead of text")
+    rollover.add_argument(
+        "--no-nameservers",
+        dest="nameservers",
+        action="store_false",
+        help="trust the validated answer alone instead of asking every authoritative server "
+        "(stage 2 can then not pass)",
+    )
+    rollover.add_argument(
+        "--nameserver-port",
+        type=_arg(settings.parse_port, "port"),
+        metavar="PORT",
+        help="ask the authoritative servers at this port instead of 53 (for tests)",
+    )
+    _version(rollover)
+    add_dns_options(rollover)
+    add_probe_options(rollover)
+    rollover.set_defaults(func=_rollover)
+
+
 def _build_lookup(sub: argparse._SubParsersAction) -> None:
     from dane_monitor import settings
 
@@ -913,6 +1027,7 @@ _BUILDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "check": _build_check,
     "tlsa": _build_tlsa,
     "preflight": _build_preflight,
+    "rollover": _build_rollover,
     "lookup": _build_lookup,
     "resolver-check": _build_resolver_check,
     "serve": _build_exporter,

@@ -18,7 +18,7 @@ from dane_monitor import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The commands whose options cli.py defines (serve and demo: dane_monitor/exporter/cli.py).
-OURS = ("check", "tlsa", "preflight", "lookup", "resolver-check", "world")
+OURS = ("check", "tlsa", "preflight", "rollover", "lookup", "resolver-check", "world")
 
 
 def run(*args: str, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
@@ -125,7 +125,8 @@ def test_the_commands_are_listed_in_the_order_they_are_needed():
         m.group(1) for m in re.finditer(r"^  ([a-z][a-z-]+)\s", p.stdout, re.M)
     ]  # the command lines of the "commands:" section
     assert listed == [
-        "check", "tlsa", "preflight", "lookup", "resolver-check", "serve", "demo", "world",
+        "check", "tlsa", "preflight", "rollover", "lookup", "resolver-check", "serve", "demo",
+        "world",
     ]  # fmt: skip
     assert "COMMAND" in p.stdout.splitlines()[0]
 

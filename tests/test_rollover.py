@@ -1,0 +1,182 @@
+"""``dane-monitor rollover plan|status`` through a real key rollover in the world (issue 17).
+
+One MX host with DANE-EE ``3 1 1`` for today's key, a primary and a secondary name server,
+the TLSA TTL shortened to 1 s (so the wait is 2 s): the next key's record is published (first
+while the secondary still serves the old RRset), waited for, the next certificate deployed,
+the old record removed; at each step ``plan`` and ``status`` are run as a user runs them, and
+``check`` confirms DANE senders never stop authenticating the host.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from dane_monitor import tlsa as T
+from dane_monitor.cli import main
+from dane_monitor.world import Host, NameServer, Record, Scenario, World
+from dane_monitor.world.changes import deploy, publish_tlsa
+
+TTL = 1  # the TLSA TTL during the rollover: the wait is 2 s
+DEADLINE = 60.0  # generous: how long the wait may take to pass on a loaded machine
+
+
+@pytest.fixture
+def world(dane_world_factory) -> World:
+    sc = Scenario(
+        "rollover",
+        "a DANE-EE host mid-rollover",
+        hosts=(Host("mx1", tlsa=(Record(3, 1, 1, "leaf"),)),),
+        nameservers=(NameServer(),),
+    )
+    w = dane_world_factory([sc])
+    host = w.domains["rollover"].hosts[0]
+    publish_tlsa(w, host, host.tlsa_rdatas, ttl=TTL)
+    return w
+
+
+class Run:
+    def __init__(self, world: World, tmp_path: Path, capsys) -> None:
+        self.world, self.capsys = world, capsys
+        self.host = world.domains["rollover"].hosts[0]
+        self.name = self.host.name.rstrip(".")
+        anchor = world.write_trust_anchor(tmp_path / "anchor.ds")
+        dns_host, port = world.dns_address
+        self.dns = ["--resolver", f"{dns_host}:{port}", "--trust-anchor", str(anchor)]
+        self.smtp = ["--connect-port", str(world.smtp_port), "--timeout", "5"]
+        self.ns = ["--nameserver-port", str(world.dns_port)]
+        self.state = tmp_path / "state" / "rollover.json"
+        self.next_chain = world.pki("ecdsa").issue([self.name])
+        self.cert, self.key = self.next_chain.write(tmp_path)
+        self.next311 = T.rdata_text(self.next_chain.leaf, 3, 1, 1)
+        self.current311 = self.host.tlsa_rdatas[0]
+        self.secondary = world.nameservers(world.domains["rollover"].name)[1].address
+
+    def __call__(self, action: str, *extra: str) -> tuple[int, str]:
+        self.capsys.readouterr()
+        code = main(["rollover", action, "--mx", self.name, "--next-cert", str(self.cert),
+                     "--state", str(self.state), *self.dns, *self.smtp, *self.ns,
+                     *extra])  # fmt: skip
+        return code, self.capsys.readouterr().out
+
+    def json(self, action: str) -> tuple[int, dict]:
+        code, out = self(action, "--json")
+        return code, json.loads(out)
+
+    def check(self) -> int:
+        self.capsys.readouterr()
+        code = main(["check", "--mx", self.name, *self.dns, *self.smtp, "--no-nameservers"])
+        self.capsys.readouterr()
+        return code
+
+    def publish(self, *rdatas: str, lagging: tuple[str, ...] = ()) -> None:
+        publish_tlsa(self.world, self.host, rdatas, ttl=TTL, lagging=lagging)
+
+
+@pytest.fixture
+def run(world, tmp_path, capsys) -> Run:
+    return Run(world, tmp_path, capsys)
+
+
+def test_a_rollover_walked_stage_by_stage(run: Run):
+    # Before: only today's key is published.
+    code, plan = run.json("plan")
+    assert code == 0
+    assert plan["stage"] == 1
+    assert plan["publish"] == [run.next311]
+    # The next certificate comes from the served chain's CA: its 2 1 1 is the alternative.
+    intermediate = T.rdata_text(run.host.endpoints[0].chains[0].intermediate, 2, 1, 1)
+    assert plan["alternative"] == [intermediate]
+    assert plan["remove"] == [run.current311]
+    assert plan["ttl"] == TTL and plan["wait_seconds"] == 2 * TTL
+    assert "RFC 7671 §8.1" in plan["wait_rule"]
+    code, text = run("plan")
+    assert f"IN TLSA {run.next311}" in text and "after deploying, remove" in text
+    code, text = run("status")
+    assert code == 2 and text.startswith("stage 1/6: publish")
+    assert run.next311 in text
+
+    # Published on the primary; the secondary still serves the old RRset (no transfer yet).
+    run.publish(run.current311, run.next311, lagging=(run.secondary,))
+    code, status = run.json("status")
+    assert (code, status["stage"], status["stage_name"]) == (1, 2, "propagating")
+    lag = [s for s in status["nameservers"] if not s["has_next"]]
+    assert [s["address"] for s in lag] == [run.secondary]
+    assert not status["safe_to_deploy"]
+    assert run.check() == 0
+
+    # On every server: the wait starts now (nothing seen before), then passes.
+    run.publish(run.current311, run.next311)
+    code, text = run("status")
+    assert code == 1 and text.startswith("stage 3/6: wait")
+    assert "unknown, first seen now" in text
+    first = json.loads(run.state.read_text())["first_seen"]
+    assert len(first) == 1
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        code, status = run.json("status")
+        if code == 0 or time.monotonic() > deadline:
+            break
+        assert status["stage"] == 3 and not status["first_seen_now"]
+        time.sleep(0.2)  # a poll interval, not a wait for something to happen
+    assert (code, status["stage"], status["safe_to_deploy"]) == (0, 4, True)
+    assert status["visible_since"] == pytest.approx(next(iter(first.values())))
+    assert status["remove"] == [run.current311]
+    assert run.check() == 0
+
+    # Deployed: the server presents the next key; the old record is left to remove.
+    deploy(run.host, [run.next_chain])
+    assert run.check() == 0
+    code, text = run("status")
+    assert code == 2 and text.startswith("stage 5/6")
+    assert T.TLSARecord.from_text(run.current311).short in text
+    code, plan = run.json("plan")
+    assert code == 0 and plan["publish"] == [] and plan["remove"] == [run.current311]
+
+    # Cleaned up: done, and the state forgets the host.
+    run.publish(run.next311)
+    code, text = run("status")
+    assert code == 0 and text.startswith("stage 6/6: done")
+    assert json.loads(run.state.read_text())["first_seen"] == {}
+    assert run.check() == 0
+
+
+def test_the_issuer_record_lets_the_next_certificate_through(run: Run):
+    """The plan's alternative: a 2 1 1 for the CA, when the next certificate is from it."""
+    intermediate = T.rdata_text(run.host.endpoints[0].chains[0].intermediate, 2, 1, 1)
+    run.publish(run.current311, intermediate)
+    code, status = run.json("status")
+    assert (code, status["stage"]) == (1, 3)
+    assert status["covering"] == [intermediate]
+    # The 2 1 1 stays after the deployment: it takes the next key.
+    assert status["remove"] == [run.current311]
+
+
+def test_a_deployed_key_without_its_record_is_broken(run: Run):
+    deploy(run.host, [run.next_chain])
+    code, text = run("status")
+    assert code == 2 and text.startswith("stage 1/6")
+    assert "DANE senders defer now" in text and run.next311 in text
+    assert run.check() == 2
+
+
+def test_the_next_key_alone(run: Run, tmp_path):
+    code, _ = run("plan", "--next-key", "x")  # both given
+    assert code == 3
+    run.capsys.readouterr()
+    code = main(["rollover", "plan", "--mx", run.name, "--next-key", str(run.key), *run.dns,
+                 *run.smtp, *run.ns, "--json"])  # fmt: skip
+    plan = json.loads(run.capsys.readouterr().out)
+    assert code == 0 and plan["publish"] == [run.next311] and plan["alternative"] == []
+
+
+def test_usage_errors(run: Run, tmp_path, capsys):
+    code = main(["rollover", "status", "--mx", run.name])
+    assert code == 3
+    assert "one of --next-cert FILE and --next-key FILE" in capsys.readouterr().err
+    code = main(["rollover", "status", "--mx", run.name, "--next-cert", str(run.key)])
+    assert code == 3
+    assert "private key" in capsys.readouterr().err
