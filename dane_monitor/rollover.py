@@ -347,26 +347,27 @@ def wait_rule(obs: Observed) -> tuple[int | None, int | None, str]:
     """(T, the wait = 2 T, the rule with the figures) from what the servers serve."""
     hj = obs.host
     parts: list[tuple[int, str]] = []
-    answer = hj.tlsa.answer if hj.tlsa is not None else None
-    if answer is not None and answer.ttl is not None:
-        parts.append((int(answer.ttl), "the validated answer's TTL"))
     for s in obs.servers or ():
         if s.ttl is not None:
             parts.append((s.ttl, f"the TTL at {s.server} {s.address}"))
         if s.original_ttl is not None:
             parts.append((s.original_ttl, f"the RRSIG original TTL at {s.server} {s.address}"))
+    answer = hj.tlsa.answer if hj.tlsa is not None else None
+    if answer is not None and answer.ttl is not None:
+        parts.append((int(answer.ttl), "the validated answer's TTL"))
     if not hj.records:  # no TLSA RRset yet: resolvers may cache its absence
         minimums = [s.soa_minimum for s in obs.servers or () if s.soa_minimum is not None]
         if minimums:
-            parts.append((max(minimums), "the SOA negative TTL (MINIMUM), as the name had no "
+            parts.append((max(minimums), "the SOA negative TTL (MINIMUM): the name had no "
                                          "TLSA RRset"))  # fmt: skip
     if not parts:
         return None, None, "the TTLs could not be seen: wait at least twice the TLSA TTL"
-    longest, why = max(parts)
-    rule = (f"wait 2 x {longest} s = {2 * longest} s ({why}, the longest of the TLSA TTLs on "
-            "every authoritative server, their RRSIG original TTLs and, for a new name, the "
-            f"negative TTL) after the record is on every authoritative server ({RFC}); if you "
-            "lowered the TTL recently, count the old one")  # fmt: skip
+    longest, why = max(parts, key=lambda p: p[0])
+    rule = (f"2 x {longest} s = {2 * longest} s after the record is on every authoritative "
+            "server: twice the longest of the TLSA RRset's TTL on each authoritative server, "
+            "the original TTL in its RRSIGs and, for a name that had no TLSA RRset, the "
+            f"negative TTL; here {why} ({RFC}). If you lowered the TTL recently, count the "
+            "old one")  # fmt: skip
     return longest, 2 * longest, rule
 
 
@@ -518,7 +519,7 @@ def assess(
     if seen_for < wait:
         a.stage, a.code = 3, EXIT[3]
         a.headline = (f"stage 3/6: wait {_duration(a.safe_at - now)} more: safe to deploy "
-                      f"from {_when(a.safe_at)} ({a.wait_rule.split(' (')[0]})")  # fmt: skip
+                      f"from {_when(a.safe_at)} ({a.wait_rule.split(' after ')[0]})")  # fmt: skip
         return a
     a.stage, a.code = 4, EXIT[4]
     a.headline = (f"stage 4/6: safe to deploy the next certificate on {host}"
@@ -618,8 +619,7 @@ def plan_text(a: Assessment) -> list[str]:
             out.append(f"   ({a.alternative_why})")
         step += 1
     if a.stage is not None and a.stage <= 4:
-        out.append(f"{step}. wait until the record is on every authoritative server, then "
-                   f"{a.wait_rule}")  # fmt: skip
+        out.append(f"{step}. wait {a.wait_rule}")
         step += 1
         out.append(f"{step}. deploy the next certificate when 'dane-monitor rollover status' "
                    "says stage 4 (safe to deploy, exit 0)")  # fmt: skip
@@ -633,7 +633,7 @@ def plan_text(a: Assessment) -> list[str]:
 def status_text(a: Assessment) -> list[str]:
     out = [a.headline, *(f"  {x}" for x in a.lines)]
     if a.stage in (3, 4) and a.wait is not None:
-        out.append(f"  rule: {a.wait_rule}")
+        out.append(f"  the wait: {a.wait_rule}")
     if a.servers:
         out += [f"  {s['server']} {s['address']}: "
                 + (s["error"] or ("next key's record, signatures "

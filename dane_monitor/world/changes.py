@@ -31,7 +31,7 @@ def publish_tlsa(
 ) -> None:
     """Serve ``rdatas`` (none: no TLSA RRset) at ``host.tlsa_name`` with ``ttl`` (default
     the zone's). ``lagging``: addresses of the zone's secondaries that keep their current
-    copy of the RRset; every other secondary serves the new one."""
+    copy of the RRset (with the zone's TTL); every other secondary serves the new one."""
     zone = host.zone
     if zone is None:
         raise ValueError(f"{host.name} has no zone of its own in this world")
