@@ -6,12 +6,14 @@
     await exporter.close()
 
 Endpoints: ``/`` (landing page), ``/metrics`` (latest results and self-metrics),
-``/probe?target=…`` (one synchronous check), ``/-/healthy``, ``/-/ready``, ``/-/reload``.
+``/probe?target=…`` (one synchronous check), ``/-/healthy``, ``/-/ready``, ``/-/reload``,
+and with ``tlsrpt: {enabled: true}`` ``POST /tlsrpt`` (TLS-RPT reports, RFC 8460).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import itertools
 import logging
@@ -29,6 +31,7 @@ from prometheus_client.exposition import gzip_accepted
 from prometheus_client.registry import Collector
 
 from dane_monitor import __version__, render, settings, threads
+from dane_monitor import tlsrpt as rpt
 from dane_monitor.exporter import webconfig
 from dane_monitor.exporter.config import Config, ConfigError, ProbeSettings, _target_name, load
 from dane_monitor.exporter.http import PIECE, HTTPServer, Request, Response, Stream, batched
@@ -112,7 +115,11 @@ class Exporter:
         self.scheduler: Ledger = (
             WorkerPool(self.stats, workers) if workers else Scheduler(self.stats)
         )
-        self.server = HTTPServer(self._handle)
+        self.server = HTTPServer(self._handle, admit=self._admit)
+        self.tlsrpt = rpt.Tally(_tlsrpt_domains(config), remembered=config.tlsrpt.remembered)
+        self._tlsrpt_slots = asyncio.Semaphore(2)  # reports parsed at once (memory bound)
+        self._maildir_seen: dict[str, None] = {}
+        self._maildir_task: asyncio.Task[None] | None = None
         self._probe_slots = asyncio.Semaphore(config.concurrency)
         ProcessCollector(registry=self._self_registry)
         self._reload_lock = asyncio.Lock()
@@ -151,6 +158,7 @@ class Exporter:
         host, port = self.config.listen_address()
         await self.server.start(host, port, ssl=self.web.ssl_context)
         self.scheduler.apply(self.config, self.runner)
+        self._maildir_task = asyncio.ensure_future(self._scan_maildir_forever())
         _warn_open_probe(self.config)
         log.info(
             "listening",
@@ -163,6 +171,10 @@ class Exporter:
         )
 
     async def close(self) -> None:
+        if self._maildir_task is not None:
+            self._maildir_task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._maildir_task
         await self.server.close()
         await self.scheduler.close()
         log.info("stopped")
@@ -204,6 +216,8 @@ class Exporter:
                 self._probe_slots = asyncio.Semaphore(config.concurrency)
             opened = config.probe.allow_any and not self.config.probe.allow_any
             self.config, self.web, self.runner = config, web, runner
+            self.tlsrpt.set_domains(_tlsrpt_domains(config))
+            self.tlsrpt.remembered = config.tlsrpt.remembered
             self.scheduler.apply(config, runner)
             if opened:
                 _warn_open_probe(config)
@@ -238,6 +252,7 @@ class Exporter:
             "/-/healthy": self._healthy,
             "/-/ready": self._healthy,
             "/-/reload": self._reload,
+            "/tlsrpt": self._tlsrpt if self.config.tlsrpt.enabled else None,
         }.get(request.path)
         name = request.path if handler is not None else "other"
         client = request.peer.rpartition(":")[0] if request.peer else None
@@ -246,14 +261,123 @@ class Exporter:
             response.headers.append(("WWW-Authenticate", 'Basic realm="dane-monitor"'))
         elif handler is None:
             response = Response(404, "Not found\n")
-        elif request.method not in (("POST",) if name == "/-/reload" else ("GET", "HEAD")):
-            allowed = "POST" if name == "/-/reload" else "GET, HEAD"
+        elif request.method not in (("POST",) if name in _POST else ("GET", "HEAD")):
+            allowed = "POST" if name in _POST else "GET, HEAD"
             response = Response(405, "Method not allowed\n", headers=[("Allow", allowed)])
         else:
             response = await handler(request)
         response.headers += self.web.headers
         self.stats.request(name, response.status)
         return response
+
+    async def _admit(self, request: Request) -> Response | int:
+        """Before a request's body is read: ``POST /tlsrpt`` is authorised, typed and sized
+        first (401, 415, 413 without reading the body); every other body keeps the server's
+        limit."""
+        if request.path != "/tlsrpt" or request.method != "POST" or not self.config.tlsrpt.enabled:
+            return self.server.max_body
+        client = request.peer.rpartition(":")[0] if request.peer else None
+        if not await self.web.authorized(request.headers.get("authorization"), client):
+            response = Response(401, "Unauthorized\n")
+            response.headers.append(("WWW-Authenticate", 'Basic realm="dane-monitor"'))
+        else:
+            response = self._tlsrpt_refusal(request) or Response(0)
+        if response.status == 0:
+            return self.config.tlsrpt.max_body
+        response.headers += self.web.headers
+        self.stats.request("/tlsrpt", response.status)
+        return response
+
+    def _tlsrpt_refusal(self, request: Request) -> Response | None:
+        """415 for a content type that is not a report's, 413 for a body over the limit."""
+        kind = rpt.media_type(request.headers.get("content-type"))
+        if kind not in rpt.CONTENT_TYPES:
+            self._tlsrpt_refused("content-type", f"content type {kind or 'missing'}", request)
+            return Response(
+                415, "a TLS-RPT report is application/tlsrpt+gzip or application/tlsrpt+json\n",
+                headers=[("Accept-Post", "application/tlsrpt+gzip, application/tlsrpt+json")],
+            )  # fmt: skip
+        length = request.headers.get("content-length", "")
+        limit = self.config.tlsrpt.max_body
+        if length.isdigit() and int(length) > limit:
+            self._tlsrpt_refused("too-large", f"{length} bytes", request)
+            return Response(413, f"a report may have at most {limit} bytes\n")
+        return None
+
+    def _tlsrpt_refused(self, reason: str, detail: str, request: Request) -> None:
+        self.tlsrpt.refuse(reason)
+        log.info("TLS-RPT report refused",
+                 extra={"reason": reason, "detail": detail, "client": request.peer})  # fmt: skip
+
+    async def _tlsrpt(self, request: Request) -> Response:
+        refusal = self._tlsrpt_refusal(request)
+        if refusal is not None:
+            return refusal
+        if not request.body:
+            self._tlsrpt_refused("invalid-report", "empty body", request)
+            return Response(400, "empty body: no report\n")
+        gzipped = rpt.CONTENT_TYPES[rpt.media_type(request.headers.get("content-type"))]
+        limits = replace(rpt.LIMITS, raw=self.config.tlsrpt.max_body)
+        async with self._tlsrpt_slots:
+            try:
+                report = await threads.to_thread(
+                    rpt.parse_report, request.body, gzipped=gzipped, limits=limits
+                )
+            except rpt.ReportError as exc:
+                self._tlsrpt_refused(exc.reason, str(exc), request)
+                return Response(400, f"report refused: {exc}\n")
+        if not self.tlsrpt.add(report):
+            return Response(200, f"report {report.report_id!r} was counted before\n")
+        log.info("TLS-RPT report counted",
+                 extra={"organization": report.organization, "report_id": report.report_id,
+                        "client": request.peer})  # fmt: skip
+        return Response(201, f"report {report.report_id!r} counted\n")
+
+    async def _scan_maildir_forever(self) -> None:
+        while True:
+            settings_ = self.config.tlsrpt
+            if settings_.enabled and settings_.maildir:
+                try:
+                    await self.scan_maildir()
+                except Exception:
+                    log.exception("reading the TLS-RPT Maildir failed")
+            await asyncio.sleep(settings_.scan_interval)
+
+    async def scan_maildir(self) -> int:
+        """Count the reports of the mails in ``tlsrpt.maildir`` not read before (by the
+        mail's unique name: a mail moved from new/ to cur/ is the same mail); returns how
+        many files were read."""
+        from dane_monitor.tlsrpt_cli import files_of, read_bounded
+
+        maildir = self.config.tlsrpt.maildir
+        if not maildir:
+            return 0
+        files = await threads.to_thread(files_of, Path(maildir))
+        read = 0
+        for file in files:
+            key = file.name.split(":", 1)[0]
+            if key in self._maildir_seen:
+                continue
+            self._maildir_seen[key] = None
+            while len(self._maildir_seen) > MAILDIR_REMEMBERED:
+                del self._maildir_seen[next(iter(self._maildir_seen))]
+            read += 1
+
+            def parse(path: Path = file) -> list[rpt.Report]:
+                return rpt.read_reports(read_bounded(path, rpt.FILE_LIMITS.raw))
+
+            async with self._tlsrpt_slots:
+                try:
+                    reports = await threads.to_thread(parse)
+                except rpt.ReportError as exc:
+                    self.tlsrpt.refuse(exc.reason)
+                    log.info("TLS-RPT mail refused",
+                             extra={"file": str(file), "reason": exc.reason,
+                                    "detail": str(exc)})  # fmt: skip
+                    continue
+            for report in reports:
+                self.tlsrpt.add(report)
+        return read
 
     async def _healthy(self, request: Request) -> Response:
         return Response(200, "Healthy\n" if request.path == "/-/healthy" else "Ready\n")
@@ -269,6 +393,8 @@ class Exporter:
         # list, not of the bytes): a slow reader holds one piece, never a copy of the body.
         outcomes = list(self.scheduler.outcomes.values())
         own = generate_latest(self._self_registry)
+        if self.config.tlsrpt.enabled:
+            own += self.tlsrpt.render()
         if wants_gzip(request.headers.get("accept-encoding")):
             body = Stream(_gzip_pieces(outcomes, own))
             return Response(200, body, CONTENT_TYPE, [("Content-Encoding", "gzip")])
@@ -383,6 +509,17 @@ class Exporter:
             rows=body,
             cycles=self.stats.cycles,
         )
+
+
+_POST = ("/-/reload", "/tlsrpt")
+#: Maildir mails remembered as read (by unique name), the oldest forgotten first.
+MAILDIR_REMEMBERED = 100_000
+
+
+def _tlsrpt_domains(config: Config) -> set[str] | None:
+    """The domains that get their own ``domain`` label in the TLS-RPT series: the
+    configured targets' names; None (any domain, up to a cap) without targets."""
+    return {t.name.lower() for t in config.targets} or None
 
 
 def _targets_field(config: Config) -> dict[str, object]:

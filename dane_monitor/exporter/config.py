@@ -30,6 +30,7 @@ __all__ = [
     "DNSSettings",
     "MetricsSettings",
     "ProbeSettings",
+    "TLSRPTSettings",
     "Target",
     "Thresholds",
     "load",
@@ -114,6 +115,21 @@ class MetricsSettings:
 
 
 @dataclass(frozen=True)
+class TLSRPTSettings:
+    """TLS-RPT reports (RFC 8460) posted to ``/tlsrpt`` (``tlsrpt: {enabled: true}``): off
+    unless enabled. ``max_body``: bytes of one report as posted (gzip or JSON; a gzip may
+    inflate to 10 MiB at most). ``maildir``: a Maildir whose new/ and cur/ are read for
+    mailed reports at every ``scan_interval``. ``remembered``: report-ids kept to count a
+    report once."""
+
+    enabled: bool = False
+    max_body: int = 1 << 20
+    maildir: str | None = None
+    scan_interval: float = 300.0
+    remembered: int = 10_000
+
+
+@dataclass(frozen=True)
 class Config:
     targets: tuple[Target, ...] = ()
     listen: str = DEFAULT_LISTEN
@@ -130,6 +146,7 @@ class Config:
     shard: Shard | None = None
     metrics: MetricsSettings = MetricsSettings()
     nameservers: NameServerSettings = NameServerSettings()
+    tlsrpt: TLSRPTSettings = TLSRPTSettings()
     # Worker processes running the background checks; 0: in the serving process; None
     # (unset): ``serve`` starts one per core (dane_monitor.exporter.workers).
     workers: int | None = None
@@ -271,7 +288,8 @@ def _target_name(value: Any) -> str:
 
 _TOP = ("listen", "web_config", "dns", "concurrency", "ehlo_name", "connect_port", "jitter",
         "defaults", "targets", "probe", "thresholds", "shard", "metrics", "workers",
-        "nameservers")  # fmt: skip
+        "nameservers", "tlsrpt")  # fmt: skip
+_TLSRPT = ("enabled", "max_body", "maildir", "scan_interval", "remembered")
 _METRICS = ("profile",)
 _THRESHOLDS = ("rrsig_warning", "rrsig_critical", "cert_warning")
 _DNS = ("resolver", "trust_anchor", "validation", "timeout")
@@ -395,7 +413,28 @@ def parse(text: str, path: str = "<config>") -> Config:
         if "port" in entries:
             ns["port"] = r.value(entries["port"], "port", settings.parse_port)
         kwargs["nameservers"] = NameServerSettings(**ns)
+    if "tlsrpt" in top:
+        kwargs["tlsrpt"] = _tlsrpt(r, top["tlsrpt"][1], path)
     return Config(**kwargs)
+
+
+def _tlsrpt(r: _Reader, node: yaml.Node, path: str) -> TLSRPTSettings:
+    from dane_monitor.tlsrpt import parse_size
+
+    entries = r.mapping(node, _TLSRPT, "tlsrpt")
+    values: dict[str, Any] = {}
+    if "enabled" in entries:
+        values["enabled"] = r.value(entries["enabled"], "enabled", _flag)
+    if "max_body" in entries:
+        values["max_body"] = r.value(entries["max_body"], "max_body", parse_size)
+    if "maildir" in entries:
+        values["maildir"] = _relative(r.value(entries["maildir"], "maildir", _text), path)
+    if "scan_interval" in entries:
+        values["scan_interval"] = r.value(entries["scan_interval"], "scan_interval",
+                                          parse_duration)  # fmt: skip
+    if "remembered" in entries:
+        values["remembered"] = r.value(entries["remembered"], "remembered", settings.parse_count)
+    return TLSRPTSettings(**values)
 
 
 def parse_workers(value: Any) -> int:

@@ -112,6 +112,10 @@ class HTTPError(Exception):
 
 
 Handler = Callable[[Request], Awaitable[Response]]
+#: Called with a request's head (``body`` still empty) when it announces a body: an int is
+#: the body size allowed for it, a Response is sent instead and the connection closed,
+#: without reading the body (an unauthorised upload, a wrong content type).
+Admit = Callable[[Request], Awaitable["Response | int"]]
 
 
 class HTTPServer:
@@ -128,6 +132,8 @@ class HTTPServer:
     :param max_connections: connections beyond this get a 503 and are closed.
     :param max_connections_per_client: the same, per client address, so that one client
         cannot take every slot (default: an eighth of ``max_connections``).
+    :param admit: decides, from the head of a request with a body, how large the body may
+        be (else ``max_body``) or answers at once (see :data:`Admit`).
     """
 
     def __init__(
@@ -144,8 +150,10 @@ class HTTPServer:
         max_connections: int = 512,
         max_connections_per_client: int | None = None,
         max_requests_per_connection: int = 10000,
+        admit: Admit | None = None,
     ) -> None:
         self.handler = handler
+        self.admit = admit
         self.max_head = max_head
         self.max_body = max_body
         self.max_headers = max_headers
@@ -218,8 +226,11 @@ class HTTPServer:
                 return
             for n in range(self.max_requests):
                 try:
-                    request = await self._read(reader, first=n == 0)
+                    request = await self._read(reader, first=n == 0, peer=peer_text)
                 except _Closed:
+                    return
+                except _Refused as exc:
+                    await self._send(writer, exc.response, close=True)
                     return
                 except HTTPError as exc:
                     await self._send(writer, Response(exc.status, f"{exc}\n"), close=True)
@@ -263,7 +274,7 @@ class HTTPServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _read(self, reader: asyncio.StreamReader, *, first: bool) -> Request:
+    async def _read(self, reader: asyncio.StreamReader, *, first: bool, peer: str = "") -> Request:
         # A kept-alive connection may wait the idle timeout for its next request; a new one
         # gets the head timeout for its first byte too: sending nothing must not hold a slot.
         try:
@@ -285,7 +296,14 @@ class HTTPServer:
         if len(head) > self.max_head:
             raise HTTPError(431, "request head too large")
         request = self._parse_head(head[:-4])
-        request.body = await self._read_body(reader, request)
+        request.peer = peer
+        limit = self.max_body
+        if self.admit is not None and request.headers.get("content-length", "0") != "0":
+            verdict = await self.admit(request)
+            if isinstance(verdict, Response):
+                raise _Refused(verdict)
+            limit = verdict
+        request.body = await self._read_body(reader, request, limit)
         return request
 
     def _parse_head(self, head: bytes) -> Request:
@@ -336,7 +354,7 @@ class HTTPServer:
             raise HTTPError(400, "too many query parameters") from None
         return Request(method.decode(), raw, unquote(split.path), query, ver, headers)
 
-    async def _read_body(self, reader: asyncio.StreamReader, request: Request) -> bytes:
+    async def _read_body(self, reader: asyncio.StreamReader, request: Request, limit: int) -> bytes:
         if "transfer-encoding" in request.headers:
             raise HTTPError(501, "Transfer-Encoding is not supported; send Content-Length")
         length = request.headers.get("content-length")
@@ -345,7 +363,7 @@ class HTTPServer:
         if not length.isdigit() or len(length) > 12:
             raise HTTPError(400, "malformed Content-Length")
         size = int(length)
-        if size > self.max_body:
+        if size > limit:
             raise HTTPError(413, "request body too large")
         if size == 0:
             return b""
@@ -420,6 +438,14 @@ class HTTPServer:
 
 class _Closed(Exception):
     """The client went away, or stayed idle too long: close without an answer."""
+
+
+class _Refused(Exception):
+    """``admit`` answered a request before its body: send this and close."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 def _wants_close(request: Request) -> bool:
