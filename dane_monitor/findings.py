@@ -487,6 +487,15 @@ def _not_after(der: bytes) -> int | None:
 
 
 def _rollover_findings(hj: HostJudgement, label: str | None, where: Place) -> list[Finding]:
+    """Stale records, and whether anything published lets the next key through (RFC 7671
+    §8.1). What counts: a usable ``3 x x`` that matches nothing served (a pre-published next
+    key; it may be a stale one: no digest tells), or a ``2 x x`` for a CA in the served chain
+    when no ``3 x x`` matches the current key (a DANE-TA deployment: renewals from that CA
+    pass). What does not: a record for the current key under another selector or matching
+    type (the same key: digest agility, RFC 7671 §9, wants them all); a ``2 x x`` for a CA
+    that issued nothing the server sends; and a ``2 x x`` of the issuer beside the current
+    key's ``3 x x``, which holds only if the next certificate comes from that CA: unknown here
+    (``rollover plan --next-cert`` knows)."""
     eps = hj.endpoints
     if not any(e.case == "authenticated" for e in eps):
         return []  # the mismatch findings say it all
@@ -504,17 +513,38 @@ def _rollover_findings(hj: HostJudgement, label: str | None, where: Place) -> li
     out = []
     stale = [r for r in usable if hits.get(r.to_text(), 0) == 0]
     for r in stale:
+        what = ("the next key's pre-published record (keep it) or a stale one (remove it)"
+                if r.usage == 3 else "a DANE-TA record for a CA that issued nothing the server "
+                "sends: the next CA's (keep it) or a stale one (remove it)")  # fmt: skip
         out.append(finding("tlsa-stale-record", I, f"{label} {r.to_text()[:60]}… matches "
-                           "nothing any endpoint serves: the next key's pre-published record "
-                           "(keep it) or a stale one (remove it)", record=r.to_text(),
+                           f"nothing any endpoint serves: {what}", record=r.to_text(),
                            where=where))  # fmt: skip
-    ta = any(r.usage == 2 for r in usable if hits.get(r.to_text()))
     chained = [e for e in eps if e.endpoint.probe.chain]
-    if not stale and not ta and all(e.case == "authenticated" for e in chained):
-        out.append(finding("tlsa-no-rollover", I, f"every record at {label} matches the "
-                           "current key: publish the next key's record (3 1 1) or a 2 1 1 for "
-                           "the issuing CA at least two TTLs before the next certificate "
-                           "renewal (RFC 7671 §8)", where=where))  # fmt: skip
+    if not all(e.case == "authenticated" for e in chained):
+        return out
+    if any(r.usage == 3 for r in stale):
+        return out  # a next key's record (or a stale one: no digest tells)
+    ta = [r for r in usable if r.usage == 2 and hits.get(r.to_text())]
+    current_ee = [r for r in usable if r.usage == 3 and hits.get(r.to_text())]
+    if ta and not current_ee:
+        return out  # DANE-TA: a renewal from that CA passes
+    if ta:
+        out.append(finding("tlsa-no-rollover", I, f"the records at {label} match the current "
+                           f"key and the CA that issued it ({ta[0].short}): the CA record lets "
+                           "the next key through only if the next certificate comes from that "
+                           "same CA (issuing intermediates change), which is unknown here: "
+                           "publish the next key's 3 1 1 at least two TTLs before the renewal, "
+                           "or check it with 'dane-monitor rollover plan --next-cert FILE' "
+                           "(RFC 7671 §8.1)", where=where))  # fmt: skip
+        return out
+    foreign = [r for r in stale if r.usage == 2]
+    aside = (f" ({', '.join(r.short for r in foreign)}: a CA that issued nothing the server "
+             "sends, which lets the next key through only if the next certificate comes from "
+             "it)") if foreign else ""  # fmt: skip
+    out.append(finding("tlsa-no-rollover", I, f"every record at {label} matches the "
+                       f"current key{aside}: publish the next key's record (3 1 1) or a 2 1 1 "
+                       "for the issuing CA at least two TTLs before the next certificate "
+                       "renewal (RFC 7671 §8)", where=where))  # fmt: skip
     return out
 
 

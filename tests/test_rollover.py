@@ -180,3 +180,65 @@ def test_usage_errors(run: Run, tmp_path, capsys):
     code = main(["rollover", "status", "--mx", run.name, "--next-cert", str(run.key)])
     assert code == 3
     assert "private key" in capsys.readouterr().err
+
+
+# -- the rollover-readiness finding (check) ------------------------------------------------------
+
+OTHER_CA = None
+
+
+def _other_ca_record() -> str:
+    """A 2 1 1 for a CA that issued nothing the world's servers send."""
+    from dane_monitor.world import PKI
+
+    global OTHER_CA
+    if OTHER_CA is None:
+        OTHER_CA = T.rdata_text(PKI().issue(["x.invalid"]).intermediate, 2, 1, 1)
+    return OTHER_CA
+
+
+READINESS = {
+    # name: (records, whether tlsa-no-rollover is said, what its message must say)
+    "ee-and-issuer": ((Record(3, 1, 1, "leaf"), Record(2, 1, 1, "intermediate")), True,
+                      "unknown here"),
+    "ee-and-other-ca": ((Record(3, 1, 1, "leaf"),), True, "a CA that issued nothing"),
+    "ee-two-digests": ((Record(3, 1, 1, "leaf"), Record(3, 1, 2, "leaf")), True,
+                       "matches the current key"),
+    "ee-and-next": ((Record(3, 1, 1, "leaf"), Record(3, 1, 1, "unrelated")), False, ""),
+    "ta-only": ((Record(2, 1, 1, "intermediate"),), False, ""),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def readiness_world(dane_world_factory) -> World:
+    scenarios = []
+    for name, (records, _, _) in READINESS.items():
+        if name == "ee-and-other-ca":
+            records = (*records, Record(rdata=_other_ca_record()))
+        scenarios.append(Scenario(name, name, hosts=(Host("mx1", tlsa=records),)))
+    return dane_world_factory(scenarios)
+
+
+@pytest.mark.parametrize("name", list(READINESS))
+def test_what_counts_as_a_rollover(readiness_world: World, tmp_path, capsys, name):
+    """A record that lets the next key through without a new record counts; the current
+    key's record under another matching type, a 2 1 1 for a CA the server does not use, and
+    the issuer's 2 1 1 beside the current key's 3 1 1 (the next CA is unknown) do not."""
+    _, said, message = READINESS[name]
+    anchor = readiness_world.write_trust_anchor(tmp_path / "anchor.ds")
+    host, port = readiness_world.dns_address
+    code = main(["check", "--json", "--mx", f"mx1.{name}.example", "--resolver", f"{host}:{port}",
+                 "--trust-anchor", str(anchor), "--connect-port", str(readiness_world.smtp_port),
+                 "--no-nameservers"])  # fmt: skip
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0, out
+    found = [f for h in out["hosts"] for f in h["findings"] if f["code"] == "tlsa-no-rollover"]
+    assert bool(found) == said, found
+    if said:
+        assert message in found[0]["message"]
+    stale = {f["record"] for h in out["hosts"] for f in h["findings"]
+             if f["code"] == "tlsa-stale-record"}  # fmt: skip
+    if name == "ee-and-other-ca":
+        assert stale == {_other_ca_record()}
+    if name == "ee-two-digests":
+        assert stale == set()  # the SHA2-512 twin of the current key is no stale record
