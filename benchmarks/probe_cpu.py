@@ -2,6 +2,7 @@
 
     python3 benchmarks/probe_cpu.py [--copies 100] [--rounds 8] [--concurrency 50]
                                     [--scenario good-ee] [--recheck 4] [--profile FILE]
+                                    [--gc exporter|default]
 
 The world runs in a separate process (``benchmarks/probe_cpu.py serve``): ``--copies`` copies
 of a scenario (good-ee: one MX host, one address, an ECDSA chain matched by a DANE-EE 3 1 1
@@ -29,6 +30,11 @@ Rows:
   that senders send and our probe makes too (one round trip more; a server refusing it
   makes senders defer).
 
+``--gc exporter`` (the default) runs every row, the floor's too, under the garbage collector
+threshold the exporter sets in its serving and worker processes
+(``dane_monitor.exporter.workers.GC_THRESHOLD``), since that is where the steady-state row's
+checks run; ``--gc default`` keeps Python's (700), as a one-shot ``dane-monitor check`` has.
+
 The ratio ours/floor is the target of issue 15 (at most 1.3 times, and 1.5 ms per endpoint).
 ``--profile FILE`` writes a cProfile of extra steady-state rounds and prints its top entries.
 """
@@ -38,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import inspect
 import json
 import pstats
@@ -160,6 +167,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--recheck", type=int, default=4, help="N of the steady-state row")
+    parser.add_argument("--gc", choices=("exporter", "default"), default="exporter",
+                        help="the exporter's garbage collector threshold, or Python's")  # fmt: skip
     args = parser.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -184,6 +193,10 @@ def main() -> None:
 
 
 def run(args: argparse.Namespace, info: dict[str, Any], anchor: Path) -> None:
+    if args.gc == "exporter":
+        from dane_monitor.exporter.workers import GC_THRESHOLD
+
+        gc.set_threshold(GC_THRESHOLD, 10, 10)
     port = info["smtp_port"]
     endpoints: list[tuple[str, str]] = [tuple(e) for e in info["endpoints"]]  # type: ignore[misc]
     domains: list[str] = info["domains"]
@@ -251,7 +264,8 @@ def run(args: argparse.Namespace, info: dict[str, Any], anchor: Path) -> None:
             figures[label].append(fn() / n)
     print(
         f"{n} endpoints ({args.scenario} x {args.copies}), concurrency {conc}, "
-        f"mean of {args.rounds} rounds, CPU of this process per endpoint"
+        f"mean of {args.rounds} rounds, CPU of this process per endpoint, "
+        f"gc threshold {gc.get_threshold()[0]} ({args.gc})"
     )
     floor = statistics.mean(figures["floor: minimal asyncio client"])
     for label, values in figures.items():

@@ -68,7 +68,25 @@ def _records_text(rrset: Any) -> list[str]:
     return list(texts)
 
 
+# The validator hands out the same Answer object for as long as it holds it, and nothing
+# changes an Answer once made: its DNSInfo is made once (kept with the answer, so the id
+# stays its own) and shared by the reports of every check that sees it. Nothing changes a
+# DNSInfo after it is made either.
+_dns_infos: dict[int, tuple[Answer, DNSInfo]] = {}
+
+
 def dns_info(answer: Answer) -> DNSInfo:
+    hit = _dns_infos.get(id(answer))
+    if hit is not None and hit[0] is answer:
+        return hit[1]
+    info = _dns_info(answer)
+    if len(_dns_infos) >= _MEMO:
+        _dns_infos.clear()
+    _dns_infos[id(answer)] = (answer, info)
+    return info
+
+
+def _dns_info(answer: Answer) -> DNSInfo:
     t = _name_text
     return DNSInfo(
         name=t(answer.qname),
@@ -195,13 +213,25 @@ def _suggested(chain: tuple[bytes, ...]) -> tuple[str, ...]:
     return tuple(T.suggest_records(chain))
 
 
+# Certificates come from the chain memo (one object per DER); as with RRsets, the object's
+# identity is the key and the memo keeps it alive.
+_subjects: dict[int, tuple[x509.Certificate, str]] = {}
+
+
 def _subject(cert: x509.Certificate | None) -> str:
     if cert is None:
         return ""
+    hit = _subjects.get(id(cert))
+    if hit is not None and hit[0] is cert:
+        return hit[1]
     try:
-        return cert.subject.rfc4514_string()
+        text = cert.subject.rfc4514_string()
     except Exception:
-        return "?"
+        text = "?"
+    if len(_subjects) >= _MEMO:
+        _subjects.clear()
+    _subjects[id(cert)] = (cert, text)
+    return text
 
 
 def describe(der: bytes) -> dict[str, Any]:

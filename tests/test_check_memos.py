@@ -149,6 +149,28 @@ def test_a_changed_address_rrset_gives_its_own_addresses() -> None:
     assert check._addresses(failed, no_aaaa()) == []
 
 
+def test_each_answer_is_reported_as_itself_not_from_the_dns_info_memo() -> None:
+    from dane_monitor.conclusion import dns_info
+
+    for _ in range(2):
+        one, two = a_answer("192.0.2.1"), a_answer("192.0.2.2")
+        assert dns_info(one).records == ["192.0.2.1"]
+        assert dns_info(two).records == ["192.0.2.2"]
+        assert dns_info(one) is dns_info(one)  # the same answer object: made once
+        bogus = Answer(dns.name.from_text("mx1.example."), 1, Status.BOGUS, Kind.ERROR,
+                       reason="signature-expired")  # fmt: skip
+        assert (dns_info(bogus).status, dns_info(bogus).reason) == ("bogus", "signature-expired")
+
+
+def test_a_changed_certificate_is_described_by_its_own_subject() -> None:
+    from dane_monitor.conclusion import _subject
+
+    for _ in range(2):
+        for name in ("mx1.example", "mx2.example"):
+            parsed = x509.load_der_x509_certificate(cert(name))
+            assert _subject(parsed) == f"CN={name}"
+
+
 # -- the validator: whole lookups -----------------------------------------------------------
 
 
