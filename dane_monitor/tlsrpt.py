@@ -228,7 +228,10 @@ def decompress(data: bytes, limit: int) -> bytes:
     return b"".join(out)
 
 
-_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+# A string, or an unterminated one to the end of the text: every match from a quote succeeds,
+# so the scan is linear (a pattern that can fail at the end retries from every later quote:
+# quadratic on '"' followed by many escaped quotes).
+_STRING = re.compile(r'"[^"\\]*(?:\\[\s\S][^"\\]*)*(?:"|\\?\Z)')
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
 
 
