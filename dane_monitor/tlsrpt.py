@@ -452,6 +452,9 @@ def _detail(value: Any, at: _Path) -> FailureDetail:
 
 #: Parts of a mail looked at, at most: a report has two or three.
 MAX_PARTS = 64
+#: Lines starting with "--" (MIME boundaries) and header lines a mail may have.
+MAX_BOUNDARIES = 1000
+MAX_HEADER_LINES = 2000
 
 
 def parse_message(data: bytes, limits: Limits = FILE_LIMITS) -> list[Report]:
@@ -465,6 +468,13 @@ def parse_message(data: bytes, limits: Limits = FILE_LIMITS) -> list[Report]:
     """
     if len(data) > limits.raw:
         raise ReportError("too-large", f"mail larger than {_bytes(limits.raw)}")
+    # What makes the email package slow (seconds for a few MiB) is refused before it parses:
+    # many MIME parts, or many header lines.
+    if data.count(b"\n--") > MAX_BOUNDARIES:
+        raise ReportError("too-complex", f"more than {MAX_BOUNDARIES} MIME boundary lines")
+    head = re.split(rb"\r?\n\r?\n", data[: 1 << 20], maxsplit=1)[0]
+    if head.count(b"\n") > MAX_HEADER_LINES:
+        raise ReportError("too-complex", f"more than {MAX_HEADER_LINES} header lines")
     try:
         message = email.message_from_bytes(data, policy=email.policy.compat32)
         found = []
