@@ -230,8 +230,11 @@ class Checker:
         if mx_only:
             targets: tuple[tuple[str, int | None], ...] = ((name, None),)
         else:
-            # The TLS-RPT policy (RFC 8460 §3) beside the MX RRset: one more lookup, at once.
-            found, tlsrpt = await asyncio.gather(self._lookup(name, "MX"), self._tlsrpt(name))
+            # The TLS-RPT policy (RFC 8460 §3) beside the MX RRset: one more lookup, at once
+            # (no tasks when the validator holds both: a warm monitor's every cycle).
+            found, tlsrpt = self._cached(name, "MX"), self._cached_tlsrpt(name)
+            if found is None or tlsrpt is None:
+                found, tlsrpt = await asyncio.gather(self._lookup(name, "MX"), self._tlsrpt(name))
             mx = found
             targets = mx_plan(found, name).hosts  # policy.mx_plan, once per MX RRset
         ports = self.options.ports
@@ -272,6 +275,12 @@ class Checker:
         asked (a name too long for the prefix): it never fails the check."""
         try:
             return await self._lookup(f"_smtp._tls.{domain}", "TXT")
+        except (dns.exception.DNSException, ValueError):
+            return None
+
+    def _cached_tlsrpt(self, domain: str) -> Answer | None:
+        try:
+            return self._cached(f"_smtp._tls.{domain}", "TXT")
         except (dns.exception.DNSException, ValueError):
             return None
 
