@@ -886,8 +886,8 @@ def _build_rollover(sub: argparse._SubParsersAction) -> None:
         "--no-nameservers",
         dest="nameservers",
         action="store_false",
-        help="trust the validated answer alone instead of asking every authoritative server "
-        "(stage 2 can then not pass)",
+        help="trust the validated answer alone (by default every authoritative server is "
+        "asked; without them status never passes stage 2)",
     )
     rollover.add_argument(
         "--nameserver-port",

@@ -10,6 +10,9 @@ the old record removed; at each step ``plan`` and ``status`` are run as a user r
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from dane_monitor.cli import main
 from dane_monitor.world import Host, NameServer, Record, Scenario, World
 from dane_monitor.world.changes import deploy, publish_tlsa
 
+ROOT = Path(__file__).resolve().parents[1]
 TTL = 1  # the TLSA TTL during the rollover: the wait is 2 s
 DEADLINE = 60.0  # generous: how long the wait may take to pass on a loaded machine
 
@@ -242,3 +246,80 @@ def test_what_counts_as_a_rollover(readiness_world: World, tmp_path, capsys, nam
         assert stale == {_other_ca_record()}
     if name == "ee-two-digests":
         assert stale == set()  # the SHA2-512 twin of the current key is no stale record
+
+
+# -- the renewal hooks in docs/hooks -------------------------------------------------------------
+
+HOOKS = {
+    "certbot": ("certbot-dane-deploy-hook.sh", lambda d: {"RENEWED_LINEAGE": str(d)}),
+    "acme.sh": ("acme-sh-dane-reload.sh", lambda d: {
+        "CERT_FULLCHAIN_PATH": str(d / "fullchain.pem"), "CERT_KEY_PATH": str(d / "privkey.pem"),
+    }),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("hook", list(HOOKS))
+def test_a_renewal_hook_deploys_only_what_dane_senders_accept(run: Run, tmp_path, hook):
+    """The hook as certbot / acme.sh runs it after a renewal: it refuses the new key until
+    its record is published, waits (exit 75) while the record propagates, then deploys once
+    and reloads; run again, it does nothing."""
+    script, renewal_env = HOOKS[hook]
+    renewed, deployed = tmp_path / "renewed", tmp_path / "deployed"
+    renewed.mkdir()
+    deployed.mkdir()
+    (renewed / "fullchain.pem").write_bytes(run.next_chain.chain_pem())
+    (renewed / "privkey.pem").write_bytes(run.next_chain.key_pem)
+    current = run.host.endpoints[0].chains[0]
+    (deployed / "fullchain.pem").write_bytes(current.chain_pem())
+    reloads = tmp_path / "reloads"
+    env = {
+        **os.environ,
+        **renewal_env(renewed),
+        "DANE_MX_HOST": run.name,
+        "DANE_DEPLOY_DIR": str(deployed),
+        "DANE_RELOAD": f"echo reload >> {reloads}",
+        "DANE_MONITOR": f"{sys.executable} -m dane_monitor",
+        "DANE_DNS_OPTS": " ".join(run.dns),
+        "DANE_ROLLOVER_OPTS": " ".join([*run.smtp, *run.ns, "--state", str(run.state)]),
+    }
+
+    def run_hook() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["sh", str(ROOT / "docs" / "hooks" / script)], env=env, cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    p = run_hook()
+    assert p.returncode == 1, p.stderr
+    assert run.next311 in p.stdout  # the record to publish first
+    assert not reloads.exists()
+    assert (deployed / "fullchain.pem").read_bytes() == current.chain_pem()
+
+    run.publish(run.current311, run.next311)
+    p = run_hook()
+    assert p.returncode == 75, p.stdout + p.stderr
+    assert "stage 3/6" in p.stdout and not reloads.exists()
+    deadline = time.monotonic() + DEADLINE
+    while p.returncode == 75 and time.monotonic() < deadline:
+        time.sleep(0.2)  # a poll interval
+        p = run_hook()
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert reloads.read_text() == "reload\n"
+    assert (deployed / "fullchain.pem").read_bytes() == run.next_chain.chain_pem()
+    assert (deployed / "privkey.pem").read_bytes() == run.next_chain.key_pem
+    deploy(run.host, [run.next_chain])  # what the reload does to the mail server
+    assert run.check() == 0
+
+    p = run_hook()
+    assert p.returncode == 0 and "already has this certificate" in p.stdout
+    assert reloads.read_text() == "reload\n"
+
+
+def test_the_docs_list_each_stage_with_its_exit_code():
+    from dane_monitor import rollover
+
+    doc = (ROOT / "docs" / "rollover.md").read_text()
+    rows = {}
+    for line in doc.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if len(cells) == 4 and cells[0].isdigit():
+            rows[int(cells[0])] = (cells[1].strip("`"), int(cells[3]))
+    assert rows == {n: (name, rollover.EXIT[n]) for n, name in rollover.STAGES.items()}
