@@ -353,7 +353,8 @@ begin retry
 
 # "=> rcpt R=... T=... H=host [addr]:port X=... CV=dane ..." (delivered) / "== rcpt ... defer
 # (errno): reason" (deferred) / "** rcpt ...: reason" (bounced)
-_EXIM_LINE = re.compile(r" (?P<flag>=>|==|\*\*) (?P<rcpt>\S+) (?P<rest>.*)$")
+# (a routing failure puts a colon after the address: "** rcpt: all relevant MX records ...")
+_EXIM_LINE = re.compile(r" (?P<flag>=>|==|\*\*) (?P<rcpt>\S+?):? (?P<rest>.*)$")
 
 
 class EximSender:

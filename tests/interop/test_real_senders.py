@@ -23,6 +23,10 @@ the world copies them with the TLSA RRsets to the test port's ``_PORT._tcp`` nam
 Postfix runs with ``smtp_tls_dane_insecure_mx_policy`` at its 3.6 default (``dane``) and at
 ``may`` (postfix-may, every row but the RSA and SHA-1 ones).
 
+Rows of NS_ROWS (a secondary ns2 that serves other records than the primary) are met by
+the default senders through the primary and by the -ns2 senders through an Unbound that
+asks ns2, beside what the check says about the same world.
+
 Not covered: NSEC3 iteration limits below Unbound's 150 (no sender here validates with a
 lower limit); IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
 """
@@ -57,8 +61,20 @@ from dane_monitor.world import (
     by_name,
 )
 from dane_monitor.world.background import BackgroundLoop
+from dane_monitor.world.unbound import start_on_port_53
 
-#: The catalogue scenarios that matter for a DANE sender, and the sender scenarios.
+#: The nameserver scenarios (NAMESERVER_SCENARIOS) whose ns2 answers and serves records
+#: other than the primary's: the -ns2 senders' resolver reaches ns2 for their zones. Left out:
+#: the lame, silent and down secondaries, where a resolver that knows only ns2 fails while a
+#: real one asks the next server (the check warns there).
+NS_ROWS = (
+    "stale-secondary-tlsa",
+    "secondary-bogus-tlsa",
+    "stale-secondary-mx",
+    "stale-secondary-serial",
+    "secondary-sigs-expire-soon",
+)
+#: The catalogue scenarios that matter for a DANE sender, the sender scenarios and NS_ROWS.
 NAMES = (
     "good-ee",
     "good-ta",
@@ -83,6 +99,7 @@ NAMES = (
     "bogus-ds",
     "tlsa-expired-rrsig",
     *(sc.name for sc in SENDER_SCENARIOS),
+    *NS_ROWS,
 )
 #: Faults the catalogue places on no TLSA RRset alone, for the senders only.
 LOCAL_SCENARIOS = (
@@ -112,7 +129,9 @@ ROWS = (*NAMES, *(f"{name}/{host}" for name, host in HOSTS))
 #: negotiating RSA (dane_require_tls_ciphers)
 #: The -nosha1 senders resolve through BIND's named refusing RSASHA1 and NSEC3RSASHA1 (as
 #: several distributions' validators now do) instead of Unbound; they meet only the
-#: scenarios in NOSHA1_ROWS.
+#: scenarios in NOSHA1_ROWS. The -ns2 senders resolve through an Unbound that asks ns2 (the
+#: stale, bogus or early-expiring secondary) for the zones of NS_ROWS, as a sender's
+#: resolver may: the issue's headline outage.
 SENDERS = (
     "postfix",
     "postfix-may",
@@ -123,8 +142,23 @@ SENDERS = (
     "postfix-nosha1",
     "exim-nosha1",
     "exim-try-nosha1",
+    "postfix-ns2",
+    "exim-ns2",
+    "exim-try-ns2",
 )
 NOSHA1_ROWS = ("good-ee", "rsasha1", "rsasha1-nsec3", "rsasha1-nsec3/mx2")
+
+
+def meets(row: str, sender: str) -> bool:
+    """Whether ``sender`` delivers to ``row`` in this suite: the RSA senders only the
+    dual-key scenarios, the -nosha1 ones only NOSHA1_ROWS, the -ns2 ones only NS_ROWS (which
+    the defaults meet as well, through the primary)."""
+    if sender.endswith("-ns2") or row in NS_ROWS:
+        return row in NS_ROWS and sender.removesuffix("-ns2") in ("postfix", "exim", "exim-try")
+    if sender.endswith("-nosha1"):
+        return row in NOSHA1_ROWS
+    return not sender.endswith("-rsa") or row.startswith("dual-key")
+
 
 #: scenario -> sender -> (outcome, a fragment of the sender's reason). One place for what the
 #: real senders do; the profiles (dane_monitor/profiles.py) are to predict the same. The
@@ -329,6 +363,52 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
     },
+    # NS_ROWS: through the primary (postfix, exim, exim-try) every sender delivers; behind a
+    # resolver that asks ns2 (-ns2), the stale TLSA RRset (validly signed, matching no key)
+    # and the bogus signature defer every sender, and the stale MX RRset (old-mx: no address
+    # in any copy) bounces them all
+    "stale-secondary-tlsa": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-ns2": ("deferred", "Server certificate not verified"),
+        "exim-ns2": ("deferred", "The certificate differs"),
+        "exim-try-ns2": ("deferred", "The certificate differs"),
+    },
+    "secondary-bogus-tlsa": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-ns2": ("deferred", "TLSA lookup error"),
+        "exim-ns2": ("deferred", "tlsa lookup DEFER"),
+        "exim-try-ns2": ("deferred", "tlsa lookup DEFER"),
+    },
+    "stale-secondary-mx": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-ns2": ("bounced", "Name service error for name=old-mx."),
+        "exim-ns2": ("bounced", "all relevant MX records point to non-existent hosts"),
+        "exim-try-ns2": ("bounced", "all relevant MX records point to non-existent hosts"),
+    },
+    # older serial and signatures, the same records: nobody notices
+    "stale-secondary-serial": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-ns2": ("delivered (Verified)", ""),
+        "exim-ns2": ("delivered (CV=dane)", ""),
+        "exim-try-ns2": ("delivered (CV=dane)", ""),
+    },
+    # signatures valid for a day after signing: fine until then
+    "secondary-sigs-expire-soon": {
+        "postfix": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-ns2": ("delivered (Verified)", ""),
+        "exim-ns2": ("delivered (CV=dane)", ""),
+        "exim-try-ns2": ("delivered (CV=dane)", ""),
+    },
     # the second MX hosts, each alone
     "two-mx-one-broken/mx2": {
         "postfix": ("deferred", "Server certificate not verified"),
@@ -368,6 +448,8 @@ class Senders:
     postfixes: dict[str, PostfixSender]
     exims: dict[str, EximSender]
     outcomes: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+    #: the -ns2 senders' resolver (an Unbound that asks ns2 for the zones of NS_ROWS)
+    ns2_resolver: tuple[str, int] | None = None
 
     def host_name(self, scenario: str, host: str) -> str:
         domain = self.world.domains[scenario]
@@ -400,10 +482,15 @@ def senders(interop_ready: None) -> Iterator[Senders]:
         if REQUIRE:
             pytest.fail(f"DANE_REQUIRE_TOOLS=1 but missing: {missing}", pytrace=False)
         pytest.skip(f"missing: {missing}")
-    world = World(SCENARIOS, tlsa_on_smtp_port=True, smtp_network="127.0.17.0/24")
+    world = World(
+        SCENARIOS,
+        tlsa_on_smtp_port=True,
+        smtp_network="127.0.17.0/24",
+        ns_network="127.0.18.0/24",
+    )
     with BackgroundLoop(name="real-senders") as loop:
         loop.run(world.start())
-        unbound = named = None
+        unbound = named = unbound_ns2 = None
         s = Senders(world, {}, {})
         try:
             unbound = start_unbound(world)
@@ -429,15 +516,26 @@ def senders(interop_ready: None) -> Iterator[Senders]:
             s.exims["exim"] = EximSender(unbound.host, port, direct=direct)
             s.exims["exim-try"] = EximSender(unbound.host, port, require_dane=False, direct=direct)
             s.exims["exim-rsa"] = EximSender(unbound.host, port, extra=EXIM_RSA, direct=direct)
+            ns2 = {}
+            for name in NS_ROWS:
+                _, second, *_ = world.nameservers(world.domains[name].name)
+                ns2[world.domains[name].name] = second.address
+            unbound_ns2 = start_on_port_53(
+                lambda address: world.unbound(host=address, port=53, nameservers=ns2)
+            )
+            s.ns2_resolver = unbound_ns2.address
+            s.postfixes["postfix-ns2"] = PostfixSender(unbound_ns2.host, routes)
+            s.exims["exim-ns2"] = EximSender(unbound_ns2.host, port)
+            s.exims["exim-try-ns2"] = EximSender(unbound_ns2.host, port, require_dane=False)
             for name, postfix in s.postfixes.items():  # Postfix delivers them meanwhile
                 for row in ROWS:
-                    if not name.endswith("-nosha1") or row in NOSHA1_ROWS:
+                    if meets(row, name):
                         postfix.submit(s.rcpt(row))
             yield s
         finally:
             for sender in (*s.postfixes.values(), *s.exims.values()):
                 sender.close()
-            for resolver in (unbound, named):
+            for resolver in (unbound, named, unbound_ns2):
                 if resolver is not None:
                     resolver.stop()
             loop.run(world.stop())
@@ -447,8 +545,7 @@ CASES = [
     pytest.param(name, sender, id=f"{name}-{sender}")
     for name in ROWS
     for sender in SENDERS
-    if (not sender.endswith("-rsa") or name.startswith("dual-key"))
-    and (not sender.endswith("-nosha1") or name in NOSHA1_ROWS)
+    if meets(name, sender)
 ]
 
 
@@ -478,7 +575,12 @@ SENDER_PROFILE = {
     "exim": "exim-gnutls",
     "exim-try": "exim-gnutls",
     "postfix-nosha1": "sha1-refusing",
+    "postfix-ns2": "postfix",
+    "exim-ns2": "exim-gnutls",
+    "exim-try-ns2": "exim-gnutls",
 }
+#: the senders with hosts_require_dane (exim-gnutls models hosts_try_dane)
+REQUIRE_DANE = ("exim", "exim-ns2")
 _CLASS = {
     "deliver-authenticated": "authenticated",
     "deliver-unauthenticated-tls": "unauthenticated",
@@ -526,12 +628,17 @@ def checks(senders: Senders) -> dict[str, dict]:
 
 
 @pytest.fixture(scope="module")
-def checked(checks: dict[str, dict]) -> dict[str, list[dict]]:
-    """scenario -> the check's hosts (JSON), in preference order."""
+def checks_ns2(senders: Senders) -> dict[str, dict]:
+    """scenario -> the check's result (JSON) through the -ns2 senders' resolver (local
+    mode: it validates what that Unbound got from ns2), for NS_ROWS: what the check says
+    from where those senders stand."""
+    world, resolver = senders.world, senders.ns2_resolver
+    assert resolver is not None
     return {
-        name: sorted(result["hosts"], key=lambda h: h.get("preference") or 0)
-        for name, result in checks.items()
-    }
+        name: run_check(world, world.domains[name].name, "--resolver", "{}:{}".format(*resolver),
+                        "--no-nameservers")[1]
+        for name in NS_ROWS
+    }  # fmt: skip
 
 
 def predicted_class(hosts: list[dict], row: str, profile: str) -> str:
@@ -571,21 +678,89 @@ PROFILE_CASES = [
 def test_the_profile_predicts_the_real_sender(
     senders: Senders,
     checks: dict[str, dict],
-    checked: dict[str, list[dict]],
+    checks_ns2: dict[str, dict],
     row: str,
     sender: str,
 ):
     profile = SENDER_PROFILE[sender]
     scenario = row.partition("/")[0]
-    hosts = checked[scenario]
+    if sender.endswith("-ns2"):
+        checks = checks_ns2  # the check from where the sender stands
+    hosts = sorted(checks[scenario]["hosts"], key=lambda h: h.get("preference") or 0)
     predicted = predicted_class(hosts, row, profile)
     if predicted == "no-hosts":
         predicted = _CLASS[checks[scenario]["sender_action"]]
     if predicted == "unknown":
         pytest.skip(f"{profile} cannot tell from the evidence: {hosts}")
-    if sender == "exim" and predicted == "unauthenticated" and not _pkix_only(hosts, row):
+    if predicted == "deferred" and hosts and all(h["decision"] == "no-address" for h in hosts):
+        # the check's actions have no bounce: every MX host's name is proven to have no
+        # address, which both Postfix ("Host not found") and Exim ("all relevant MX records
+        # point to non-existent hosts") treat as permanent (stale-secondary-mx through ns2)
+        predicted = "bounced"
+    if sender in REQUIRE_DANE and predicted == "unauthenticated" and not _pkix_only(hosts, row):
         predicted = "bounced"  # hosts_require_dane where DANE does not apply
     got = senders.outcome(row, sender)
     print(f"PROFILE {row} {sender} real={real_class(got)} {profile}={predicted}")
     reasons = [h["profiles"][profile]["reason"] for h in hosts]
     assert real_class(got) == predicted, f"{got}\n{profile}: {reasons}"
+
+
+# -- the nameserver survey against the senders behind a stale or bogus secondary -------------
+
+#: What the check (asking every authoritative server) says where senders behind ns2 lose
+#: mail: an error finding at ns2's address, exit CRITICAL. stale-secondary-mx is the one
+#: miss measured: ns2's MX RRset names a host with no address, both senders bounce, and the
+#: check says ns-rrset-differs as a warning (exit 1): it does not look up the hosts of an
+#: MX RRset it did not use.
+NS_CHECK_MISSES = ("stale-secondary-mx",)
+NS_ERRORS = ("ns-rrset-differs", "ns-rrsig-bogus")
+
+
+@pytest.mark.parametrize(
+    "row",
+    [
+        pytest.param(
+            row,
+            marks=pytest.mark.xfail(
+                strict=True, reason="the check does not resolve a differing MX RRset's hosts"
+            ),
+        )
+        if row in NS_CHECK_MISSES
+        else row
+        for row in NS_ROWS
+    ],
+)
+def test_the_check_warns_where_senders_behind_a_secondary_lose_mail(
+    senders: Senders, checks_ns2: dict[str, dict], row: str
+):
+    """The issue's headline outage end to end: through the primary every sender delivers and
+    a check that asks one resolver says valid; the senders whose resolver reaches ns2 defer
+    (or bounce); the check that asks every authoritative server says CRITICAL with an error
+    finding naming ns2, and from the senders' resolver it says what they met."""
+    world = senders.world
+    domain = world.domains[row].name
+    _, ns2, *_ = world.nameservers(domain)
+    plain_code, plain = run_check(world, domain, "--no-nameservers")
+    code, result = run_check(world, domain, "--nameserver-port", str(world.dns_port))
+    errors = sorted(
+        f["code"]
+        for f in result["findings"]
+        if f["code"] in NS_ERRORS and f["severity"] == "error" and f.get("address") == ns2.address
+    )
+    behind = {
+        s: senders.outcome(row, s).status for s in ("postfix-ns2", "exim-ns2", "exim-try-ns2")
+    }
+    through_ns2 = checks_ns2[row]
+    print(
+        f"NSROW {row} primary-senders="
+        f"{sorted({senders.outcome(row, s).status for s in ('postfix', 'exim', 'exim-try')})} "
+        f"ns2-senders={behind} check--no-nameservers={plain['verdict']}/{plain_code} "
+        f"check={result['verdict']}/{code} {errors} "
+        f"check-via-ns2={through_ns2['verdict']}/{through_ns2['sender_action']}"
+    )
+    assert (plain_code, plain["verdict"]) == (0, "valid")
+    if set(behind.values()) == {"delivered"}:
+        assert errors == [] and through_ns2["sender_action"] == "deliver-authenticated"
+    else:
+        assert (code, through_ns2["sender_action"]) == (2, "defer")
+        assert errors, result["findings"]
