@@ -192,9 +192,31 @@ def policy(texts: Iterable[str]) -> Policy:
         return Policy("invalid", None, tuple(chosen), str(exc))
 
 
+# A monitor reports the same cached Answer object every cycle (nothing changes an Answer
+# once made): its policy and owner text are worked out once, the answer kept alive with them
+# so its id stays its own.
+_MEMO = 2048
+_read: dict[int, tuple[Answer, Policy, str]] = {}
+
+
+def _reading(answer: Answer) -> tuple[Policy, str]:
+    hit = _read.get(id(answer))
+    if hit is not None and hit[0] is answer:
+        return hit[1], hit[2]
+    p, name = _from_answer(answer), answer.qname.to_text()
+    if len(_read) >= _MEMO:
+        _read.clear()
+    _read[id(answer)] = (answer, p, name)
+    return p, name
+
+
 def from_answer(answer: Answer) -> Policy:
     """The policy a sender finds in this lookup. A failed lookup (bogus, SERVFAIL,
     timeout) is "unreadable": validating senders get no record from it."""
+    return _reading(answer)[0]
+
+
+def _from_answer(answer: Answer) -> Policy:
     if answer.status == Status.BOGUS or answer.kind == Kind.ERROR:
         why = answer.reason or answer.kind.value
         detail = f": {answer.detail}" if answer.detail else ""
@@ -211,9 +233,9 @@ def owner(domain: str) -> str:
 
 def to_dict(answer: Answer) -> dict[str, Any]:
     """The ``tlsrpt`` key of the domain JSON (docs/json.md)."""
-    p = from_answer(answer)
+    p, name = _reading(answer)
     return {
-        "name": answer.qname.to_text(),
+        "name": name,
         "status": answer.status.value,
         "state": p.state,
         "record": p.record.text if p.record is not None else None,
@@ -230,8 +252,7 @@ def findings(d: Any, mail: bool) -> list[Finding]:
     if answer is None or d.mx_only or not mail:
         return []
     where = Place(domain=d.target)
-    name = answer.qname.to_text()
-    p = from_answer(answer)
+    p, name = _reading(answer)
     if p.state == "missing":
         return [finding("tlsrpt-missing", I, f"no TLS-RPT policy at {name} (RFC 8460): senders "
                         "that report failed TLS sessions (large mailbox providers do) have "

@@ -162,6 +162,23 @@ def test_each_answer_is_reported_as_itself_not_from_the_dns_info_memo() -> None:
         assert (dns_info(bogus).status, dns_info(bogus).reason) == ("bogus", "signature-expired")
 
 
+def test_a_changed_tlsrpt_record_is_read_afresh() -> None:
+    from dane_monitor import tlsrpt_record
+
+    def txt(text: str) -> Answer:
+        name = "_smtp._tls.example."
+        rrset = dns.rrset.from_text(name, 3600, "IN", "TXT", text)
+        return Answer(dns.name.from_text(name), 16, Status.SECURE, Kind.POSITIVE, rrset=rrset,
+                      ttl=3600)  # fmt: skip
+
+    for _ in range(2):
+        good = txt('"v=TLSRPTv1; rua=mailto:r@example"')
+        bad = txt('"v=TLSRPTv1; rua=ftp://r.example"')
+        assert tlsrpt_record.to_dict(good)["state"] == "valid"
+        assert tlsrpt_record.to_dict(bad)["state"] == "invalid"
+        assert tlsrpt_record.to_dict(good)["rua"] == ["mailto:r@example"]
+
+
 def test_a_changed_certificate_is_described_by_its_own_subject() -> None:
     from dane_monitor.conclusion import _subject
 
