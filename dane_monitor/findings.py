@@ -85,18 +85,18 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "warning / critical window"),
     Code("resolver-not-loopback", (W,), "warnings", "resolver mode with a resolver not on this "
          "host"),
-    Code("ns-rrset-differs", (E, W), None, "an authoritative server serves an RRset "
+    Code("ns-rrset-differs", (E, W), "nameservers", "an authoritative server serves an RRset "
          "the check used (TLSA, MX, A, AAAA, DNSKEY) differently: error when its TLSA RRset "
          "fails the server's certificate (senders whose resolver asks it defer)"),
-    Code("ns-serial-lag", (W,), None, "an authoritative server's SOA serial is behind "
+    Code("ns-serial-lag", (W,), "nameservers", "an authoritative server's SOA serial is behind "
          "the others' (a stale copy)"),
-    Code("ns-rrsig-bogus", (E,), None, "an authoritative server serves signatures "
+    Code("ns-rrsig-bogus", (E,), "nameservers", "an authoritative server serves signatures "
          "that fail against the zone's keys where the other servers' verify"),
-    Code("ns-rrsig-expiring", (W, E), None, "an authoritative server's signatures "
+    Code("ns-rrsig-expiring", (W, E), "nameservers", "an authoritative server's signatures "
          "expire within the warning / critical window, well before the other servers'"),
-    Code("ns-unreachable", (W,), None, "a listed name server does not answer (timeout, "
+    Code("ns-unreachable", (W,), "nameservers", "a listed name server does not answer (timeout, "
          "refused, no address) while another does"),
-    Code("ns-lame", (W,), None, "a listed name server answers REFUSED or without "
+    Code("ns-lame", (W,), "nameservers", "a listed name server answers REFUSED or without "
          "authority (lame delegation)"),
     Code("tlsrpt-missing", (I,), None, "no TLS-RPT policy record at _smtp._tls.<domain> "
          "(RFC 8460): senders have nowhere to report failed TLS sessions"),

@@ -635,7 +635,7 @@ def zone_findings(z: ev.ZoneSurvey, d: ev.Domain, th: Thresholds) -> list[Findin
     out += rrset_findings(z, good, d, where)
     out += signature_findings(zone, good, where)
     out += expiry_findings(zone, good, d.now, th, where)
-    return out
+    return [dataclasses.replace(f, zone=zone) for f in out]
 
 
 def serial_findings(zone: str, good: Sequence[ev.ServerView], where: Place) -> list[Finding]:

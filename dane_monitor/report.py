@@ -83,10 +83,13 @@ class Finding:
     address: str | None = None
     port: int | None = None
     record: str | None = None
+    # The zone whose authoritative servers the finding compares (the ns-* codes), e.g.
+    # "example.de.": its pytest item is nameservers[target|zone].
+    zone: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "severity": self.severity.value}
-        for key in ("domain", "mx", "address", "port", "record"):
+        for key in ("domain", "mx", "address", "port", "record", "zone"):
             value = getattr(self, key)
             if value is not None:
                 out[key] = value

@@ -61,6 +61,11 @@ _HELP = {
     "profile": "sender profile (repeatable): an item per MX host fails when senders of this "
     "profile fare worse than RFC 7672 senders there (they defer, or DANE is off for them): "
     + ", ".join(settings.PROFILE_NAMES),
+    "nameservers": "ask every authoritative server of the zones on the path directly, as "
+    "dane-monitor check does (default true; false or --dane-no-nameservers: do not): an item "
+    "nameservers[target|zone] per zone whose servers answer us",
+    "nameserver_port": "the port the authoritative servers are asked on (default 53; a local "
+    "world's DNS port)",
     "strict": "fail the warning checks (rollover, stale records, expiring signatures and "
     "certificates, other warnings) instead of passing them with a DaneWarning, and fail the "
     "checks that could not be evaluated instead of skipping them",
@@ -82,6 +87,14 @@ def addoption(parser: pytest.Parser) -> None:
         option = f"--dane-{name.replace('_', '-')}"
         group.addoption(option, metavar="DAYS", help=_HELP[name])
     group.addoption("--dane-profile", action="append", metavar="NAME", help=_HELP["profile"])
+    group.addoption(
+        "--dane-no-nameservers",
+        dest="dane_nameservers",
+        action="store_false",
+        default=None,
+        help="do not ask the authoritative servers directly (ini: dane_nameservers = false)",
+    )
+    group.addoption("--dane-nameserver-port", metavar="PORT", help=_HELP["nameserver_port"])
     group.addoption("--dane-strict", action="store_true", default=None, help=_HELP["strict"])
     for name, alias in _LISTS.items():
         # Both spellings: the option's (dane_host, as --dane-host) and the plural one.
@@ -96,6 +109,8 @@ def addoption(parser: pytest.Parser) -> None:
     for name in _DAYS:
         parser.addini(f"dane_{name}", _HELP[name], default="")
     parser.addini("dane_strict", _HELP["strict"], type="bool", default=False)
+    parser.addini("dane_nameservers", _HELP["nameservers"], type="bool", default=True)
+    parser.addini("dane_nameserver_port", _HELP["nameserver_port"], default="")
     parser.addini("dane_profile", _HELP["profile"], type="linelist", default=[])
 
 
@@ -158,6 +173,9 @@ class DaneConfig:
     rrsig_critical_days: float = DEFAULT_RRSIG_CRITICAL_DAYS
     cert_warning_days: float = DEFAULT_CERT_WARNING_DAYS
     profiles: tuple[str, ...] = ()  # sender profiles required (dane_monitor.profiles)
+    # Nameserver consistency (issue 16): every authoritative server asked, at this port.
+    nameservers: bool = True
+    nameserver_port: int | None = None  # None: 53
 
     @property
     def targets(self) -> tuple[tuple[str, str], ...]:
@@ -185,6 +203,8 @@ class DaneConfig:
             ehlo_name=self.ehlo_name,
             step_timeout=self.timeout,
             thresholds=self.thresholds,
+            nameservers=self.nameservers,
+            nameserver_port=self.nameserver_port,
         )
 
     @classmethod
@@ -253,6 +273,10 @@ class DaneConfig:
         strict = opt("dane_strict")
         if strict is None:
             strict = ini("dane_strict")
+        nameservers = opt("dane_nameservers")
+        if nameservers is None:
+            nameservers = ini("dane_nameservers")
+        nameserver_port, _ = parsed("nameserver_port", settings.parse_port)
 
         profiles_raw, where = opt("dane_profile"), "--dane-profile"
         if not profiles_raw:
@@ -276,6 +300,8 @@ class DaneConfig:
             rrsig_critical_days=thresholds.rrsig_critical_days,
             cert_warning_days=thresholds.cert_warning_days,
             profiles=profiles,
+            nameservers=bool(nameservers),
+            nameserver_port=nameserver_port,
         )
 
 

@@ -88,9 +88,10 @@ _DNSSEC = _owned_by("dnssec")
 _TLSA = _owned_by("tlsa-usable")
 _STARTTLS = _owned_by("starttls")
 _MATCH = _owned_by("tlsa-match")
+_NAMESERVERS = _owned_by("nameservers")
 _WARNING_RULES = {r: _owned_by(r) for r in ("rrsig-expiry", "cert-expiry", "rollover",
                                             "stale-records")}  # fmt: skip
-_OWNED = _DNSSEC | _TLSA | _STARTTLS | _MATCH | set().union(*_WARNING_RULES.values())
+_OWNED = _DNSSEC | _TLSA | _STARTTLS | _MATCH | _NAMESERVERS | set().union(*_WARNING_RULES.values())
 # Probe errors that are about this host, not the server (our host has no route to that
 # address family): the endpoint was not checked, and that is not the server's fault.
 _OUR_SIDE = {"no-route"}
@@ -150,9 +151,12 @@ class Place:
     port: int | None = None
     address: str | None = None
     key_type: str | None = None
+    zone: str | None = None  # a zone whose authoritative servers were asked (nameservers)
 
     def id(self) -> str:
         parts = [self.target.rstrip(".")]
+        if self.zone is not None:
+            parts.append(self.zone.rstrip(".") or ".")
         if self.mx is not None and self.mx.rstrip(".") != parts[0]:
             parts.append(self.mx.rstrip("."))
         if self.address is not None:
@@ -221,7 +225,22 @@ def rules(index: int, tr: TargetResult, profiles: tuple[str, ...] = ()) -> Itera
         yield Rule("warnings", at, index, hi)
         for profile in profiles:
             yield Rule(f"{SENDER_PREFIX}{profile}", at, index, hi)
+    for zone in _compared_zones(result):
+        yield Rule("nameservers", Place(target, zone=zone), index)
     yield Rule("warnings", Place(target), index)
+
+
+def _compared_zones(result: DomainResult) -> list[str]:
+    """The zones of the nameserver survey that at least one server answered with authority:
+    those the ns-* findings judge. A zone nobody answers us directly (outbound DNS blocked)
+    gets no item, as ``check`` says nothing of it."""
+    if result.nameservers is None:
+        return []
+    return [
+        z["zone"]
+        for z in result.nameservers["zones"]
+        if any(s["state"] == "ok" for s in z["servers"])
+    ]
 
 
 STRICT_NOTE = "(fails because of --dane-strict / dane_strict)"
@@ -628,8 +647,25 @@ def _warning_judge(name: str):
     return judge
 
 
+def _judge_nameservers(
+    rule: Rule, result: DomainResult, host: HostResult | None
+) -> Judgement | None:
+    """``nameservers[target|zone]``: every authoritative server of the zone asked directly
+    serves what the check used, up to date and validly signed. Errors (a server whose TLSA
+    RRset fails the served certificate, bad signatures, signatures about to expire) fail it;
+    warnings (a lagging serial, another RRset, a lame or silent server) pass with a warning."""
+    found = [f for f in result.findings if f.code in _NAMESERVERS and f.zone == rule.place.zone]
+    if not found:
+        return None
+    text = "\n".join(_finding_lines(found))
+    if any(f.severity == Severity.ERROR for f in found):
+        return Judgement("fail", f"name servers of {rule.place.zone} disagree\n{text}")
+    return Judgement("warn", f"nameservers ({rule.place.id()}):\n{text}")
+
+
 _JUDGES = {
     "check": _judge_check,
+    "nameservers": _judge_nameservers,
     "dnssec": _judge_dnssec,
     "tlsa-usable": _judge_tlsa_usable,
     "starttls": _judge_starttls,
