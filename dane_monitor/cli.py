@@ -552,7 +552,10 @@ def _rollover(args: argparse.Namespace) -> int:
             if args.next_cert is not None
             else rollover.read_next_key(args.next_key)
         )
-        port = _ports(args.port)[0]
+        ports = _ports(args.port)
+        if len(ports) > 1:
+            raise ValueError("one --port at a time: each port has its own TLSA records")
+        port = ports[0]
     except (OSError, ValueError) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return USAGE

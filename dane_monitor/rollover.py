@@ -315,6 +315,12 @@ def _matches_next(r: T.TLSARecord, nxt: NextKey) -> bool:
     return bool(hits) or _matches_key(r, nxt)
 
 
+def _is_next(leaf: bytes, nxt: NextKey) -> bool:
+    """Is ``leaf`` the next certificate (--next-cert: the same certificate, since a 3 0 x
+    record tells a renewal with the same key from the current one), or has the next key?"""
+    return leaf == nxt.chain[0] if nxt.chain else T.spki_der(leaf) == nxt.spki
+
+
 def _issuer_record(chain: Sequence[bytes]) -> str | None:
     found = T.suggest_records(list(chain), usages=(2,))
     return found[0] if found else None
@@ -407,11 +413,13 @@ def assess(
         p = e.endpoint.probe
         a.served.append({"address": e.endpoint.address, "key_type": p.leaf_key_type,
                          "spki_sha256": T.spki_sha256(bytes(p.chain[0])),
-                         "next": T.spki_der(bytes(p.chain[0])) == nxt.spki,
+                         "next": _is_next(bytes(p.chain[0]), nxt),
                          "authenticated": e.case == "authenticated"})  # fmt: skip
-    same_type = [e for e in chains if e.endpoint.probe.leaf_key_type == nxt.key_type] or chains
-    old = [e for e in same_type if T.spki_der(bytes(e.endpoint.probe.chain[0])) != nxt.spki]
-    deployed = [e for e in same_type if e not in old]
+    # The endpoints that serve the key type of the next key (none: a key type added), and of
+    # those the ones that serve the next certificate (or key) already.
+    same_type = [e for e in chains if e.endpoint.probe.leaf_key_type == nxt.key_type]
+    deployed = [e for e in same_type if _is_next(bytes(e.endpoint.probe.chain[0]), nxt)]
+    old = [e for e in same_type if e not in deployed]
 
     # Records: to publish now, the alternative, to remove after deployment.
     if not covered:

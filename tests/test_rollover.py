@@ -177,6 +177,19 @@ def test_the_next_key_alone(run: Run, tmp_path):
     assert code == 0 and plan["publish"] == [run.next311] and plan["alternative"] == []
 
 
+def test_a_key_type_added_keeps_the_other_type_s_record(run: Run, tmp_path):
+    """An RSA certificate beside the served ECDSA one: publish its record, remove nothing."""
+    rsa = run.world.pki("rsa").issue([run.name])
+    cert, _ = rsa.write(tmp_path)
+    run.capsys.readouterr()
+    code = main(["rollover", "plan", "--mx", run.name, "--next-cert", str(cert), *run.dns,
+                 *run.smtp, *run.ns, "--json"])  # fmt: skip
+    plan = json.loads(run.capsys.readouterr().out)
+    assert code == 0
+    assert plan["publish"] == [T.rdata_text(rsa.leaf, 3, 1, 1)]
+    assert plan["remove"] == [] and plan["alternative"] == []
+
+
 def test_usage_errors(run: Run, tmp_path, capsys):
     code = main(["rollover", "status", "--mx", run.name])
     assert code == 3
@@ -184,6 +197,10 @@ def test_usage_errors(run: Run, tmp_path, capsys):
     code = main(["rollover", "status", "--mx", run.name, "--next-cert", str(run.key)])
     assert code == 3
     assert "private key" in capsys.readouterr().err
+    code = main(["rollover", "plan", "--mx", run.name, "--next-cert", str(run.cert),
+                 "--port", "25", "--port", "465"])  # fmt: skip
+    assert code == 3
+    assert "one --port at a time" in capsys.readouterr().err
 
 
 # -- the rollover-readiness finding (check) ------------------------------------------------------
