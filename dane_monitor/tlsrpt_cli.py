@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"dane-monitor tlsrpt: cannot write {args.textfile}: {exc}", file=sys.stderr)
             return USAGE
-    rows = sorted(tally.rows())
+    rows = sorted(tally.rows(), key=lambda r: (*r[:3], r[3] != "successful", r[3]))
     if args.json:
         out = {
             "files": files,
@@ -146,7 +146,7 @@ def text_summary(
     if duplicates:
         extra.append(f"{duplicates} duplicate{'s' if duplicates != 1 else ''} counted once")
     if refused:
-        extra.append(f"{refused} refused (see above)")
+        extra.append(f"{refused} refused")
     if extra:
         head += f" ({', '.join(extra)})"
     if not rows:
