@@ -252,7 +252,7 @@ def _endpoint(profile: Profile, e: EndpointJudgement) -> tuple[str, str]:
     key = e.endpoint.probe.leaf_key_type or "no"
     where = f"{e.endpoint.address} ({key} chain)"
     rfc = (e.action.value if e.action is not None else UNKNOWN, f"{where}: {e.case}")
-    if profile.ta_match == "issuer-as-sent" or not profile.digest_agility:
+    if profile.ta_match == "sent" or not profile.digest_agility:
         libdane = _libdane(e, profile.digest_agility)
         if libdane is not None:
             return libdane[0], f"{where}: {libdane[1]}"
@@ -336,17 +336,28 @@ def predict_full(
     profile: Profile,
     host: HostJudgement,
     mx: Answer | None,
-    memo: dict[Any, tuple[str, str]] | None = None,
+    memo: dict[Any, Any] | None = None,
 ) -> tuple[Prediction, list[Prediction | None]]:
     """:func:`predict` and :func:`predict_endpoints` at once (each endpoint judged once).
     ``memo``: shared by the calls for one host, so profiles with the same TLS knobs judge an
     endpoint once."""
-    decided, note = _decide(profile, host, mx)
-    reached = _reached(profile, host.endpoints)
+    memo = {} if memo is None else memo
+    # What DNS decides depends on the validator knobs alone, which endpoints a sender gets
+    # on key_types alone: profiles that share them share the work (six profiles, four
+    # validators, three key-type choices).
+    dkey = ("decide", profile.insecure_mx, profile.refused_algorithms,
+            profile.nsec3_max_iterations)  # fmt: skip
+    decision = memo.get(dkey)
+    if decision is None:
+        decision = memo[dkey] = _decide(profile, host, mx)
+    decided, note = decision
+    rkey = ("reached", profile.key_types)
+    reached = memo.get(rkey)
+    if reached is None:
+        reached = memo[rkey] = _reached(profile, host.endpoints)
     if decided is not None:
         ids = {id(e) for e in reached}
         return decided, [decided if id(e) in ids else None for e in host.endpoints]
-    memo = {} if memo is None else memo
     each: dict[int, tuple[str, str]] = {}
     for e in reached:
         key = (id(e), profile.ta_match, profile.digest_agility)

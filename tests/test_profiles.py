@@ -253,3 +253,26 @@ def test_without_the_signing_algorithms_sha1_refusing_cannot_tell(world, anchor)
         n: AUTH for n in NAMES if n != "sha1-refusing"
     }
     assert profiles.delivers("unknown") is None
+
+
+def test_each_knob_acts_on_its_own(world, anchor):
+    """ta_match "sent" needs no digest_agility=False to match as libdane does, and profiles
+    that share their validator knobs share a DNS decision without sharing the TLS one."""
+    import asyncio
+    import dataclasses
+
+    from dane_monitor.evidence import Domain
+    from dane_monitor.judge import judge
+    from dane_monitor.settings import make_checker
+
+    host, port = world.dns_address
+    checker = make_checker(resolver=f"{host}:{port}", trust_anchor=anchor,
+                           connect_port=world.smtp_port, step_timeout=5)  # fmt: skip
+    d: Domain = asyncio.run(checker.domain_evidence(world.domains["ta-root-not-sent"].name))
+    (hj,) = judge(d).hosts
+    exim = profiles.PROFILES["exim-gnutls"]
+    sent_only = dataclasses.replace(exim, name="sent-only", digest_agility=True)
+    memo: dict = {}
+    got = {p.name: profiles.predict_full(p, hj, d.mx, memo)[0].action
+           for p in (profiles.PROFILES["postfix-insecure-mx-may"], exim, sent_only)}  # fmt: skip
+    assert got == {"postfix-insecure-mx-may": AUTH, "exim-gnutls": DEFER, "sent-only": DEFER}
