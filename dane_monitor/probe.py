@@ -458,6 +458,12 @@ class _Wire(asyncio.BufferedProtocol):
         assert isinstance(self.transport, asyncio.WriteTransport)
         self.transport.write(data)
 
+    def take_line(self) -> bytes | None:
+        """A line already received (as :meth:`readline`), else None: the lines after the
+        first of a multi-line reply are read without a coroutine each."""
+        end = self._buf.find(b"\n", 0, self._len)
+        return self._take(end) if end >= 0 else None
+
     async def readline(self) -> bytes:
         """One line without CRLF (or bare LF)."""
         while True:
@@ -700,8 +706,11 @@ class _Probe:
         """One complete (multi-line) reply; its lines as received are added to ``raw``."""
         code: bytes | None = None
         texts: list[str] = []
+        wire = self.wire
         while True:
-            line = await self.wire.readline()
+            line = wire.take_line()
+            if line is None:
+                line = await wire.readline()
             if self.logging:
                 self.log(f"S: {printable(line)}")
             if raw is not None:
@@ -933,7 +942,10 @@ class _Probe:
 
 
 def _offers_starttls(keywords: list[str]) -> bool:
-    return any(kw.split()[0].upper() == "STARTTLS" for kw in keywords if kw.split())
+    # The keyword is the first word of a line (the lines are stripped): no split per line.
+    return any(
+        kw[:8].upper() == "STARTTLS" and (len(kw) == 8 or kw[8].isspace()) for kw in keywords
+    )
 
 
 def _ssl_reason(exc: ssl.SSLError) -> str:
