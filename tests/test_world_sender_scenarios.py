@@ -119,6 +119,25 @@ def test_unbound(world):
     assert got == EXPECTED_DEFAULT
 
 
+def test_unbound_with_a_lower_nsec3_limit(world):
+    """``world.unbound(options=...)``: an Unbound whose RFC 9276 limit is 50 iterations (our
+    validator's) calls the 150-iteration denial insecure, as the real senders behind it
+    find (tests/interop/test_real_senders.py, the -iter50 senders)."""
+    tool("unbound")
+    limit = 'val-nsec3-keysize-iterations: "1024 50 2048 50 4096 50"'
+    with world.unbound(options=(limit,)) as unbound:
+        got = {
+            name: tuple(
+                ad_verdict(dig(*unbound.address, q, "TLSA", "+dnssec")) for q in tlsa_names(name)
+            )
+            for name in ITER
+        }
+    assert got == {
+        "nsec3-iter-150": ("secure", "insecure"),
+        "nsec3-iter-500": ("secure", "insecure"),
+    }
+
+
 def test_named_that_refuses_sha1_calls_the_sha1_zones_insecure(world):
     anchors = world.hierarchy.bind_trust_anchors()
     assert named_version().startswith("BIND 9.")

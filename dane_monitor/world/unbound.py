@@ -47,7 +47,7 @@ server:
     val-log-level: 2
     qname-minimisation: no
     aggressive-nsec: no
-{cache}    access-control: 127.0.0.0/8 allow
+{cache}{options}    access-control: 127.0.0.0/8 allow
     so-reuseport: no
 remote-control:
     control-enable: no
@@ -101,8 +101,11 @@ class Unbound:
         binary: str | None = None,
         cache: bool = False,
         stubs: Mapping[str, tuple[str, int]] | None = None,
+        options: Iterable[str] = (),
     ) -> None:
         self.cache = cache
+        #: further ``server:`` lines, e.g. ``val-nsec3-keysize-iterations: "1024 50 ..."``
+        self.options = tuple(options)
         self.upstream = upstream
         #: zone → the server asked for that zone instead of ``upstream`` (e.g. one secondary
         #: name server of it, to resolve as a resolver that happened to reach that one)
@@ -143,6 +146,7 @@ class Unbound:
                 dir=directory,
                 identity=self.identity,
                 cache="" if self.cache else NO_CACHE,
+                options="".join(f"    {line}\n" for line in self.options),
             )
             conf += "".join(
                 STUB.format(zone=zone, **up)

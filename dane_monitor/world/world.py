@@ -330,12 +330,14 @@ class World:
         binary: str | None = None,
         cache: bool = False,
         nameservers: Mapping[str, str] | None = None,
+        options: Iterable[str] = (),
     ) -> Unbound:
         """A validating Unbound for this (started) world: ``with world.unbound() as u: ...``
 
         It asks the primary for every zone, except the zones in ``nameservers`` (zone →
         address of one of its servers, e.g. a stale secondary's): a resolver that happened to
-        reach that server, as a sender's resolver may.
+        reach that server, as a sender's resolver may. ``options``: further ``server:`` lines
+        of its configuration (a validator policy, e.g. a lower NSEC3 iteration limit).
         """
         zones = [name.to_text() for name in self.hierarchy.zones]
         dns_port = self.dns_address[1]
@@ -354,6 +356,7 @@ class World:
             binary=binary,
             cache=cache,
             stubs=stubs,
+            options=options,
         )
 
     # -- serving ----------------------------------------------------------------------------

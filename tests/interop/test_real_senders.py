@@ -27,8 +27,12 @@ Rows of NS_ROWS (a secondary ns2 that serves other records than the primary) are
 the default senders through the primary and by the -ns2 senders through an Unbound that
 asks ns2, beside what the check says about the same world.
 
-Not covered: NSEC3 iteration limits below Unbound's 150 (no sender here validates with a
-lower limit); IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
+The -iter50 senders resolve through an Unbound whose NSEC3 iteration limit is 50 (ours, the
+rfc7672 profile's knob) instead of 150: a denial with 150 iterations turns insecure, which
+changes no outcome (no TLSA either way), and a wildcard TLSA answer proven with 150
+iterations (nsec3-iter-150-wildcard) turns insecure, which turns DANE off.
+
+Not covered: IPv6 endpoints; retries and queue lifetimes; Exim's OpenSSL build.
 """
 
 from __future__ import annotations
@@ -52,9 +56,11 @@ from senders import (
 )
 
 from dane_monitor.world import (
+    NSEC3,
     SENDER_SCENARIOS,
     Expect,
     Fault,
+    Host,
     HostExpect,
     Scenario,
     World,
@@ -99,9 +105,10 @@ NAMES = (
     "bogus-ds",
     "tlsa-expired-rrsig",
     *(sc.name for sc in SENDER_SCENARIOS),
+    "nsec3-iter-150-wildcard",
     *NS_ROWS,
 )
-#: Faults the catalogue places on no TLSA RRset alone, for the senders only.
+#: Faults the catalogue places on no TLSA RRset alone, and a wildcard TLSA, for the senders.
 LOCAL_SCENARIOS = (
     Scenario(
         "tlsa-expired-rrsig",
@@ -111,8 +118,33 @@ LOCAL_SCENARIOS = (
             "bogus", {"mx1": HostExpect("bogus", None, "defer")}, frozenset({"dnssec-bogus"})
         ),
     ),
+    # a wildcard TLSA RRset (added by with_wildcard_tlsa) in a zone with 150 NSEC3
+    # iterations: the answer is secure only to a validator that checks the NSEC3 proof that
+    # no closer name exists (RFC 4035 §5.3.4), so one whose RFC 9276 limit is lower calls
+    # it insecure and DANE is off for its senders
+    Scenario(
+        "nsec3-iter-150-wildcard",
+        "DANE-EE published at *._tcp.mx1 in a zone whose NSEC3 has 150 iterations",
+        denial=NSEC3(iterations=150),
+        hosts=(Host("mx1", tlsa=()),),
+        expect=Expect("insecure", {"mx1": HostExpect("insecure", None, "deliver-opportunistic")}),
+    ),
 )
 _LOCAL = {sc.name: sc for sc in LOCAL_SCENARIOS}
+
+
+def with_wildcard_tlsa(world: World, scenario: str) -> None:
+    """Publish ``3 1 1`` of mx1's leaf at ``*._tcp.mx1`` (it answers for _25._tcp and the
+    test port's name alike) and sign again; before the world starts."""
+    from dane_monitor import tlsa
+
+    host = world.domains[scenario].hosts[0]
+    leaf = host.endpoints[0].chains[0].leaf
+    assert host.zone is not None
+    host.zone.add(f"*._tcp.{host.name}", "TLSA", tlsa.rdata_text(leaf, 3, 1, 1))
+    world.signed = world.hierarchy.sign()
+
+
 SCENARIOS = tuple(_LOCAL.get(n) or by_name(n) for n in NAMES)
 #: (scenario, host) delivered to directly (that host only, as if the others were down): the
 #: second MX hosts whose outcome differs from the first's
@@ -145,8 +177,15 @@ SENDERS = (
     "postfix-ns2",
     "exim-ns2",
     "exim-try-ns2",
+    "postfix-iter50",
+    "exim-iter50",
+    "exim-try-iter50",
 )
 NOSHA1_ROWS = ("good-ee", "rsasha1", "rsasha1-nsec3", "rsasha1-nsec3/mx2")
+#: The -iter50 senders resolve through an Unbound whose RFC 9276 limit is 50 NSEC3 iterations
+#: (ours; Unbound 1.17's default is 150 for every key size), the rfc7672 profile's knob.
+ITER50_ROWS = ("good-ee", "nsec3-iter-150", "nsec3-iter-150/mx2", "nsec3-iter-150-wildcard")
+ITER50 = 'val-nsec3-keysize-iterations: "1024 50 2048 50 4096 50"'
 
 
 def meets(row: str, sender: str) -> bool:
@@ -157,6 +196,8 @@ def meets(row: str, sender: str) -> bool:
         return row in NS_ROWS and sender.removesuffix("-ns2") in ("postfix", "exim", "exim-try")
     if sender.endswith("-nosha1"):
         return row in NOSHA1_ROWS
+    if sender.endswith("-iter50"):
+        return row in ITER50_ROWS
     return not sender.endswith("-rsa") or row.startswith("dual-key")
 
 
@@ -169,6 +210,9 @@ def meets(row: str, sender: str) -> bool:
 #: has an ECDSA certificate only, so they fail the handshake).
 EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
     "good-ee": {
+        "postfix-iter50": ("delivered (Verified)", ""),
+        "exim-iter50": ("delivered (CV=dane)", ""),
+        "exim-try-iter50": ("delivered (CV=dane)", ""),
         "postfix-nosha1": ("delivered (Verified)", ""),
         "exim-nosha1": ("delivered (CV=dane)", ""),
         "exim-try-nosha1": ("delivered (CV=dane)", ""),
@@ -343,6 +387,21 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "postfix-may": ("delivered (Verified)", ""),
         "exim": ("delivered (CV=dane)", ""),
         "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-iter50": ("delivered (Verified)", ""),
+        "exim-iter50": ("delivered (CV=dane)", ""),
+        "exim-try-iter50": ("delivered (CV=dane)", ""),
+    },
+    # a wildcard TLSA answer proven with 150 NSEC3 iterations: secure to Unbound's default
+    # limit (150), insecure to a limit of 50: DANE silently off (Exim with
+    # hosts_require_dane: "tlsa lookup FAIL", a bounce)
+    "nsec3-iter-150-wildcard": {
+        "postfix": ("delivered (Verified)", ""),
+        "postfix-may": ("delivered (Verified)", ""),
+        "exim": ("delivered (CV=dane)", ""),
+        "exim-try": ("delivered (CV=dane)", ""),
+        "postfix-iter50": ("delivered (Untrusted)", ""),
+        "exim-iter50": ("bounced", "tlsa lookup FAIL"),
+        "exim-try-iter50": ("delivered (CV=no)", ""),
     },
     "nsec3-iter-500": {
         "postfix": ("delivered (Verified)", ""),
@@ -428,6 +487,10 @@ EXPECTED: dict[str, dict[str, tuple[str, str]]] = {
         "exim-try": ("delivered (CV=no)", ""),
     },
     "nsec3-iter-150/mx2": {
+        # the limit of 50 makes the denial insecure, which changes no sender's outcome
+        "postfix-iter50": ("delivered (Untrusted)", ""),
+        "exim-iter50": ("bounced", "tlsa lookup FAIL"),
+        "exim-try-iter50": ("delivered (CV=no)", ""),
         "postfix": ("delivered (Untrusted)", ""),
         "postfix-may": ("delivered (Untrusted)", ""),
         "exim": ("bounced", "tlsa lookup FAIL"),
@@ -488,9 +551,10 @@ def senders(interop_ready: None) -> Iterator[Senders]:
         smtp_network="127.0.17.0/24",
         ns_network="127.0.18.0/24",
     )
+    with_wildcard_tlsa(world, "nsec3-iter-150-wildcard")
     with BackgroundLoop(name="real-senders") as loop:
         loop.run(world.start())
-        unbound = named = unbound_ns2 = None
+        unbound = named = unbound_ns2 = unbound_iter50 = None
         s = Senders(world, {}, {})
         try:
             unbound = start_unbound(world)
@@ -527,6 +591,14 @@ def senders(interop_ready: None) -> Iterator[Senders]:
             s.postfixes["postfix-ns2"] = PostfixSender(unbound_ns2.host, routes)
             s.exims["exim-ns2"] = EximSender(unbound_ns2.host, port)
             s.exims["exim-try-ns2"] = EximSender(unbound_ns2.host, port, require_dane=False)
+            unbound_iter50 = start_on_port_53(
+                lambda address: world.unbound(host=address, port=53, options=(ITER50,))
+            )
+            s.postfixes["postfix-iter50"] = PostfixSender(unbound_iter50.host, routes)
+            s.exims["exim-iter50"] = EximSender(unbound_iter50.host, port, direct=direct)
+            s.exims["exim-try-iter50"] = EximSender(
+                unbound_iter50.host, port, require_dane=False, direct=direct
+            )
             for name, postfix in s.postfixes.items():  # Postfix delivers them meanwhile
                 for row in ROWS:
                     if meets(row, name):
@@ -535,7 +607,7 @@ def senders(interop_ready: None) -> Iterator[Senders]:
         finally:
             for sender in (*s.postfixes.values(), *s.exims.values()):
                 sender.close()
-            for resolver in (unbound, named, unbound_ns2):
+            for resolver in (unbound, named, unbound_ns2, unbound_iter50):
                 if resolver is not None:
                     resolver.stop()
             loop.run(world.stop())
@@ -578,9 +650,14 @@ SENDER_PROFILE = {
     "postfix-ns2": "postfix",
     "exim-ns2": "exim-gnutls",
     "exim-try-ns2": "exim-gnutls",
+    # the profile whose validator allows 50 NSEC3 iterations; on ITER50_ROWS (a secure MX
+    # RRset, ECDSA-only servers, one 3 1 1 record) its other knobs change nothing
+    "postfix-iter50": "rfc7672",
+    "exim-iter50": "rfc7672",
+    "exim-try-iter50": "rfc7672",
 }
 #: the senders with hosts_require_dane (exim-gnutls models hosts_try_dane)
-REQUIRE_DANE = ("exim", "exim-ns2")
+REQUIRE_DANE = ("exim", "exim-ns2", "exim-iter50")
 _CLASS = {
     "deliver-authenticated": "authenticated",
     "deliver-unauthenticated-tls": "unauthenticated",
