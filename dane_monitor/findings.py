@@ -499,19 +499,21 @@ def _rollover_findings(hj: HostJudgement, label: str | None, where: Place) -> li
     eps = hj.endpoints
     if not any(e.case == "authenticated" for e in eps):
         return []  # the mismatch findings say it all
-    hits: dict[str, int] = {}
+    # Keyed on the records themselves (frozen: equal exactly when their texts are), as
+    # printing each one every check cost a monitor measurable CPU.
+    hits: dict[T.TLSARecord, int] = {}
     for e in eps:
         m = e.match
         if m is None:
             continue
-        used = {h.record.to_text() for h in m.hits}
+        used = {h.record for h in m.hits}
         if m.authenticated and m.match is not None:
-            used.add(m.match.record.to_text())  # a 2 x 0 anchor carried in DNS is no "hit"
-        for text in used:
-            hits[text] = hits.get(text, 0) + 1
+            used.add(m.match.record)  # a 2 x 0 anchor carried in DNS is no "hit"
+        for record in used:
+            hits[record] = hits.get(record, 0) + 1
     usable = hj.usable
     out = []
-    stale = [r for r in usable if hits.get(r.to_text(), 0) == 0]
+    stale = [r for r in usable if hits.get(r, 0) == 0]
     for r in stale:
         what = ("the next key's pre-published record (keep it) or a stale one (remove it)"
                 if r.usage == 3 else "a DANE-TA record for a CA that issued nothing the server "
@@ -524,8 +526,8 @@ def _rollover_findings(hj: HostJudgement, label: str | None, where: Place) -> li
         return out
     if any(r.usage == 3 for r in stale):
         return out  # a next key's record (or a stale one: no digest tells)
-    ta = [r for r in usable if r.usage == 2 and hits.get(r.to_text())]
-    current_ee = [r for r in usable if r.usage == 3 and hits.get(r.to_text())]
+    ta = [r for r in usable if r.usage == 2 and hits.get(r)]
+    current_ee = [r for r in usable if r.usage == 3 and hits.get(r)]
     if ta and not current_ee:
         return out  # DANE-TA: a renewal from that CA passes
     if ta:
