@@ -539,8 +539,8 @@ class Tally:
 
     ``domains``: the domains that get their own ``domain`` label (a report's policy-domain
     matched case-insensitively, without the trailing dot); any other is ``other``. None:
-    any domain, the first ``max_domains`` of them. ``remembered``: report-ids kept to count
-    a report once (the oldest forgotten first).
+    any domain, the first ``max_domains`` of them. ``remembered``: (organization-name,
+    report-id) pairs kept to count a report once (the oldest forgotten first).
     """
 
     domains: Collection[str] | None = None
@@ -583,13 +583,16 @@ class Tally:
         return "other"
 
     def add(self, report: Report) -> bool:
-        """Count ``report``; False (and counted as refused ``duplicate``) when its
-        report-id was counted before."""
-        if report.report_id in self._seen:
-            self._seen.move_to_end(report.report_id)
+        """Count ``report``; False (and counted as refused ``duplicate``) when a report
+        with its organization-name and report-id was counted before."""
+        # A report-id is unique among its author's reports (RFC 8460, 4.4), and some authors
+        # make it of the date and the domain: another organisation's may be the same.
+        key = f"{report.organization}\0{report.report_id}"
+        if key in self._seen:
+            self._seen.move_to_end(key)
             self.refuse("duplicate")
             return False
-        self._seen[report.report_id] = None
+        self._seen[key] = None
         while len(self._seen) > self.remembered:
             self._seen.popitem(last=False)
         org = self.organization_label(report.organization)
