@@ -524,6 +524,11 @@ def assess(
             f"note: a signature over the RRset expires {_when(min(expiring))}, "
             "before the wait is over plus a TTL: make sure the zone is re-signed"
         )
+    if a.wait is None:  # no TTL seen: never "safe", whatever the clock says
+        a.stage, a.code = 3, EXIT[3]
+        a.headline = (f"stage 3/6: wait: {a.wait_rule}; safe to deploy only once that has "
+                      f"passed since {_when(a.visible_since)}")  # fmt: skip
+        return a
     if seen_for < wait:
         a.stage, a.code = 3, EXIT[3]
         a.headline = (f"stage 3/6: wait {_duration(a.safe_at - now)} more: safe to deploy "

@@ -340,3 +340,16 @@ def test_the_docs_list_each_stage_with_its_exit_code():
         if len(cells) == 4 and cells[0].isdigit():
             rows[int(cells[0])] = (cells[1].strip("`"), int(cells[3]))
     assert rows == {n: (name, rollover.EXIT[n]) for n, name in rollover.STAGES.items()}
+
+
+def test_without_a_ttl_seen_it_is_never_safe_to_deploy(run: Run, monkeypatch):
+    """No TTL seen anywhere gives no wait to count: status must not call that 'safe'."""
+    from dane_monitor import rollover
+
+    monkeypatch.setattr(rollover, "wait_rule", lambda obs: (None, None, "the TTLs could not "
+                        "be seen: wait at least twice the TLSA TTL"))  # fmt: skip
+    run.publish(run.current311, run.next311)
+    for _ in range(2):  # and not on a later run either, when the state file knows the record
+        code, status = run.json("status")
+        assert (code, status["stage"], status["safe_to_deploy"]) == (1, 3, False)
+        assert "twice the TLSA TTL" in status["headline"]
