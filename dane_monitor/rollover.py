@@ -40,6 +40,7 @@ import contextlib
 import datetime as dt
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Sequence
@@ -590,7 +591,15 @@ def load_state(path: Path) -> dict[str, float]:
     except (OSError, ValueError):
         return {}
     seen = data.get("first_seen", {}) if isinstance(data, dict) else {}
-    return {k: float(v) for k, v in seen.items() if isinstance(v, int | float)}
+    if not isinstance(seen, dict):
+        return {}
+    # A sighting that is not a finite time (NaN, Infinity: json reads them) never counts:
+    # -Infinity would make any wait pass at once.
+    return {
+        k: float(v)
+        for k, v in seen.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 def save_state(path: Path, seen: dict[str, float]) -> None:

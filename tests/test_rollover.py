@@ -353,3 +353,15 @@ def test_without_a_ttl_seen_it_is_never_safe_to_deploy(run: Run, monkeypatch):
         code, status = run.json("status")
         assert (code, status["stage"], status["safe_to_deploy"]) == (1, 3, False)
         assert "twice the TLSA TTL" in status["headline"]
+
+
+def test_a_damaged_state_file_starts_the_wait_afresh(tmp_path):
+    from dane_monitor.rollover import load_state
+
+    path = tmp_path / "rollover.json"
+    for text in ('{"first_seen": {"mx|25|r": -Infinity, "nan": NaN, "yes": true}}',
+                 '{"first_seen": [1]}', "[]", "not json"):  # fmt: skip
+        path.write_text(text)
+        assert load_state(path) == {}
+    path.write_text('{"first_seen": {"mx|25|r": 1700000000}}')
+    assert load_state(path) == {"mx|25|r": 1700000000.0}
