@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import signal
 from datetime import UTC, datetime
 
 import bcrypt
@@ -66,14 +67,14 @@ async def start(tmp_path):
 
 
 async def post(
-    exporter: Exporter,
+    exporter: Exporter | tuple[str, int],
     body: bytes,
     content_type: str | None = GZIP,
     *,
     auth: str | None = None,
     length: int | None = None,
 ) -> tuple[int, str]:
-    """POST /tlsrpt; the status and the body's text."""
+    """POST /tlsrpt to an exporter (or a host and port); the status and the body's text."""
     head = [
         "POST /tlsrpt HTTP/1.1",
         "Host: reports.example",
@@ -84,7 +85,9 @@ async def post(
         head.append(f"Content-Type: {content_type}")
     if auth is not None:
         head.append(f"Authorization: Basic {auth}")
-    reader, writer = await asyncio.open_connection(exporter.server.host, exporter.server.port)
+    if isinstance(exporter, Exporter):
+        exporter = (exporter.server.host, exporter.server.port)
+    reader, writer = await asyncio.open_connection(*exporter)
     try:
         writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
         await writer.drain()
@@ -346,3 +349,49 @@ def test_config_errors_name_the_line():
         with pytest.raises(ConfigError, match=says) as caught:
             parse(config(tlsrpt=bad), "dane.yml")
         assert str(caught.value).startswith("dane.yml:10: ")
+
+
+def test_a_serve_process_survives_hostile_reports(tmp_path):
+    """``dane-monitor serve`` as users run it: bombs and a 100 MB upload, sent at once, are
+    refused; the process keeps answering /metrics and logs each refusal, no traceback."""
+    from test_exporter_app import serving
+
+    path = tmp_path / "dane.yml"
+    path.write_text(config(extra="workers: 0\n"))
+    with serving(path) as (proc, url):
+        host, _, port = url.split("//")[1].rstrip("/").rpartition(":")
+        address = (host, int(port))
+
+        async def attack() -> list[int]:
+            bodies = [
+                (gzip_bomb(200 << 20), GZIP, None),
+                (gzip.compress(b"[" * 1_000_000), GZIP, None),
+                (b"\x1f\x8b" * 100, GZIP, None),
+                (b"x" * 65536, GZIP, 100 * 10**6),
+                (as_json(BIG_HEALTHY), "text/plain", None),
+                (as_gzip(BIG_TLSA_FAILURES), GZIP, None),
+            ]
+            replies = await asyncio.gather(
+                *(post(address, b, kind, length=n) for b, kind, n in bodies),
+                return_exceptions=True,
+            )
+            return [r[0] if isinstance(r, tuple) else -1 for r in replies]
+
+        statuses = asyncio.run(attack())
+        # The 100 MB upload may see its connection reset while still sending (-1): the
+        # server answered 413 from the head and closed.
+        assert statuses[:3] == [400, 400, 400]
+        assert statuses[3] in (413, -1)
+        assert statuses[4:] == [415, 201]
+        reply = asyncio.run(request(url + "metrics"))
+        assert reply.status == 200
+        assert value(reply.text, "dane_tlsrpt_reports_refused_total", reason="too-large") == 1
+        b = "Mailbox Provider B Corporation"
+        assert value(reply.text, "dane_tlsrpt_reports_total", organization=b) == 1
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+        assert proc.stderr is not None
+        logs = proc.stderr.read()
+        assert "Traceback" not in logs
+        assert logs.count('msg="TLS-RPT report refused"') == 5, logs
