@@ -28,7 +28,7 @@ from dane_monitor import tlsa as T
 from dane_monitor import tlsrpt_record as TLSRPT
 from dane_monitor.judge import HostJudgement, judge
 from dane_monitor.lookup.answer import Answer
-from dane_monitor.profiles import PROFILES, predict_full
+from dane_monitor.profiles import PROFILES, Prediction, predict_domain, predict_full
 from dane_monitor.report import (
     DNSInfo,
     DomainResult,
@@ -131,14 +131,20 @@ def conclude(d: ev.Domain, thresholds: Thresholds | None = None) -> DomainResult
             result.tlsrpt = TLSRPT.to_dict(d.tlsrpt)
             result.findings += TLSRPT.findings(d, mail=mode in ("mx", "implicit"))
     result.hosts = [_host(d, hj, th) for hj in j.hosts]
+    by_profile: dict[str, list[Prediction]] = {name: [] for name in PROFILES}
     for hr, hj in zip(result.hosts, j.hosts, strict=True):  # issue 16: sender profiles
         memo: dict = {}  # endpoints judged once for profiles with the same TLS knobs
         for name, profile in PROFILES.items():
             whole, each = predict_full(profile, hj, d.mx, memo)
             hr.profiles[name] = whole.to_dict()
+            by_profile[name].append(whole)
             for er, p in zip(hr.endpoints, each, strict=True):
                 if p is not None:
                     er.profiles[name] = p.to_dict()
+    for name, profile in PROFILES.items():  # the domain's: its hosts', or its MX row's
+        prediction = predict_domain(profile, j, d.mx, by_profile[name])
+        if prediction is not None:
+            result.profiles[name] = prediction.to_dict()
     result.sender_action = j.action
     times = [d.mx.expiration] if d.mx is not None else []
     times += [h.rrsig_expiration for h in result.hosts]

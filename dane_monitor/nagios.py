@@ -1,6 +1,7 @@
 """Monitoring-plugin output (Nagios, Icinga, Naemon, Shinken, Sensu): ``check --format nagios``.
 
-One status line (wrapped here), then the error and warning findings as long output::
+One status line (wrapped here), then the error and warning findings as long output, and the
+sender profiles that fare otherwise than RFC 7672 senders (``SENDERS``)::
 
     DANE CRITICAL - tlsa-mismatch.example: failed, DANE senders DEFER mail here
       (tlsa-mismatch) | rrsig_expiry_days=12.50;3:;1: cert_expiry_days=80.00;14:
@@ -113,7 +114,9 @@ def _where(f: Finding) -> str:
 
 
 def long_output(result: DomainResult) -> list[str]:
-    """One line per error and warning finding, errors first."""
+    """One line per error and warning finding, errors first; then one per sender profile
+    that fares otherwise than RFC 7672 senders with the whole target (``SENDERS name:
+    action (RFC 7672 senders: action): reason``, dane_monitor.profiles)."""
     order = {Severity.ERROR: 0, Severity.WARNING: 1}
     findings = sorted(
         (f for f in result.all_findings() if f.severity in order),
@@ -127,6 +130,12 @@ def long_output(result: DomainResult) -> list[str]:
                 f"{f.severity.value.upper()} {f.code}{' ' + where if where else ''}: {f.message}"
             )
         )
+    rfc = result.profiles.get("rfc7672", {}).get("action")
+    for name, p in result.profiles.items():
+        if rfc is not None and p["action"] != rfc:
+            lines.append(
+                _clean(f"SENDERS {name}: {p['action']} (RFC 7672 senders: {rfc}): {p['reason']}")
+            )
     return lines
 
 

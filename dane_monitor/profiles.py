@@ -10,12 +10,15 @@ Public API (also for the real-sender interop suite in ``tests/interop/``)::
     profiles.PROFILES                      # name -> Profile, in display order
     profiles.predict(profile, host_judgement, mx_answer) -> Prediction(action, reason)
     profiles.predict_host(profile, host_result) -> action   # from a check's HostResult
+    profiles.predict_domain(profile, judgement, mx_answer, host_predictions) -> Prediction
     profiles.delivers(action) -> bool | None  # does mail leave the queue?
 
 ``action`` is one of ``deliver-authenticated``, ``deliver-unauthenticated-tls``,
 ``deliver-opportunistic`` (the :class:`dane_monitor.report.SenderAction` values), ``defer``,
 or ``unknown`` (the evidence cannot tell, e.g. algorithm policy in resolver mode, or a
-validator that accepts more NSEC3 iterations than ours sees a zone we never validated).
+wildcard answer whose NSEC3 proof has more iterations than ours checks).
+:func:`predict_domain` says the same for the whole target (the worst of its hosts, or the
+domain's own row: a bogus MX RRset defers every profile whose validator finds it bogus).
 
 Knobs and their sources:
 
@@ -53,24 +56,32 @@ Knobs and their sources:
     RSASHA1-NSEC3-SHA1 (7), but distributions that disable SHA-1 signatures system-wide
     (RHEL 9's DEFAULT crypto policy) refuse them; tests/test_world_sender_scenarios.py shows
     named with ``disable-algorithms "." { RSASHA1; NSEC3RSASHA1; }`` calling such zones
-    insecure while the records still arrive.
+    insecure while the records still arrive. The same rule (RFC 4035 §5.2, RFC 6840 §5.2:
+    no supported algorithm in an authenticated DS RRset, the zone is treated as unsigned)
+    makes an answer bogus for us insecure for such a validator when a zone on its path,
+    down to the failing one's DS, is signed only with refused algorithms: it never checks
+    what fails (``Answer.chain_algorithms`` of bogus answers; tests/test_profiles_gaps.py
+    holds it to named).
 ``nsec3_max_iterations``
     RFC 9276 §3.2: validators may call NSEC3 denials with more iterations insecure. Ours: 50
     (``lookup.denial.MAX_NSEC3_ITERATIONS``); BIND 9.18 and Unbound 1.17 (what the MTAs here
-    use): 150, measured in tests/test_world_sender_scenarios.py.
+    use): 150, measured in tests/test_world_sender_scenarios.py. Our validator proves a
+    denial above 50 and at most 150 iterations again with 150
+    (``Answer.nsec3_resolver_status``, also on the answers below a DS denial), so what those
+    validators conclude is predicted: proven, unsigned (no DS), or bogus (they defer).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from dane_monitor import tlsa as T
-from dane_monitor.judge import EndpointJudgement, HostJudgement
+from dane_monitor.judge import TABLE, EndpointJudgement, HostJudgement, Judgement
 from dane_monitor.lookup import answer as A
-from dane_monitor.lookup.answer import Answer, Kind, Status
-from dane_monitor.lookup.denial import MAX_NSEC3_ITERATIONS
+from dane_monitor.lookup.answer import Answer, Status
+from dane_monitor.lookup.denial import MAX_NSEC3_ITERATIONS, RESOLVER_NSEC3_ITERATIONS
 from dane_monitor.report import SenderAction
 
 UNKNOWN = "unknown"
@@ -80,7 +91,7 @@ AUTHENTICATED = SenderAction.DELIVER_AUTHENTICATED.value
 UNAUTHENTICATED = SenderAction.DELIVER_UNAUTHENTICATED_TLS.value
 
 SHA1_ALGORITHMS = frozenset({5, 7})  # RSASHA1, RSASHA1-NSEC3-SHA1
-RESOLVER_NSEC3_LIMIT = 150  # BIND 9.18, Unbound 1.17 (tests/test_world_sender_scenarios.py)
+RESOLVER_NSEC3_LIMIT = RESOLVER_NSEC3_ITERATIONS  # 150: BIND 9.18, Unbound 1.17
 
 
 @dataclass(frozen=True)
@@ -186,6 +197,19 @@ def _seen(profile: Profile, answer: Answer | None) -> tuple[Status | None, str]:
             if algorithms and algorithms <= profile.refused_algorithms:
                 names = ", ".join(str(a) for a in sorted(algorithms))
                 return Status.INSECURE, f"signed only with refused algorithm(s) {names}"
+    if answer.status == Status.BOGUS and profile.refused_algorithms:
+        # RFC 4035 §5.2 (and RFC 6840 §5.2): a validator that supports none of the
+        # algorithms of an authenticated DS RRset treats the zone as unsigned, so it never
+        # meets the failure below that DS. chain_algorithms lists the zones validated down to
+        # the failing zone's DS (empty: unknown, and the failure stands).
+        for algorithms in answer.chain_algorithms:
+            if algorithms and algorithms <= profile.refused_algorithms:
+                names = ", ".join(str(a) for a in sorted(algorithms))
+                return Status.INSECURE, (
+                    f"bogus for us ({answer.reason}), but on the way down a zone is signed "
+                    f"only with refused algorithm(s) {names}: this validator treats it as "
+                    "unsigned (RFC 4035 §5.2) and never checks what fails"
+                )
     if (
         answer.status == Status.INSECURE
         and answer.reason == A.NSEC3_ITERATIONS
@@ -196,11 +220,17 @@ def _seen(profile: Profile, answer: Answer | None) -> tuple[Status | None, str]:
             f"NSEC3 with {answer.nsec3_iterations} iterations is within this validator's "
             f"limit ({profile.nsec3_max_iterations})"
         )
-        # A denial of the record itself: secure for this validator. Anything else (a DS
-        # denial above the name) leads into a zone we never validated.
-        if answer.kind in (Kind.NXDOMAIN, Kind.NODATA) and answer.qtype != 43:  # 43: DS
-            return Status.SECURE, why
-        return None, why + ", and we never validated what lies below"
+        # The denial proven again with the common limit (the validator's
+        # nsec3_resolver_status): of the record itself, or of the DS of the zone the answer
+        # comes from (then the zone is unsigned, or bogus, for that validator as well).
+        wider = answer.nsec3_resolver_status
+        if wider is None:  # more iterations than the common limit: not proven here
+            return None, why + ", and what it makes of the denial was not computed"
+        if wider == Status.SECURE:
+            return Status.SECURE, why + ": the denial is proven"
+        if wider == Status.INSECURE:
+            return Status.INSECURE, why + ": the zone is still unsigned for it (no DS, proven)"
+        return wider, why + f": the denial does not prove it ({wider.value})"
     return answer.status, ""
 
 
@@ -275,24 +305,41 @@ def _decide(
     """What the DNS alone decides for ``profile`` at ``host`` (None: the endpoints decide),
     and a note to add to the endpoints' reasons."""
     h = host.host
+    # An MX RRset bogus for this validator but not for us (a denial with more NSEC3
+    # iterations than we check, which does not prove what it claims): it defers everything.
+    if mx is not None and mx.status != Status.BOGUS:
+        mx_status, mx_why = _seen(profile, mx)
+        if mx_status == Status.BOGUS:
+            return Prediction(DEFER, f"the MX RRset is bogus for this validator: {mx_why}"), ""
+    if host.case == "address-bogus":  # none secure for us; the bogus ones may not be for it
+        answers = [a for a in (h.a, h.aaaa) if a.status == Status.BOGUS or a.exists]
+        seen = [_seen(profile, a) for a in answers]
+        if seen and all(st == Status.INSECURE for st, _ in seen):
+            why = next((w for _, w in seen if w), "")
+            return Prediction(OPPORTUNISTIC, f"the host's addresses are insecure: {why}"), ""
     # The address records: no secure address, no TLSA lookup (RFC 7672 §2.2.3).
-    if host.case in ("dane", "tlsa-insecure", "no-tlsa", "address-insecure"):
+    if host.case in ("dane", "tlsa-insecure", "no-tlsa", "address-insecure", "tlsa-bogus"):
         addresses = [a for a in (h.a, h.aaaa) if a.exists]
         seen = [_seen(profile, a) for a in addresses]
         unknown = next((w for st, w in seen if st is None), None)
         if unknown is not None:  # e.g. NSEC3 iterations: it may see what we never checked
             return Prediction(UNKNOWN, f"the host's addresses: {unknown}"), ""
+        bogus = [w for st, w in seen if st == Status.BOGUS]
+        if bogus and not any(st == Status.SECURE for st, _ in seen):
+            return Prediction(DEFER, f"the host's addresses are bogus for it: {bogus[0]}"), ""
         if addresses and all(s == Status.INSECURE for s, _ in seen):
             why = next((w for _, w in seen if w), "")
             if why:
                 return Prediction(OPPORTUNISTIC, f"the host's addresses are insecure: {why}"), ""
-    if host.case in ("tlsa-insecure", "no-tlsa") and host.tlsa is not None:
+    if host.case in ("tlsa-insecure", "no-tlsa", "tlsa-bogus") and host.tlsa is not None:
         status, why = _seen(profile, host.tlsa.answer)
         if status is None:
             return Prediction(UNKNOWN, f"TLSA lookup: {why}"), ""
         if why:
             if status == Status.SECURE:
                 return Prediction(OPPORTUNISTIC, f"no TLSA record, proven: {why}"), ""
+            if status == Status.BOGUS:
+                return Prediction(DEFER, f"TLSA lookup bogus for this validator: {why}"), ""
             return Prediction(OPPORTUNISTIC, f"TLSA lookup insecure: {why}"), ""
     if host.case != "dane":
         row_action = host.action.value if host.action is not None else UNKNOWN
@@ -375,6 +422,34 @@ def predict_full(
     return whole, per
 
 
+def predict_domain(
+    profile: Profile, domain: Judgement, mx: Answer | None, hosts: Sequence[Prediction]
+) -> Prediction | None:
+    """What a sender of ``profile`` does with the whole domain (or MX host): the worst of its
+    ``hosts`` predictions (:func:`predict`, one per judged host), or, where the domain's own
+    row decides (no host was judged: a bogus or failing MX lookup), that row's action unless
+    the profile's validator sees the MX RRset otherwise. None: no sender action to predict
+    (a null MX, a domain that does not exist, a bad name, or our side failing)."""
+    if domain.case == "hosts":
+        if not hosts:
+            return None
+        action, reason = _worst((p.action, p.reason) for p in hosts)
+        return Prediction(action, reason)
+    row_action = TABLE[domain.case].action
+    if row_action is None:
+        return None
+    status, why = _seen(profile, mx)
+    if domain.case == "mx-bogus" and status != Status.BOGUS:
+        # The MX RRset is insecure (or unknown) for this validator: it goes on to MX hosts
+        # whose names the bogus answer never gave us.
+        what = f" ({why})" if why else ""
+        return Prediction(
+            UNKNOWN, f"the MX RRset is not bogus for this validator{what}: it delivers to MX "
+            "hosts we could not look up"
+        )  # fmt: skip
+    return Prediction(row_action.value, f"as RFC 7672 ({domain.case})")
+
+
 def predict_all(host: HostJudgement, mx: Answer | None) -> dict[str, Prediction]:
     return {name: predict(p, host, mx) for name, p in PROFILES.items()}
 
@@ -393,6 +468,7 @@ __all__ = [
     "delivers",
     "predict",
     "predict_all",
+    "predict_domain",
     "predict_endpoints",
     "predict_full",
     "predict_host",

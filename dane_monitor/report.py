@@ -278,6 +278,9 @@ class DomainResult:
     # The worst sender action over the hosts, or the domain's own (a bogus MX RRset: defer).
     sender_action: SenderAction | None = None
     case: str | None = None  # the decision-table row (dane_monitor.judge.TABLE)
+    # Sender profiles for the whole target (dane_monitor.profiles.predict_domain): name ->
+    # {"action", "reason"}; empty where no sender action applies (null MX, no such domain).
+    profiles: dict[str, dict[str, str]] = field(default_factory=dict)
     # Every authoritative server of the zones on the path, asked directly (None: not asked;
     # dane_monitor.nameservers.to_dict).
     nameservers: dict[str, Any] | None = None
@@ -300,6 +303,7 @@ class DomainResult:
             "verdict": self.verdict.value,
             "headline": self.headline or None,
             "sender_action": self.sender_action.value if self.sender_action else None,
+            "profiles": self.profiles,
             "decision": self.case,
             "mx_mode": self.mx_mode,
             "validation": self.validation,

@@ -106,13 +106,21 @@ class Answer:
     # Set when ``rrset`` is a CNAME synthesised from the DNAME owned by this name.
     dname: dns.name.Name | None = None
     # Sender profiles (issue 16): for each zone from the trust anchor down to the signer, the
-    # DNSSEC algorithms of its DS/anchor-trusted keys (local validation of a secure answer;
-    # empty: not known, e.g. resolver mode). A validator that refuses every algorithm of one
-    # of these zones calls the answer insecure.
+    # DNSSEC algorithms of its DS/anchor-trusted keys (local validation of a secure answer,
+    # or of a bogus one down to the zone that fails; empty: not known, e.g. resolver mode).
+    # A validator that refuses every algorithm of one of these zones calls the answer
+    # insecure.
     chain_algorithms: tuple[frozenset[int], ...] = ()
     # The NSEC3 iterations of a denial found insecure for its iterations (reason
-    # nsec3-iterations); None otherwise.
+    # nsec3-iterations), also when the answer inherits it from its zone's DS denial; None
+    # otherwise.
     nsec3_iterations: int | None = None
+    # What a validator that accepts up to denial.RESOLVER_NSEC3_ITERATIONS iterations makes
+    # of this answer, the denial proven with that limit (None: not known). Bogus answers:
+    # ``chain_algorithms`` lists the zones validated down to where validation failed (the
+    # failing zone's DS algorithms last), so a validator that refuses them is known to call
+    # the zone insecure instead (RFC 4035 §5.2).
+    nsec3_resolver_status: Status | None = None
 
     @property
     def secure(self) -> bool:

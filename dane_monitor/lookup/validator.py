@@ -37,6 +37,7 @@ from dane_monitor.lookup import answer as A
 from dane_monitor.lookup.anchors import Anchor, TrustAnchors
 from dane_monitor.lookup.answer import Answer, CNAMEStep, Kind, Status, earliest, worst
 from dane_monitor.lookup.denial import (
+    RESOLVER_NSEC3_ITERATIONS,
     Denied,
     Proof,
     nsec3_proof,
@@ -119,8 +120,13 @@ class ZoneKeys:
     expiration: int | None = None
     expires_at: float = 0.0  # monotonic time after which to look again
     _by_tag: dict | None = None
-    # Secure keys: each zone's trusted-key algorithms from the anchor down to this one.
+    # Secure keys: each zone's trusted-key algorithms from the anchor down to this one (bogus
+    # keys: down to the failing zone's DS algorithms; see Answer.chain_algorithms).
     chain_algorithms: tuple[frozenset[int], ...] = ()
+    # Insecure for NSEC3 iterations (its DS denial): see Answer.nsec3_iterations and
+    # Answer.nsec3_resolver_status (here: this zone's status for such a validator).
+    nsec3_iterations: int | None = None
+    nsec3_resolver_status: Status | None = None
 
     def with_tag(self, algorithm: int, tag: int) -> list:
         """The keys an RRSIG with this algorithm and key tag may be from (tags computed once)."""
@@ -243,6 +249,7 @@ class Validator:
             # every zone that vouched for a step: one a validator refuses makes it insecure
             chain_algorithms=tuple(z for _, a in parts for z in a.chain_algorithms),
             nsec3_iterations=ans.nsec3_iterations,
+            nsec3_resolver_status=ans.nsec3_resolver_status,
         )
         self._remember(memo, name, answer, parts, generation)
         return answer
@@ -433,7 +440,7 @@ class Validator:
             return self._from_keys(qname, qtype, keys, kind, rrset)
         v = self._verify(rrset, sigs, keys, budget)
         if not v.ok:
-            return _bogus(qname, qtype, v.reason, v.detail, signer=signer)
+            return _bogus(qname, qtype, v.reason, v.detail, signer=signer, keys=keys)
         expiration = earliest(v.expiration, keys.expiration)
         sig = v.sig
         assert sig is not None  # _verify sets it whenever ok
@@ -465,6 +472,7 @@ class Validator:
                     A.BAD_DENIAL,
                     f"wildcard answer from {source}: {proof.why}",
                     signer=signer,
+                    keys=keys,
                 )
         return Answer(
             qname,
@@ -536,7 +544,7 @@ class Validator:
         if soa is not None:
             v = self._verify(soa, sigs.get((soa.name, SOA), []), keys, budget)
             if not v.ok:
-                return _bogus(qname, qtype, v.reason, f"SOA: {v.detail}", signer=zone)
+                return _bogus(qname, qtype, v.reason, f"SOA: {v.detail}", signer=zone, keys=keys)
             expiration = earliest(expiration, v.expiration)
         proven: list[dns.rrset.RRset] = []
         failures: list[_Verified] = []
@@ -554,6 +562,7 @@ class Validator:
                 A.MISSING_DENIAL,
                 "no NSEC/NSEC3 in a signed zone's negative answer",
                 signer=zone,
+                keys=keys,
             )
         nsec3 = [r for r in proven if r.rdtype == NSEC3]
         nsec = [r for r in proven if r.rdtype == NSEC]
@@ -573,6 +582,11 @@ class Validator:
             else None
         )
         if unproven is not None:
+            wider = None
+            if proof.too_many_iterations and (proof.iterations or 0) <= RESOLVER_NSEC3_ITERATIONS:
+                # What validators with the common, higher limit prove here (sender profiles).
+                wide = nsec3_proof(qname, qtype, nsec3, zone, RESOLVER_NSEC3_ITERATIONS)
+                wider = _denial_status(wide, kind, qtype)
             return Answer(
                 qname,
                 qtype,
@@ -584,6 +598,7 @@ class Validator:
                 signer=zone,
                 insecure_delegation=qtype == DS,
                 nsec3_iterations=proof.iterations,
+                nsec3_resolver_status=wider,
             )
         insecure_delegation = proof.result == Denied.INSECURE_DELEGATION
         if insecure_delegation and qtype == DS:
@@ -595,9 +610,14 @@ class Validator:
         if not consistent:
             if failures:
                 f = max(failures, key=lambda f: f.rank)
-                return _bogus(qname, qtype, f.reason, f"denial: {f.detail}", signer=zone)
+                return _bogus(qname, qtype, f.reason, f"denial: {f.detail}", signer=zone, keys=keys)
             return _bogus(
-                qname, qtype, A.BAD_DENIAL, f"{kind.value} not proven: {proof.why}", signer=zone
+                qname,
+                qtype,
+                A.BAD_DENIAL,
+                f"{kind.value} not proven: {proof.why}",
+                signer=zone,
+                keys=keys,
             )
         ttl = min((r.ttl for r in msg.authority), default=None)
         if soa is not None and len(soa):
@@ -628,6 +648,7 @@ class Validator:
                     qtype,
                     A.MISSING_RRSIG,
                     f"unsigned {where} inside the signed zone {zone.zone}",
+                    keys=zone,
                 )
             return self._from_keys(qname, qtype, zone, kind, rrset)
         return _bogus(qname, qtype, A.MISSING_RRSIG, f"unsigned {where} below a signed zone")
@@ -776,6 +797,13 @@ class Validator:
             )
         if len(usable_ds) > MAX_DS:
             raise _OverBudget(f"{len(usable_ds)} DS records for {zone}")
+        # Should this zone's keys fail: the zones validated down to its DS (sender profiles:
+        # a validator that refuses these algorithms never looks at the keys, RFC 4035 §5.2).
+        above = ds_answer.chain_algorithms if ds_answer is not None else ()
+        failing = (
+            *above,
+            frozenset(d.algorithm for d in usable_ds) | frozenset(k.algorithm for k in usable_keys),
+        )
         reply = await self.client.query(zone, DNSKEY, deadline=deadline)
         error = _reply_error(zone, DNSKEY, reply)
         if error is not None:
@@ -804,6 +832,7 @@ class Validator:
                 f"{zone} has no DNSKEY RRset",
                 parent_exp,
                 _soon(60),
+                chain_algorithms=failing,
             )
         candidates = ZoneKeys(
             zone,
@@ -831,6 +860,7 @@ class Validator:
                 f"no DNSKEY of {zone} matches its {what}",
                 parent_exp,
                 _soon(60),
+                chain_algorithms=failing,
             )
         sigs = _sigs(msg.answer, zone, DNSKEY)
         if not sigs:
@@ -842,14 +872,21 @@ class Validator:
                 f"the DNSKEY RRset of {zone} is not signed",
                 parent_exp,
                 _soon(60),
+                chain_algorithms=failing,
             )
         v = self._verify(rrset, sigs, ZoneKeys(zone, Status.SECURE, trusted), budget)
         if not v.ok:
             return ZoneKeys(
-                zone, Status.BOGUS, [], v.reason, f"DNSKEY: {v.detail}", parent_exp, _soon(60)
+                zone,
+                Status.BOGUS,
+                [],
+                v.reason,
+                f"DNSKEY: {v.detail}",
+                parent_exp,
+                _soon(60),
+                chain_algorithms=failing,
             )
         ttl = min(rrset.ttl, ds_answer.ttl if ds_answer and ds_answer.ttl else rrset.ttl)
-        above = ds_answer.chain_algorithms if ds_answer is not None else ()
         return ZoneKeys(
             zone,
             Status.SECURE,
@@ -1567,10 +1604,33 @@ def _reply_error(qname, qtype, reply: Reply) -> Answer | None:
     )
 
 
-def _bogus(qname, qtype, reason, detail, signer=None) -> Answer:
+def _bogus(qname, qtype, reason, detail, signer=None, keys: ZoneKeys | None = None) -> Answer:
+    """A bogus answer; ``keys``: the zone's validated keys (or the failing zone's keys),
+    whose algorithm chain the sender profiles read."""
     return Answer(
-        qname, qtype, Status.BOGUS, Kind.ERROR, reason=reason, detail=detail, signer=signer
+        qname,
+        qtype,
+        Status.BOGUS,
+        Kind.ERROR,
+        reason=reason,
+        detail=detail,
+        signer=signer,
+        chain_algorithms=keys.chain_algorithms if keys is not None else (),
     )
+
+
+def _denial_status(proof: Proof, kind: Kind, qtype: int) -> Status:
+    """What _negative concludes from a denial ``proof`` of a ``kind`` answer (for a
+    validator whose NSEC3 iteration limit the proof was made with)."""
+    if proof.too_many_iterations or proof.result == Denied.OPT_OUT:
+        return Status.INSECURE
+    result = proof.result
+    if result == Denied.INSECURE_DELEGATION and qtype == DS:
+        result = Denied.NODATA
+    proven = (result == Denied.NXDOMAIN and kind == Kind.NXDOMAIN) or (
+        result == Denied.NODATA and kind == Kind.NODATA
+    )
+    return Status.SECURE if proven else Status.BOGUS
 
 
 def _from_keys(qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
@@ -1585,6 +1645,8 @@ def _from_keys(qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
             reason=keys.reason,
             detail=keys.detail,
             ttl=rrset.ttl if rrset is not None else None,
+            nsec3_iterations=keys.nsec3_iterations,
+            nsec3_resolver_status=keys.nsec3_resolver_status,
         )
     return Answer(
         qname,
@@ -1594,11 +1656,29 @@ def _from_keys(qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
         reason=keys.reason,
         detail=keys.detail,
         signer=keys.zone,
+        chain_algorithms=keys.chain_algorithms if keys.status == Status.BOGUS else (),
     )
 
 
 def _keys_from_answer(zone: dns.name.Name, ans: Answer) -> ZoneKeys:
-    return ZoneKeys(zone, ans.status, [], ans.reason, ans.detail, ans.expiration, _soon(60))
+    """The keys of ``zone`` when its DS answer ``ans`` is not secure: its status, and what
+    the sender profiles need (a bogus DS: the zones validated above it; a DS denial insecure
+    for its NSEC3 iterations: what a validator with the common limit makes of the zone)."""
+    wider = ans.nsec3_resolver_status
+    if wider == Status.SECURE:  # the DS is proven absent: the zone is unsigned for it
+        wider = Status.INSECURE
+    return ZoneKeys(
+        zone,
+        ans.status,
+        [],
+        ans.reason,
+        ans.detail,
+        ans.expiration,
+        _soon(60),
+        chain_algorithms=ans.chain_algorithms if ans.status == Status.BOGUS else (),
+        nsec3_iterations=ans.nsec3_iterations,
+        nsec3_resolver_status=wider,
+    )
 
 
 def _ds_matches(zone, key, ds) -> bool:
