@@ -277,6 +277,8 @@ def demo_config(
         f"  resolver: {host}:{port}",
         f"  trust_anchor: {anchor}",
         f"connect_port: {world.smtp_port}  # every world SMTP server listens on this port",
+        "nameservers:",
+        f"  port: {port}  # the world's authoritative servers answer on its DNS port",
         "concurrency: 20",
         "jitter: 0.1",
         "defaults:",
