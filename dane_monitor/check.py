@@ -232,9 +232,11 @@ class Checker:
         else:
             # The TLS-RPT policy (RFC 8460 §3) beside the MX RRset: one more lookup, at once
             # (no tasks when the validator holds both: a warm monitor's every cycle).
-            found, tlsrpt = self._cached(name, "MX"), self._cached_tlsrpt(name)
-            if found is None or tlsrpt is None:
+            held, tlsrpt = self._cached(name, "MX"), self._cached_tlsrpt(name)
+            if held is None or tlsrpt is None:
                 found, tlsrpt = await asyncio.gather(self._lookup(name, "MX"), self._tlsrpt(name))
+            else:
+                found = held
             mx = found
             targets = mx_plan(found, name).hosts  # policy.mx_plan, once per MX RRset
         ports = self.options.ports
