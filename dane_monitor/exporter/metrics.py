@@ -51,7 +51,8 @@ from dane_monitor.report import (
 PROFILES = ("full", "lean")
 # The most series a healthy target has in the lean profile: success, verdict, duration, last
 # check, earliest signature expiry, earliest certificate expiry and up to four findings (a
-# valid domain has at most two today: tlsa-no-rollover, cert-expiring). tests hold it.
+# valid domain has at most three today: tlsa-no-rollover, cert-expiring, tlsrpt-missing).
+# tests hold it.
 LEAN_HEALTHY_MAX = 10
 
 VERDICTS = tuple(v.value for v in Verdict)
