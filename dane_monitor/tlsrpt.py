@@ -601,8 +601,8 @@ class Tally:
         for policy in report.policies:
             domain = self.domain_label(policy.policy_domain)
             ptype = policy.policy_type if policy.policy_type in POLICY_TYPES else "other"
-            key = (domain, org, ptype)
-            self.successful[key] = self.successful.get(key, 0) + policy.successful
+            skey = (domain, org, ptype)
+            self.successful[skey] = self.successful.get(skey, 0) + policy.successful
             for result_type, count in policy.failures_by_type().items():
                 rtype = result_type if result_type in RESULT_TYPES else "other"
                 fkey = (domain, org, ptype, rtype)
