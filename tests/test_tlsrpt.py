@@ -1,7 +1,8 @@
-"""TLS-RPT reports (RFC 8460, issue 17) read by ``dane-monitor tlsrpt import``: the RFC's own
-example, reports shaped as large providers send them (files, gzip, mails, a Maildir), and
-hostile input (bad gzip, gzip and JSON bombs, wrong types, huge counts), each refused with
-one clear line while the rest is still imported."""
+"""TLS-RPT reports (RFC 8460, issue 17) parsed and counted (dane_monitor.tlsrpt): the RFC's own
+example, reports shaped as large providers send them (JSON, gzip, mail), and hostile input
+(bad gzip, gzip and JSON bombs, wrong types, huge counts, pathological mails), each refused
+fast with one clear line; the tally's bounded labels. The importer command's tests are in
+test_cli_tlsrpt.py, the exporter's in test_exporter_tlsrpt.py."""
 
 from __future__ import annotations
 
