@@ -259,3 +259,23 @@ def test_the_lookup_runs_beside_the_mx_lookup(world, anchor):
     first_two = {s.split()[1] for s in started[:2]}
     assert first_two == {"MX", "TXT"}, started
     assert sum(s.endswith(" TXT") for s in started) == 1, started
+
+
+def test_a_name_too_long_for_the_prefix_is_not_asked_and_not_fatal():
+    """A 250-character domain is valid, ``_smtp._tls.`` before it is not a DNS name: the
+    check goes on without the TLS-RPT lookup (no ``tlsrpt`` key) instead of failing."""
+    from dane_monitor.check import Checker
+
+    asked: list[int] = []
+
+    class Denying:
+        async def lookup(self, name, rdtype, **kw) -> Answer:
+            asked.append(int(rdtype))
+            return Answer(name, int(rdtype), Status.SECURE, Kind.NXDOMAIN)
+
+    domain = ".".join(["a" * 63] * 3) + "." + "b" * 50 + ".example"
+    assert len(domain) == 250
+    result = asyncio.run(Checker(Denying()).check_domain(domain))  # type: ignore[arg-type]  # a stand-in validator
+    assert asked == [int(dns.rdatatype.MX)]
+    assert result.tlsrpt is None and "tlsrpt" not in result.to_dict()
+    assert [f.code for f in result.findings] == ["domain-not-found"]
