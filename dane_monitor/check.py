@@ -267,10 +267,26 @@ class Checker:
         o = self.options
         if o.nameserver_max_age > 0 and self._ns_cache is None:
             self._ns_cache = nameservers.SurveyCache(o.nameserver_max_age)
-        return await nameservers.survey(self.validator.lookup, draft, port=o.nameserver_port,
-                                        timeout=o.nameserver_timeout,
-                                        deadline=4 * o.nameserver_timeout,
-                                        cache=self._ns_cache)  # fmt: skip
+        surveyed = await nameservers.survey(self.validator.lookup, draft,
+                                            port=o.nameserver_port, timeout=o.nameserver_timeout,
+                                            deadline=4 * o.nameserver_timeout,
+                                            cache=self._ns_cache)  # fmt: skip
+        other = nameservers.other_mx_hosts(draft, surveyed)
+        if not other:
+            return surveyed
+        # A server serves an MX RRset naming other hosts: what would senders that got it do?
+        # Those hosts through the same validated path and probes as the check's own, within
+        # the survey's deadline or one probe's budget, whichever is shorter (what does not
+        # finish leaves the finding a warning: hosts_note says why).
+        limit = min(o.timeouts.budget, 4 * o.nameserver_timeout)
+        jobs = [self.host_evidence(name, pref, port, transcripts=False)
+                for name, pref in other for port in o.ports]  # fmt: skip
+        try:
+            hosts = await asyncio.wait_for(_gather(*jobs), limit)
+        except TimeoutError:
+            note = f"the hosts of other MX RRsets were not looked up within {limit:g}s"
+            return dataclasses.replace(surveyed, hosts_note=note)
+        return dataclasses.replace(surveyed, hosts=tuple(hosts))
 
     async def _tlsrpt(self, domain: str) -> Answer | None:
         """``_smtp._tls.<domain>`` TXT, validated like every lookup; None when it cannot be

@@ -115,6 +115,13 @@ class NameServerSurvey:
     zones: tuple[ZoneSurvey, ...] = ()
     queries: int = 0
     duration: float = 0.0
+    # The MX hosts that only an MX RRset some server serves differently names (not the
+    # validated one), looked up and probed as the check's own hosts are, so the findings can
+    # say what senders whose resolver asks that server do (nameservers.other_mx_hosts: the
+    # first few by preference, each port).
+    hosts: tuple[Host, ...] = ()
+    # Why those hosts were not (all) looked up, e.g. not finished in time; "" when they were.
+    hosts_note: str = ""
 
 
 @dataclass(frozen=True)

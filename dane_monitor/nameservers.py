@@ -44,8 +44,9 @@ from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor.findings import E, Place, W, finding
+from dane_monitor.judge import HostJudgement, judge_host
 from dane_monitor.lookup.answer import Answer, Kind, Status
-from dane_monitor.report import Finding
+from dane_monitor.report import Finding, SenderAction, Severity
 from dane_monitor.settings import Thresholds
 
 DAY = 86400
@@ -62,6 +63,10 @@ PAYLOAD = 1232
 #: A server's signatures are "much earlier" than the others' when they expire inside the
 #: warning window and at least this long before the best server's.
 EXPIRY_SLACK = 3600
+#: Hosts named only by an MX RRset a server serves differently, looked up and probed to judge
+#: what senders behind that server do (:func:`other_mx_hosts`): at most this many, by
+#: preference. Beyond them, the finding cannot say that no host delivers: it stays a warning.
+MAX_OTHER_HOSTS = 8
 
 # Errors that say our host has no route to the address (an IPv6 server seen from a host
 # without IPv6): the server is not asked, and that is no finding.
@@ -708,7 +713,8 @@ def rrset_findings(
                         "senders whose resolver asks this server defer mail"
                     )
             elif rdtype == "MX":
-                consequence = "senders whose resolver asks it deliver to other hosts"
+                answer = next(a for a in _answers(v, name, rdtype) if a.records == records)
+                severity, consequence = mx_consequence(d, answer, v.server)
             same = sorted(_label(o) for o in good if served.get(o.address) == reference)
             against = f"{', '.join(same)} and the check" if same else "the check"
             out.append(
@@ -722,6 +728,112 @@ def rrset_findings(
                 )
             )
     return out
+
+
+def _answers(v: ev.ServerView, name: str, rdtype: str) -> Iterable[ev.ServerAnswer]:
+    return (a for a in v.answers if a.name == name and a.rdtype == rdtype)
+
+
+def served_mx(a: ev.ServerAnswer, domain: str) -> tuple[str, tuple[tuple[str, int | None], ...]]:
+    """What a sender makes of an MX answer as one server serves it (:func:`policy.mx_plan`
+    on text): the mode (``mx``, ``null``, ``nxdomain``, ``implicit``; ``other`` for a CNAME
+    or records we cannot read) and the hosts it tries, by preference, names in lower case."""
+    if a.rcode == "NXDOMAIN":
+        return "nxdomain", ()
+    if not a.records:
+        return "implicit", ((domain.lower(), None),)
+    parsed = []
+    for r in a.records:
+        pref, _, exchange = r.partition(" ")
+        if r.startswith("CNAME ") or not pref.isdigit():
+            return "other", ()
+        try:
+            parsed.append((int(pref), dns.name.from_text(exchange).to_text().lower()))
+        except dns.exception.DNSException:
+            return "other", ()
+    hosts = tuple((x, p) for p, x in sorted(parsed) if x != ".")
+    return ("mx", hosts) if hosts else ("null", ())
+
+
+def _differing_mx(s: ev.NameServerSurvey) -> Iterable[ev.ServerAnswer]:
+    """Every MX answer an authoritative server gives that differs from the check's."""
+    for z in s.zones:
+        used = {(o, t): r for o, t, r in z.used if t == "MX"}
+        for v in z.servers:
+            if not _authoritative(v):
+                continue
+            for a in v.answers:
+                reference = used.get((a.name, a.rdtype))
+                if reference not in (None, a.records) and a.rcode in ("NOERROR", "NXDOMAIN"):
+                    yield a
+
+
+def other_mx_hosts(d: ev.Domain, s: ev.NameServerSurvey) -> list[tuple[str, int | None]]:
+    """The MX hosts (name, preference) that an MX RRset some authoritative server serves
+    names and the check's validated one does not: the first :data:`MAX_OTHER_HOSTS` by
+    preference. The check looks them up and probes them as its own (Checker.host_evidence),
+    so :func:`mx_consequence` can judge what senders that got that RRset do."""
+    known = {h.name.lower() for h in d.hosts}
+    found: dict[str, int | None] = {}
+    for a in _differing_mx(s):
+        for name, pref in served_mx(a, d.target)[1]:
+            if name not in known:
+                old = found.get(name)
+                found[name] = pref if old is None or (pref is not None and pref < old) else old
+    ranked = sorted(found.items(), key=lambda x: (x[1] if x[1] is not None else -1, x[0]))
+    return ranked[:MAX_OTHER_HOSTS]
+
+
+def mx_consequence(d: ev.Domain, a: ev.ServerAnswer, server: str) -> tuple[Severity, str]:
+    """(severity, what senders do) for a server (``server``) that serves the MX answer
+    ``a``, other than the check's: each host of that RRset judged by the decision table
+    (judge_host) on the evidence of the check's own hosts and of
+    :attr:`ev.NameServerSurvey.hosts`. An error when, at some port, no host of it would take
+    mail (no address, DANE failure, bogus...) or the RRset says there is no mail (null MX,
+    NXDOMAIN); a warning when a host delivers or we cannot tell, or when a host was not
+    looked up (beyond :data:`MAX_OTHER_HOSTS`, or out of time)."""
+    who = f"senders whose resolver asks {server.rstrip('.')}"
+    mode, hosts = served_mx(a, d.target)
+    if mode == "nxdomain":
+        return E, f"the domain does not exist there: {who} bounce mail"
+    if mode == "null":
+        return E, f"a null MX (no mail accepted): {who} bounce mail"
+    if mode == "other":
+        return W, f"{who} deliver to other hosts"
+    s = d.nameservers
+    other = s.hosts if s is not None else ()
+    evidence = {(h.name.lower(), h.port): h for h in (*d.hosts, *other)}
+    ports = sorted({p for _, p in evidence}) or [25]
+    lost = []
+    for port in ports:
+        judged = []
+        for name, _ in hosts:
+            h = evidence.get((name, port))
+            if h is None:
+                why = f": {s.hosts_note}" if s is not None and s.hosts_note else ""
+                return W, f"{who} deliver to other hosts ({name.rstrip('.')} not looked up{why})"
+            judged.append(judge_host(h, d.resolver_ok))
+        if any(j.action != SenderAction.DEFER for j in judged):
+            continue  # a host takes mail (or we cannot tell): senders reach it
+        lost.append((port, judged))
+    if not lost:
+        return W, f"{who} deliver to other hosts"
+    port, judged = lost[0]
+    # A host whose name has no address is permanent to senders (Postfix: "Host not found",
+    # Exim: "all relevant MX records point to non-existent hosts"): they bounce.
+    verb = "bounce" if all(j.case == "no-address" for j in judged) else "defer"
+    if verb == "defer" and any(j.case == "no-address" for j in judged):
+        verb = "defer or bounce"
+    each = "; ".join(f"{j.host.name.rstrip('.')} {j.verdict.value} ({_case(j)})" for j in judged)
+    on = f" on port {port}" if ports != [25] else ""
+    return E, f"no host of it takes mail{on} ({each}): {who} {verb} mail"
+
+
+def _case(j: HostJudgement) -> str:
+    """The decision table's case for a host, its endpoints' for a host DANE applies to."""
+    if j.case != "dane" or not j.endpoints:
+        return j.case
+    return ", ".join(dict.fromkeys(e.case for e in j.endpoints if e.action == SenderAction.DEFER))
 
 
 def signature_findings(zone: str, good: Sequence[ev.ServerView], where: Place) -> list[Finding]:

@@ -49,6 +49,7 @@ def text(result: DomainResult, profiles: Sequence[str] | None = None) -> str:
     if result.headline:
         headline += f" — {result.headline}"
     lines.append(headline)
+    lines += _raised(result, code)
     if result.mx_dns is not None:
         mx = result.mx_dns
         records = ", ".join(mx.records) if mx.records else mx.kind
@@ -117,6 +118,21 @@ def text(result: DomainResult, profiles: Sequence[str] | None = None) -> str:
             f"Earliest DNSSEC signature expiry on the path: {_when(result.rrsig_expiration)}"
         )
     return "\n".join(lines)
+
+
+def _raised(result: DomainResult, code: int) -> list[str]:
+    """The error findings that make the exit CRITICAL when the verdict alone would not (a
+    valid domain whose secondary name server serves a failing RRset, a signature about to
+    expire): right under the headline, so it does not read as all-clear."""
+    if code != CRITICAL or judge.EXIT[result.verdict] == CRITICAL:
+        return []
+    errors = [f for f in result.all_findings() if f.severity == Severity.ERROR]
+    errors.sort(key=lambda f: not f.code.startswith("ns-"))  # stable: ns-* first
+    lines = []
+    for f in errors:
+        where = f" {f.address}" if f.address else (f" {f.mx}" if f.mx else "")
+        lines.append(f"  CRITICAL: {f.code}{where} — {f.message}")
+    return lines
 
 
 def _profiles(

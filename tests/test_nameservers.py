@@ -23,7 +23,9 @@ from dane_monitor import nameservers as NS
 from dane_monitor import settings
 from dane_monitor.report import Severity
 from dane_monitor.settings import Thresholds
-from dane_monitor.world import NAMESERVER_SCENARIOS, World, by_name
+from dane_monitor.world import NAMESERVER_SCENARIOS, NameServer, Record, World, by_name
+from dane_monitor.world import Host as WorldHost
+from dane_monitor.world import Scenario as WorldScenario
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400
@@ -34,7 +36,7 @@ EXPECTED: dict[str, set[tuple[str, str]]] = {
     "secondaries-agree": set(),
     "stale-secondary-tlsa": {("ns-rrset-differs", E), ("ns-serial-lag", W)},
     "stale-secondary-serial": {("ns-serial-lag", W)},
-    "stale-secondary-mx": {("ns-rrset-differs", W), ("ns-serial-lag", W)},
+    "stale-secondary-mx": {("ns-rrset-differs", E), ("ns-serial-lag", W)},
     "secondary-sigs-expire-soon": {("ns-rrsig-expiring", E)},
     "secondary-bogus-tlsa": {("ns-rrsig-bogus", E)},
     "lame-secondary": {("ns-lame", W)},
@@ -48,9 +50,36 @@ def test_every_nameserver_scenario_has_an_expectation():
     assert set(EXPECTED) == {sc.name for sc in NAMESERVER_SCENARIOS}
 
 
+#: A secondary (ns2) that serves an MX RRset other than the validated one, naming hosts that
+#: exist elsewhere in the world: one that takes mail, one whose TLSA RRset fails its
+#: certificate (the host of mx-moved-target, whose own domain is failed), a null MX.
+MX_SCENARIOS = (
+    WorldScenario(
+        "mx-moved-target",
+        "the host the next scenarios' ns2 points to: its TLSA RRset matches no key",
+        hosts=(WorldHost("mx1", tlsa=(Record(3, 1, 1, "unrelated"),)),),
+    ),
+    WorldScenario(
+        "secondary-mx-delivers",
+        "ns2 names mx1 of secondaries-agree (a valid host) instead of this domain's mx1",
+        nameservers=(NameServer(records=(("@", "MX", ("10 mx1.secondaries-agree.example.",)),)),),
+    ),
+    WorldScenario(
+        "secondary-mx-mismatch",
+        "ns2 names mx1 of mx-moved-target (whose TLSA RRset fails its certificate)",
+        nameservers=(NameServer(records=(("@", "MX", ("10 mx1.mx-moved-target.example.",)),)),),
+    ),
+    WorldScenario(
+        "secondary-null-mx",
+        "ns2 serves a null MX (RFC 7505)",
+        nameservers=(NameServer(records=(("@", "MX", ("0 .",)),)),),
+    ),
+)
+
+
 @pytest.fixture(scope="module")
 def world():
-    w = World(NAMESERVER_SCENARIOS)
+    w = World((*NAMESERVER_SCENARIOS, *MX_SCENARIOS))
     with w.running():
         yield w
 
@@ -123,6 +152,73 @@ def test_the_text_names_the_server_its_address_and_both_rrsets(world, args):
     assert f"({primary.address})" in line and f"({fresh.address})" in line
     assert "Name servers (" in text
     assert f"{stale.address}" in text.split("Name servers (")[1]
+
+
+def ns2_mx_finding(world: World, args: list[str], scenario: str) -> tuple[int, dict, dict]:
+    zone = f"{scenario}.example."
+    proc = run("check", "--json", zone, *args)
+    out = json.loads(proc.stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "ns-rrset-differs"]
+    ns2 = world.nameservers(zone)[1]
+    assert f["address"] == ns2.address and f["record"] == f"{zone} MX", f
+    assert f"{ns2.name.rstrip('.')} ({ns2.address}) serves {zone} MX as " in f["message"]
+    assert out["verdict"] == "valid"  # the RFC 7672 verdict stays the validated path's
+    return proc.returncode, out, f
+
+
+def test_a_stale_mx_rrset_whose_hosts_have_no_address_is_an_error(world, args):
+    """stale-secondary-mx: ns2's MX RRset names old-mx, which has no address in any copy;
+    real Postfix and Exim behind ns2 bounce (tests/interop/test_real_senders.py): the check
+    looks old-mx up through the validated path and says so, CRITICAL."""
+    code, _, f = ns2_mx_finding(world, args, "stale-secondary-mx")
+    assert code == 2
+    assert f["severity"] == E
+    assert "10 old-mx.stale-secondary-mx.example." in f["message"]
+    assert "old-mx.stale-secondary-mx.example failed (no-address)" in f["message"]
+    assert f["message"].endswith(
+        "senders whose resolver asks ns2.stale-secondary-mx.example bounce mail"
+    )
+
+
+def test_a_differing_mx_rrset_whose_host_fails_dane_is_an_error(world, args):
+    """The host ns2 names is probed: its TLSA RRset fails its certificate, so senders that
+    got ns2's RRset defer."""
+    code, _, f = ns2_mx_finding(world, args, "secondary-mx-mismatch")
+    assert code == 2
+    assert f["severity"] == E
+    assert "mx1.mx-moved-target.example failed (mismatch)" in f["message"]
+    assert f["message"].endswith("asks ns2.secondary-mx-mismatch.example defer mail")
+
+
+def test_a_differing_mx_rrset_whose_host_delivers_stays_a_warning(world, args):
+    code, _, f = ns2_mx_finding(world, args, "secondary-mx-delivers")
+    assert code == 1
+    assert f["severity"] == W
+    assert f["message"].endswith("deliver to other hosts")
+
+
+def test_a_null_mx_at_a_secondary_is_an_error(world, args):
+    code, _, f = ns2_mx_finding(world, args, "secondary-null-mx")
+    assert code == 2
+    assert f["severity"] == E
+    assert "null MX" in f["message"] and f["message"].endswith("bounce mail")
+
+
+def test_an_ns_error_shows_right_under_the_headline(world, args):
+    """A valid domain made CRITICAL by a secondary: the headline's next line says why, so
+    the block does not read as all-clear."""
+    zone = "stale-secondary-tlsa.example."
+    proc = run("check", zone, *args)
+    headline, under, *_ = proc.stdout.splitlines()
+    assert headline.startswith(f"{zone}: VALID (CRITICAL)")
+    stale = world.nameservers(zone)[1]
+    assert under.startswith(f"  CRITICAL: ns-rrset-differs {stale.address} — "), under
+    assert f"{stale.name.rstrip('.')} ({stale.address}) serves" in under
+    assert under.endswith("defer mail")
+    # warnings alone leave the headline block as it was
+    proc = run("check", "stale-secondary-serial.example.", *args)
+    assert proc.returncode == 1
+    assert proc.stdout.splitlines()[1].startswith("MX (secure): ")
 
 
 def test_no_nameservers_turns_it_off(world, args):
@@ -278,6 +374,24 @@ def test_an_address_our_host_has_no_route_to_is_no_finding():
 def test_nothing_is_said_when_no_server_answers_with_authority():
     z = zone(view("192.0.2.1", error="unreachable"), view("192.0.2.2", aa=False))
     assert codes(z) == []
+
+
+def test_the_hosts_of_other_mx_rrsets_are_bounded():
+    """Only the first MAX_OTHER_HOSTS hosts by preference are looked up; a host left out
+    keeps the finding a warning (it might take the mail)."""
+    mx = "example.de."
+    many = tuple(f"{i} h{i:02}.example.net." for i in range(NS.MAX_OTHER_HOSTS + 2))
+    soa = ev.ServerAnswer(ZONE, "SOA", "NOERROR", True, ("ns1. host. 1 1 1 1 1",))
+    other = ev.ServerAnswer(mx, "MX", "NOERROR", True, tuple(sorted(many)))
+    v = ev.ServerView(ZONE, "ns2.example.de.", "192.0.2.2", 53, answers=(soa, other))
+    z = ev.ZoneSurvey(ZONE, ((ZONE, "SOA"), (mx, "MX")), (v,),
+                      used=((mx, "MX", ("10 mx.example.de.",)),))  # fmt: skip
+    d = ev.Domain(mx, False, "local", NOW, NOW, nameservers=ev.NameServerSurvey((z,)))
+    wanted = NS.other_mx_hosts(d, d.nameservers)  # type: ignore[arg-type]  # set above
+    assert wanted == [(f"h{i:02}.example.net.", i) for i in range(NS.MAX_OTHER_HOSTS)]
+    (f,) = NS.findings(d, Thresholds())
+    assert (f.code, f.severity) == ("ns-rrset-differs", Severity.WARNING)
+    assert "h00.example.net not looked up" in f.message
 
 
 def test_findings_use_catalogued_severities():

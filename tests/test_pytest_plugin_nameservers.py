@@ -5,11 +5,12 @@ down).
 
 One item ``nameservers[target|zone]`` per zone on the check's path that at least one of its
 servers answers with authority (the mail domain's zone and ``example`` here): it
-fails on an error finding (a server whose TLSA RRset fails the certificate, bad signatures,
-signatures about to expire), passes with a DaneWarning on warnings only (a lagging serial,
-another RRset, a lame or silent server), and fails on those too under --dane-strict. No
-survey (``--dane-no-nameservers``) or servers nobody answers give no item, as ``check``
-says nothing then; the ``warnings`` item no longer judges ns-* findings.
+fails on an error finding (a server whose TLSA RRset fails the certificate, or whose MX
+RRset names no host that takes mail, bad signatures, signatures about to expire), passes with
+a DaneWarning on warnings only (a lagging serial, another RRset, a lame or silent server),
+and fails on those too under --dane-strict. No survey (``--dane-no-nameservers``) or servers
+nobody answers give no item, as ``check`` says nothing then; the ``warnings`` item no longer
+judges ns-* findings.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ EXPECTED = {
     "secondaries-agree": "passed",
     "stale-secondary-tlsa": "failed",
     "stale-secondary-serial": "warned",
-    "stale-secondary-mx": "warned",
+    "stale-secondary-mx": "failed",
     "secondary-sigs-expire-soon": "failed",
     "secondary-bogus-tlsa": "failed",
     "lame-secondary": "warned",
