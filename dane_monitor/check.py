@@ -272,21 +272,35 @@ class Checker:
                                             deadline=4 * o.nameserver_timeout,
                                             cache=self._ns_cache)  # fmt: skip
         other = nameservers.other_mx_hosts(draft, surveyed)
-        if not other:
+        readdressed: dict[tuple[str, int], tuple[ev.Host, list[str]]] = {}
+        for h, address in nameservers.other_addresses(draft, surveyed):
+            readdressed.setdefault((h.name, h.port), (h, []))[1].append(address)
+        if not other and not readdressed:
             return surveyed
-        # A server serves an MX RRset naming other hosts: what would senders that got it do?
-        # Those hosts through the same validated path and probes as the check's own, within
-        # the survey's deadline or one probe's budget, whichever is shorter (what does not
-        # finish leaves the finding a warning: hosts_note says why).
+        # A server serves an MX RRset naming other hosts, or an MX host's addresses other
+        # than the check's: what would senders that got those do? Those hosts through the
+        # same validated path and probes as the check's own, those addresses probed as their
+        # host's, within the survey's deadline or one probe's budget, whichever is shorter
+        # (what does not finish leaves the findings warnings: hosts_note says why).
         limit = min(o.timeouts.budget, 4 * o.nameserver_timeout)
         jobs = [self.host_evidence(name, pref, port, transcripts=False)
                 for name, pref in other for port in o.ports]  # fmt: skip
+        probes = [self._readdressed(h, addresses) for h, addresses in readdressed.values()]
         try:
-            hosts = await asyncio.wait_for(_gather(*jobs), limit)
+            found = await asyncio.wait_for(_gather(*jobs, *probes), limit)
         except TimeoutError:
-            note = f"the hosts of other MX RRsets were not looked up within {limit:g}s"
+            note = f"other hosts and addresses were not looked up within {limit:g}s"
             return dataclasses.replace(surveyed, hosts_note=note)
-        return dataclasses.replace(surveyed, hosts=tuple(hosts))
+        return dataclasses.replace(surveyed, hosts=tuple(found[: len(jobs)]),
+                                   readdressed=tuple(found[len(jobs) :]))  # fmt: skip
+
+    async def _readdressed(self, host: ev.Host, addresses: list[str]) -> ev.Host:
+        """``host`` with its endpoints probed at ``addresses`` instead (the same SNI and
+        TLSA RRset as its own probes)."""
+        decided = host.tlsa[-1]
+        sni = decided.base.rstrip(".")
+        endpoints = await self._probe(addresses, host.port, sni, _tlsa_fingerprint(decided), False)
+        return dataclasses.replace(host, endpoints=endpoints)
 
     async def _tlsrpt(self, domain: str) -> Answer | None:
         """``_smtp._tls.<domain>`` TXT, validated like every lookup; None when it cannot be

@@ -122,6 +122,10 @@ class NameServerSurvey:
     hosts: tuple[Host, ...] = ()
     # Why those hosts were not (all) looked up, e.g. not finished in time; "" when they were.
     hosts_note: str = ""
+    # The check's own hosts (DANE applying) again, each with the endpoints probed at the
+    # addresses that only an A/AAAA RRset some server serves differently gives
+    # (nameservers.other_addresses: the first few).
+    readdressed: tuple[Host, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -67,6 +67,10 @@ EXPIRY_SLACK = 3600
 #: what senders behind that server do (:func:`other_mx_hosts`): at most this many, by
 #: preference. Beyond them, the finding cannot say that no host delivers: it stays a warning.
 MAX_OTHER_HOSTS = 8
+#: Addresses that only an A/AAAA RRset a server serves differently gives an MX host (one
+#: DANE applies to), probed to judge what senders behind that server meet
+#: (:func:`other_addresses`): at most this many per survey.
+MAX_OTHER_ADDRESSES = 8
 
 # Errors that say our host has no route to the address (an IPv6 server seen from a host
 # without IPv6): the server is not asked, and that is no finding.
@@ -715,6 +719,8 @@ def rrset_findings(
             elif rdtype == "MX":
                 answer = next(a for a in _answers(v, name, rdtype) if a.records == records)
                 severity, consequence = mx_consequence(d, answer, v.server)
+            elif rdtype in ("A", "AAAA"):
+                severity, consequence = address_consequence(d, v, name, rdtype)
             same = sorted(_label(o) for o in good if served.get(o.address) == reference)
             against = f"{', '.join(same)} and the check" if same else "the check"
             out.append(
@@ -827,6 +833,91 @@ def mx_consequence(d: ev.Domain, a: ev.ServerAnswer, server: str) -> tuple[Sever
     each = "; ".join(f"{j.host.name.rstrip('.')} {j.verdict.value} ({_case(j)})" for j in judged)
     on = f" on port {port}" if ports != [25] else ""
     return E, f"no host of it takes mail{on} ({each}): {who} {verb} mail"
+
+
+def _address_owner(h: ev.Host, rdtype: str) -> str:
+    answer = h.a if rdtype == "A" else h.aaaa
+    return answer.canonical_name.to_text()
+
+
+def _served_addresses(h: ev.Host, v: ev.ServerView) -> tuple[list[str], bool]:
+    """The addresses a sender whose resolver asks ``v`` gets for ``h``: each family as ``v``
+    serves it (the check's own where ``v`` was not asked it). Also: whether ``v`` serves a
+    family differently from the check."""
+    out: list[str] = []
+    differs = False
+    mine = set(policy.addresses(h.a, h.aaaa))
+    for rdtype, answer in (("A", h.a), ("AAAA", h.aaaa)):
+        owner = _address_owner(h, rdtype)
+        got = [a for a in _answers(v, owner, rdtype) if a.rcode in ("NOERROR", "NXDOMAIN")]
+        if got and not any(r.startswith("CNAME ") for r in got[0].records):
+            out += got[0].records
+            differs = differs or set(got[0].records) != {
+                x for x in mine if (":" in x) == (rdtype == "AAAA")
+            }
+        elif answer.rrset is not None:
+            out += [r.to_text() for r in answer.rrset if r.rdtype == answer.qtype]
+    return out, differs
+
+
+def other_addresses(d: ev.Domain, s: ev.NameServerSurvey) -> list[tuple[ev.Host, str]]:
+    """(host, address): the addresses that an A/AAAA RRset some authoritative server serves
+    gives an MX host of the check that DANE applies to and that the check did not probe;
+    the first :data:`MAX_OTHER_ADDRESSES`. The check probes them as the host's own
+    (same SNI, same TLSA RRset), so :func:`address_consequence` can judge them."""
+    hosts = [h for h in d.hosts if judge_host(h, d.resolver_ok).dane_applies]
+    out: list[tuple[ev.Host, str]] = []
+    seen: set[tuple[str, int, str]] = set()
+    for z in s.zones:
+        for v in z.servers:
+            if not _authoritative(v):
+                continue
+            for h in hosts:
+                served, differs = _served_addresses(h, v)
+                if not differs:
+                    continue
+                probed = {e.address for e in h.endpoints}
+                for address in served:
+                    if address not in probed and (h.name, h.port, address) not in seen:
+                        seen.add((h.name, h.port, address))
+                        out.append((h, address))
+    return out[:MAX_OTHER_ADDRESSES]
+
+
+def address_consequence(
+    d: ev.Domain, v: ev.ServerView, name: str, rdtype: str
+) -> tuple[Severity, str]:
+    """(severity, what senders do) for a server ``v`` that serves the A/AAAA RRset ``name``
+    of an MX host other than the check's: the host judged (judge_host) at the addresses a sender
+    whose resolver asks ``v`` gets, on the probes of the check and of
+    :attr:`ev.NameServerSurvey.readdressed`. An error when no endpoint there takes mail for
+    a host DANE applies to; a warning otherwise, or when an address was not probed."""
+    who = f"senders whose resolver asks {v.server.rstrip('.')}"
+    s = d.nameservers
+    extra = {(h.name, h.port): h.endpoints for h in (s.readdressed if s is not None else ())}
+    lost = []
+    for h in d.hosts:
+        if _address_owner(h, rdtype) != name:
+            continue
+        served, differs = _served_addresses(h, v)
+        if not differs or not judge_host(h, d.resolver_ok).dane_applies:
+            continue
+        where = f"{h.name.rstrip('.')} port {h.port}"
+        if not served:
+            lost.append(f"{where} has no address")
+            continue
+        known = (*h.endpoints, *extra.get((h.name, h.port), ()))
+        eps = tuple(e for e in known if e.address in served)
+        missing = sorted(set(served) - {e.address for e in eps})
+        if missing:
+            return W, f"{who} connect to other addresses ({', '.join(missing)} not probed)"
+        j = judge_host(dataclasses.replace(h, endpoints=eps), d.resolver_ok)
+        if j.action == SenderAction.DEFER:
+            bad = ", ".join(e.endpoint.address for e in j.endpoints if e.action == j.action)
+            lost.append(f"{where} {j.verdict.value} ({_case(j)} at {bad})")
+    if not lost:
+        return W, f"{who} connect to other addresses"
+    return E, f"at the addresses it gives, {'; '.join(lost)}: {who} defer mail there"
 
 
 def _case(j: HostJudgement) -> str:

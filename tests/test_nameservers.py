@@ -23,7 +23,7 @@ from dane_monitor import nameservers as NS
 from dane_monitor import settings
 from dane_monitor.report import Severity
 from dane_monitor.settings import Thresholds
-from dane_monitor.world import NAMESERVER_SCENARIOS, NameServer, Record, World, by_name
+from dane_monitor.world import NAMESERVER_SCENARIOS, NameServer, Record, Server, World, by_name
 from dane_monitor.world import Host as WorldHost
 from dane_monitor.world import Scenario as WorldScenario
 
@@ -74,12 +74,42 @@ MX_SCENARIOS = (
         "ns2 serves a null MX (RFC 7505)",
         nameservers=(NameServer(records=(("@", "MX", ("0 .",)),)),),
     ),
+    # ns2's A RRset of mx1 (set in the fixture, once addresses are known): the address of
+    # mx1.mx-moved-target (whose certificate this domain's TLSA RRset does not match) ...
+    WorldScenario(
+        "secondary-a-moved", "ns2 gives mx1 another server's address", nameservers=(NameServer(),)
+    ),
+    # ... beside mx1's own address: an endpoint that fails beside one that authenticates is a
+    # failed host by the decision table (senders that reach it defer), so still an error ...
+    WorldScenario(
+        "secondary-a-extra", "ns2 gives mx1 an extra address", nameservers=(NameServer(),)
+    ),
+    # ... and one of mx1's two good addresses only: every address it gives authenticates
+    WorldScenario(
+        "secondary-a-subset",
+        "ns2 gives mx1 one of its two addresses",
+        hosts=(WorldHost("mx1", servers=(Server(), Server())),),
+        nameservers=(NameServer(),),
+    ),
 )
 
 
 @pytest.fixture(scope="module")
 def world():
     w = World((*NAMESERVER_SCENARIOS, *MX_SCENARIOS))
+    moved = w.domains["mx-moved-target"].hosts[0].endpoints[0].address
+    own = {
+        n: w.domains[n].hosts[0].endpoints[0].address
+        for n in ("secondary-a-extra", "secondary-a-subset")
+    }
+    for name, addresses in (
+        ("secondary-a-moved", [moved]),
+        ("secondary-a-extra", [moved, own["secondary-a-extra"]]),
+        ("secondary-a-subset", [own["secondary-a-subset"]]),
+    ):
+        (ns2,) = w.hierarchy[f"{name}.example."].secondaries
+        ns2.set("mx1", "A", *addresses)
+    w.signed = w.hierarchy.sign()
     with w.running():
         yield w
 
@@ -202,6 +232,38 @@ def test_a_null_mx_at_a_secondary_is_an_error(world, args):
     assert code == 2
     assert f["severity"] == E
     assert "null MX" in f["message"] and f["message"].endswith("bounce mail")
+
+
+def test_an_address_rrset_whose_endpoints_fail_dane_is_an_error(world, args):
+    """ns2 gives mx1 the address of another server, whose certificate mx1's (validated)
+    TLSA RRset does not match: the address is probed as mx1's own, and senders whose
+    resolver asks ns2 defer there."""
+    zone = "secondary-a-moved.example."
+    moved = world.domains["mx-moved-target"].hosts[0].endpoints[0].address
+    proc = run("check", "--json", zone, *args)
+    out = json.loads(proc.stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "ns-rrset-differs"]
+    ns2 = world.nameservers(zone)[1]
+    assert (f["address"], f["record"], f["severity"]) == (ns2.address, f"mx1.{zone} A", E), f
+    assert f"serves mx1.{zone} A as {moved}" in f["message"]
+    assert f"mx1.{zone.rstrip('.')} port 25 failed (mismatch at {moved})" in f["message"]
+    assert f["message"].endswith(
+        f"senders whose resolver asks {ns2.name.rstrip('.')} defer mail there"
+    )
+    assert (proc.returncode, out["verdict"]) == (2, "valid")
+
+
+def test_an_address_rrset_is_judged_as_the_decision_table_judges_a_host(world, args):
+    """An extra failing address beside a good one: a failed host (as the validated path's
+    would be), an error; a subset of the host's good addresses: a warning."""
+    extra = json.loads(run("check", "--json", "secondary-a-extra.example.", *args).stdout)
+    (f,) = [f for f in extra["findings"] if f["code"] == "ns-rrset-differs"]
+    assert f["severity"] == E and "failed (mismatch at " in f["message"], f
+    proc = run("check", "--json", "secondary-a-subset.example.", *args)
+    out = json.loads(proc.stdout)
+    (f,) = [f for f in out["findings"] if f["code"] == "ns-rrset-differs"]
+    assert f["severity"] == W and f["message"].endswith("connect to other addresses"), f
+    assert (proc.returncode, out["verdict"]) == (1, "valid")
 
 
 def test_an_ns_error_shows_right_under_the_headline(world, args):
