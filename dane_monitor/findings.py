@@ -87,8 +87,9 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "host"),
     Code("ns-rrset-differs", (E, W), "nameservers", "an authoritative server serves an RRset "
          "the check used (TLSA, MX, A, AAAA, DNSKEY) differently: error when its TLSA RRset "
-         "fails the server's certificate, or no host of its MX RRset takes mail (senders "
-         "whose resolver asks it defer or bounce)"),
+         "fails the server's certificate, no host of its MX RRset takes mail, or an MX "
+         "host's A/AAAA RRset gives addresses that fail (senders whose resolver asks it defer "
+         "or bounce)"),
     Code("ns-serial-lag", (W,), "nameservers", "an authoritative server's SOA serial is behind "
          "the others' (a stale copy)"),
     Code("ns-rrsig-bogus", (E,), "nameservers", "an authoritative server serves signatures "
