@@ -438,3 +438,54 @@ def test_the_alerts_fire_from_real_data(demo):
         assert "DANEExporterDown" not in by_alert
     finally:
         prom.stop()
+
+
+def test_the_tlsrpt_and_profile_panels_show_real_data(demo):
+    """The TLS-RPT row and the sender-profile panels, queried in a real Prometheus scraping
+    the demo exporter: the report posted by the fixture (57 of 1,037 DANE sessions failed:
+    50 tlsa-invalid, 7 validation-failure) and the refused post are there, and Exim's
+    prediction for ta-root-full (defers: the 2 0 0 root is not sent)."""
+    prometheus = need(PROMETHEUS, "prometheus")
+    url, tmp = demo
+    directory = tmp / "panels"
+    directory.mkdir(exist_ok=True)
+    prom = Prometheus(
+        prometheus,
+        directory,
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: dane\n"
+        f"    static_configs: [{{targets: ['{url}']}}]\n",
+    )
+    try:
+        prom.wait("dane_tlsrpt_reports_total", bool, timeout=60)
+        panels = {p["title"]: p for p in dashboard()["panels"] if p["type"] != "row"}
+
+        def rows(title: str, ref: str = "A") -> list[tuple[dict[str, str], float]]:
+            (target,) = [t for t in panels[title]["targets"] if t["refId"] == ref]
+            return prom.query(substitute(target["expr"]))
+
+        sessions = "DANE sessions senders reported (last day)"
+        assert [v for _, v in rows(sessions, "A")] == [980]
+        assert [v for _, v in rows(sessions, "B")] == [57]
+        by_result = rows("Failed sessions by domain, reporter and result (last day)")
+        assert {(m["domain"], m["policy_type"], m["result_type"], v) for m, v in by_result} == {
+            (REPORTED_DOMAIN, "tlsa", "tlsa-invalid", 50),
+            (REPORTED_DOMAIN, "tlsa", "validation-failure", 7),
+        }
+        over_time = rows("Failed sessions reported over the preceding day, by result type")
+        assert {m["result_type"] for m, _ in over_time} == {"tlsa-invalid", "validation-failure"}
+        (last,) = rows("Last report per domain and reporter")
+        assert last[0]["domain"] == REPORTED_DOMAIN and last[1] > 0  # the report is of 2026-11-28
+        reports = "Reports received and refused (per day)"
+        assert [v for _, v in rows(reports, "A")] == [1]
+        assert {m["reason"]: v for m, v in rows(reports, "B")} == {"content-type": 1}
+        matrix = rows("What each kind of sender does (sender profiles)")
+        actions = {(m["mx"], m["profile"]): m["action"] for m, _ in matrix}
+        assert actions[("mx1.ta-root-full.example", "exim-gnutls")] == "defer"
+        worse = rows("Where a kind of sender defers and RFC 7672 senders deliver")
+        assert {(m["target"], m["profile"]) for m, _ in worse} == {
+            ("ta-root-full.example", "exim-gnutls")
+        }
+    finally:
+        prom.stop()
