@@ -456,6 +456,35 @@ def test_the_hosts_of_other_mx_rrsets_are_bounded():
     assert "h00.example.net not looked up" in f.message
 
 
+def test_what_a_sender_makes_of_a_served_mx_answer():
+    def mx(rcode: str, *records: str) -> tuple[str, tuple[tuple[str, int | None], ...]]:
+        return NS.served_mx(ev.ServerAnswer("d.example.", "MX", rcode, True, records), "D.example.")
+
+    assert mx("NXDOMAIN") == ("nxdomain", ())
+    assert mx("NOERROR") == ("implicit", (("d.example.", None),))  # no MX: the domain itself
+    assert mx("NOERROR", "0 .") == ("null", ())
+    assert mx("NOERROR", "0 .", "10 MX.d.example.") == ("mx", (("mx.d.example.", 10),))
+    assert mx("NOERROR", "20 b.example.", "10 a.example.") == (
+        "mx",
+        (("a.example.", 10), ("b.example.", 20)),
+    )
+    assert mx("NOERROR", "CNAME other.example.") == ("other", ())
+
+
+def test_hosts_not_looked_up_in_time_leave_a_warning_saying_why():
+    mx = "example.de."
+    soa = ev.ServerAnswer(ZONE, "SOA", "NOERROR", True, ("ns1. host. 1 1 1 1 1",))
+    old = ev.ServerAnswer(mx, "MX", "NOERROR", True, ("10 old.example.de.",))
+    v = ev.ServerView(ZONE, "ns2.example.de.", "192.0.2.2", 53, answers=(soa, old))
+    z = ev.ZoneSurvey(ZONE, ((ZONE, "SOA"), (mx, "MX")), (v,),
+                      used=((mx, "MX", ("10 mx.example.de.",)),))  # fmt: skip
+    note = "other hosts and addresses were not looked up within 8s"
+    s = ev.NameServerSurvey((z,), hosts_note=note)
+    (f,) = NS.findings(ev.Domain(mx, False, "local", NOW, NOW, nameservers=s), Thresholds())
+    assert f.severity == Severity.WARNING
+    assert f.message.endswith(f"(old.example.de not looked up: {note})")
+
+
 def test_findings_use_catalogued_severities():
     z = zone(view("192.0.2.1"), view("192.0.2.2", tlsa=("3 1 1 BB",), serial=99, ok=False))
     for f in NS.findings(domain(z), Thresholds()):
