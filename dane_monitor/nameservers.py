@@ -888,8 +888,8 @@ def address_consequence(
     d: ev.Domain, v: ev.ServerView, name: str, rdtype: str
 ) -> tuple[Severity, str]:
     """(severity, what senders do) for a server ``v`` that serves the A/AAAA RRset ``name``
-    of an MX host other than the check's: the host judged (judge_host) at the addresses a sender
-    whose resolver asks ``v`` gets, on the probes of the check and of
+    of an MX host other than the check's: the host judged (judge_host) at the addresses a
+    sender whose resolver asks ``v`` gets, on the probes of the check and of
     :attr:`ev.NameServerSurvey.readdressed`. An error when no endpoint there takes mail for
     a host DANE applies to; a warning otherwise, or when an address was not probed."""
     who = f"senders whose resolver asks {v.server.rstrip('.')}"
@@ -910,7 +910,8 @@ def address_consequence(
         eps = tuple(e for e in known if e.address in served)
         missing = sorted(set(served) - {e.address for e in eps})
         if missing:
-            return W, f"{who} connect to other addresses ({', '.join(missing)} not probed)"
+            why = f": {s.hosts_note}" if s is not None and s.hosts_note else ""
+            return W, f"{who} connect to other addresses ({', '.join(missing)} not probed{why})"
         j = judge_host(dataclasses.replace(h, endpoints=eps), d.resolver_ok)
         if j.action == SenderAction.DEFER:
             bad = ", ".join(e.endpoint.address for e in j.endpoints if e.action == j.action)
