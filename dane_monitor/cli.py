@@ -51,6 +51,7 @@ COMMANDS: dict[str, str] = {
     "deploy (plan, status)",
     "lookup": "one DNS lookup, validated: status, reason, signature expiry",
     "resolver-check": "is this resolver fit for DANE? (validates, rejects bogus, EDNS0/DO, TCP)",
+    "tlsrpt": "import TLS-RPT reports (RFC 8460): the sessions real senders saw fail, and why",
     "serve": "the Prometheus exporter: background checks on /metrics, one-off checks on /probe",
     "demo": "the exporter against the built-in local world: real metrics, no internet",
     "world": "serve the local DNSSEC + STARTTLS world (the scenario catalogue) on loopback",
@@ -1026,6 +1027,12 @@ def _build_world(sub: argparse._SubParsersAction) -> None:
     world.set_defaults(func=_world)
 
 
+def _build_tlsrpt(sub: argparse._SubParsersAction) -> None:
+    from dane_monitor.tlsrpt_cli import add_parser
+
+    _version(add_parser(sub, COMMANDS["tlsrpt"]))
+
+
 _BUILDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "check": _build_check,
     "tlsa": _build_tlsa,
@@ -1033,6 +1040,7 @@ _BUILDERS: dict[str, Callable[[argparse._SubParsersAction], None]] = {
     "rollover": _build_rollover,
     "lookup": _build_lookup,
     "resolver-check": _build_resolver_check,
+    "tlsrpt": _build_tlsrpt,
     "serve": _build_exporter,
     "world": _build_world,
 }
