@@ -125,8 +125,8 @@ def test_the_commands_are_listed_in_the_order_they_are_needed():
         m.group(1) for m in re.finditer(r"^  ([a-z][a-z-]+)\s", p.stdout, re.M)
     ]  # the command lines of the "commands:" section
     assert listed == [
-        "check", "tlsa", "preflight", "rollover", "lookup", "resolver-check", "serve", "demo",
-        "world",
+        "check", "tlsa", "preflight", "rollover", "lookup", "resolver-check", "tlsrpt",
+        "serve", "demo", "world",
     ]  # fmt: skip
     assert "COMMAND" in p.stdout.splitlines()[0]
 
