@@ -340,6 +340,10 @@ def _checker(args: argparse.Namespace, prog: str) -> Checker | str:
         nameservers=bool(getattr(args, "nameservers", False)),
         nameserver_port=getattr(args, "nameserver_port", None),
         dns_timeout=getattr(args, "dns_timeout", settings.DEFAULT_DNS_TIMEOUT),
+        concurrency=getattr(args, "concurrency", None),
+        # check --from: each zone's servers asked once per 5 minutes however many targets
+        # share the zone (the exporter's rule), held to each check's own RRsets.
+        nameserver_max_age=300.0 if getattr(args, "from_file", None) else 0.0,
     )
 
 
@@ -387,6 +391,10 @@ def _check(args: argparse.Namespace) -> int:
     if args.json and args.format not in (None, "json"):
         raise UsageError(prog, f"--json and --format {args.format} contradict each other")
     output = "json" if args.json else (args.format or "text")
+    if args.from_file is not None:  # many targets: dane_monitor/fleet.py
+        from dane_monitor import fleet
+
+        return fleet.main(args, prog, _checker, _timed_out)
     if args.mx and args.domain:
         raise UsageError(prog, "give a DOMAIN or --mx HOST, not both")
     if not (args.mx or args.domain):
@@ -424,6 +432,10 @@ def _check(args: argparse.Namespace) -> int:
         from dane_monitor import nagios
 
         print(nagios.render_result(result, thresholds, time.time(), deadline=args.deadline))
+    elif output == "csv":
+        from dane_monitor import fleet
+
+        fleet.CSVRows(sys.stdout).write(result)
     else:
         print(render.text(result, profiles=getattr(args, "profiles", None)))
     return render.exit_code(result)
@@ -695,11 +707,15 @@ def _build_check(sub: argparse._SubParsersAction) -> None:
     )
     check.add_argument(
         "--format",
-        choices=("text", "json", "nagios"),
+        choices=("text", "json", "nagios", "csv"),
         help="text (default); json (schema: docs/json.md); nagios: one monitoring-plugin "
-        "status line with performance data, then the findings",
+        "status line with performance data, then the findings; csv: one row per endpoint "
+        "(columns: docs/fleet.md)",
     )
     check.add_argument("--json", action="store_true", help="the same as --format json")
+    check.add_argument(
+        "--csv", dest="format", action="store_const", const="csv", help="the same as --format csv"
+    )
     check.add_argument("--debug", action="store_true", help="include SMTP transcripts in JSON")
     check.add_argument(
         "--deadline",
@@ -758,6 +774,20 @@ def _build_check(sub: argparse._SubParsersAction) -> None:
         help="ask the authoritative servers at this port instead of 53 (for tests)",
     )
     add_probe_options(check)
+    fleet = check.add_argument_group("many targets (docs/fleet.md)")
+    fleet.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="check every target in FILE (- for stdin): a mail domain, or mx:HOST, a line; "
+        "# comments; --json writes JSON Lines, --csv CSV, a summary ends the run",
+    )
+    fleet.add_argument(
+        "--concurrency",
+        type=_arg(settings.parse_count, "count"),
+        metavar="N",
+        help="with --from: check at most N targets (and make N probes) at once (default 50)",
+    )
     check.set_defaults(func=_check)
 
 

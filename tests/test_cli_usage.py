@@ -116,7 +116,7 @@ def test_the_installed_command_exits_3_without_a_traceback():
 def test_help_and_version_still_exit_0(capsys):
     assert run(["check", "--help"]) == 0
     out = capsys.readouterr().out
-    assert "--format {text,json,nagios}" in out
+    assert "--format {text,json,nagios,csv}" in out
     assert "--deadline SECONDS" in out
     assert run(["--version"]) == 0
 
