@@ -395,3 +395,31 @@ def test_a_serve_process_survives_hostile_reports(tmp_path):
         logs = proc.stderr.read()
         assert "Traceback" not in logs
         assert logs.count('msg="TLS-RPT report refused"') == 5, logs
+
+
+async def test_expect_100_continue_is_answered_after_the_head_is_admitted(start):
+    """A sender that asks first (``Expect: 100-continue``, as curl does for large uploads) is
+    told to go on only when the report would be taken; else it gets the refusal at once."""
+    exporter = await start(config())
+    body = as_gzip(BIG_HEALTHY)
+
+    async def ask(content_type: str) -> tuple[bytes, asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(exporter.server.host, exporter.server.port)
+        writer.write(
+            f"POST /tlsrpt HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n"
+            "Connection: close\r\n\r\n".encode()
+        )
+        await writer.drain()
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), TIMEOUT), reader, writer
+
+    interim, reader, writer = await ask(GZIP)
+    assert interim == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    await writer.drain()
+    reply = parse_reply(await asyncio.wait_for(reader.read(), TIMEOUT))
+    writer.close()
+    assert reply.status == 201
+    refused, _, writer = await ask("text/plain")
+    writer.close()
+    assert refused.startswith(b"HTTP/1.1 415 ")

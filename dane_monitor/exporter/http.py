@@ -226,7 +226,7 @@ class HTTPServer:
                 return
             for n in range(self.max_requests):
                 try:
-                    request = await self._read(reader, first=n == 0, peer=peer_text)
+                    request = await self._read(reader, first=n == 0, peer=peer_text, writer=writer)
                 except _Closed:
                     return
                 except _Refused as exc:
@@ -274,7 +274,14 @@ class HTTPServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
-    async def _read(self, reader: asyncio.StreamReader, *, first: bool, peer: str = "") -> Request:
+    async def _read(
+        self,
+        reader: asyncio.StreamReader,
+        *,
+        first: bool,
+        peer: str = "",
+        writer: asyncio.StreamWriter | None = None,
+    ) -> Request:
         # A kept-alive connection may wait the idle timeout for its next request; a new one
         # gets the head timeout for its first byte too: sending nothing must not hold a slot.
         try:
@@ -303,7 +310,7 @@ class HTTPServer:
             if isinstance(verdict, Response):
                 raise _Refused(verdict)
             limit = verdict
-        request.body = await self._read_body(reader, request, limit)
+        request.body = await self._read_body(reader, request, limit, writer)
         return request
 
     def _parse_head(self, head: bytes) -> Request:
@@ -354,7 +361,13 @@ class HTTPServer:
             raise HTTPError(400, "too many query parameters") from None
         return Request(method.decode(), raw, unquote(split.path), query, ver, headers)
 
-    async def _read_body(self, reader: asyncio.StreamReader, request: Request, limit: int) -> bytes:
+    async def _read_body(
+        self,
+        reader: asyncio.StreamReader,
+        request: Request,
+        limit: int,
+        writer: asyncio.StreamWriter | None = None,
+    ) -> bytes:
         if "transfer-encoding" in request.headers:
             raise HTTPError(501, "Transfer-Encoding is not supported; send Content-Length")
         length = request.headers.get("content-length")
@@ -367,6 +380,14 @@ class HTTPServer:
             raise HTTPError(413, "request body too large")
         if size == 0:
             return b""
+        if (
+            writer is not None
+            and request.version == "HTTP/1.1"
+            and request.headers.get("expect", "").lower() == "100-continue"
+        ):
+            # The client waits for this before it sends the body (curl does for large
+            # uploads): the head was admitted and the size is within the limit.
+            writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             return await asyncio.wait_for(reader.readexactly(size), self.body_timeout)
         except TimeoutError:
