@@ -15,8 +15,8 @@ Public API (also for the real-sender interop suite in ``tests/interop/``)::
 
 ``action`` is one of ``deliver-authenticated``, ``deliver-unauthenticated-tls``,
 ``deliver-opportunistic`` (the :class:`dane_monitor.report.SenderAction` values), ``defer``,
-or ``unknown`` (the evidence cannot tell, e.g. algorithm policy in resolver mode, or a
-wildcard answer whose NSEC3 proof has more iterations than ours checks).
+or ``unknown`` (the evidence cannot tell, e.g. algorithm policy in resolver mode, or NSEC3
+proofs whose iterations were not proven again: resolver mode, more than 150).
 :func:`predict_domain` says the same for the whole target (the worst of its hosts, or the
 domain's own row: a bogus MX RRset defers every profile whose validator finds it bogus).
 
@@ -68,17 +68,22 @@ Knobs and their sources:
     use): 150, measured in tests/test_world_sender_scenarios.py. Our validator proves a
     denial above 50 and at most 150 iterations again with 150
     (``Answer.nsec3_resolver_status``, also on the answers below a DS denial), so what those
-    validators conclude is predicted: proven, unsigned (no DS), or bogus (they defer).
+    validators conclude is predicted: proven, unsigned (no DS), or bogus (they defer). The
+    same for the NSEC3 beside a wildcard answer (no closer match, RFC 5155 §8.8): where it
+    holds, the TLSA RRset is secure for them and the host is judged again with it
+    (:func:`_as_seen`: authenticated, or defer on a mismatch; tests/test_profiles_wildcard.py
+    holds it to named, tests/interop/test_real_senders.py to Postfix and Exim). Unless the
+    profile refuses an algorithm on the way (``chain_algorithms`` of such answers).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from dane_monitor import tlsa as T
-from dane_monitor.judge import TABLE, EndpointJudgement, HostJudgement, Judgement
+from dane_monitor.judge import TABLE, EndpointJudgement, HostJudgement, Judgement, judge_host
 from dane_monitor.lookup import answer as A
 from dane_monitor.lookup.answer import Answer, Status
 from dane_monitor.lookup.denial import MAX_NSEC3_ITERATIONS, RESOLVER_NSEC3_ITERATIONS
@@ -226,12 +231,48 @@ def _seen(profile: Profile, answer: Answer | None) -> tuple[Status | None, str]:
         wider = answer.nsec3_resolver_status
         if wider is None:  # more iterations than the common limit: not proven here
             return None, why + ", and what it makes of the denial was not computed"
+        if wider != Status.INSECURE and profile.refused_algorithms:
+            # The proof counts only where this validator accepts the zones' algorithms
+            # (chain_algorithms: down to the zone of the denial).
+            if not answer.chain_algorithms:
+                return None, why + ", but the signing algorithms are not known"
+            for algorithms in answer.chain_algorithms:
+                if algorithms and algorithms <= profile.refused_algorithms:
+                    names = ", ".join(str(a) for a in sorted(algorithms))
+                    return Status.INSECURE, f"signed only with refused algorithm(s) {names}"
+        # A record of its own zone insecure for iterations: a wildcard expansion (the
+        # answers that inherit it from their zone's DS denial carry no signer).
+        wildcard = answer.kind == A.Kind.POSITIVE and answer.signer is not None
         if wider == Status.SECURE:
+            if wildcard:  # RFC 5155 §8.8: the NSEC3 beside a wildcard expansion
+                return Status.SECURE, why + ": the wildcard answer's no-closer-match proof holds"
             return Status.SECURE, why + ": the denial is proven"
         if wider == Status.INSECURE:
+            if wildcard:
+                return Status.INSECURE, why + ": the wildcard answer's proof is an opt-out span"
             return Status.INSECURE, why + ": the zone is still unsigned for it (no DS, proven)"
         return wider, why + f": the denial does not prove it ({wider.value})"
     return answer.status, ""
+
+
+def _as_seen(profile: Profile, host: HostJudgement) -> tuple[HostJudgement, str]:
+    """``host`` judged again when ``profile``'s validator finds its TLSA RRset secure where
+    ours does not (a wildcard TLSA answer whose NSEC3 proof has more iterations than ours
+    and is within that validator's limit): DANE applies for that sender, so the endpoints
+    are matched against the records (the decision table, :func:`judge.judge_host`).
+    Otherwise ``host`` itself. The note says why."""
+    if host.case != "tlsa-insecure" or host.tlsa is None:
+        return host, ""
+    answer = host.tlsa.answer
+    if answer.kind != A.Kind.POSITIVE or answer.rrset is None:
+        return host, ""
+    status, why = _seen(profile, answer)
+    if status != Status.SECURE:
+        return host, ""
+    h = host.host
+    seen = replace(host.tlsa, answer=replace(answer, status=Status.SECURE, reason=None))
+    tlsa = tuple(seen if t is host.tlsa else t for t in h.tlsa)
+    return judge_host(replace(h, tlsa=tlsa), None), f"; the TLSA RRset is secure for it: {why}"
 
 
 # -- endpoints --------------------------------------------------------------------------------
@@ -324,6 +365,14 @@ def _decide(
         unknown = next((w for st, w in seen if st is None), None)
         if unknown is not None:  # e.g. NSEC3 iterations: it may see what we never checked
             return Prediction(UNKNOWN, f"the host's addresses: {unknown}"), ""
+        secure = next((w for st, w in seen if st == Status.SECURE and w), None)
+        if host.case == "address-insecure" and secure is not None:
+            # e.g. a wildcard address proven with its NSEC3 iterations: this sender looks
+            # the TLSA records up, which we did not (RFC 7672 §2.2.3)
+            return Prediction(
+                UNKNOWN, f"the host's addresses are secure for it ({secure}): it looks up "
+                "TLSA records that the check did not"
+            ), ""  # fmt: skip
         bogus = [w for st, w in seen if st == Status.BOGUS]
         if bogus and not any(st == Status.SECURE for st, _ in seen):
             return Prediction(DEFER, f"the host's addresses are bogus for it: {bogus[0]}"), ""
@@ -392,13 +441,19 @@ def predict_full(
     # What DNS decides depends on the validator knobs alone, which endpoints a sender gets
     # on key_types alone: profiles that share them share the work (six profiles, four
     # validators, three key-type choices).
-    dkey = ("decide", profile.insecure_mx, profile.refused_algorithms,
-            profile.nsec3_max_iterations)  # fmt: skip
+    validator = (profile.refused_algorithms, profile.nsec3_max_iterations)
+    skey = ("seen", *validator)
+    lifted = memo.get(skey)
+    if lifted is None:
+        lifted = memo[skey] = _as_seen(profile, host)
+    host, seen_note = lifted
+    dkey = ("decide", id(host), profile.insecure_mx, *validator)
     decision = memo.get(dkey)
     if decision is None:
-        decision = memo[dkey] = _decide(profile, host, mx)
+        decided_, note_ = _decide(profile, host, mx)
+        decision = memo[dkey] = (decided_, seen_note + note_)
     decided, note = decision
-    rkey = ("reached", profile.key_types)
+    rkey = ("reached", id(host), profile.key_types)
     reached = memo.get(rkey)
     if reached is None:
         reached = memo[rkey] = _reached(profile, host.endpoints)

@@ -107,7 +107,9 @@ class Answer:
     dname: dns.name.Name | None = None
     # Sender profiles (issue 16): for each zone from the trust anchor down to the signer, the
     # DNSSEC algorithms of its DS/anchor-trusted keys (local validation of a secure answer,
-    # or of a bogus one down to the zone that fails; empty: not known, e.g. resolver mode).
+    # of a bogus one down to the zone that fails, or of one insecure for NSEC3 iterations
+    # whose ``nsec3_resolver_status`` is known, down to the zone of the denial; empty: not
+    # known, e.g. resolver mode).
     # A validator that refuses every algorithm of one of these zones calls the answer
     # insecure.
     chain_algorithms: tuple[frozenset[int], ...] = ()
@@ -116,7 +118,9 @@ class Answer:
     # otherwise.
     nsec3_iterations: int | None = None
     # What a validator that accepts up to denial.RESOLVER_NSEC3_ITERATIONS iterations makes
-    # of this answer, the denial proven with that limit (None: not known). Bogus answers:
+    # of this answer, the denial proven with that limit: of a NODATA/NXDOMAIN, of the DS of
+    # the answer's zone, or the no-closer-match proof beside a wildcard expansion (RFC 5155
+    # §8.8; secure when it holds). None: not known. Bogus answers:
     # ``chain_algorithms`` lists the zones validated down to where validation failed (the
     # failing zone's DS algorithms last), so a validator that refuses them is known to call
     # the zone insecure instead (RFC 4035 §5.2).

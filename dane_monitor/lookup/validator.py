@@ -449,7 +449,7 @@ class Validator:
         if sig.labels < _label_count(rrset.name):
             # Expanded from a wildcard: prove the name itself does not exist.
             source = dns.name.Name((b"*", *rrset.name.labels[-(sig.labels + 1) :]))
-            proof, w_exp = self._wildcard_proof(msg, rrset.name, source, keys, budget)
+            proof, w_exp, wider = self._wildcard_proof(msg, rrset.name, source, keys, budget)
             expiration = earliest(expiration, w_exp)
             if proof.result == Denied.OPT_OUT or proof.too_many_iterations:
                 # The expansion may hide an unsigned delegation: insecure, as BIND says.
@@ -463,7 +463,9 @@ class Validator:
                     detail=f"wildcard answer from {source}: {proof.why}",
                     ttl=ttl,
                     signer=signer,
+                    chain_algorithms=keys.chain_algorithms if wider is not None else (),
                     nsec3_iterations=proof.iterations,
+                    nsec3_resolver_status=wider,
                 )
             if proof.result != Denied.NXDOMAIN:
                 return _bogus(
@@ -597,6 +599,7 @@ class Validator:
                 expiration=expiration,
                 signer=zone,
                 insecure_delegation=qtype == DS,
+                chain_algorithms=keys.chain_algorithms if wider is not None else (),
                 nsec3_iterations=proof.iterations,
                 nsec3_resolver_status=wider,
             )
@@ -655,9 +658,13 @@ class Validator:
 
     def _wildcard_proof(
         self, msg, qname, source, keys: ZoneKeys, budget: _Budget
-    ) -> tuple[Proof, int | None]:
+    ) -> tuple[Proof, int | None, Status | None]:
+        """The proof that ``qname`` does not exist beside an answer expanded from ``source``,
+        its signatures' earliest expiration, and, when the proof has more NSEC3 iterations
+        than ours and at most RESOLVER_NSEC3_ITERATIONS, the answer's status for a validator
+        with that limit (sender profiles; None otherwise)."""
         if not source.parent().is_subdomain(keys.zone):
-            return Proof(Denied.NONE, f"wildcard {source} lies outside {keys.zone}"), None
+            return Proof(Denied.NONE, f"wildcard {source} lies outside {keys.zone}"), None, None
         proven, expiration = [], None
         denial = [r for r in msg.authority if r.rdtype in (NSEC, NSEC3)]
         if len(denial) > MAX_DENIAL_RRSETS:
@@ -670,11 +677,25 @@ class Validator:
                 expiration = earliest(expiration, v.expiration)
         nsec3 = [r for r in proven if r.rdtype == NSEC3]
         if nsec3:
-            return wildcard_nsec3_proof(qname, source, nsec3, keys.zone), expiration
+            proof = wildcard_nsec3_proof(qname, source, nsec3, keys.zone)
+            wider = None
+            if proof.too_many_iterations and (proof.iterations or 0) <= RESOLVER_NSEC3_ITERATIONS:
+                # What validators with the common, higher limit prove here (sender profiles).
+                wide = wildcard_nsec3_proof(
+                    qname, source, nsec3, keys.zone, RESOLVER_NSEC3_ITERATIONS
+                )
+                wider = (
+                    Status.SECURE
+                    if wide.result == Denied.NXDOMAIN
+                    else Status.INSECURE
+                    if wide.result == Denied.OPT_OUT
+                    else Status.BOGUS
+                )
+            return proof, expiration, wider
         nsec = [r for r in proven if r.rdtype == NSEC]
         if wildcard_nsec_ok(qname, source, nsec, keys.zone):
-            return Proof(Denied.NXDOMAIN, f"NSEC covers {qname}"), expiration
-        return Proof(Denied.NONE, f"no NSEC proves that {qname} does not exist"), expiration
+            return Proof(Denied.NXDOMAIN, f"NSEC covers {qname}"), expiration, None
+        return Proof(Denied.NONE, f"no NSEC proves that {qname} does not exist"), expiration, None
 
     def _from_keys(self, qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
         """An answer inherits the state of the zone it came from when that zone is not
@@ -1645,6 +1666,7 @@ def _from_keys(qname, qtype, keys: ZoneKeys, kind: Kind, rrset) -> Answer:
             reason=keys.reason,
             detail=keys.detail,
             ttl=rrset.ttl if rrset is not None else None,
+            chain_algorithms=keys.chain_algorithms if keys.nsec3_resolver_status else (),
             nsec3_iterations=keys.nsec3_iterations,
             nsec3_resolver_status=keys.nsec3_resolver_status,
         )
@@ -1675,7 +1697,11 @@ def _keys_from_answer(zone: dns.name.Name, ans: Answer) -> ZoneKeys:
         ans.detail,
         ans.expiration,
         _soon(60),
-        chain_algorithms=ans.chain_algorithms if ans.status == Status.BOGUS else (),
+        chain_algorithms=(
+            ans.chain_algorithms
+            if ans.status == Status.BOGUS or ans.nsec3_resolver_status is not None
+            else ()
+        ),
         nsec3_iterations=ans.nsec3_iterations,
         nsec3_resolver_status=wider,
     )
