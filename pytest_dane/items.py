@@ -225,6 +225,11 @@ def rules(index: int, tr: TargetResult, profiles: tuple[str, ...] = ()) -> Itera
         yield Rule("warnings", at, index, hi)
         for profile in profiles:
             yield Rule(f"{SENDER_PREFIX}{profile}", at, index, hi)
+    if not result.hosts and result.profiles:
+        # No MX host judged (a bogus MX RRset): the whole target's prediction per profile
+        # (with hosts, each host's item says it).
+        for profile in profiles:
+            yield Rule(f"{SENDER_PREFIX}{profile}", Place(target), index)
     for zone in _compared_zones(result):
         yield Rule("nameservers", Place(target, zone=zone), index)
     yield Rule("warnings", Place(target), index)
@@ -686,13 +691,15 @@ _SENDER_RANK = {
 
 
 def _judge_sender(rule: Rule, result: DomainResult, host: HostResult | None) -> Judgement | None:
-    """``sender-NAME``: senders of the profile fare no worse here than RFC 7672 senders."""
-    assert host is not None
+    """``sender-NAME``: senders of the profile fare no worse here than RFC 7672 senders (at
+    an MX host, or with the whole target when no host was judged)."""
     name = rule.name.removeprefix(SENDER_PREFIX)
-    got = host.profiles.get(name)
+    where = result if host is None else host
+    got = where.profiles.get(name)
     if got is None:
-        return _not_checked([f"no {name} prediction for {host.name} (see the dnssec item)"])
-    ours = host.sender_action.value if host.sender_action is not None else "unknown"
+        what = result.domain if host is None else host.name
+        return _not_checked([f"no {name} prediction for {what} (see the dnssec item)"])
+    ours = where.sender_action.value if where.sender_action is not None else "unknown"
     action, reason = got["action"], got["reason"]
     if action == "unknown":
         return _not_checked([f"what {name} senders do cannot be told: {reason}"])

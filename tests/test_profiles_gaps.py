@@ -246,3 +246,53 @@ def test_the_wider_proof_is_recorded_on_the_answers_below_the_denial(world):
             100,
         )
         assert a.nsec3_resolver_status is not None and a.nsec3_resolver_status.value == wider
+
+
+def test_the_exporter_has_the_whole_target_s_profiles(world):
+    """A bogus MX RRset judges no host: the target's own predictions are series with mx=""
+    and port="" (as its dane_sender_action); full has all six, lean too (senders defer: the
+    target needs detail). A target with hosts has only its hosts' series."""
+    from dane_monitor.exporter.metrics import samples
+
+    def series(name: str, kind: str) -> dict[tuple[str, str, str], str]:
+        result = check(world, name)
+        got = samples(name, result, success=True, finished=0.0, duration=0.0, profile=kind)
+        points = [(lb, v) for n, lb, v in got if n == "dane_sender_profile_action"]
+        assert all(v == 1.0 for _, v in points)
+        return {(lb[1], lb[2], lb[3]): lb[4] for lb, _ in points}
+
+    domain = {("", "", k): v for k, v in every(DEFER, sha1_refusing=UNKNOWN).items()}
+    assert series("sha1-bogus-mx", "full") == domain
+    assert series("sha1-bogus-mx", "lean") == domain
+    full = series("ecdsa-bogus-tlsa", "full")
+    assert len(full) == len(NAMES) and all(mx and port for mx, port, _ in full)
+
+
+pytest_plugins = ["pytester"]
+INNER = ("-p", "no:cacheprovider", "-p", "no:randomly", "-p", "no:benchmark",
+         "-o", "asyncio_default_fixture_loop_scope=function")  # fmt: skip
+
+
+def test_pytest_has_the_whole_target_s_sender_items(world, pytester):
+    """``--dane-profile``: a bogus MX RRset has a sender-NAME item for the domain; postfix
+    senders defer as RFC 7672's (passes), what sha1-refusing senders do cannot be told
+    (skipped: they go on to MX hosts we could not look up)."""
+    host, port = world.dns_address
+    domain = world.domains["sha1-bogus-mx"].name.rstrip(".")
+    result = pytester.runpytest(
+        *INNER, "--dane-resolver", f"{host}:{port}", f"--dane-trust-anchor={world.anchor_path}",
+        "--dane-connect-port", str(world.smtp_port), "--dane-timeout", "5",
+        "--dane-domain", domain, "--dane-profile", "postfix", "--dane-profile", "sha1-refusing",
+        "-rA",
+    )  # fmt: skip
+    out = result.stdout.str()
+    # dnssec fails (bogus MX), warnings cannot be checked, and the two sender items:
+    result.assert_outcomes(failed=1, passed=1, skipped=2)
+    assert f"PASSED dane::sender-postfix[{domain}]" in out, out
+    assert "what sha1-refusing senders do cannot be told" in out
+    assert "MX hosts we could not look up" in out
+    collected = pytester.runpytest(*INNER, "--dane-domain", domain, "--dane-profile",
+                                   "sha1-refusing", "--collect-only", "-q",
+                                   "--dane-resolver", f"{host}:{port}",
+                                   f"--dane-trust-anchor={world.anchor_path}")  # fmt: skip
+    assert f"sender-sha1-refusing[{domain}]" in collected.stdout.str()

@@ -96,7 +96,8 @@ FAMILIES: tuple[Family, ...] = (
            "(worst over its endpoints); all 0 when undetermined", (*_HOST, "action")),
     Family("dane_sender_profile_action", "1 for the action each sender profile takes with the "
            "MX host (dane_monitor.profiles: rfc7672, postfix, exim-gnutls, …; action as "
-           "dane_sender_action, or unknown)", (*_HOST, "profile", "action")),
+           "dane_sender_action, or unknown); mx=\"\" and port=\"\": with the whole target, "
+           "when no MX host was judged", (*_HOST, "profile", "action")),
     Family("dane_tlsa_records", "TLSA records in the secure RRset, usable for SMTP or not "
            "(present only when the TLSA lookup was secure)", (*_HOST, "usable")),
     Family("dane_tlsa_ttl_seconds", "TTL of the secure TLSA RRset", _HOST),
@@ -210,6 +211,12 @@ def samples(
         domain_action = result.sender_action.value
         for a in ACTIONS:
             add(("dane_sender_action", (t, "", "", a), 1.0 if domain_action == a else 0.0))
+    if not result.hosts:
+        # The whole target's sender profiles where no MX host was judged (a bogus MX RRset:
+        # what each kind of sender does, dane_monitor.profiles.predict_domain), mx="" and
+        # port="" as above; with hosts, theirs below say it.
+        for name, p in result.profiles.items():
+            add(("dane_sender_profile_action", (t, "", "", name, p["action"]), 1.0))
     for host in result.hosts:
         mx, port = _name(host.name), str(host.port)
         expiry = [e for e in (mx_expiry, host.rrsig_expiration) if e is not None]
@@ -326,6 +333,11 @@ def lean_samples(
         (_name(h.name), str(h.port)): h.sender_action.value if h.sender_action else None
         for h in result.hosts
     }
+    if not result.hosts:  # the whole target's profiles (mx="", port=""): the same rule
+        action = result.sender_action
+        rfc_action[("", "")] = action.value if action is not None else None
+        if action == SenderAction.DEFER or result.verdict in _TROUBLE_VERDICTS:
+            detailed.add(("", ""))
     out: list[Sample] = []
     add = out.append
     rrsig: Sample | None = None
