@@ -496,7 +496,14 @@ def predict_domain(
     status, why = _seen(profile, mx)
     if domain.case == "mx-bogus" and status != Status.BOGUS:
         # The MX RRset is insecure (or unknown) for this validator: it goes on to MX hosts
-        # whose names the bogus answer never gave us.
+        # whose names the bogus answer never gave us. "unknown" is the honest answer, not a
+        # gap in the knobs (issue 16): what that sender does depends on the hosts alone.
+        # Even when they all lie in the same refused zone (unsigned for it, so no DANE), it
+        # delivers or defers as their servers take mail or not; a host in a zone secure for
+        # it has TLSA that Postfix enforces under an insecure MX (authenticated, or defer on
+        # a mismatch). Predicting it needs the hosts' addresses, TLSA and probes, which a
+        # check does not look up from a bogus answer (RFC 7672 §2.1.1: its senders stop
+        # here, and the answer carries no validated names).
         what = f" ({why})" if why else ""
         return Prediction(
             UNKNOWN, f"the MX RRset is not bogus for this validator{what}: it delivers to MX "
