@@ -411,3 +411,36 @@ def test_a_second_signal_exits_at_once():
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
+
+
+#: A fleet in which one target's check raises (a bug): the others still get their results.
+CRASHING = """
+import asyncio
+from dane_monitor import fleet
+from dane_monitor.report import DomainResult, Verdict
+
+class Checker:
+    async def check_domain(self, name):
+        if name == "bug.example":
+            raise RuntimeError("a bug")
+        return DomainResult(name, verdict=Verdict.VALID)
+
+targets = fleet.parse_targets(["a.example", "bug.example", "b.example"], "<test>")
+summary = fleet.run(Checker(), targets, output=fleet.JSONLines(__import__("sys").stdout))
+print("\\n".join(summary.lines()))
+raise SystemExit(summary.exit_code())
+"""
+
+
+def test_a_check_that_crashes_is_its_target_s_error_and_the_run_goes_on():
+    p = subprocess.run([sys.executable, "-c", CRASHING], capture_output=True, text=True,
+                       timeout=DEADLINE)  # fmt: skip
+    lines = p.stdout.splitlines()
+    results = {r["target"]: r for r in map(json.loads, lines[:3])}
+    assert {t: r["verdict"] for t, r in results.items()} == {
+        "a.example": "valid", "bug.example": "error", "b.example": "valid",
+    }  # fmt: skip
+    assert [f["code"] for f in results["bug.example"]["findings"]] == ["check-crashed"]
+    assert "RuntimeError: a bug" in p.stderr and "check of bug.example crashed" in p.stderr
+    assert "(1 of them crashed: a bug, tracebacks above)" in p.stdout
+    assert p.returncode == 3
