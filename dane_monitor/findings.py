@@ -108,8 +108,8 @@ CATALOGUE: dict[str, Code] = {c.code: c for c in (
          "while our resolver answers: validating senders read no TLS-RPT policy"),
     Code("check-timeout", (E,), None, "the check did not finish within its deadline (the "
          "exporter's target timeout, check --deadline)"),
-    Code("check-crashed", (E,), None, "(exporter) the check raised an unexpected error; the "
-         "exporter logs it"),
+    Code("check-crashed", (E,), None, "(exporter, check --from) the check raised an unexpected "
+         "error; the exporter logs it, check --from prints it on stderr"),
 )}  # fmt: skip
 
 # Probe error codes (dane_monitor.probe) → the finding code that reports them.
