@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import errno
+import functools
+import secrets
 import struct
 import time
 from collections import Counter, OrderedDict
@@ -86,12 +88,51 @@ Lookup = Callable[[dns.name.Name, str], Awaitable[Answer]]
 
 class _Counter:
     """One survey's bookkeeping: messages sent, and the signature verifications made (the
-    primary and faithful secondaries serve the very same RRset and RRSIGs: verified once)."""
+    primary and faithful secondaries serve the very same RRset and RRSIGs: verified once;
+    see :data:`_VERIFIED` for the checks after it)."""
 
     def __init__(self) -> None:
         self.sent = 0
-        self.verified: dict[tuple[Any, ...], tuple[bool, str]] = {}
+        self.verified = _VERIFIED
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)  # made in the survey's loop
+
+
+#: How many verifications and parsed replies the memos below keep (oldest dropped first).
+_MEMO = 8192
+# A zone's servers give every check the same RRsets and RRSIGs until the zone is re-signed:
+# a verification is remembered, keyed on everything it reads (names, records, signatures,
+# keys) and kept until the time it could change: a success until its earliest signature
+# expires, a failure for five minutes (a signature whose inception has not come yet).
+_VERIFIED: OrderedDict[tuple[Any, ...], tuple[bool, str, float]] = OrderedDict()
+_FAILURE_KEPT = 300.0
+# A reply is parsed once per distinct content: the same query and the same reply bytes after
+# the ID (the only field that changes between identical questions and answers) parse to the
+# same message, found to answer that query, which no one changes afterwards.
+_PARSED: OrderedDict[tuple[bytes, bytes], dns.message.Message] = OrderedDict()
+
+
+def _remember(memo: OrderedDict[Any, Any], key: Any, value: Any) -> None:
+    memo[key] = value
+    memo.move_to_end(key)
+    while len(memo) > _MEMO:
+        memo.popitem(last=False)
+
+
+def _parse(query: dns.message.Message, query_wire: bytes, raw: bytes) -> dns.message.Message:
+    """The reply to ``query`` in ``raw``; FormError when it is not one (ID, QR, question)."""
+    if raw[:2] != query_wire[:2]:
+        raise dns.exception.FormError("the reply does not answer the query (ID)")
+    key = (query_wire[2:], raw[2:])
+    reply = _PARSED.get(key)
+    if reply is None:
+        reply = dns.message.from_wire(raw)
+        reply.id = query.id  # the IDs matched above; the kept question has its own
+        if not query.is_response(reply):
+            raise dns.exception.FormError("the reply does not answer the query")
+        _remember(_PARSED, key, reply)
+    else:
+        _PARSED.move_to_end(key)
+    return reply
 
 
 class _UDP(asyncio.DatagramProtocol):
@@ -141,20 +182,31 @@ async def _tcp(wire: bytes, address: str, port: int, timeout: float) -> bytes:
     return await asyncio.wait_for(exchange(), timeout)
 
 
+@functools.lru_cache(maxsize=_MEMO)
+def _query(qname: dns.name.Name, rdtype: str) -> tuple[dns.message.Message, bytes]:
+    """The question (RD off, DO on) and its wire form after the ID: made once per question."""
+    q = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
+    q.flags &= ~dns.flags.RD
+    return q, q.to_wire()[2:]
+
+
 async def _ask(
     qname: dns.name.Name, rdtype: str, address: str, port: int, timeout: float, sent: _Counter
 ) -> dns.message.Message:
-    q = dns.message.make_query(qname, rdtype, want_dnssec=True, payload=PAYLOAD)
-    q.flags &= ~dns.flags.RD
-    wire = q.to_wire()
+    q, rest = _query(qname, rdtype)
+    wire = secrets.token_bytes(2) + rest  # a fresh ID each time
     sent.sent += 1
-    reply = dns.message.from_wire(await _udp(wire, address, port, timeout))
+    reply = _parse(q, wire, await _udp(wire, address, port, timeout))
     if reply.flags & dns.flags.TC:
         sent.sent += 1
-        reply = dns.message.from_wire(await _tcp(wire, address, port, timeout))
-    if not q.is_response(reply):
-        raise dns.exception.FormError("the reply does not answer the query")
+        reply = _parse(q, wire, await _tcp(wire, address, port, timeout))
     return reply
+
+
+# What a server's reply says about one question, for as long as the reply's bytes (one parsed
+# message object, see _PARSED), the zone's keys (the validated DNSKEY RRset object) and the
+# verification (see _VERIFIED) stay the same: a faithful server's answers are read once.
+_ANSWERS: OrderedDict[tuple[Any, ...], tuple[Any, Any, ev.ServerAnswer, float]] = OrderedDict()
 
 
 def _answer(
@@ -164,7 +216,31 @@ def _answer(
     reply: dns.message.Message,
     keys: dns.rrset.RRset | None,
     now: float,
-    verified: dict[tuple[Any, ...], tuple[bool, str]],
+    verified: OrderedDict[tuple[Any, ...], tuple[bool, str, float]],
+) -> ev.ServerAnswer:
+    key = (id(reply), id(keys), zone, rdtype)
+    hit = _ANSWERS.get(key)
+    if hit is not None and hit[0] is reply and hit[1] is keys and now < hit[3]:
+        return hit[2]
+    answer = _read_answer(zone, qname, rdtype, reply, keys, now, verified)
+    if answer.signatures_ok is True:
+        until = float(answer.expiration or 0)
+    elif answer.signatures_ok is False:
+        until = now + _FAILURE_KEPT
+    else:
+        until = float("inf")
+    _remember(_ANSWERS, key, (reply, keys, answer, until))
+    return answer
+
+
+def _read_answer(
+    zone: dns.name.Name,
+    qname: dns.name.Name,
+    rdtype: str,
+    reply: dns.message.Message,
+    keys: dns.rrset.RRset | None,
+    now: float,
+    verified: OrderedDict[tuple[Any, ...], tuple[bool, str, float]],
 ) -> ev.ServerAnswer:
     qtype = dns.rdatatype.RdataType.make(rdtype)
     rrset = _find(reply.answer, qname, qtype)
@@ -182,16 +258,17 @@ def _answer(
         if sigs is not None:
             expiration = min(int(s.expiration) for s in sigs)
             if keys is not None:
-                memo = (qname, covered, records, tuple(sorted(s.to_text() for s in sigs)))
+                memo = (zone, qname, covered, records, tuple(sorted(s.to_text() for s in sigs)),
+                        tuple(sorted(k.to_text() for k in keys)))  # fmt: skip
                 hit = verified.get(memo)
-                if hit is None:
+                if hit is None or now >= hit[2]:
                     try:
                         dns.dnssec.validate(rrset, sigs, {zone: keys}, now=now)
-                        hit = (True, "")
+                        hit = (True, "", float(expiration))
                     except dns.dnssec.ValidationFailure as exc:
-                        hit = (False, str(exc) or "no signature verifies")
-                    verified[memo] = hit
-                ok, error = hit
+                        hit = (False, str(exc) or "no signature verifies", now + _FAILURE_KEPT)
+                    _remember(verified, memo, hit)
+                ok, error = hit[0], hit[1]
         elif keys is not None:
             ok, error = False, "no RRSIG"
     return ev.ServerAnswer(

@@ -420,3 +420,64 @@ def test_a_resolver_mode_answer_follows_a_new_reply() -> None:
         assert addresses(await v.lookup("mx1.example.", "A")) == ["192.0.2.2"]
 
     asyncio.run(run())
+
+
+# -- the nameserver survey: replies parsed and read once per content --------------------------
+
+
+def _signed_reply(query: dns.message.Message, text: str, *, expires_in: int) -> tuple:
+    """A reply to ``query`` with an A RRset signed by a fresh zone key, and that key."""
+    import time as _time
+
+    import dns.dnssec
+
+    zone = dns.name.from_text("example.")
+    key = ec.generate_private_key(ec.SECP256R1())
+    dnskey = dns.dnssec.make_dnskey(key.public_key(), dns.dnssec.Algorithm.ECDSAP256SHA256)
+    keys = dns.rrset.from_rdata(zone, 3600, dnskey)
+    rrset = dns.rrset.from_text("mx1.example.", 3600, "IN", "A", text)
+    now = int(_time.time())
+    sig = dns.dnssec.sign(rrset, key, zone, dnskey, inception=now - 60,
+                          expiration=now + expires_in)  # fmt: skip
+    reply = dns.message.make_response(query)
+    reply.answer.append(rrset)
+    reply.answer.append(dns.rrset.from_rdata(rrset.name, 3600, sig))
+    return reply, keys
+
+
+def test_a_reply_is_parsed_once_but_never_taken_for_another_question() -> None:
+    from dane_monitor import nameservers as N
+
+    q1, rest1 = N._query(dns.name.from_text("mx1.example."), "A")
+    q2, rest2 = N._query(dns.name.from_text("mx2.example."), "A")
+    raw = dns.message.make_response(q1).to_wire()
+    wire1 = raw[:2] + rest1
+    first = N._parse(q1, wire1, raw)
+    assert N._parse(q1, wire1, raw) is first  # the same bytes: the same message
+    with pytest.raises(dns.exception.FormError):  # the same bytes answer mx1, not mx2
+        N._parse(q2, raw[:2] + rest2, raw)
+    with pytest.raises(dns.exception.FormError):  # another ID
+        N._parse(q1, bytes([raw[0] ^ 1, raw[1]]) + rest1, raw)
+
+
+def test_a_servers_answer_is_read_again_when_its_reply_or_the_time_changes() -> None:
+    import time as _time
+
+    from dane_monitor import nameservers as N
+
+    zone, qname = dns.name.from_text("example."), dns.name.from_text("mx1.example.")
+    q, _ = N._query(qname, "A")
+    good, keys = _signed_reply(q, "192.0.2.1", expires_in=3600)
+    now = _time.time()
+    first = N._answer(zone, qname, "A", good, keys, now, N._VERIFIED)
+    assert (first.records, first.signatures_ok) == (("192.0.2.1",), True)
+    assert N._answer(zone, qname, "A", good, keys, now, N._VERIFIED) is first
+    # The same RRSIG over other records (a stale or forged copy): read, and it fails.
+    forged = dns.message.make_response(q)
+    forged.answer.append(dns.rrset.from_text(qname, 3600, "IN", "A", "192.0.2.66"))
+    forged.answer.append(good.answer[1])
+    bad = N._answer(zone, qname, "A", forged, keys, now, N._VERIFIED)
+    assert (bad.records, bad.signatures_ok) == (("192.0.2.66",), False)
+    # Past the signature's expiry, the remembered success is not served.
+    later = N._answer(zone, qname, "A", good, keys, now + 7200, N._VERIFIED)
+    assert later.signatures_ok is False
