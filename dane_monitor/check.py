@@ -87,6 +87,53 @@ class Options:
         return _thresholds(self.rrsig_warn_days, self.rrsig_error_days, self.cert_warn_days)
 
 
+async def within(
+    check: Coroutine[Any, Any, DomainResult],
+    target: str,
+    *,
+    mx_only: bool = False,
+    deadline: float | None = None,
+) -> DomainResult:
+    """A check of ``target`` cut after ``deadline`` seconds (None: only the probe's and the
+    lookups' own timeouts bound it): a cut check is :func:`timed_out`'s result (``check
+    --deadline``, one target or many)."""
+    started, t0 = time.time(), time.monotonic()
+    if deadline is None:
+        return await check
+    timeout = asyncio.timeout(deadline)
+    try:
+        async with timeout:
+            return await check
+    except TimeoutError:
+        if not timeout.expired():
+            raise
+    result = timed_out(target, mx_only, deadline, started)
+    result.duration = time.monotonic() - t0
+    return result
+
+
+def timed_out(target: str, mx_only: bool, deadline: float, started: float) -> DomainResult:
+    """The result of a check cut by its deadline: UNKNOWN, with the finding the exporter
+    uses for its own deadline."""
+    from dane_monitor.report import Finding, Severity, Verdict
+
+    result = DomainResult(
+        target,
+        mx_only=mx_only,
+        mx_mode="host" if mx_only else "mx",
+        started=started,
+        verdict=Verdict.ERROR,
+    )
+    message = f"check did not finish within {deadline:g} s"
+    finding = (
+        Finding("check-timeout", Severity.ERROR, message, mx=target)
+        if mx_only
+        else Finding("check-timeout", Severity.ERROR, message, domain=target)
+    )
+    result.findings.append(finding)
+    return result
+
+
 # Every check asks for its thresholds; validating the same three numbers each time cost 3%
 # of conclude. Thresholds is frozen, so one instance per triple serves every check.
 _thresholds = functools.lru_cache(maxsize=64)(Thresholds)
@@ -209,6 +256,14 @@ class Checker:
         """One MX host on its own (``--mx``): no MX lookup, the host as a sender would reach it."""
         evidence = await self.domain_evidence(host, mx_only=True, transcripts=transcripts)
         return conclude(evidence, self.options.thresholds)
+
+    async def check_within(
+        self, target: str, *, mx_only: bool = False, deadline: float | None = None
+    ) -> DomainResult:
+        """:meth:`check_domain` (or :meth:`check_host`) cut after ``deadline`` seconds: see
+        :func:`within`."""
+        check = self.check_host(target) if mx_only else self.check_domain(target)
+        return await within(check, target, mx_only=mx_only, deadline=deadline)
 
     # -- evidence -----------------------------------------------------------------------------
 

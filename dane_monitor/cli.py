@@ -360,28 +360,6 @@ def _thresholds(args: argparse.Namespace, prog: str) -> Thresholds:
         raise UsageError(prog, f"--rrsig-critical/--rrsig-warning: {exc}") from None
 
 
-def _timed_out(target: str, mx_only: bool, deadline: float, started: float):
-    """The result of a check cut by ``--deadline``: UNKNOWN, with the finding the exporter
-    uses for its own deadline."""
-    from dane_monitor.report import DomainResult, Finding, Severity, Verdict
-
-    result = DomainResult(
-        target,
-        mx_only=mx_only,
-        mx_mode="host" if mx_only else "mx",
-        started=started,
-        verdict=Verdict.ERROR,
-    )
-    message = f"check did not finish within {deadline:g} s"
-    finding = (
-        Finding("check-timeout", Severity.ERROR, message, mx=target)
-        if mx_only
-        else Finding("check-timeout", Severity.ERROR, message, domain=target)
-    )
-    result.findings.append(finding)
-    return result
-
-
 def _check(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -394,7 +372,7 @@ def _check(args: argparse.Namespace) -> int:
     if args.from_file is not None:  # many targets: dane_monitor/fleet.py
         from dane_monitor import fleet
 
-        return fleet.main(args, prog, _checker, _timed_out)
+        return fleet.main(args, prog, _checker)
     if args.mx and args.domain:
         raise UsageError(prog, "give a DOMAIN or --mx HOST, not both")
     if not (args.mx or args.domain):
@@ -405,25 +383,7 @@ def _check(args: argparse.Namespace) -> int:
         print(checker, file=sys.stderr)
         return USAGE
     target, mx_only = (args.mx, True) if args.mx else (args.domain, False)
-    started = time.time()
-    t0 = time.monotonic()
-
-    async def run():
-        check = checker.check_host(target) if mx_only else checker.check_domain(target)
-        if args.deadline is None:
-            return await check
-        timeout = asyncio.timeout(args.deadline)
-        try:
-            async with timeout:
-                return await check
-        except TimeoutError:
-            if not timeout.expired():
-                raise
-        result = _timed_out(target, mx_only, args.deadline, started)
-        result.duration = time.monotonic() - t0
-        return result
-
-    result = asyncio.run(run())
+    result = asyncio.run(checker.check_within(target, mx_only=mx_only, deadline=args.deadline))
     if output == "json":
         import json
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Protocol
 
 from dane_monitor import nagios, render, settings
-from dane_monitor.check import Checker
+from dane_monitor.check import Checker, within
 from dane_monitor.findings import finding
 from dane_monitor.report import DomainResult, Severity, Verdict
 
@@ -390,7 +390,6 @@ class Fleet:
         concurrency: int = DEFAULT_CONCURRENCY,
         deadline: float | None = None,
         progress: Progress | None = None,
-        timed_out: Callable[[str, bool, float, float], DomainResult] | None = None,
         errors: IO[str] | None = None,
     ) -> None:
         self.checker = checker
@@ -399,7 +398,6 @@ class Fleet:
         self.concurrency = concurrency
         self.deadline = deadline
         self.progress = progress
-        self.timed_out = timed_out
         self.errors = errors if errors is not None else sys.stderr
         self.summary = Summary(len(self.targets), duplicates=targets.duplicates)
         self._next = iter(self.targets)
@@ -412,23 +410,14 @@ class Fleet:
     async def _check(self, target: Target) -> DomainResult:
         started = time.time()
         t0 = time.monotonic()
-        check = (
-            self.checker.check_host(target.name)
-            if target.mx_only
-            else self.checker.check_domain(target.name)
-        )
         try:
-            if self.deadline is None:
-                return await check
-            timeout = asyncio.timeout(self.deadline)
-            try:
-                async with timeout:
-                    return await check
-            except TimeoutError:
-                if not timeout.expired():
-                    raise
-            assert self.timed_out is not None
-            result = self.timed_out(target.name, target.mx_only, self.deadline, started)
+            check = (
+                self.checker.check_host(target.name)
+                if target.mx_only
+                else self.checker.check_domain(target.name)
+            )
+            result = await within(check, target.name, mx_only=target.mx_only,
+                                  deadline=self.deadline)  # fmt: skip
         except Exception as exc:  # one target's bug must not lose the others' results
             self._report_crash(target, exc)
             result = _crashed(target, started, exc)
@@ -524,7 +513,6 @@ def run(
     concurrency: int = DEFAULT_CONCURRENCY,
     deadline: float | None = None,
     progress: Progress | None = None,
-    timed_out: Callable[[str, bool, float, float], DomainResult] | None = None,
 ) -> Summary:
     """:meth:`Fleet.run` in a new event loop; SIGINT and SIGTERM stop it (see the module)."""
     fleet = Fleet(
@@ -534,7 +522,6 @@ def run(
         concurrency=concurrency,
         deadline=deadline,
         progress=progress,
-        timed_out=timed_out,
     )
     return asyncio.run(fleet.run())
 
@@ -546,7 +533,6 @@ def main(
     args: Any,
     prog: str,
     make_checker: Callable[[Any, str], Checker | str],
-    timed_out: Callable[[str, bool, float, float], DomainResult],
 ) -> int:
     """``check --from FILE`` (``args`` as cli.py's check parser makes them): usage errors
     and bad lines on stderr with exit 3 before any check; JSON Lines or CSV on stdout as
@@ -587,7 +573,6 @@ def main(
         concurrency=args.concurrency or DEFAULT_CONCURRENCY,
         deadline=args.deadline,
         progress=progress,
-        timed_out=timed_out,
     )
     where = sys.stdout if isinstance(output, NoOutput) else sys.stderr
     where.write("\n".join(summary.lines()) + "\n")
