@@ -7,7 +7,7 @@ against the local world, and memory over a long soak of repeated cycles.
     python3 benchmarks/exporter.py deadline [--runs 20] [--scrape-timeout 1.2]
     python3 benchmarks/exporter.py busy [--targets 1000] [--seconds 20]
     python3 benchmarks/exporter.py workers [--copies 50] [--workers 0,1,2] [--seconds 30]
-                                           [--nameservers on|off]
+                                           [--nameservers on|off] [--profile full|lean]
 
 ``scrape`` fills an exporter with synthesized results (every target a domain with two MX
 hosts, each with one address serving ECDSA and RSA chains under a secure 3 1 1 TLSA RRset:
@@ -450,6 +450,7 @@ async def _serve_round(args, tmp: Path, dns: str, smtp: int, names: list[str], w
         # and every survey would time out instead of measuring what asking them costs.
         f"nameservers: {{enabled: {str(args.nameservers == 'on').lower()}, "
         f"port: {dns.rsplit(':', 1)[1]}}}\n"
+        f"metrics: {{profile: {args.profile}}}\n"
         f"defaults: {{interval: {args.interval}, timeout: 10}}\n"
         "targets:\n" + "".join(f"  - domain: {n}\n" for n in names)
     )
@@ -532,7 +533,8 @@ async def run_workers(args) -> None:
                 f"world: {len(names)} domains in a separate process (without {sorted(SLOW)}); "
                 f"interval {args.interval}s (always behind), concurrency {args.concurrency} "
                 f"in total; {args.rounds} windows of {args.seconds:g}s after the first cycle; "
-                f"{cores} cores; every authoritative server asked: {args.nameservers}"
+                f"{cores} cores; every authoritative server asked: {args.nameservers}; "
+                f"metric profile {args.profile}"
             )
             print(
                 f"{'workers':>7}  {'processes':>9}  {'checks/s wall':>13}  "
@@ -588,6 +590,8 @@ def main() -> None:
     w.add_argument("--concurrency", type=int, default=100)
     w.add_argument("--nameservers", choices=("on", "off"), default="on",
                    help="ask every authoritative server (the default) or not")  # fmt: skip
+    w.add_argument("--profile", choices=("full", "lean"), default="full",
+                   help="the metric profile (lean: what large fleets use)")  # fmt: skip
     args = parser.parse_args()
     logs.setup("logfmt", "error")
     run = {"scrape": run_scrape, "soak": run_soak, "deadline": run_deadline, "busy": run_busy,

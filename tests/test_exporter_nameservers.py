@@ -105,6 +105,10 @@ def test_the_nameservers_key():
     assert parse("").nameservers == NameServerSettings(enabled=True, port=None)
     assert parse("nameservers: {enabled: false}").nameservers.enabled is False
     assert parse("nameservers: {port: 5353}").nameservers.port == 5353
+    assert parse("").nameservers.max_age == 3600.0  # an hour; the records in the key
+    assert parse("nameservers: {max_age: 5m}").nameservers.max_age == 300.0
+    with pytest.raises(ValueError, match="max_age"):
+        parse("nameservers: {max_age: 0}")
     with pytest.raises(ValueError, match="true or false"):
         parse("nameservers: {enabled: sometimes}")
     with pytest.raises(ValueError, match="did you mean 'enabled'"):

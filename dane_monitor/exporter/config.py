@@ -96,10 +96,20 @@ class DNSSettings:
 class NameServerSettings:
     """Nameserver consistency (``nameservers:``): every background check also asks each
     authoritative server of the zones on its path directly (dane_monitor.nameservers), so a
-    stale or broken secondary shows as ``ns-*`` findings. ``port``: tests only (53)."""
+    stale or broken secondary shows as ``ns-*`` findings. ``port``: tests only (53).
+
+    ``max_age``: how long what a zone's servers answered is reused (default an hour).
+    Reuse stops at once when the check's validated records in that zone change (they are
+    part of the cache key: a rollover or a re-signing is asked about at the next check),
+    and the ``ns-*`` findings are judged again on every check against the chain the server
+    serves now (a deployment is seen at once). What waits up to ``max_age`` is a change at
+    one server that the validated path does not show (a secondary that falls behind or
+    goes silent later). Asking every cycle costs about four times a check's CPU where each
+    domain is its own zone (benchmarks/exporter.py workers --nameservers on)."""
 
     enabled: bool = True
     port: int | None = None
+    max_age: float = 3600.0
 
 
 @dataclass(frozen=True)
@@ -406,12 +416,14 @@ def parse(text: str, path: str = "<config>") -> Config:
             profile = r.value(entries["profile"], "profile", _profile)
             kwargs["metrics"] = MetricsSettings(profile=profile)
     if "nameservers" in top:
-        entries = r.mapping(top["nameservers"][1], ("enabled", "port"), "nameservers")
+        entries = r.mapping(top["nameservers"][1], ("enabled", "port", "max_age"), "nameservers")
         ns: dict[str, Any] = {}
         if "enabled" in entries:
             ns["enabled"] = r.value(entries["enabled"], "enabled", _flag)
         if "port" in entries:
             ns["port"] = r.value(entries["port"], "port", settings.parse_port)
+        if "max_age" in entries:
+            ns["max_age"] = r.value(entries["max_age"], "max_age", parse_duration)
         kwargs["nameservers"] = NameServerSettings(**ns)
     if "tlsrpt" in top:
         kwargs["tlsrpt"] = _tlsrpt(r, top["tlsrpt"][1], path)

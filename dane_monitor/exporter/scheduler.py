@@ -79,9 +79,9 @@ class Runner:
                 transcripts=False,
                 nameservers=self.config.nameservers.enabled,
                 nameserver_port=self.config.nameservers.port,
-                # Each zone's servers asked once per cycle (the shortest interval), however
-                # many targets share the zone.
-                nameserver_max_age=min((t.interval for t in self.config.targets), default=300.0),
+                # Each zone's servers asked at most once per max_age however many targets
+                # share the zone, and again as soon as the validated records there change.
+                nameserver_max_age=self.config.nameservers.max_age,
                 dns_timeout=self.config.dns.timeout,
             )
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
