@@ -519,18 +519,37 @@ def plan(
     :func:`survey`). Unsigned answers have no known zone and are left out."""
     out: dict[str, list[tuple[str, str, tuple[str, ...]]]] = {}
     for answer in (*d.lookups(), *extra):
-        if answer.signer is None or answer.status != Status.SECURE:
+        found = _plan_entry(answer)
+        if found is None:
             continue
-        zone = answer.signer.to_text()
+        zone, entry = found
+        if entry not in out.setdefault(zone, []):
+            out[zone].append(entry)
+    return out
+
+
+# Each check plans with the validator's cached Answer objects, which nothing changes: an
+# answer's zone and entry are worked out once (printing a DNSKEY RRset on every check cost
+# more than the survey it keys), the answer kept so its id stays its own.
+_PLANNED: dict[int, tuple[Answer, tuple[str, tuple[str, str, tuple[str, ...]]] | None]] = {}
+
+
+def _plan_entry(answer: Answer) -> tuple[str, tuple[str, str, tuple[str, ...]]] | None:
+    hit = _PLANNED.get(id(answer))
+    if hit is not None and hit[0] is answer:
+        return hit[1]
+    found: tuple[str, tuple[str, str, tuple[str, ...]]] | None = None
+    if answer.signer is not None and answer.status == Status.SECURE:
         owner = answer.canonical_name.to_text()
         rdtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype))
         records: tuple[str, ...] = ()
         if answer.rrset is not None and answer.kind == Kind.POSITIVE:
             records = tuple(sorted(_rdata_text(answer.rrset.rdtype, r) for r in answer.rrset))
-        entry = (owner, rdtype, records)
-        if entry not in out.setdefault(zone, []):
-            out[zone].append(entry)
-    return out
+        found = (answer.signer.to_text(), (owner, rdtype, records))
+    if len(_PLANNED) >= _MEMO:
+        _PLANNED.clear()
+    _PLANNED[id(answer)] = (answer, found)
+    return found
 
 
 class SurveyCache:

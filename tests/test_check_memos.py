@@ -481,3 +481,16 @@ def test_a_servers_answer_is_read_again_when_its_reply_or_the_time_changes() -> 
     # Past the signature's expiry, the remembered success is not served.
     later = N._answer(zone, qname, "A", good, keys, now + 7200, N._VERIFIED)
     assert later.signatures_ok is False
+
+
+def test_each_answer_is_planned_as_itself_not_from_the_plan_memo() -> None:
+    from dane_monitor import nameservers as N
+
+    zone = dns.name.from_text("example.")
+    for _ in range(2):
+        one, two = a_answer("192.0.2.1"), a_answer("192.0.2.2")
+        one.signer, two.signer = zone, zone
+        assert N._plan_entry(one) == ("example.", ("mx1.example.", "A", ("192.0.2.1",)))
+        assert N._plan_entry(two) == ("example.", ("mx1.example.", "A", ("192.0.2.2",)))
+        bogus = Answer(dns.name.from_text("mx1.example."), 1, Status.BOGUS, Kind.ERROR)
+        assert N._plan_entry(bogus) is None  # no known zone: not surveyed
