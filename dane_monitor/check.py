@@ -79,8 +79,9 @@ class Options:
     nameserver_port: int = 53
     nameserver_timeout: float = 2.0
     # Reuse what a zone's servers answered for this long (0: ask them on every check; the
-    # exporter keeps it for a cycle, as its targets share their providers' zones).
+    # exporter keeps it for nameservers.max_age), for at most this many zones.
     nameserver_max_age: float = 0.0
+    nameserver_zones: int = 4096
 
     @property
     def thresholds(self) -> Thresholds:
@@ -321,7 +322,7 @@ class Checker:
 
         o = self.options
         if o.nameserver_max_age > 0 and self._ns_cache is None:
-            self._ns_cache = nameservers.SurveyCache(o.nameserver_max_age)
+            self._ns_cache = nameservers.SurveyCache(o.nameserver_max_age, o.nameserver_zones)
         surveyed = await nameservers.survey(self.validator.lookup, draft,
                                             port=o.nameserver_port, timeout=o.nameserver_timeout,
                                             deadline=4 * o.nameserver_timeout,

@@ -555,7 +555,8 @@ def _plan_entry(answer: Answer) -> tuple[str, tuple[str, str, tuple[str, ...]]] 
 class SurveyCache:
     """What each zone's servers answered, kept ``max_age`` seconds for the checks that follow
     (an exporter checks many targets whose MX hosts share a provider's zones: each zone is
-    asked once per cycle, not once per target). Keyed on the zone, the exact questions and
+    asked once per ``max_age``, not once per target). Keyed on the zone, the exact questions
+    (with the check's validated records: a change there is asked about at once) and
     the port; at most ``size`` zones, the least recently used dropped first."""
 
     def __init__(self, max_age: float, size: int = 4096) -> None:

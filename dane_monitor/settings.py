@@ -453,6 +453,7 @@ def make_checker(
     nameservers: bool = False,
     nameserver_port: int | None = None,
     nameserver_max_age: float = 0.0,
+    nameserver_zones: int = 4096,
 ) -> Checker:
     """The one place a :class:`dane_monitor.check.Checker` is made from settings.
 
@@ -471,7 +472,8 @@ def make_checker(
     them with ``check_domain(..., transcripts=True)``). ``nameservers``: also ask every
     authoritative server of the zones on the path directly (:mod:`dane_monitor.nameservers`),
     at ``nameserver_port`` (53 by default), each query within ``dns_timeout``, reusing a
-    zone's answers for ``nameserver_max_age`` seconds (0: every check asks again).
+    zone's answers for ``nameserver_max_age`` seconds (0: every check asks again), for at
+    most ``nameserver_zones`` zones.
 
     :raises ValueError: a value the parsers here refuse (the message says which).
     """
@@ -496,6 +498,7 @@ def make_checker(
         nameserver_port=53 if nameserver_port is None else parse_port(nameserver_port),
         nameserver_timeout=dns_timeout,
         nameserver_max_age=nameserver_max_age,
+        nameserver_zones=nameserver_zones,
         rrsig_warn_days=th.rrsig_warning_days,
         rrsig_error_days=th.rrsig_critical_days,
         cert_warn_days=th.cert_warning_days,

@@ -143,3 +143,16 @@ async def test_a_zone_is_asked_once_per_cycle_however_many_checks(world, tmp_pat
     assert cached[0][1] == cached[1][1] == {"ns-rrset-differs", "ns-serial-lag"}
     fresh = await twice(0)
     assert fresh[0][0] > 0 and fresh[1][0] > 0
+
+
+def test_the_survey_cache_has_room_for_every_zone_of_the_targets():
+    """An hour's reuse is worth nothing if the cache drops zones before their targets come
+    round again: room for four zones a target (its own, its MX hosts', a parent's DS)."""
+    from dane_monitor.exporter.scheduler import Runner
+
+    text = "dns: {resolver: '127.0.0.1:53'}\ntargets:\n" + "".join(
+        f"  - domain: d{i}.example\n" for i in range(2000)
+    )
+    checker = Runner(parse(text)).checker((25,), 10.0)
+    assert checker.options.nameserver_zones == 8000
+    assert checker.options.nameserver_max_age == 3600.0

@@ -82,6 +82,9 @@ class Runner:
                 # Each zone's servers asked at most once per max_age however many targets
                 # share the zone, and again as soon as the validated records there change.
                 nameserver_max_age=self.config.nameservers.max_age,
+                # Room for every zone the targets' paths cross (about three a domain: its
+                # own, its MX hosts', a parent's DS), else a large fleet asks every check.
+                nameserver_zones=max(4096, 4 * len(self.config.targets)),
                 dns_timeout=self.config.dns.timeout,
             )
             while len(self._checkers) > 64:  # /probe may ask for many port/timeout pairs
