@@ -22,9 +22,9 @@ import asyncio
 import json
 
 import pytest
-from worldtools import REFUSE_SHA1, dig, flags, named_resolver, status, tool
+from worldtools import REFUSE_SHA1, check_domain, dig, flags, named_resolver, status, tool
 
-from dane_monitor import profiles, settings
+from dane_monitor import profiles
 from dane_monitor.cli import main
 from dane_monitor.report import DomainResult
 from dane_monitor.world import Scenario, World
@@ -88,16 +88,7 @@ def world(tmp_path_factory):
 
 
 def check(world: World, name: str) -> DomainResult:
-    host, port = world.dns_address
-
-    async def run() -> DomainResult:
-        checker = settings.make_checker(
-            resolver=f"{host}:{port}", trust_anchor=world.anchor_path,
-            connect_port=world.smtp_port, step_timeout=5,
-        )  # fmt: skip
-        return await checker.check_domain(world.domains[name].name)
-
-    return asyncio.run(run())
+    return check_domain(world, world.anchor_path, name)
 
 
 def actions(p: dict[str, dict[str, str]]) -> dict[str, str]:

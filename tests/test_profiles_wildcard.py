@@ -15,7 +15,7 @@ import asyncio
 
 import dns.name
 import pytest
-from worldtools import REFUSE_SHA1, dig, flags, named_resolver, status, tool
+from worldtools import REFUSE_SHA1, check_domain, dig, flags, named_resolver, status, tool
 
 from dane_monitor import profiles, settings, tlsa
 from dane_monitor.report import DomainResult
@@ -70,16 +70,7 @@ def world(tmp_path_factory):
 
 
 def check(world: World, name: str) -> DomainResult:
-    host, port = world.dns_address
-
-    async def run() -> DomainResult:
-        checker = settings.make_checker(
-            resolver=f"{host}:{port}", trust_anchor=world.anchor_path,
-            connect_port=world.smtp_port, step_timeout=5,
-        )  # fmt: skip
-        return await checker.check_domain(world.domains[name].name)
-
-    return asyncio.run(run())
+    return check_domain(world, world.anchor_path, name)
 
 
 def lookup(world: World, name: str, rdtype: str):

@@ -170,6 +170,25 @@ def world_args(world, anchor: Path) -> list[str]:
             "--connect-port", str(world.smtp_port), "--timeout", "5"]  # fmt: skip
 
 
+def check_domain(world, anchor: Path, name: str):
+    """A Checker's result for ``world``'s domain ``name`` (its primary DNS server, ``anchor``,
+    its SMTP port), in a fresh event loop."""
+    import asyncio
+
+    from dane_monitor import settings
+
+    host, port = world.dns_address
+
+    async def run():
+        checker = settings.make_checker(
+            resolver=f"{host}:{port}", trust_anchor=anchor,
+            connect_port=world.smtp_port, step_timeout=5,
+        )  # fmt: skip
+        return await checker.check_domain(world.domains[name].name)
+
+    return asyncio.run(run())
+
+
 def check_reaches_expectation(world, scenario, anchor: Path, capsys) -> dict:
     """``dane-monitor check --json`` on ``scenario``'s domain gives its Expect (verdict, exit
     code, findings, each host's verdict and sender action); returns the JSON."""
