@@ -87,19 +87,18 @@ Lookup = Callable[[dns.name.Name, str], Awaitable[Answer]]
 
 
 class _Counter:
-    """One survey's bookkeeping: messages sent, and the signature verifications made (the
-    primary and faithful secondaries serve the very same RRset and RRSIGs: verified once;
-    see :data:`_VERIFIED` for the checks after it)."""
+    """One survey's bookkeeping: messages sent, and the bound on queries in flight. (The
+    signature verifications are remembered across surveys: :data:`_VERIFIED`.)"""
 
     def __init__(self) -> None:
         self.sent = 0
-        self.verified = _VERIFIED
         self.slots = asyncio.Semaphore(MAX_IN_FLIGHT)  # made in the survey's loop
 
 
 #: How many verifications and parsed replies the memos below keep (oldest dropped first).
 _MEMO = 8192
-# A zone's servers give every check the same RRsets and RRSIGs until the zone is re-signed:
+# A zone's servers (the primary and every faithful secondary alike) give every check the same
+# RRsets and RRSIGs until the zone is re-signed:
 # a verification is remembered, keyed on everything it reads (names, records, signatures,
 # keys) and kept until the time it could change: a success until its earliest signature
 # expires, a failure for five minutes (a signature whose inception has not come yet).
@@ -216,13 +215,12 @@ def _answer(
     reply: dns.message.Message,
     keys: dns.rrset.RRset | None,
     now: float,
-    verified: OrderedDict[tuple[Any, ...], tuple[bool, str, float]],
 ) -> ev.ServerAnswer:
     key = (id(reply), id(keys), zone, rdtype)
     hit = _ANSWERS.get(key)
     if hit is not None and hit[0] is reply and hit[1] is keys and now < hit[3]:
         return hit[2]
-    answer = _read_answer(zone, qname, rdtype, reply, keys, now, verified)
+    answer = _read_answer(zone, qname, rdtype, reply, keys, now)
     if answer.signatures_ok is True:
         until = float(answer.expiration or 0)
     elif answer.signatures_ok is False:
@@ -240,7 +238,6 @@ def _read_answer(
     reply: dns.message.Message,
     keys: dns.rrset.RRset | None,
     now: float,
-    verified: OrderedDict[tuple[Any, ...], tuple[bool, str, float]],
 ) -> ev.ServerAnswer:
     qtype = dns.rdatatype.RdataType.make(rdtype)
     rrset = _find(reply.answer, qname, qtype)
@@ -260,14 +257,14 @@ def _read_answer(
             if keys is not None:
                 memo = (zone, qname, covered, records, tuple(sorted(s.to_text() for s in sigs)),
                         tuple(sorted(k.to_text() for k in keys)))  # fmt: skip
-                hit = verified.get(memo)
+                hit = _VERIFIED.get(memo)
                 if hit is None or now >= hit[2]:
                     try:
                         dns.dnssec.validate(rrset, sigs, {zone: keys}, now=now)
                         hit = (True, "", float(expiration))
                     except dns.dnssec.ValidationFailure as exc:
                         hit = (False, str(exc) or "no signature verifies", now + _FAILURE_KEPT)
-                    _remember(verified, memo, hit)
+                    _remember(_VERIFIED, memo, hit)
                 ok, error = hit[0], hit[1]
         elif keys is not None:
             ok, error = False, "no RRSIG"
@@ -326,7 +323,7 @@ async def _server_view(
                 reply = await _ask(qname, rdtype, address, port, timeout, sent)
         except Exception as exc:  # every failure is an outcome here
             return exc
-        return _answer(zone, qname, rdtype, reply, keys, now, sent.verified)
+        return _answer(zone, qname, rdtype, reply, keys, now)
 
     # The SOA first (questions[0]): a server that does not answer it is not asked the rest.
     first = await one(*questions[0])

@@ -469,17 +469,17 @@ def test_a_servers_answer_is_read_again_when_its_reply_or_the_time_changes() -> 
     q, _ = N._query(qname, "A")
     good, keys = _signed_reply(q, "192.0.2.1", expires_in=3600)
     now = _time.time()
-    first = N._answer(zone, qname, "A", good, keys, now, N._VERIFIED)
+    first = N._answer(zone, qname, "A", good, keys, now)
     assert (first.records, first.signatures_ok) == (("192.0.2.1",), True)
-    assert N._answer(zone, qname, "A", good, keys, now, N._VERIFIED) is first
+    assert N._answer(zone, qname, "A", good, keys, now) is first
     # The same RRSIG over other records (a stale or forged copy): read, and it fails.
     forged = dns.message.make_response(q)
     forged.answer.append(dns.rrset.from_text(qname, 3600, "IN", "A", "192.0.2.66"))
     forged.answer.append(good.answer[1])
-    bad = N._answer(zone, qname, "A", forged, keys, now, N._VERIFIED)
+    bad = N._answer(zone, qname, "A", forged, keys, now)
     assert (bad.records, bad.signatures_ok) == (("192.0.2.66",), False)
     # Past the signature's expiry, the remembered success is not served.
-    later = N._answer(zone, qname, "A", good, keys, now + 7200, N._VERIFIED)
+    later = N._answer(zone, qname, "A", good, keys, now + 7200)
     assert later.signatures_ok is False
 
 
