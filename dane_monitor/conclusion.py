@@ -26,6 +26,7 @@ from dane_monitor import nameservers as NS
 from dane_monitor import policy
 from dane_monitor import tlsa as T
 from dane_monitor import tlsrpt_record as TLSRPT
+from dane_monitor._memo import ByIdentity
 from dane_monitor.judge import HostJudgement, judge
 from dane_monitor.lookup.answer import Answer
 from dane_monitor.profiles import PROFILES, Prediction, predict_domain, predict_full
@@ -52,38 +53,23 @@ def _rrtype_text(qtype: int) -> str:
     return dns.rdatatype.to_text(dns.rdatatype.RdataType.make(qtype))
 
 
-# RRsets are not hashable; the validator's cache hands out the same RRset object for as long
-# as it holds an answer, so its identity (kept alive here, so the id is not reused) is the key.
-_rrset_texts: dict[int, tuple[Any, tuple[str, ...]]] = {}
+# RRsets are not hashable, and the validator's cache hands out the same RRset object for as
+# long as it holds an answer: printed once per object (dane_monitor._memo).
+_rrset_texts: ByIdentity[tuple[str, ...]] = ByIdentity(_MEMO)
 
 
 def _records_text(rrset: Any) -> list[str]:
-    hit = _rrset_texts.get(id(rrset))
-    if hit is not None and hit[0] is rrset:
-        return list(hit[1])
-    texts = tuple(r.to_text() for r in rrset)
-    if len(_rrset_texts) >= _MEMO:
-        _rrset_texts.clear()
-    _rrset_texts[id(rrset)] = (rrset, texts)
-    return list(texts)
+    return list(_rrset_texts(rrset, lambda r: tuple(x.to_text() for x in r)))
 
 
 # The validator hands out the same Answer object for as long as it holds it, and nothing
-# changes an Answer once made: its DNSInfo is made once (kept with the answer, so the id
-# stays its own) and shared by the reports of every check that sees it. Nothing changes a
-# DNSInfo after it is made either.
-_dns_infos: dict[int, tuple[Answer, DNSInfo]] = {}
+# changes an Answer once made: its DNSInfo is made once and shared by the reports of every
+# check that sees it. Nothing changes a DNSInfo after it is made either.
+_dns_infos: ByIdentity[DNSInfo] = ByIdentity(_MEMO)
 
 
 def dns_info(answer: Answer) -> DNSInfo:
-    hit = _dns_infos.get(id(answer))
-    if hit is not None and hit[0] is answer:
-        return hit[1]
-    info = _dns_info(answer)
-    if len(_dns_infos) >= _MEMO:
-        _dns_infos.clear()
-    _dns_infos[id(answer)] = (answer, info)
-    return info
+    return _dns_infos(answer, _dns_info)
 
 
 def _dns_info(answer: Answer) -> DNSInfo:
@@ -219,25 +205,21 @@ def _suggested(chain: tuple[bytes, ...]) -> tuple[str, ...]:
     return tuple(T.suggest_records(chain))
 
 
-# Certificates come from the chain memo (one object per DER); as with RRsets, the object's
-# identity is the key and the memo keeps it alive.
-_subjects: dict[int, tuple[x509.Certificate, str]] = {}
+# Certificates come from the chain memo (one object per DER): each subject printed once.
+_subjects: ByIdentity[str] = ByIdentity(_MEMO)
 
 
 def _subject(cert: x509.Certificate | None) -> str:
     if cert is None:
         return ""
-    hit = _subjects.get(id(cert))
-    if hit is not None and hit[0] is cert:
-        return hit[1]
+    return _subjects(cert, _subject_text)
+
+
+def _subject_text(cert: x509.Certificate) -> str:
     try:
-        text = cert.subject.rfc4514_string()
+        return cert.subject.rfc4514_string()
     except Exception:
-        text = "?"
-    if len(_subjects) >= _MEMO:
-        _subjects.clear()
-    _subjects[id(cert)] = (cert, text)
-    return text
+        return "?"
 
 
 def describe(der: bytes) -> dict[str, Any]:

@@ -45,6 +45,7 @@ import dns.rrset
 from dane_monitor import evidence as ev
 from dane_monitor import policy
 from dane_monitor import tlsa as T
+from dane_monitor._memo import ByIdentity
 from dane_monitor.findings import E, Place, W, finding
 from dane_monitor.judge import HostJudgement, judge_host
 from dane_monitor.lookup.answer import Answer, Kind, Status
@@ -527,26 +528,24 @@ def plan(
 
 # Each check plans with the validator's cached Answer objects, which nothing changes: an
 # answer's zone and entry are worked out once (printing a DNSKEY RRset on every check cost
-# more than the survey it keys), the answer kept so its id stays its own.
-_PLANNED: dict[int, tuple[Answer, tuple[str, tuple[str, str, tuple[str, ...]]] | None]] = {}
+# more than the survey it keys; dane_monitor._memo).
+_PlanEntry = tuple[str, tuple[str, str, tuple[str, ...]]] | None
+_PLANNED: ByIdentity[_PlanEntry] = ByIdentity(_MEMO)
 
 
-def _plan_entry(answer: Answer) -> tuple[str, tuple[str, str, tuple[str, ...]]] | None:
-    hit = _PLANNED.get(id(answer))
-    if hit is not None and hit[0] is answer:
-        return hit[1]
-    found: tuple[str, tuple[str, str, tuple[str, ...]]] | None = None
-    if answer.signer is not None and answer.status == Status.SECURE:
-        owner = answer.canonical_name.to_text()
-        rdtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype))
-        records: tuple[str, ...] = ()
-        if answer.rrset is not None and answer.kind == Kind.POSITIVE:
-            records = tuple(sorted(_rdata_text(answer.rrset.rdtype, r) for r in answer.rrset))
-        found = (answer.signer.to_text(), (owner, rdtype, records))
-    if len(_PLANNED) >= _MEMO:
-        _PLANNED.clear()
-    _PLANNED[id(answer)] = (answer, found)
-    return found
+def _plan_entry(answer: Answer) -> _PlanEntry:
+    return _PLANNED(answer, _planned)
+
+
+def _planned(answer: Answer) -> _PlanEntry:
+    if answer.signer is None or answer.status != Status.SECURE:
+        return None
+    owner = answer.canonical_name.to_text()
+    rdtype = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(answer.qtype))
+    records: tuple[str, ...] = ()
+    if answer.rrset is not None and answer.kind == Kind.POSITIVE:
+        records = tuple(sorted(_rdata_text(answer.rrset.rdtype, r) for r in answer.rrset))
+    return answer.signer.to_text(), (owner, rdtype, records)
 
 
 class SurveyCache:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from dane_monitor._memo import ByIdentity
 from dane_monitor.findings import Place, finding
 from dane_monitor.lookup.answer import Answer, Kind, Status
 from dane_monitor.report import Finding, Severity
@@ -193,21 +194,12 @@ def policy(texts: Iterable[str]) -> Policy:
 
 
 # A monitor reports the same cached Answer object every cycle (nothing changes an Answer
-# once made): its policy and owner text are worked out once, the answer kept alive with them
-# so its id stays its own.
-_MEMO = 2048
-_read: dict[int, tuple[Answer, Policy, str]] = {}
+# once made): its policy and owner text are worked out once (dane_monitor._memo).
+_read: ByIdentity[tuple[Policy, str]] = ByIdentity(2048)
 
 
 def _reading(answer: Answer) -> tuple[Policy, str]:
-    hit = _read.get(id(answer))
-    if hit is not None and hit[0] is answer:
-        return hit[1], hit[2]
-    p, name = _from_answer(answer), answer.qname.to_text()
-    if len(_read) >= _MEMO:
-        _read.clear()
-    _read[id(answer)] = (answer, p, name)
-    return p, name
+    return _read(answer, lambda a: (_from_answer(a), a.qname.to_text()))
 
 
 def from_answer(answer: Answer) -> Policy:
